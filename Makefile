@@ -1,0 +1,67 @@
+# ferryman: the two commands a user needs are `make demo` and `make test` (README.md).
+# Every target installs what it needs itself: a Python virtualenv in .venv, Debian
+# packages (hack/install-deps.sh), and the local control plane's binaries, built from
+# Go modules once and cached outside the repo (hack/cluster/build.sh, ~/.cache/ferryman).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLUSTER := $(PY) hack/cluster/localcluster.py
+PYTEST_ARGS ?=
+
+.PHONY: help test unit e2e lint demo up down status deps venv cluster-build clean
+
+help:
+	@echo "make demo    bring up the local control plane and run the example end to end"
+	@echo "make test    install everything needed, then run unit and e2e tests"
+	@echo "make unit    unit tests only (no cluster)"
+	@echo "make e2e     e2e tests only (local control plane, or FERRYMAN_TEST_KUBECONFIG)"
+	@echo "make lint    ruff, mypy --strict"
+	@echo "make up / down / status   the local control plane (hack/cluster/)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps:
+	bash hack/install-deps.sh
+
+cluster-build:
+	bash hack/cluster/build.sh
+
+up: venv deps cluster-build
+	$(CLUSTER) up
+
+down:
+	$(PYTHON) hack/cluster/localcluster.py down
+
+status:
+	$(PYTHON) hack/cluster/localcluster.py status
+
+# The README's test command: everything from a fresh clone, then every test.
+test: venv deps cluster-build
+	bash hack/run-tests.sh $(PYTEST_ARGS)
+
+unit: venv
+	bash hack/run-tests.sh -m "not e2e" $(PYTEST_ARGS)
+
+e2e: venv deps cluster-build
+	bash hack/run-tests.sh -m e2e $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/ruff format --check operator
+	$(VENV)/bin/mypy
+
+# The README's main command.
+demo: venv deps cluster-build
+	$(PY) hack/demo.py
+
+clean: down
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""Fixtures shared by the e2e tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness.kube import Cluster
+
+WIDGET_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.smoke.ferryman.dev"},
+    "spec": {
+        "group": "smoke.ferryman.dev",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {"size": {"type": "integer"}},
+                                "x-kubernetes-validations": [
+                                    {
+                                        "rule": "self == oldSelf",
+                                        "message": "spec is immutable: create a new Widget instead",
+                                    }
+                                ],
+                            },
+                            "status": {
+                                "type": "object",
+                                "properties": {"phase": {"type": "string"}},
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def widget_crd(cluster: Cluster) -> Iterator[str]:
+    """A test CRD with a CEL immutability rule and a status subresource."""
+    cluster.apply(WIDGET_CRD, server_side=True)
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.smoke.ferryman.dev"
+    )
+    yield "widgets.smoke.ferryman.dev"
