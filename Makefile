@@ -11,14 +11,14 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: help test unit e2e lint demo up down status deps venv cluster-build clean
+.PHONY: crds help test unit e2e lint demo up down status deps venv cluster-build clean
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
 	@echo "make test    install everything needed, then run unit and e2e tests"
 	@echo "make unit    unit tests only (no cluster)"
 	@echo "make e2e     e2e tests only (local control plane, or FERRYMAN_TEST_KUBECONFIG)"
-	@echo "make lint    ruff, mypy --strict"
+	@echo "make lint    ruff, mypy --strict, import-linter"
 	@echo "make up / down / status   the local control plane (hack/cluster/)"
 
 $(VENV)/.installed: pyproject.toml
@@ -58,6 +58,11 @@ lint: venv
 	$(VENV)/bin/ruff check operator tests hack
 	$(VENV)/bin/ruff format --check operator
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# Regenerate crds/ from the pydantic models (a unit test fails when they drift).
+crds: venv
+	$(PY) -m ferryman.api.crds --out crds
 
 # The README's main command.
 demo: venv deps cluster-build

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,3 +59,23 @@ def widget_crd(cluster: Cluster) -> Iterator[str]:
         "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.smoke.ferryman.dev"
     )
     yield "widgets.smoke.ferryman.dev"
+
+
+CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
+
+
+@pytest.fixture(scope="session")
+def ferryman_crds(cluster: Cluster) -> list[str]:
+    """ferryman's generated CRDs, installed with server-side apply and Established."""
+    # The CRDs of the code under test win over whatever an earlier install left.
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=ferryman-crds",
+        "-f",
+        str(CRDS_DIR),
+    )
+    names = [f"crd/{p.name.removesuffix('.yaml')}" for p in sorted(CRDS_DIR.glob("*.yaml"))]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    return names

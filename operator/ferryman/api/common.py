@@ -1,0 +1,126 @@
+"""Building blocks shared by ferryman's two custom resources.
+
+Field names are snake_case in Python and camelCase on the wire (``alias_generator``), so
+the same models parse what users write in YAML and produce the CRD schema. Validation
+that users must see from ``kubectl apply`` lives in the schema as CEL rules
+(``x-kubernetes-validations``) with messages that name the problem; pydantic repeats the
+simple constraints so the operator never acts on an object the API server would reject.
+
+Every string has a ``maxLength`` and every list a ``maxItems``: CEL rules over unbounded
+values exceed the API server's cost budget, and bounded status keeps objects small.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "ferryman.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Go-style durations as users write them: 30s, 2m, 1h30m, 1.5h, 250ms.
+DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+
+
+# Bounded strings for list items and map values (a bound on the list alone does not bound
+# its items for CEL's cost estimate).
+ShortStr = Annotated[str, Field(max_length=253)]
+LongStr = Annotated[str, Field(max_length=4096)]
+
+
+def cel_str(value: str) -> str:
+    """A CEL string literal for ``value`` (backslashes and quotes escaped), so regexes
+    can be written here as plain Python strings."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def matches(pattern: str) -> str:
+    """CEL: the value matches the RE2 ``pattern``."""
+    return f"self.matches({cel_str(pattern)})"
+
+
+def cel(rule: str, message: str, *, field_path: str | None = None) -> dict[str, str]:
+    """One CEL validation rule with the message the API server returns when it fails."""
+    r = {"rule": rule, "message": message}
+    if field_path:
+        r["fieldPath"] = field_path
+    return r
+
+
+def rules(*items: dict[str, str]) -> dict[str, Any]:
+    """``json_schema_extra`` carrying CEL rules for a field or a model."""
+    return {"x-kubernetes-validations": list(items)}
+
+
+def dns_label_rule(what: str) -> dict[str, str]:
+    return cel(
+        matches(DNS_LABEL),
+        f"{what} must be a DNS-1123 label: lowercase letters, digits and '-', "
+        "starting and ending with a letter or digit",
+    )
+
+
+def duration_rule(what: str) -> dict[str, str]:
+    # A regex, not CEL's duration(): that fails with CEL's own error, not this message.
+    return cel(
+        matches(DURATION),
+        f"{what} must be a duration such as 30s, 2m or 1h30m",
+    )
+
+
+class ApiModel(BaseModel):
+    """Base of every API object part: camelCase on the wire, unknown fields ignored
+    (the API server prunes them anyway)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=False
+    )
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """A condition following the Kubernetes API conventions (metav1.Condition)."""
+
+    type: str = Field(max_length=64, description="Type of condition in CamelCase, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        "", max_length=128, description="Machine-readable reason for the last transition."
+    )
+    message: str = Field("", max_length=2048, description="Human-readable details.")
+    last_transition_time: datetime | None = Field(
+        None, description="When the condition last changed status."
+    )
+    observed_generation: int | None = Field(
+        None, ge=0, description="The metadata.generation the condition was computed from."
+    )
+
+
+Conditions = Annotated[
+    list[Condition], Field(max_length=16, description="Current conditions of the object.")
+]
+
+
+class ObjectMeta(ApiModel):
+    """The parts of metadata ferryman reads."""
+
+    name: str = Field("", max_length=253)
+    namespace: str = Field("", max_length=63)
+    uid: str = Field("", max_length=64)
+    generation: int = 0
+    resource_version: str = Field("", max_length=64)
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    finalizers: list[str] = Field(default_factory=list)

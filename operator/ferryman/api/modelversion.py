@@ -1,0 +1,205 @@
+"""``ModelVersion``: an immutable registry record of one trained model version.
+
+A ModelVersion is a record, not a workload: it gets a Deployment (with a Service and a
+PodDisruptionBudget) only while a Rollout serves it. Its whole ``spec`` is immutable once
+created, enforced by the API server (CEL ``self == oldSelf``), so what was evaluated
+offline is exactly what serves; a change is a new ModelVersion.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from ferryman.api.common import (
+    API_VERSION,
+    ApiModel,
+    Conditions,
+    LongStr,
+    ObjectMeta,
+    cel,
+    dns_label_rule,
+    matches,
+    rules,
+)
+
+KIND = "ModelVersion"
+PLURAL = "modelversions"
+
+URI_SCHEMES = ("s3", "gs", "https", "pvc", "oci")
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+
+
+class Artifact(ApiModel):
+    """Where the trained model's files are, and the digest they must have."""
+
+    uri: str = Field(
+        max_length=2048,
+        description="URL of the model artifact; scheme s3, gs, https, pvc or oci "
+        "(e.g. s3://models/fraud/1.3.0/model.onnx).",
+        json_schema_extra=rules(
+            cel(
+                matches("^(" + "|".join(URI_SCHEMES) + ")://[^/]+.*$"),
+                "artifact.uri must be a URL with scheme s3, gs, https, pvc or oci, "
+                "e.g. s3://bucket/path/model.onnx",
+            )
+        ),
+    )
+    digest: str = Field(
+        max_length=71,
+        description="sha256 digest of the artifact, 'sha256:' followed by 64 lowercase hex "
+        "characters. The storage initializer verifies it before the model server starts.",
+        json_schema_extra=rules(
+            cel(
+                matches(DIGEST_PATTERN),
+                "artifact.digest must be 'sha256:' followed by 64 lowercase hex characters",
+            )
+        ),
+    )
+    format: str | None = Field(
+        None, max_length=64, description="Serialization format, e.g. onnx, torchscript, xgboost."
+    )
+
+
+class Serving(ApiModel):
+    """How one replica serves this version."""
+
+    image: str = Field(min_length=1, max_length=512, description="Model server image.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the model server listens on.")
+    command: list[LongStr] | None = Field(
+        None, max_length=32, description="Overrides the image's entrypoint."
+    )
+    args: list[LongStr] | None = Field(None, max_length=64, description="Model server arguments.")
+    env: list[dict[str, Any]] | None = Field(
+        None, max_length=128, description="Environment variables (core/v1 EnvVar objects)."
+    )
+    resources: dict[str, Any] | None = Field(
+        None, description="Resource requests and limits (core/v1 ResourceRequirements)."
+    )
+    readiness_path: str = Field(
+        "/ready",
+        max_length=256,
+        description="HTTP path of the readiness probe (default /ready).",
+        json_schema_extra=rules(cel("self.startsWith('/')", "readinessPath must start with '/'")),
+    )
+
+
+class Lineage(ApiModel):
+    """Where this version came from. Copied to annotations of its Deployment."""
+
+    data_version: str | None = Field(None, max_length=256, description="Training data version.")
+    code_commit: str | None = Field(None, max_length=128, description="Training code commit.")
+    training_run: str | None = Field(
+        None, max_length=1024, description="Training run, e.g. mlflow://runs/8c1f..."
+    )
+    parent: str | None = Field(
+        None, max_length=128, description="The version this one was derived from."
+    )
+
+
+IMMUTABLE_MESSAGE = (
+    "ModelVersion spec is immutable: register a new ModelVersion for a changed model"
+)
+
+
+class ModelVersionSpec(ApiModel):
+    """The immutable record. Every field is fixed at creation."""
+
+    model_config = ApiModel.model_config | ConfigDict(
+        json_schema_extra=rules(cel("self == oldSelf", IMMUTABLE_MESSAGE))
+    )
+
+    model: str = Field(
+        max_length=63,
+        description="The logical model this is a version of (a DNS-1123 label). A Rollout "
+        "with the same spec.model serves it.",
+        json_schema_extra=rules(dns_label_rule("model")),
+    )
+    version: str = Field(
+        max_length=128,
+        description="Semantic version, unique per model in the namespace "
+        "(pre-release and build metadata allowed, e.g. 1.3.0-rc.1+build.5).",
+        json_schema_extra=rules(
+            cel(
+                "isSemver(self)",
+                "version must be a semantic version such as 1.3.0 or 1.3.0-rc.1+build.5",
+            )
+        ),
+    )
+    artifact: Artifact = Field(description="The model artifact and its digest.")
+    serving: Serving = Field(description="How one replica serves this version.")
+    lineage: Lineage | None = Field(None, description="Where this version came from.")
+    metrics: dict[str, float] | None = Field(
+        None,
+        max_length=64,
+        description="Offline evaluation metrics, e.g. {auc: 0.941}. Rollout gates compare them.",
+    )
+    hyperparameters: dict[str, LongStr] | None = Field(
+        None, max_length=128, description="Training hyperparameters, as strings."
+    )
+    signature: dict[str, Any] | None = Field(
+        None, description="The model's input/output contract (free form)."
+    )
+    owner: str | None = Field(None, max_length=256, description="Who owns this model version.")
+
+
+class ModelVersionPhase(StrEnum):
+    REGISTERED = "Registered"
+    DUPLICATE = "Duplicate"
+    SERVING = "Serving"
+    RETIRED = "Retired"
+
+
+class Role(StrEnum):
+    STABLE = "stable"
+    CANDIDATE = "candidate"
+    SHADOW = "shadow"
+    PREVIEW = "preview"
+    NONE = "none"
+
+
+class Outcome(StrEnum):
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+    REJECTED = "Rejected"
+
+
+class LastOutcome(ApiModel):
+    """How this version's last rollout ended."""
+
+    outcome: Outcome = Field(description="Promoted, RolledBack, Aborted or Rejected.")
+    reason: str = Field("", max_length=1024, description="Why.")
+    at: datetime | None = Field(None, description="When.")
+
+
+class ModelVersionStatus(ApiModel):
+    """Written by ferryman only."""
+
+    phase: ModelVersionPhase | None = Field(
+        None, description="Registered, Duplicate (never served), Serving or Retired."
+    )
+    role: Role | None = Field(
+        None, description="Its role in its Rollout: stable, candidate, shadow, preview or none."
+    )
+    rollout: str | None = Field(None, max_length=253, description="The Rollout that serves it.")
+    last_outcome: LastOutcome | None = Field(None, description="How its last rollout ended.")
+    served_from: datetime | None = Field(None, description="When it started receiving traffic.")
+    served_until: datetime | None = Field(None, description="When it stopped receiving traffic.")
+    conditions: Conditions | None = None
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation this status describes."
+    )
+
+
+class ModelVersion(ApiModel):
+    """A trained model version registered for serving."""
+
+    api_version: str = API_VERSION
+    kind: str = KIND
+    metadata: ObjectMeta = Field(default_factory=lambda: ObjectMeta())
+    spec: ModelVersionSpec
+    status: ModelVersionStatus = Field(default_factory=lambda: ModelVersionStatus())

@@ -1,0 +1,404 @@
+"""Manifests at the edges of the API: invalid ones the API server must reject with a
+message that names the problem, and valid edge cases it must accept. Shared by the
+e2e test (real API server) and the unit test (the operator's pydantic models)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Manifest = dict[str, Any]
+
+
+def digest(seed: str) -> str:
+    return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
+
+
+def model_version(name: str = "mv", version: str = "1.3.0", model: str = "fraud") -> Manifest:
+    return {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": name},
+        "spec": {
+            "model": model,
+            "version": version,
+            "artifact": {"uri": "s3://models/fraud/model.onnx", "digest": digest(version)},
+            "serving": {"image": "ghcr.io/acme/onnx-server:2.4.1"},
+        },
+    }
+
+
+def rollout(name: str = "ro") -> Manifest:
+    return {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name},
+        "spec": {
+            "model": "fraud",
+            "target": {"version": "1.3.0"},
+            "replicas": 3,
+            "trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "ml-gateway"}]}},
+            "strategy": {"canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}},
+            "analysis": {
+                "provider": "default",
+                "interval": "30s",
+                "metrics": [{"name": "error-rate", "query": "sum(rate(x[1m]))", "max": 0.01}],
+            },
+        },
+    }
+
+
+def metric(name: str) -> Manifest:
+    return {"name": name, "query": f"q_{name.replace('-', '_')}", "max": 1}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    manifest: Manifest
+    message: str = ""  # for invalid cases: a substring the API server's error must contain
+
+
+def _mv(edit: Callable[[Manifest], None]) -> Manifest:
+    m = model_version()
+    edit(m["spec"])
+    return m
+
+
+def _ro(edit: Callable[[Manifest], None]) -> Manifest:
+    m = rollout()
+    edit(m["spec"])
+    return m
+
+
+def _set(path: str, value: Any) -> Callable[[Manifest], None]:
+    def edit(spec: Manifest) -> None:
+        *parents, leaf = path.split(".")
+        node: Any = spec
+        for p in parents:
+            node = node[int(p)] if p.isdigit() else node.setdefault(p, {})
+        key: Any = int(leaf) if leaf.isdigit() else leaf
+        if value is _DELETE:
+            del node[key]
+        else:
+            node[key] = copy.deepcopy(value)
+
+    return edit
+
+
+_DELETE = object()
+SERVICE = {"service": {}}
+ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
+SHADOW = {"shadow": {"mirrorPercent": 50, "duration": "15m", "then": "stop"}}
+
+INVALID: list[Case] = [
+    # ModelVersion
+    Case("semver without patch", _mv(_set("version", "1.3")), "version must be a semantic version"),
+    Case(
+        "semver with v prefix", _mv(_set("version", "v1.3.0")), "version must be a semantic version"
+    ),
+    Case(
+        "digest uppercase hex",
+        _mv(_set("artifact.digest", "sha256:" + "A" * 64)),
+        "artifact.digest must be 'sha256:' followed by 64 lowercase hex",
+    ),
+    Case(
+        "digest wrong algorithm",
+        _mv(_set("artifact.digest", "md5:" + "a" * 32)),
+        "artifact.digest must be 'sha256:'",
+    ),
+    Case("digest too short", _mv(_set("artifact.digest", "sha256:abc")), "artifact.digest must be"),
+    Case(
+        "unknown URI scheme",
+        _mv(_set("artifact.uri", "ftp://models/x.onnx")),
+        "artifact.uri must be a URL with scheme s3, gs, https, pvc or oci",
+    ),
+    Case(
+        "URI without scheme",
+        _mv(_set("artifact.uri", "models/x.onnx")),
+        "artifact.uri must be a URL with scheme",
+    ),
+    Case("missing model", _mv(_set("model", _DELETE)), "spec.model: Required value"),
+    Case(
+        "model not a DNS label",
+        _mv(_set("model", "Fraud_Detector")),
+        "model must be a DNS-1123 label",
+    ),
+    Case(
+        "readinessPath without slash",
+        _mv(_set("serving.readinessPath", "ready")),
+        "readinessPath must start with '/'",
+    ),
+    Case(
+        "serving port out of range",
+        _mv(_set("serving.port", 70000)),
+        "spec.serving.port: Invalid value",
+    ),
+    Case(
+        "missing serving image",
+        _mv(_set("serving.image", _DELETE)),
+        "spec.serving.image: Required value",
+    ),
+    # Rollout: target
+    Case(
+        "both target forms",
+        _ro(_set("target", {"version": "1.3.0", "track": "latest"})),
+        "target needs exactly one of version",
+    ),
+    Case("no target form", _ro(_set("target", {})), "target needs exactly one of version"),
+    Case("unknown track", _ro(_set("target", {"track": "newest"})), 'Unsupported value: "newest"'),
+    Case(
+        "target version not semver",
+        _ro(_set("target", {"version": "latest"})),
+        "target.version must be a semantic version",
+    ),
+    Case("missing rollout model", _ro(_set("model", _DELETE)), "spec.model: Required value"),
+    # strategy and routing
+    Case(
+        "two strategies",
+        _ro(_set("strategy.blueGreen", {})),
+        "strategy needs exactly one of canary, blueGreen or shadow",
+    ),
+    Case("no strategy", _ro(_set("strategy", {})), "strategy needs exactly one of canary"),
+    Case(
+        "no router",
+        _ro(_set("trafficRouting", {})),
+        "trafficRouting needs exactly one router: gatewayAPI, istio or service",
+    ),
+    Case(
+        "two routers",
+        _ro(_set("trafficRouting.service", {})),
+        "trafficRouting needs exactly one router",
+    ),
+    Case(
+        "gatewayAPI without parentRefs",
+        _ro(_set("trafficRouting", {"gatewayAPI": {}})),
+        "parentRefs: Required value",
+    ),
+    # canary steps
+    Case(
+        "weight 120",
+        _ro(_set("strategy.canary.steps.0", {"setWeight": 120})),
+        "setWeight in body should be less than or equal to 100",
+    ),
+    Case(
+        "weight -1",
+        _ro(_set("strategy.canary.steps.0", {"setWeight": -1})),
+        "setWeight in body should be greater than or equal to 0",
+    ),
+    Case(
+        "step with two actions",
+        _ro(_set("strategy.canary.steps.0", {"setWeight": 10, "pause": {}})),
+        "each canary step needs exactly one action: setWeight or pause",
+    ),
+    Case(
+        "step with no action",
+        _ro(_set("strategy.canary.steps.0", {})),
+        "each canary step needs exactly one action",
+    ),
+    Case(
+        "duration 'five'",
+        _ro(_set("strategy.canary.steps.1", {"pause": {"duration": "five"}})),
+        "pause.duration must be a duration such as 30s, 2m or 1h30m",
+    ),
+    Case(
+        "duration without unit",
+        _ro(_set("strategy.canary.steps.1", {"pause": {"duration": "30"}})),
+        "pause.duration must be a duration",
+    ),
+    Case("no steps", _ro(_set("strategy.canary.steps", [])), "should have at least 1 items"),
+    Case(
+        "33 steps",
+        _ro(_set("strategy.canary.steps", [{"setWeight": 1}] * 33)),
+        "must have at most 32 items",
+    ),
+    # mirroring
+    Case(
+        "shadow with service routing",
+        _ro(
+            lambda s: s.update(
+                strategy=copy.deepcopy(SHADOW), trafficRouting=copy.deepcopy(SERVICE)
+            )
+        ),
+        "strategy.shadow needs a router that can mirror traffic",
+    ),
+    Case(
+        "shadow mirror percent -1",
+        _ro(lambda s: s.update(strategy={"shadow": {**SHADOW["shadow"], "mirrorPercent": -1}})),
+        "mirrorPercent in body should be greater than or equal to 0",
+    ),
+    Case(
+        "shadow mirror percent 101",
+        _ro(lambda s: s.update(strategy={"shadow": {**SHADOW["shadow"], "mirrorPercent": 101}})),
+        "mirrorPercent in body should be less than or equal to 100",
+    ),
+    Case(
+        "shadow then canary without steps",
+        _ro(lambda s: s.update(strategy={"shadow": {**SHADOW["shadow"], "then": "canary"}})),
+        "shadow with then: canary needs steps",
+    ),
+    Case(
+        "shadow then unknown",
+        _ro(lambda s: s.update(strategy={"shadow": {**SHADOW["shadow"], "then": "later"}})),
+        'Unsupported value: "later"',
+    ),
+    Case(
+        "blue-green preview mirror with service routing",
+        _ro(
+            lambda s: s.update(
+                strategy={"blueGreen": {"previewMirrorPercent": 20}},
+                trafficRouting=copy.deepcopy(SERVICE),
+            )
+        ),
+        "blueGreen.previewMirrorPercent needs a router that can mirror traffic",
+    ),
+    # analysis
+    Case(
+        "empty query", _ro(_set("analysis.metrics.0.query", "")), "metric query must not be empty"
+    ),
+    Case(
+        "blank query",
+        _ro(_set("analysis.metrics.0.query", "   ")),
+        "metric query must not be empty",
+    ),
+    Case(
+        "metric without threshold",
+        _ro(_set("analysis.metrics.0", {"name": "error-rate", "query": "x"})),
+        "metric needs at least one threshold",
+    ),
+    Case(
+        "negative failure limit",
+        _ro(_set("analysis.failureLimit", -1)),
+        "failureLimit in body should be greater than or equal to 0",
+    ),
+    Case(
+        "negative relative threshold",
+        _ro(_set("analysis.metrics.0.maxIncreaseVsStable", -0.1)),
+        "maxIncreaseVsStable in body should be greater than or equal to 0",
+    ),
+    Case(
+        "zero interval",
+        _ro(_set("analysis.interval", "0s")),
+        "analysis.interval must be greater than zero",
+    ),
+    Case(
+        "interval without unit",
+        _ro(_set("analysis.interval", "30")),
+        "analysis.interval must be a duration",
+    ),
+    Case(
+        "duplicate metric names",
+        _ro(_set("analysis.metrics", [metric("a"), metric("a")])),
+        "analysis metric names must be unique",
+    ),
+    Case(
+        "provider and inline address",
+        _ro(_set("analysis.address", "http://127.0.0.1:9090")),
+        "analysis takes a provider name or an inline address, not both",
+    ),
+    Case("no metrics", _ro(_set("analysis.metrics", [])), "should have at least 1 items"),
+    Case(
+        "gate without threshold",
+        _ro(_set("gates", {"offlineMetrics": [{"name": "auc"}]})),
+        "an offline gate needs at least one of min, max or maxDropVsStable",
+    ),
+    Case(
+        "bake duration in words",
+        _ro(_set("bake", {"duration": "10 minutes"})),
+        "bake.duration must be a duration",
+    ),
+]
+
+VALID: list[Case] = [
+    Case(
+        "weights 0 and 100",
+        _ro(_set("strategy.canary.steps", [{"setWeight": 0}, {"setWeight": 100}])),
+    ),
+    Case("pause 1h30m", _ro(_set("strategy.canary.steps.1", {"pause": {"duration": "1h30m"}}))),
+    Case(
+        "pause 250ms and 1.5h",
+        _ro(
+            _set(
+                "strategy.canary.steps",
+                [{"pause": {"duration": "250ms"}}, {"pause": {"duration": "1.5h"}}],
+            )
+        ),
+    ),
+    Case("pause without duration", _ro(_set("strategy.canary.steps", [{"pause": {}}]))),
+    Case("pre-release and build metadata", _mv(_set("version", "1.3.0-rc.1+build.5"))),
+    Case(
+        "largest number of steps",
+        _ro(_set("strategy.canary.steps", [{"setWeight": i * 3} for i in range(32)])),
+    ),
+    Case(
+        "largest number of metrics",
+        _ro(_set("analysis.metrics", [metric(f"m{i}") for i in range(16)])),
+    ),
+    Case("track latest", _ro(_set("target", {"track": "latest"}))),
+    Case(
+        "shadow over istio mirroring 100%",
+        _ro(
+            lambda s: s.update(
+                strategy={"shadow": {**SHADOW["shadow"], "mirrorPercent": 100}},
+                trafficRouting=copy.deepcopy(ISTIO),
+            )
+        ),
+    ),
+    Case(
+        "shadow then canary with steps",
+        _ro(
+            lambda s: s.update(
+                strategy={
+                    "shadow": {**SHADOW["shadow"], "then": "canary", "steps": [{"setWeight": 50}]}
+                }
+            )
+        ),
+    ),
+    Case(
+        "blue-green over service without mirroring",
+        _ro(
+            lambda s: s.update(
+                strategy={"blueGreen": {"previewMirrorPercent": 0}},
+                trafficRouting=copy.deepcopy(SERVICE),
+            )
+        ),
+    ),
+    Case(
+        "blue-green over istio mirroring 100%, immediate auto-promotion",
+        _ro(
+            lambda s: s.update(
+                strategy={"blueGreen": {"previewMirrorPercent": 100, "autoPromotionSeconds": 0}},
+                trafficRouting=copy.deepcopy(ISTIO),
+            )
+        ),
+    ),
+    Case("zero replicas", _ro(_set("replicas", 0))),
+    Case(
+        "gate with only a relative threshold",
+        _ro(_set("gates", {"offlineMetrics": [{"name": "auc", "maxDropVsStable": 0.005}]})),
+    ),
+    Case(
+        "inline address without provider",
+        _ro(
+            lambda s: (
+                s["analysis"].pop("provider")
+                and s["analysis"].update(address="http://127.0.0.1:9090")
+            )
+        ),
+    ),
+    Case(
+        "zero limits and a relative-only metric",
+        _ro(
+            lambda s: s["analysis"].update(
+                failureLimit=0,
+                inconclusiveLimit=0,
+                consecutiveErrorLimit=0,
+                metrics=[{"name": "p99", "query": "x", "maxIncreaseVsStable": 0.2}],
+            )
+        ),
+    ),
+    Case("minimal model version", model_version(version="0.0.1")),
+]
