@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import kopf
 
 from ferryman import handlers, settings
+from ferryman.handlers import wakeups
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     asyncio.run(
         kopf.operator(
-            memo=kopf.Memo(settings=operator_settings),
+            memo=kopf.Memo(settings=operator_settings, wakeups=wakeups.shared()),
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=args.liveness,

@@ -41,7 +41,8 @@ class PrometheusProvider(_Model):
 class Settings(_Model):
     providers: dict[str, PrometheusProvider] = Field(default_factory=dict)
     allow_inline_addresses: bool = False
-    storage_initializer_image: str = DEFAULT_IMAGE
+    # The init container that downloads and verifies artifacts; empty: no init container.
+    storage_initializer_image: str | None = DEFAULT_IMAGE
     metrics_address: str = "127.0.0.1"
     metrics_port: int = Field(8000, ge=0, le=65535)
     namespace: str | None = Field(

@@ -564,6 +564,19 @@ class RolloutStatus(ApiModel):
     candidate_version: str | None = Field(None, max_length=128)
     previous_stable_version: str | None = Field(None, max_length=128)
     current_step: int | None = Field(None, ge=0, le=MAX_STEPS)
+    canary_weight: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="The candidate weight the canary steps have reached; the route carries "
+        "less while candidate pods are not Ready.",
+    )
+    step_started_at: datetime | None = Field(
+        None, description="When the current step started (for progressDeadlineSeconds)."
+    )
+    scale_down_at: datetime | None = Field(
+        None, description="When the previous stable version's Deployment is removed."
+    )
     weights: Weights | None = None
     analysis: AnalysisStatus | None = None
     rolled_back_versions: list[ShortStr] | None = Field(None, max_length=MAX_HISTORY)

@@ -19,6 +19,7 @@ from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import KIND, PLURAL, ModelVersionPhase, ModelVersionStatus
 from ferryman.api.rollout import PLURAL as ROLLOUT_PLURAL
 from ferryman.api.rollout import RolloutStatus
+from ferryman.handlers import wakeups
 from ferryman.kube.client import Kube
 from ferryman.plan import registry
 
@@ -51,13 +52,24 @@ def modelversions_by_key(*, body: kopf.Body, **_: Any) -> dict[Key, registry.Reg
 
 @kopf.index(GROUP, VERSION, ROLLOUT_PLURAL)
 def rollouts_by_model(
-    *, name: str, namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any
+    *,
+    name: str,
+    namespace: str | None,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    **_: Any,
 ) -> dict[tuple[str, str], registry.ServedBy] | None:
     model = spec.get("model")
     if not model or not namespace:
         return None
     versions = registry.served_versions(RolloutStatus.model_validate(dict(status)))
-    return {(namespace, model): registry.ServedBy(name, namespace, model, versions)}
+    created = meta.get("creationTimestamp")
+    return {
+        (namespace, model): registry.ServedBy(
+            name, namespace, model, versions, datetime.fromisoformat(created) if created else None
+        )
+    }
 
 
 def _ref(reg: registry.Registration) -> kopf.Body:
@@ -92,6 +104,9 @@ async def modelversion_event(*, type: str, body: kopf.Body, memo: kopf.Memo, **k
     reg = _registration(body)
     if reg is None:
         return
+    # Rollouts of this model may now resolve their target differently.
+    for served in kwargs["rollouts_by_model"].get((reg.namespace, reg.model), []):
+        wakeups.wake(memo, reg.namespace, served.rollout)
     index: kopf.Index[Key, registry.Registration] = kwargs["modelversions_by_key"]
     claims = [c for c in index.get(reg.key, []) if c.name != reg.name]
     if type == "DELETED" or reg.deleting:

@@ -8,22 +8,71 @@ writer and one code path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from kubernetes.aio import client, config
 from kubernetes.aio.config.config_exception import ConfigException
+from kubernetes.aio.dynamic import DynamicClient
+from kubernetes.aio.dynamic.exceptions import NotFoundError
 
 from ferryman.api.common import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
+FIELD_MANAGER = "ferryman"
 
 
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
+        self._dynamic: DynamicClient | None = None
+        self._resources: dict[tuple[str, str], Any] = {}
+
+    async def _resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        if key not in self._resources:
+            if self._dynamic is None:
+                self._dynamic = await DynamicClient(self.api)
+            self._resources[key] = await self._dynamic.resources.get(
+                api_version=api_version, kind=kind
+            )
+        return self._resources[key]
+
+    async def get(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        res = await self._resource(api_version, kind)
+        assert self._dynamic is not None
+        try:
+            found = await self._dynamic.get(res, name=name, namespace=namespace)
+        except NotFoundError:
+            return None
+        result: dict[str, Any] = found.to_dict()
+        return result
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of the full desired state with field manager ``ferryman``.
+
+        Callers check first that an existing object of that name is ferryman's own
+        (``plan.labels.is_owned_by``); only then is ``force`` used, to take back fields
+        of our own objects that someone changed by hand (e.g. ``kubectl scale``).
+        """
+        res = await self._resource(obj["apiVersion"], obj["kind"])
+        assert self._dynamic is not None
+        applied = await self._dynamic.server_side_apply(
+            res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
+        )
+        result: dict[str, Any] = applied.to_dict()
+        return result
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        res = await self._resource(api_version, kind)
+        assert self._dynamic is not None
+        with contextlib.suppress(NotFoundError):
+            await self._dynamic.delete(res, name=name, namespace=namespace)
 
     @classmethod
     async def connect(cls) -> Kube:

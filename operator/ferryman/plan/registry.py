@@ -108,6 +108,7 @@ class ServedBy:
     namespace: str
     model: str
     versions: frozenset[str]
+    created: datetime | None = None
 
 
 def served_versions(status: RolloutStatus) -> frozenset[str]:

@@ -1,0 +1,512 @@
+"""The Rollout state machine: what should run and where traffic should go, now.
+
+``decide(spec, status, observed)`` is pure and deterministic (the clock is an input): from
+the Rollout's spec, its persisted status and what the handler observed (the model's
+ModelVersions, each served Deployment's replicas, the route as read back, a pending user
+action) it returns one ``Decision``: the replicas of each served version, the route, the
+status to write, the events to post and when to look again. All progress lives in the
+status it returns; a restart from any persisted status converges.
+
+The handler executes a decision in a fixed order that keeps the invariants true at every
+instant: create and scale up Deployments first, then write the route, then scale down and
+delete, then write status. Because weight is only given to a candidate whose Ready
+replicas already carry it, and rollbacks remove weight (route) before capacity
+(scale-down), no request is ever routed to a backend that cannot serve it.
+
+Canary sizing (routers with weights): the stable Deployment stays at ``replicas``; the
+candidate is scaled to ``ceil(replicas * w / 100)`` Ready replicas before weight ``w`` is
+written, and weight is withdrawn from it when its pods turn unready.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from ferryman.api.rollout import (
+    HistoryEntry,
+    PauseReason,
+    PauseStatus,
+    RolloutPhase,
+    RolloutSpec,
+    RolloutStatus,
+    Weights,
+)
+from ferryman.plan import semver
+from ferryman.plan.durations import parse_duration
+
+
+class ActionName(StrEnum):
+    PROMOTE = "promote"
+    PROMOTE_FULL = "promote-full"
+    ABORT = "abort"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class Action:
+    """A user intent from ``kubectl ferryman`` (annotation with a nonce)."""
+
+    name: str
+    id: str
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A ModelVersion of the Rollout's model."""
+
+    name: str
+    version: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    replicas: int
+    available: int
+
+
+@dataclass(frozen=True)
+class Route:
+    """Traffic: ``candidate_weight`` percent to the candidate, the rest to stable."""
+
+    stable: str
+    candidate: str | None = None
+    candidate_weight: int = 0
+    mirror_percent: int = 0
+
+    @property
+    def stable_weight(self) -> int:
+        return 100 - self.candidate_weight
+
+
+@dataclass(frozen=True)
+class Observed:
+    versions: tuple[VersionRecord, ...]
+    deployments: Mapping[str, DeploymentState]  # by version
+    now: datetime
+    generation: int = 0
+    route: Route | None = None
+    action: Action | None = None
+    conflict: str | None = None  # another Rollout that already serves this model
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    status: RolloutStatus
+    # Replicas per served version; versions not listed lose their Deployment. None: leave
+    # every Deployment as it is.
+    deployments: dict[str, int] | None
+    # None: leave the route as it is (nothing is Ready to route to yet, or Invalid).
+    route: Route | None
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+    def wake_in(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        self.requeue_after = (
+            seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+        )
+
+
+def needed(replicas: int, weight: int) -> int:
+    """Ready replicas a backend needs to carry ``weight`` percent of traffic."""
+    return math.ceil(replicas * weight / 100)
+
+
+def supported(replicas: int, available: int) -> int:
+    """The largest weight ``available`` Ready replicas can carry."""
+    if replicas <= 0:
+        return 100
+    return max(0, min(100, available * 100 // replicas))
+
+
+def resolve_target(
+    spec: RolloutSpec,
+    versions: tuple[VersionRecord, ...],
+    rolled_back: list[str],
+    stable: str | None,
+) -> tuple[str | None, str | None]:
+    """(version to serve, problem). ``track: latest`` skips rolled-back versions and
+    falls back to the stable version when every newer one was rolled back."""
+    usable = {v.version for v in versions if not v.duplicate}
+    if spec.target.version is not None:
+        if spec.target.version not in usable:
+            return None, (
+                f"no ModelVersion of model {spec.model} with version {spec.target.version} "
+                "(or only a Duplicate of it)"
+            )
+        return spec.target.version, None
+    pick = semver.highest([v for v in usable if v not in rolled_back])
+    if pick is None:
+        if stable is not None:
+            return stable, None
+        return None, f"no ModelVersion of model {spec.model} to serve"
+    if (
+        stable is not None
+        and semver.is_semver(stable)
+        and semver.Version(pick) < semver.Version(stable)
+    ):
+        return stable, None
+    return pick, None
+
+
+def _history(status: RolloutStatus, spec: RolloutSpec, entry: HistoryEntry) -> None:
+    history = [*(status.history or []), entry]
+    status.history = history[-spec.history_limit :]
+
+
+def weights_of(route: Route | None) -> Weights:
+    if route is None:
+        return Weights(stable=100, candidate=0, mirror_percent=0)
+    return Weights(
+        stable=route.stable_weight,
+        candidate=route.candidate_weight,
+        mirror_percent=route.mirror_percent,
+    )
+
+
+def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Decision:
+    s = status.model_copy(deep=True)
+    s.observed_generation = observed.generation
+    action = observed.action
+    events: list[Event] = []
+    if action is not None:
+        s.handled_action_id = action.id
+
+    if observed.conflict:
+        return _invalid(s, f"Rollout {observed.conflict} already serves model {spec.model}")
+    if spec.strategy.canary is None:
+        return _invalid(s, "only the canary strategy is implemented so far")
+
+    rolled_back = list(s.rolled_back_versions or [])
+    if action is not None and action.name == ActionName.RETRY:
+        if s.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED) and s.history:
+            retried = s.history[-1].version
+            rolled_back = [v for v in rolled_back if v != retried]
+            s.rolled_back_versions = rolled_back
+            s.phase = RolloutPhase.PROGRESSING
+            events.append(Event("Normal", "Retry", f"retrying version {retried}"))
+        else:
+            events.append(
+                Event("Warning", "ActionRejected", "retry applies only after a rollback or abort")
+            )
+        action = None
+
+    target, problem = resolve_target(spec, observed.versions, rolled_back, s.stable_version)
+    if problem or target is None:
+        return _invalid(s, problem or "no target")
+
+    if s.stable_version is None:
+        d = _first_rollout(spec, s, observed, target)
+    elif s.candidate_version is not None and s.candidate_version != target:
+        # A new target mid-rollout (or a return to stable): traffic to stable first; the
+        # same decision may start the new candidate, which gets no traffic yet.
+        superseded = s.candidate_version
+        d = _rollback(
+            spec,
+            s,
+            observed,
+            phase=RolloutPhase.PROGRESSING,
+            reason=f"superseded by target {target}",
+            outcome="Aborted",
+            remember=False,
+        )
+        d.events.append(
+            Event("Normal", "Superseded", f"candidate {superseded} superseded by {target}")
+        )
+        if target != s.stable_version:
+            d = _start(spec, d.status, observed, target, d.events)
+        else:
+            d.status.phase = RolloutPhase.HEALTHY
+            d.status.message = f"stable {s.stable_version} serves 100%"
+    elif target == s.stable_version or target in rolled_back:
+        d = _steady(spec, s, observed)
+    elif s.candidate_version is None:
+        d = _start(spec, s, observed, target, events=[])
+    else:
+        d = _canary(spec, s, observed, action)
+    d.events[:0] = events
+    return d
+
+
+def _invalid(s: RolloutStatus, message: str) -> Decision:
+    s.phase = RolloutPhase.INVALID
+    s.message = message
+    return Decision(
+        status=s, deployments=None, route=None, events=[Event("Warning", "Invalid", message)]
+    )
+
+
+def _warm_previous(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Decision) -> None:
+    """Keep the previous stable version warm (fast rollback) until scale_down_at."""
+    prev = s.previous_stable_version
+    if prev and s.scale_down_at and now < s.scale_down_at and d.deployments is not None:
+        d.deployments.setdefault(prev, spec.replicas)
+        d.wake_in((s.scale_down_at - now).total_seconds())
+    elif s.scale_down_at and now >= s.scale_down_at:
+        s.scale_down_at = None
+
+
+def _steady(spec: RolloutSpec, s: RolloutStatus, observed: Observed) -> Decision:
+    assert s.stable_version is not None
+    route = Route(stable=s.stable_version)
+    if s.phase not in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED):
+        s.phase = RolloutPhase.HEALTHY
+        s.message = f"stable {s.stable_version} serves 100%"
+    s.candidate_version, s.current_step, s.pause, s.canary_weight = None, None, None, None
+    s.weights = weights_of(route)
+    d = Decision(status=s, deployments={s.stable_version: spec.replicas}, route=route)
+    _warm_previous(spec, s, observed.now, d)
+    return d
+
+
+def _first_rollout(
+    spec: RolloutSpec, s: RolloutStatus, observed: Observed, target: str
+) -> Decision:
+    """The first version ever served becomes stable directly once Ready."""
+    now = observed.now
+    if target in (s.rolled_back_versions or []):
+        s.candidate_version = None
+        return Decision(status=s, deployments={}, route=None)
+    if s.candidate_version != target:
+        s.candidate_version, s.step_started_at = target, now
+    dep = observed.deployments.get(target)
+    available = dep.available if dep else 0
+    if dep is not None and dep.replicas == spec.replicas and available >= spec.replicas:
+        s.stable_version, s.candidate_version, s.step_started_at = target, None, None
+        s.phase = RolloutPhase.HEALTHY
+        s.message = f"first version {target} is stable and serves 100%"
+        route = Route(stable=target)
+        s.weights = weights_of(route)
+        _history(
+            s,
+            spec,
+            HistoryEntry(
+                version=target, outcome="Promoted", at=now, reason="first version of the Rollout"
+            ),
+        )
+        return Decision(
+            status=s,
+            deployments={target: spec.replicas},
+            route=route,
+            events=[Event("Normal", "Promoted", s.message)],
+        )
+    s.phase = RolloutPhase.PROGRESSING
+    s.message = f"first rollout: waiting for {target} to be Ready ({available}/{spec.replicas})"
+    d = Decision(status=s, deployments={target: spec.replicas}, route=None)
+    if _deadline_passed(spec, s, now, d):
+        reason = (
+            f"progress deadline: {target} not Ready ({available}/{spec.replicas}) "
+            f"within {spec.progress_deadline_seconds}s"
+        )
+        return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
+    return d
+
+
+def _start(
+    spec: RolloutSpec, s: RolloutStatus, observed: Observed, target: str, events: list[Event]
+) -> Decision:
+    s.candidate_version = target
+    s.current_step, s.canary_weight, s.pause = 0, 0, None
+    s.step_started_at = observed.now
+    s.analysis = None
+    s.phase = RolloutPhase.PROGRESSING
+    events.append(
+        Event("Normal", "Progressing", f"canary of {target} started (stable {s.stable_version})")
+    )
+    d = _canary(spec, s, observed, action=None)
+    d.events[:0] = events
+    return d
+
+
+def _deadline_passed(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Decision) -> bool:
+    if s.step_started_at is None:
+        return False
+    deadline = s.step_started_at + timedelta(seconds=spec.progress_deadline_seconds)
+    if now >= deadline:
+        return True
+    d.wake_in((deadline - now).total_seconds())
+    return False
+
+
+def _canary(
+    spec: RolloutSpec, s: RolloutStatus, observed: Observed, action: Action | None
+) -> Decision:
+    assert spec.strategy.canary is not None and s.stable_version and s.candidate_version
+    now, replicas = observed.now, spec.replicas
+    stable, candidate = s.stable_version, s.candidate_version
+    steps = spec.strategy.canary.steps
+    i = min(s.current_step or 0, len(steps))  # new steps apply from the current index
+    committed = s.canary_weight or 0
+    events: list[Event] = []
+    dep = observed.deployments.get(candidate)
+    available = dep.available if dep else 0
+
+    if action is not None:
+        if action.name == ActionName.ABORT:
+            return _rollback(
+                spec,
+                s,
+                observed,
+                phase=RolloutPhase.ABORTED,
+                reason="aborted by user",
+                outcome="Aborted",
+            )
+        if action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
+            i = len(steps) if action.name == ActionName.PROMOTE_FULL else min(i + 1, len(steps))
+            s.pause, s.step_started_at = None, now
+            events.append(Event("Normal", "Promote", f"{action.name} by user"))
+
+    d = Decision(status=s, deployments=None, route=None, events=events)
+    waiting_for_pods = False
+    want = needed(replicas, committed)
+    while i < len(steps):
+        step = steps[i]
+        if step.set_weight is not None:
+            w = step.set_weight
+            want = max(needed(replicas, w), needed(replicas, committed))
+            if (
+                dep is not None
+                and dep.replicas >= needed(replicas, w)
+                and available >= needed(replicas, w)
+            ):
+                committed, i = w, i + 1
+                s.step_started_at = now
+                events.append(Event("Normal", "Weight", f"candidate {candidate} at {w}%"))
+                continue
+            waiting_for_pods = True
+            s.phase = RolloutPhase.PROGRESSING
+            s.message = (
+                f"step {i}: waiting for {needed(replicas, w)} Ready replicas of "
+                f"{candidate} for weight {w}% ({available} Ready)"
+            )
+            break
+        assert step.pause is not None
+        if s.pause is None or s.pause.reason != PauseReason.STEP:
+            s.pause = PauseStatus(reason=PauseReason.STEP, since=now, message="")
+        if step.pause.duration:
+            until = (s.pause.since or now) + parse_duration(step.pause.duration)
+            if now >= until:
+                s.pause, s.step_started_at, i = None, now, i + 1
+                continue
+            s.pause.message = f"step {i}: pause {step.pause.duration}"
+            d.wake_in((until - now).total_seconds())
+        else:
+            s.pause.message = f"step {i}: paused until `kubectl ferryman promote`"
+        s.phase = RolloutPhase.PAUSED
+        s.message = s.pause.message
+        break
+    s.current_step, s.canary_weight = i, committed
+
+    if i >= len(steps):
+        # Promotion: the candidate takes 100% once it is Ready at full size.
+        if dep is not None and dep.replicas >= replicas and available >= replicas:
+            return _promote(spec, s, observed, events)
+        want = replicas
+        waiting_for_pods = True
+        s.phase = RolloutPhase.PROGRESSING
+        s.message = (
+            f"promoting: waiting for {replicas} Ready replicas of {candidate} ({available} Ready)"
+        )
+
+    if waiting_for_pods and _deadline_passed(spec, s, now, d):
+        reason = (
+            f"progress deadline: candidate {candidate} not Ready "
+            f"({available}/{want}) within {spec.progress_deadline_seconds}s"
+        )
+        return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
+
+    # Never more weight than the candidate's Ready replicas carry right now.
+    weight = min(committed, supported(replicas, available))
+    if weight < committed:
+        events.append(
+            Event(
+                "Warning",
+                "CandidateUnready",
+                f"candidate {candidate} has {available} Ready replicas: weight "
+                f"{committed}% withdrawn to {weight}%",
+            )
+        )
+    route = Route(stable=stable, candidate=candidate, candidate_weight=weight)
+    d.route = route
+    d.deployments = {stable: replicas, candidate: max(want, needed(replicas, committed))}
+    s.weights = weights_of(route)
+    _warm_previous(spec, s, now, d)
+    return d
+
+
+def _promote(
+    spec: RolloutSpec, s: RolloutStatus, observed: Observed, events: list[Event]
+) -> Decision:
+    now = observed.now
+    assert s.candidate_version and s.stable_version
+    old, new = s.stable_version, s.candidate_version
+    s.previous_stable_version, s.stable_version, s.candidate_version = old, new, None
+    s.current_step, s.canary_weight, s.pause, s.step_started_at = None, None, None, None
+    s.phase = RolloutPhase.HEALTHY
+    s.message = f"{new} promoted: stable, serves 100%"
+    s.scale_down_at = now + timedelta(seconds=spec.scale_down_delay_seconds)
+    _history(
+        s, spec, HistoryEntry(version=new, outcome="Promoted", at=now, reason="all steps completed")
+    )
+    route = Route(stable=new)
+    s.weights = weights_of(route)
+    d = Decision(
+        status=s,
+        deployments={new: spec.replicas},
+        route=route,
+        events=[*events, Event("Normal", "Promoted", s.message)],
+    )
+    _warm_previous(spec, s, now, d)
+    return d
+
+
+def _rollback(
+    spec: RolloutSpec,
+    s: RolloutStatus,
+    observed: Observed,
+    *,
+    phase: RolloutPhase,
+    reason: str,
+    outcome: str = "RolledBack",
+    remember: bool = True,
+) -> Decision:
+    """Route everything to stable and remove the candidate (the handler writes the route
+    before it scales anything down)."""
+    now = observed.now
+    victim = s.candidate_version
+    s.candidate_version, s.current_step, s.canary_weight, s.pause = None, None, None, None
+    s.step_started_at = None
+    s.phase = phase
+    if victim:
+        if remember and victim not in (s.rolled_back_versions or []):
+            s.rolled_back_versions = [*(s.rolled_back_versions or []), victim][-100:]
+        _history(s, spec, HistoryEntry(version=victim, outcome=outcome, at=now, reason=reason))
+    s.message = (
+        f"{victim} {outcome.lower() if outcome != 'RolledBack' else 'rolled back'}: {reason}"
+    )
+    if s.stable_version is None:
+        return Decision(
+            status=s, deployments={}, route=None, events=[Event("Warning", outcome, s.message)]
+        )
+    route = Route(stable=s.stable_version)
+    s.weights = weights_of(route)
+    d = Decision(
+        status=s,
+        deployments={s.stable_version: spec.replicas},
+        route=route,
+        events=[Event("Warning", outcome, s.message)] if remember else [],
+    )
+    _warm_previous(spec, s, now, d)
+    return d
