@@ -9,8 +9,49 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ferryman.api.rollout import RolloutSpec
 from ferryman.plan import machine
 from unit.machine_sim import Sim, canary_spec
+
+ROUTERS = {
+    "gatewayAPI": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+    "istio": {"istio": {"hosts": ["fraud.acme.example"]}},
+    "service": {"service": {}},
+}
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> RolloutSpec:
+    """Any valid strategy over any router that supports it."""
+    steps = draw(st.lists(STEP, min_size=1, max_size=6))
+    kind = draw(st.sampled_from(["canary", "blueGreen", "shadow"]))
+    if kind == "canary":
+        router, strategy = draw(st.sampled_from(sorted(ROUTERS))), {"canary": {"steps": steps}}
+    elif kind == "blueGreen":
+        router = draw(st.sampled_from(sorted(ROUTERS)))
+        bg: dict[str, object] = {
+            "previewMirrorPercent": 0 if router == "service" else draw(st.integers(0, 100))
+        }
+        if draw(st.booleans()):
+            bg["autoPromotionSeconds"] = draw(st.integers(0, 60))
+        strategy = {"blueGreen": bg}
+    else:
+        router = draw(st.sampled_from(["gatewayAPI", "istio"]))
+        then = draw(st.sampled_from(["promote", "canary", "stop"]))
+        sh: dict[str, object] = {
+            "mirrorPercent": draw(st.integers(0, 100)),
+            "duration": f"{draw(st.integers(1, 60))}s",
+            "then": then,
+        }
+        if then == "canary":
+            sh["steps"] = steps
+        strategy = {"shadow": sh}
+    base = canary_spec(steps, replicas=draw(st.integers(1, 6))).model_dump(
+        by_alias=True, exclude_none=True
+    )
+    base.update(strategy=strategy, trafficRouting=ROUTERS[router])
+    return RolloutSpec.model_validate(base)
+
 
 STEP = st.one_of(
     st.builds(lambda w: {"setWeight": w}, st.integers(0, 100)),
@@ -21,7 +62,9 @@ OPS = st.one_of(
     st.tuples(st.just("tick"), st.integers(1, 40)),
     st.tuples(st.just("unready"), st.integers(1, 5)),
     st.tuples(st.just("unready"), st.integers(1, 5)),
-    st.tuples(st.just("action"), st.sampled_from(["promote", "promote-full", "abort", "retry"])),
+    st.tuples(
+        st.just("action"), st.sampled_from(["promote", "promote-full", "abort", "retry", "undo"])
+    ),
     # Healthy new versions are more interesting than broken ones: they carry weight.
     st.tuples(st.just("new-version"), st.sampled_from([False, False, False, True])),
     st.tuples(st.just("crash"), st.just(0)),
@@ -30,13 +73,23 @@ OPS = st.one_of(
 
 def check(sim: Sim, writes_before: int) -> None:
     route = sim.route
-    if route is not None:
+    ratio = machine.ratio_mode(sim.spec)
+    if route is not None and ratio:
+        # Plain Services: capacity never drops below replicas while traffic shifts.
+        total = sim.replicas.get(route.stable, 0) + (
+            sim.replicas.get(route.candidate, 0) if route.candidate else 0
+        )
+        assert total >= sim.spec.replicas
+        assert route.stable_weight + route.candidate_weight == 100
+    elif route is not None:
         assert 0 <= route.candidate_weight <= 100 and 0 <= route.mirror_percent <= 100
         assert route.stable_weight + route.candidate_weight == 100
-        if route.candidate is not None and route.candidate_weight > 0:
+        if route.candidate is not None and (route.candidate_weight > 0 or route.mirror_percent > 0):
             # No weight beyond what the candidate's Ready replicas carry.
             ready = sim.available.get(route.candidate, 0)
             assert route.candidate_weight <= machine.supported(sim.spec.replicas, ready)
+            if route.mirror_percent:
+                assert ready >= 1  # never mirror to a candidate without Ready replicas
         if route.stable_weight > 0:
             assert sim.replicas.get(route.stable, 0) >= machine.needed(
                 sim.spec.replicas, route.stable_weight

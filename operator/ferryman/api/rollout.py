@@ -574,6 +574,11 @@ class RolloutStatus(ApiModel):
     step_started_at: datetime | None = Field(
         None, description="When the current step started (for progressDeadlineSeconds)."
     )
+    stage_since: datetime | None = Field(
+        None,
+        description="When the timed part of the current step began (shadow mirroring, "
+        "a Ready blue-green preview).",
+    )
     scale_down_at: datetime | None = Field(
         None, description="When the previous stable version's Deployment is removed."
     )

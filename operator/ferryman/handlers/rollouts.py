@@ -42,6 +42,8 @@ from ferryman.plan import labels, machine, serving
 from ferryman.plan.conditions import set_condition
 from ferryman.routing import Router
 from ferryman.routing.gatewayapi import GatewayAPIRouter
+from ferryman.routing.istio import IstioRouter
+from ferryman.routing.service import ServiceRouter
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +139,13 @@ async def rollout_daemon(
     wakeups.events(memo).pop((namespace, name), None)
 
 
-def _router(rollout: Rollout) -> Router | None:
+def _router(rollout: Rollout) -> Router:
     routing = rollout.spec.traffic_routing
     if routing.gateway_api is not None:
         return GatewayAPIRouter(routing.gateway_api)
-    return None
+    if routing.istio is not None:
+        return IstioRouter(routing.istio)
+    return ServiceRouter(model=rollout.spec.model, rollout=rollout.metadata.name)
 
 
 def _pending_action(rollout: Rollout) -> machine.Action | None:
@@ -186,10 +190,6 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
     status = decision.status
     problems: list[str] = []
     router = _router(rollout)
-    if router is None and decision.route is not None and status.phase != RolloutPhase.INVALID:
-        status.phase = RolloutPhase.INVALID
-        status.message = "only gatewayAPI routing is implemented so far"
-        decision.route, decision.deployments = None, None
 
     if decision.deployments is not None:
         # 1. create and scale up
@@ -201,7 +201,7 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
             if current is None or replicas >= current.replicas:
                 await _apply_version(kube, rollout, mv, replicas, memo, problems)
         kill_point("after-scale-up")
-    if decision.route is not None and router is not None and not problems:
+    if decision.route is not None and not problems:
         # 2. the route
         services = {v: mv.metadata.name for v, mv in by_version.items()}
         obj = router.build(
@@ -221,7 +221,12 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
             if read is not None:
                 status.weights = machine.weights_of(read)
         kill_point("after-route-write")
-        await _apply_stable_service(kube, rollout, status.stable_version, by_version, problems)
+        if not isinstance(router, ServiceRouter):
+            # With a mesh or Gateway API, a Service named after the Rollout still gives
+            # in-cluster clients a stable name; with plain Services the route is that one.
+            await _apply_stable_service(kube, rollout, status.stable_version, by_version, problems)
+    if rollout.spec.strategy.blue_green is not None and not problems:
+        await _sync_preview(kube, rollout, by_version.get(decision.preview or ""), problems)
     if decision.deployments is not None and not problems:
         # 3. scale down and delete
         for version, current in deployments.items():
@@ -311,6 +316,22 @@ async def _apply_stable_service(
     await _apply_owned(kube, rollout, svc, problems)
 
 
+async def _sync_preview(
+    kube: Kube, rollout: Rollout, mv: ModelVersion | None, problems: list[str]
+) -> None:
+    """Blue-green: ``<rollout>-preview`` selects the candidate while there is one."""
+    name = f"{rollout.metadata.name}-preview"
+    if mv is None:
+        existing = await kube.get("v1", "Service", rollout.metadata.namespace, name)
+        if existing is not None and labels.is_owned_by(existing, rollout):
+            await kube.delete("v1", "Service", rollout.metadata.namespace, name)
+        return
+    svc = serving.service(mv, rollout)
+    svc["metadata"]["name"] = name
+    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/preview-version": mv.spec.version}
+    await _apply_owned(kube, rollout, svc, problems)
+
+
 async def _delete_version(kube: Kube, namespace: str, name: str) -> None:
     await kube.delete("apps/v1", "Deployment", namespace, name)
     await kube.delete("v1", "Service", namespace, name)
@@ -353,3 +374,17 @@ async def _update_roles(
             patch["servedUntil"] = now.isoformat()
         if patch:
             await kube.patch_status(MV_PLURAL, mv.metadata.namespace, mv.metadata.name, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """The Rollout's children go with it (owner references); its ModelVersions stop
+    being served, so their roles are cleared and their deletion no longer waits."""
+    rollout = Rollout.model_validate(dict(body))
+    ns, model = rollout.metadata.namespace, rollout.spec.model
+    mvs = [
+        mv
+        for mv in kwargs["modelversions_by_model"].get((ns, model), [])
+        if mv.status.rollout == rollout.metadata.name
+    ]
+    await _update_roles(memo.kube, rollout, None, None, mvs, datetime.now(UTC))

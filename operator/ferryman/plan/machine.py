@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from ferryman.api.rollout import (
     HistoryEntry,
@@ -44,6 +45,7 @@ class ActionName(StrEnum):
     PROMOTE_FULL = "promote-full"
     ABORT = "abort"
     RETRY = "retry"
+    UNDO = "undo"
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,90 @@ class Decision:
     route: Route | None
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    # Blue-green: the version the preview Service selects (None: no preview Service).
+    preview: str | None = None
 
     def wake_in(self, seconds: float) -> None:
         seconds = max(seconds, 0.0)
         self.requeue_after = (
             seconds if self.requeue_after is None else min(self.requeue_after, seconds)
         )
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    weight: int
+
+
+@dataclass(frozen=True)
+class Pause:
+    duration: timedelta | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """Mirror ``percent`` of live traffic to the candidate for ``duration``."""
+
+    percent: int
+    duration: timedelta
+    text: str
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Blue-green: the candidate at full size behind the preview Service, mirrored."""
+
+    mirror: int
+    auto_after: timedelta | None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Shadow with ``then: stop``: remove the candidate and report; stable untouched."""
+
+
+Stage = SetWeight | Pause | Shadow | Preview | Stop
+
+
+def stages(spec: RolloutSpec) -> list[Stage]:
+    """The strategy as a list of stages; promotion follows the last one."""
+    strategy = spec.strategy
+
+    def canary(steps: list[Any]) -> list[Stage]:
+        out: list[Stage] = []
+        for step in steps:
+            if step.set_weight is not None:
+                out.append(SetWeight(step.set_weight))
+            else:
+                d = step.pause.duration
+                out.append(Pause(parse_duration(d) if d else None, d or ""))
+        return out
+
+    if strategy.canary is not None:
+        return canary(list(strategy.canary.steps))
+    if strategy.blue_green is not None:
+        bg = strategy.blue_green
+        auto = bg.auto_promotion_seconds
+        return [
+            Preview(
+                bg.preview_mirror_percent or 0,
+                timedelta(seconds=auto) if auto is not None else None,
+            )
+        ]
+    assert strategy.shadow is not None
+    sh = strategy.shadow
+    first: list[Stage] = [Shadow(sh.mirror_percent, parse_duration(sh.duration), sh.duration)]
+    if sh.then == "canary":
+        return first + canary(list(sh.steps or []))
+    if sh.then == "stop":
+        return [*first, Stop()]
+    return first
+
+
+def ratio_mode(spec: RolloutSpec) -> bool:
+    """Plain Services: the weight is the replica ratio (stable + candidate = replicas)."""
+    return spec.traffic_routing.service is not None
 
 
 def needed(replicas: int, weight: int) -> int:
@@ -186,8 +266,6 @@ def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Deci
 
     if observed.conflict:
         return _invalid(s, f"Rollout {observed.conflict} already serves model {spec.model}")
-    if spec.strategy.canary is None:
-        return _invalid(s, "only the canary strategy is implemented so far")
 
     rolled_back = list(s.rolled_back_versions or [])
     if action is not None and action.name == ActionName.RETRY:
@@ -230,12 +308,20 @@ def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Deci
         else:
             d.status.phase = RolloutPhase.HEALTHY
             d.status.message = f"stable {s.stable_version} serves 100%"
+    elif action is not None and action.name == ActionName.UNDO:
+        d = _undo(spec, s, observed)
     elif target == s.stable_version or target in rolled_back:
         d = _steady(spec, s, observed)
+        if action is not None:
+            d.events.append(
+                Event(
+                    "Warning", "ActionRejected", f"{action.name} does not apply in phase {s.phase}"
+                )
+            )
     elif s.candidate_version is None:
         d = _start(spec, s, observed, target, events=[])
     else:
-        d = _canary(spec, s, observed, action)
+        d = _progress(spec, s, observed, action)
     d.events[:0] = events
     return d
 
@@ -322,10 +408,14 @@ def _start(
     s.step_started_at = observed.now
     s.analysis = None
     s.phase = RolloutPhase.PROGRESSING
-    events.append(
-        Event("Normal", "Progressing", f"canary of {target} started (stable {s.stable_version})")
+    s.stage_since = None
+    kind = (
+        "canary" if spec.strategy.canary else "blue-green" if spec.strategy.blue_green else "shadow"
     )
-    d = _canary(spec, s, observed, action=None)
+    events.append(
+        Event("Normal", "Progressing", f"{kind} of {target} started (stable {s.stable_version})")
+    )
+    d = _progress(spec, s, observed, action=None)
     d.events[:0] = events
     return d
 
@@ -340,18 +430,24 @@ def _deadline_passed(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Deci
     return False
 
 
-def _canary(
+def _progress(
     spec: RolloutSpec, s: RolloutStatus, observed: Observed, action: Action | None
 ) -> Decision:
-    assert spec.strategy.canary is not None and s.stable_version and s.candidate_version
+    """Run the strategy's stages from ``current_step`` as far as readiness and time
+    allow, then size the Deployments and the route for where that leaves us."""
+    assert s.stable_version and s.candidate_version
     now, replicas = observed.now, spec.replicas
     stable, candidate = s.stable_version, s.candidate_version
-    steps = spec.strategy.canary.steps
-    i = min(s.current_step or 0, len(steps))  # new steps apply from the current index
+    plan = stages(spec)
+    ratio = ratio_mode(spec)
+    i = min(s.current_step or 0, len(plan))  # new steps apply from the current index
     committed = s.canary_weight or 0
     events: list[Event] = []
     dep = observed.deployments.get(candidate)
     available = dep.available if dep else 0
+
+    def ready_for(count: int) -> bool:
+        return dep is not None and dep.replicas >= count and available >= count
 
     if action is not None:
         if action.name == ActionName.ABORT:
@@ -364,58 +460,121 @@ def _canary(
                 outcome="Aborted",
             )
         if action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
-            i = len(steps) if action.name == ActionName.PROMOTE_FULL else min(i + 1, len(steps))
-            s.pause, s.step_started_at = None, now
+            i = len(plan) if action.name == ActionName.PROMOTE_FULL else min(i + 1, len(plan))
+            s.pause, s.stage_since, s.step_started_at = None, None, now
             events.append(Event("Normal", "Promote", f"{action.name} by user"))
+        else:
+            events.append(
+                Event(
+                    "Warning",
+                    "ActionRejected",
+                    f"{action.name} does not apply while {candidate} rolls out",
+                )
+            )
 
     d = Decision(status=s, deployments=None, route=None, events=events)
     waiting_for_pods = False
-    want = needed(replicas, committed)
-    while i < len(steps):
-        step = steps[i]
-        if step.set_weight is not None:
-            w = step.set_weight
+    want = needed(replicas, committed)  # candidate replicas to ask for
+    mirror = 0
+    preview = False
+    s.phase = RolloutPhase.PROGRESSING
+    while i < len(plan):
+        stage = plan[i]
+        if isinstance(stage, SetWeight):
+            w = stage.weight
             want = max(needed(replicas, w), needed(replicas, committed))
-            if (
-                dep is not None
-                and dep.replicas >= needed(replicas, w)
-                and available >= needed(replicas, w)
-            ):
+            if ready_for(needed(replicas, w)):
                 committed, i = w, i + 1
-                s.step_started_at = now
+                s.step_started_at, s.stage_since = now, None
                 events.append(Event("Normal", "Weight", f"candidate {candidate} at {w}%"))
                 continue
             waiting_for_pods = True
-            s.phase = RolloutPhase.PROGRESSING
             s.message = (
                 f"step {i}: waiting for {needed(replicas, w)} Ready replicas of "
                 f"{candidate} for weight {w}% ({available} Ready)"
             )
             break
-        assert step.pause is not None
-        if s.pause is None or s.pause.reason != PauseReason.STEP:
-            s.pause = PauseStatus(reason=PauseReason.STEP, since=now, message="")
-        if step.pause.duration:
-            until = (s.pause.since or now) + parse_duration(step.pause.duration)
+        if isinstance(stage, Pause):
+            if s.pause is None or s.pause.reason != PauseReason.STEP:
+                s.pause = PauseStatus(reason=PauseReason.STEP, since=now, message="")
+            if stage.duration is not None:
+                until = (s.pause.since or now) + stage.duration
+                if now >= until:
+                    s.pause, s.step_started_at, i = None, now, i + 1
+                    continue
+                s.pause.message = f"step {i}: pause {stage.text}"
+                d.wake_in((until - now).total_seconds())
+            else:
+                s.pause.message = f"step {i}: paused until `kubectl ferryman promote`"
+            s.phase, s.message = RolloutPhase.PAUSED, s.pause.message
+            break
+        if isinstance(stage, Shadow):
+            want = max(needed(replicas, stage.percent), 1 if stage.percent else 0)
+            if not ready_for(want):
+                waiting_for_pods = True
+                s.message = (
+                    f"shadow: waiting for {want} Ready replicas of {candidate} ({available} Ready)"
+                )
+                if s.stage_since is not None:
+                    # Pods turned unready mid-shadow: stop mirroring, keep the clock.
+                    waiting_for_pods = False
+                break
+            if s.stage_since is None:
+                s.stage_since = now
+                events.append(
+                    Event(
+                        "Normal", "Shadow", f"mirroring {stage.percent}% of traffic to {candidate}"
+                    )
+                )
+            until = s.stage_since + stage.duration
             if now >= until:
-                s.pause, s.step_started_at, i = None, now, i + 1
+                s.stage_since, s.step_started_at, i = None, now, i + 1
+                want = needed(replicas, committed)
                 continue
-            s.pause.message = f"step {i}: pause {step.pause.duration}"
+            mirror = stage.percent
+            s.message = f"shadow: mirroring {stage.percent}% to {candidate} for {stage.text}"
             d.wake_in((until - now).total_seconds())
-        else:
-            s.pause.message = f"step {i}: paused until `kubectl ferryman promote`"
-        s.phase = RolloutPhase.PAUSED
-        s.message = s.pause.message
-        break
+            break
+        if isinstance(stage, Preview):
+            want = replicas
+            preview = True
+            if not ready_for(replicas):
+                waiting_for_pods = True
+                s.message = (
+                    f"preview: waiting for {replicas} Ready replicas of {candidate} "
+                    f"({available} Ready)"
+                )
+                break
+            if s.stage_since is None:
+                s.stage_since = now
+                events.append(Event("Normal", "PreviewReady", f"preview of {candidate} is Ready"))
+            mirror = stage.mirror
+            if stage.auto_after is not None:
+                until = s.stage_since + stage.auto_after
+                if now >= until:
+                    s.stage_since, s.step_started_at, i = None, now, i + 1
+                    preview = False
+                    continue
+                d.wake_in((until - now).total_seconds())
+                text = f"preview Ready; auto-promotion at {until.isoformat()}"
+            else:
+                text = "preview Ready; waiting for `kubectl ferryman promote`"
+            s.pause = PauseStatus(reason=PauseReason.STEP, since=s.stage_since, message=text)
+            s.phase, s.message = RolloutPhase.PAUSED, text
+            break
+        assert isinstance(stage, Stop)
+        return _stop(spec, s, observed, events)
     s.current_step, s.canary_weight = i, committed
+    if s.phase != RolloutPhase.PAUSED:
+        s.pause = None
 
-    if i >= len(steps):
-        # Promotion: the candidate takes 100% once it is Ready at full size.
-        if dep is not None and dep.replicas >= replicas and available >= replicas:
+    if i >= len(plan):
+        # Promotion: the candidate takes 100% in one write once Ready at full size.
+        if ready_for(replicas):
             return _promote(spec, s, observed, events)
         want = replicas
         waiting_for_pods = True
-        s.phase = RolloutPhase.PROGRESSING
+        preview = bool(spec.strategy.blue_green)
         s.message = (
             f"promoting: waiting for {replicas} Ready replicas of {candidate} ({available} Ready)"
         )
@@ -427,22 +586,91 @@ def _canary(
         )
         return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
 
-    # Never more weight than the candidate's Ready replicas carry right now.
-    weight = min(committed, supported(replicas, available))
-    if weight < committed:
-        events.append(
-            Event(
-                "Warning",
-                "CandidateUnready",
-                f"candidate {candidate} has {available} Ready replicas: weight "
-                f"{committed}% withdrawn to {weight}%",
+    if ratio:
+        # The weight is the replica ratio: the stable shrinks only by what the candidate
+        # already carries with Ready replicas (committed above only once Ready).
+        route = Route(stable=stable, candidate=candidate, candidate_weight=committed)
+        d.deployments = {
+            stable: replicas - needed(replicas, committed),
+            candidate: max(want, needed(replicas, committed)),
+        }
+    else:
+        # Never more weight or mirror than the candidate's Ready replicas carry now.
+        weight = min(committed, supported(replicas, available))
+        if weight < committed:
+            events.append(
+                Event(
+                    "Warning",
+                    "CandidateUnready",
+                    f"candidate {candidate} has {available} Ready replicas: weight "
+                    f"{committed}% withdrawn to {weight}%",
+                )
             )
+        route = Route(
+            stable=stable, candidate=candidate, candidate_weight=weight, mirror_percent=mirror
         )
-    route = Route(stable=stable, candidate=candidate, candidate_weight=weight)
+        d.deployments = {stable: replicas, candidate: max(want, needed(replicas, committed))}
     d.route = route
-    d.deployments = {stable: replicas, candidate: max(want, needed(replicas, committed))}
+    d.preview = candidate if preview else None
     s.weights = weights_of(route)
     _warm_previous(spec, s, now, d)
+    return d
+
+
+def _stop(spec: RolloutSpec, s: RolloutStatus, observed: Observed, events: list[Event]) -> Decision:
+    """Shadow ``then: stop``: report, remove the candidate, leave stable as it is."""
+    victim = s.candidate_version
+    d = _rollback(
+        spec,
+        s,
+        observed,
+        phase=RolloutPhase.HEALTHY,
+        reason="shadow completed (then: stop); stable untouched",
+        outcome="Stopped",
+    )
+    d.status.message = (
+        f"shadow of {victim} completed (then: stop); stable {s.stable_version} untouched"
+    )
+    d.events = [*events, Event("Normal", "ShadowCompleted", d.status.message)]
+    return d
+
+
+def _undo(spec: RolloutSpec, s: RolloutStatus, observed: Observed) -> Decision:
+    """Back to the previous stable version, at once, while it is still warm and Ready."""
+    prev, current = s.previous_stable_version, s.stable_version
+    dep = observed.deployments.get(prev or "")
+    if (
+        not prev
+        or not current
+        or s.candidate_version is not None
+        or dep is None
+        or dep.available < spec.replicas
+    ):
+        d = _steady(spec, s, observed)
+        d.events.append(
+            Event(
+                "Warning",
+                "ActionRejected",
+                "undo needs a settled Rollout whose previous stable version is "
+                "still warm and Ready (within scaleDownDelaySeconds)",
+            )
+        )
+        return d
+    now = observed.now
+    s.stable_version, s.previous_stable_version = prev, current
+    s.rolled_back_versions = [*(v for v in s.rolled_back_versions or [] if v != current), current]
+    _history(
+        s,
+        spec,
+        HistoryEntry(
+            version=current, outcome="RolledBack", at=now, reason=f"undo by user: back to {prev}"
+        ),
+    )
+    s.phase = RolloutPhase.ROLLED_BACK
+    s.message = f"undo: {prev} is stable again; {current} rolled back"
+    s.scale_down_at = now + timedelta(seconds=spec.scale_down_delay_seconds)
+    d = _steady(spec, s, observed)
+    d.events.append(Event("Warning", "RolledBack", s.message))
     return d
 
 
@@ -454,6 +682,7 @@ def _promote(
     old, new = s.stable_version, s.candidate_version
     s.previous_stable_version, s.stable_version, s.candidate_version = old, new, None
     s.current_step, s.canary_weight, s.pause, s.step_started_at = None, None, None, None
+    s.stage_since = None
     s.phase = RolloutPhase.HEALTHY
     s.message = f"{new} promoted: stable, serves 100%"
     s.scale_down_at = now + timedelta(seconds=spec.scale_down_delay_seconds)
@@ -487,7 +716,7 @@ def _rollback(
     now = observed.now
     victim = s.candidate_version
     s.candidate_version, s.current_step, s.canary_weight, s.pause = None, None, None, None
-    s.step_started_at = None
+    s.step_started_at, s.stage_since = None, None
     s.phase = phase
     if victim:
         if remember and victim not in (s.rolled_back_versions or []):

@@ -1,0 +1,287 @@
+"""Rollout behaviour against the real API server and the real operator: deadlines,
+readiness, track: latest, new targets, conflicts, undo, retry, deletion and ownership."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import localcluster
+import pytest
+
+from e2e import rollouts as r
+from harness.kube import Cluster, wait_for
+from harness.operator import OperatorProcess
+
+pytestmark = pytest.mark.usefixtures("ferryman_crds")
+NEVER_READY = "registry.example/never-ready:1"
+
+
+def phase_is(cluster: Cluster, ns: str, phase: str, name: str = "fraud") -> bool:
+    return r.status(cluster, ns, name).get("phase") == phase
+
+
+def healthy_on(cluster: Cluster, ns: str, version: str) -> bool:
+    st = r.status(cluster, ns)
+    return st.get("phase") == "Healthy" and st.get("stableVersion") == version
+
+
+def retarget(cluster: Cluster, ns: str, version: str) -> None:
+    cluster.kubectl(
+        "patch",
+        "rollout.ferryman.dev",
+        "fraud",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"target": {"version": version}}}),
+    )
+
+
+def test_never_ready_candidate_is_rolled_back_at_the_progress_deadline(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", ("1.1.0", NEVER_READY)), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0", progressDeadlineSeconds=8), namespace=namespace)
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
+    sampler = r.Sampler(cluster, namespace, replicas=2)
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(lambda: phase_is(cluster, namespace, "RolledBack"), timeout=60, message="RolledBack")
+    st = r.status(cluster, namespace)
+    assert st["rolledBackVersions"] == ["1.1.0"]
+    assert "progress deadline" in st["history"][-1]["reason"]
+    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+    wait_for(
+        lambda: cluster.get_json("deployment", "fraud-1-1-0", namespace) is None,
+        timeout=30,
+        message="candidate removed",
+    )
+    time.sleep(2)
+    assert phase_is(cluster, namespace, "RolledBack")  # stays until a new target or retry
+    assert sampler.stop() == []
+
+
+def test_candidate_made_unready_loses_its_weight_and_gets_it_back(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    if not cluster.local:
+        pytest.skip("needs the local cluster's unready-on-demand pods")
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0"), namespace=namespace)
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
+        timeout=60,
+        message="candidate at 50%",
+    )
+    pod = (
+        cluster.core.list_namespaced_pod(namespace, label_selector="ferryman.dev/version=1.1.0")
+        .items[0]
+        .metadata.name
+    )
+    cluster.kubectl(
+        "annotate", "pod", pod, "-n", namespace, f"{localcluster.UNREADY_ANNOTATION}=true"
+    )
+    wait_for(
+        lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 100, "fraud-1-1-0": 0},
+        timeout=20,
+        message="weight withdrawn",
+    )
+    events = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector=reason=CandidateUnready"
+    ).stdout
+    assert "withdrawn" in events
+    cluster.kubectl("annotate", "pod", pod, "-n", namespace, f"{localcluster.UNREADY_ANNOTATION}-")
+    wait_for(
+        lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
+        timeout=20,
+        message="weight back",
+    )
+
+
+def test_track_latest_rolls_each_new_version_and_retries_only_on_request(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0"), namespace=namespace)
+    rollout = r.rollout(
+        {"track": "latest"},
+        progressDeadlineSeconds=8,
+        strategy={"canary": {"steps": [{"setWeight": 50}]}},
+    )
+    cluster.apply(rollout, namespace=namespace)
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="1.0.0")
+    generation = cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"][
+        "generation"
+    ]  # type: ignore[index]
+    cluster.apply(r.versions("1.1.0"), namespace=namespace)
+    wait_for(
+        lambda: healthy_on(cluster, namespace, "1.1.0"), timeout=60, message="1.1.0 rolled out"
+    )
+    cluster.apply(r.versions(("1.2.0", NEVER_READY)), namespace=namespace)
+    wait_for(
+        lambda: phase_is(cluster, namespace, "RolledBack"), timeout=60, message="1.2.0 rolled back"
+    )
+    time.sleep(3)
+    st = r.status(cluster, namespace)
+    assert st["stableVersion"] == "1.1.0" and st.get("candidateVersion") is None  # not retried
+    # The Rollout itself was never touched: the operator never writes spec.
+    assert (
+        cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"]["generation"]
+        == generation
+    )  # type: ignore[index]
+    r.act(cluster, namespace, "retry")
+    wait_for(
+        lambda: (
+            len(
+                [
+                    h
+                    for h in r.status(cluster, namespace).get("history", [])
+                    if h["version"] == "1.2.0"
+                ]
+            )
+            == 2
+        ),
+        timeout=60,
+        message="retried",
+    )
+
+
+def test_new_target_mid_rollout_returns_traffic_to_stable_first(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0", "1.2.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0"), namespace=namespace)
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(lambda: phase_is(cluster, namespace, "Paused"), timeout=60, message="1.1.0 at 50%")
+    sampler = r.Sampler(cluster, namespace, replicas=2)
+    retarget(cluster, namespace, "1.2.0")
+    wait_for(
+        lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-2-0": 50},
+        timeout=60,
+        message="1.2.0 at 50%",
+    )
+    seen = sampler.samples
+    assert {"fraud-1-0-0": 100, "fraud-1-2-0": 0} in seen  # stable got everything back first
+    assert sampler.stop() == []
+    st = r.status(cluster, namespace)
+    assert [(h["version"], h["outcome"]) for h in st["history"]][-1] == ("1.1.0", "Aborted")
+    assert cluster.get_json("deployment", "fraud-1-1-0", namespace) is None
+
+
+def test_second_rollout_for_the_same_model_is_invalid(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0"), namespace=namespace)
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
+    cluster.apply(r.rollout("1.0.0", name="fraud-two"), namespace=namespace)
+    wait_for(
+        lambda: phase_is(cluster, namespace, "Invalid", "fraud-two"),
+        timeout=30,
+        message="second Rollout Invalid",
+    )
+    assert (
+        "Rollout fraud already serves model fraud"
+        in r.status(cluster, namespace, "fraud-two")["message"]
+    )
+    assert cluster.get_json("httproute", "fraud-two", namespace) is None
+    assert healthy_on(cluster, namespace, "1.0.0")
+
+
+def test_undo_returns_to_the_previous_stable(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(
+        r.rollout(
+            "1.0.0", scaleDownDelaySeconds=300, strategy={"canary": {"steps": [{"setWeight": 50}]}}
+        ),
+        namespace=namespace,
+    )
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="1.0.0")
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(lambda: healthy_on(cluster, namespace, "1.1.0"), timeout=60, message="1.1.0")
+    r.act(cluster, namespace, "undo")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("stableVersion") == "1.0.0",
+        timeout=30,
+        message="undone",
+    )
+    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+    st = r.status(cluster, namespace)
+    assert st["phase"] == "RolledBack" and st["rolledBackVersions"] == ["1.1.0"]
+
+
+def test_deleting_a_served_model_version_waits_and_deleting_the_rollout_cleans_up(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0"), namespace=namespace)
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
+    wait_for(
+        lambda: (
+            "ferryman.dev/finalizer"
+            in (cluster.get_json("mv", "fraud-1-0-0", namespace) or {})["metadata"].get(
+                "finalizers", []
+            )
+        ),
+        timeout=20,
+        message="served ModelVersion protected",
+    )
+    cluster.kubectl("delete", "mv", "fraud-1-0-0", "-n", namespace, "--wait=false")
+    time.sleep(3)
+    mv = cluster.get_json("mv", "fraud-1-0-0", namespace)
+    assert mv is not None and mv["metadata"].get("deletionTimestamp")
+    blocked = [c for c in mv["status"]["conditions"] if c["type"] == "DeletionBlocked"]
+    assert blocked and "Rollout fraud still serves" in blocked[0]["message"]
+    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}  # still serving
+
+    cluster.kubectl("delete", "rollout.ferryman.dev", "fraud", "-n", namespace)
+    wait_for(
+        lambda: cluster.get_json("mv", "fraud-1-0-0", namespace) is None,
+        timeout=30,
+        message="ModelVersion deleted once no longer served",
+    )
+    for kind, name in [
+        ("deployment", "fraud-1-0-0"),
+        ("service", "fraud-1-0-0"),
+        ("pdb", "fraud-1-0-0"),
+        ("service", "fraud"),
+        ("httproute", "fraud"),
+    ]:
+        wait_for(
+            lambda k=kind, n=name: cluster.get_json(k, n, namespace) is None,  # type: ignore[misc]
+            timeout=30,
+            message=f"{kind}/{name} garbage-collected",
+        )
+
+
+def test_foreign_object_with_our_name_is_left_untouched_and_reported(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "fraud-1-0-0"},
+        "spec": {"selector": {"app": "someone-else"}, "ports": [{"port": 8080}]},
+    }
+    cluster.apply(foreign, namespace=namespace)
+    cluster.apply(r.versions("1.0.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0"), namespace=namespace)
+    wait_for(
+        lambda: any(
+            c["type"] == "OwnershipConflict" and c["status"] == "True"
+            for c in r.status(cluster, namespace).get("conditions", [])
+        ),
+        timeout=30,
+        message="conflict reported",
+    )
+    st = r.status(cluster, namespace)
+    assert "Service fraud-1-0-0 exists and is not owned by this Rollout" in st["message"]
+    svc = cluster.get_json("service", "fraud-1-0-0", namespace) or {}
+    assert svc["spec"]["selector"] == {"app": "someone-else"}
+    assert not svc["metadata"].get("ownerReferences")
+    assert r.http_route(cluster, namespace) is None  # no traffic to a Service that isn't ours
