@@ -16,9 +16,10 @@ Execution order of one decision, which keeps DESIGN.md §2's invariants at every
 Before any write, an existing object of the same name must be ours (owner reference to
 this Rollout); a foreign one is left untouched and reported in a condition.
 
-A test-only hook, ``FERRYMAN_TEST_KILL_AT`` (comma-separated point names, read at start),
-makes the process exit abruptly at named points so restart safety is tested at the worst
-moments: ``after-scale-up``, ``after-route-write``, ``before-status-write``.
+A test-only hook, ``FERRYMAN_TEST_KILL_AT`` (comma-separated point names, each optionally
+``:N`` for the N-th hit; read at start, off by default), makes the process exit abruptly at
+named points so restart safety is tested at the worst moments: ``after-scale-up``,
+``after-route-write``, ``before-status-write``.
 """
 
 from __future__ import annotations
@@ -49,14 +50,29 @@ log = logging.getLogger(__name__)
 
 ACTION = "ferryman.dev/action"
 ACTION_ID = "ferryman.dev/action-id"
-KILL_AT = frozenset(p for p in os.environ.get("FERRYMAN_TEST_KILL_AT", "").split(",") if p)
+
+
+def _kill_points(value: str) -> dict[str, int]:
+    """``a,b:3`` -> {a: 1, b: 3}: exit at the first hit of ``a`` or the third of ``b``."""
+    points: dict[str, int] = {}
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        name, _, count = item.partition(":")
+        points[name] = int(count or 1)
+    return points
+
+
+KILL_AT = _kill_points(os.environ.get("FERRYMAN_TEST_KILL_AT", ""))
+_kill_hits: dict[str, int] = {}
 OWNERSHIP = "OwnershipConflict"
 
 
 def kill_point(name: str) -> None:
     """Exit at once, like a node dying, when a test asked for it at this point."""
-    if name in KILL_AT:
-        log.warning("FERRYMAN_TEST_KILL_AT: exiting at %s", name)
+    if name not in KILL_AT:
+        return
+    _kill_hits[name] = _kill_hits.get(name, 0) + 1
+    if _kill_hits[name] >= KILL_AT[name]:
+        log.warning("FERRYMAN_TEST_KILL_AT: exiting at %s (hit %d)", name, _kill_hits[name])
         os._exit(137)
 
 
