@@ -89,10 +89,17 @@ def test_candidate_made_unready_loses_its_weight_and_gets_it_back(
         timeout=20,
         message="weight withdrawn",
     )
-    events = cluster.kubectl(
-        "get", "events", "-n", namespace, "--field-selector=reason=CandidateUnready"
-    ).stdout
-    assert "withdrawn" in events
+    # kopf posts events in the background: wait for it rather than race it.
+    wait_for(
+        lambda: (
+            "withdrawn"
+            in cluster.kubectl(
+                "get", "events", "-n", namespace, "--field-selector=reason=CandidateUnready"
+            ).stdout
+        ),
+        timeout=20,
+        message="CandidateUnready event",
+    )
     cluster.kubectl("annotate", "pod", pod, "-n", namespace, f"{localcluster.UNREADY_ANNOTATION}-")
     wait_for(
         lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},

@@ -540,6 +540,11 @@ class AnalysisStatus(ApiModel):
     inconclusive: int = 0
     consecutive_errors: int = 0
     next_measurement_at: datetime | None = None
+    since: datetime | None = Field(
+        None,
+        description="The last weight change: measurements from then on are the evidence "
+        "the next weight increase or promotion needs.",
+    )
     measurements: list[Measurement] | None = Field(
         None, max_length=MAX_MEASUREMENTS, description="The latest measurements, newest last."
     )

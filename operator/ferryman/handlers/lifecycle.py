@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import kopf
 
 from ferryman.kube.client import Kube
@@ -19,6 +20,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     apply_settings(settings)
     if getattr(memo, "kube", None) is None:
         memo.kube = await Kube.connect()
+    if getattr(memo, "http", None) is None:
+        # One HTTP session (one connection pool) for every metrics provider.
+        memo.http = aiohttp.ClientSession()
 
 
 def apply_settings(settings: kopf.OperatorSettings) -> None:
@@ -47,3 +51,6 @@ async def disconnect(memo: kopf.Memo, **_: Any) -> None:
     kube = getattr(memo, "kube", None)
     if kube is not None:
         await kube.close()
+    http = getattr(memo, "http", None)
+    if http is not None:
+        await http.close()

@@ -37,6 +37,7 @@ from ferryman.api.common import GROUP, VERSION, ConditionStatus
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion, Role
 from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase
+from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import wakeups
 from ferryman.kube.client import Kube
 from ferryman.plan import labels, machine, serving
@@ -177,11 +178,17 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
     rollout = Rollout.model_validate(dict(body))
     ns, name, model = rollout.metadata.namespace, rollout.metadata.name, rollout.spec.model
     now = datetime.now(UTC)
+    written = rollout.status.model_dump(by_alias=True, mode="json")
 
     mvs: list[ModelVersion] = list(indexes["modelversions_by_model"].get((ns, model), []))
     by_version = {mv.spec.version: mv for mv in mvs if mv.status.phase != "Duplicate"}
     records = tuple(
-        machine.VersionRecord(mv.metadata.name, mv.spec.version, mv.status.phase == "Duplicate")
+        machine.VersionRecord(
+            mv.metadata.name,
+            mv.spec.version,
+            mv.status.phase == "Duplicate",
+            metrics=dict(mv.spec.metrics or {}),
+        )
         for mv in mvs
     )
     deployments = {v: st for (_n, v, st) in indexes["deployments_by_rollout"].get((ns, name), [])}
@@ -194,6 +201,14 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
     conflict = next(
         (r.rollout for r in others if (r.created or now, r.rollout) < (mine, name)), None
     )
+    settings = getattr(memo, "settings", None)
+    invalid = analysis_round.problems(rollout, settings)
+    due = analysis_round.due(rollout, now) if invalid is None else None
+    if due is not None and settings is not None:
+        provider = await analysis_round.provider_for(rollout, settings, memo.http, kube)
+        rollout.status.analysis = await analysis_round.measure(
+            rollout, due, provider, by_version, now
+        )
     observed = machine.Observed(
         versions=records,
         deployments=deployments,
@@ -201,6 +216,7 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
         generation=rollout.metadata.generation,
         action=_pending_action(rollout),
         conflict=conflict,
+        invalid=invalid,
     )
     decision = machine.decide(rollout.spec, rollout.status, observed)
     status = decision.status
@@ -271,7 +287,7 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
         status.message = "; ".join(problems)
     kill_point("before-status-write")
     new_status = status.model_dump(by_alias=True, mode="json")
-    if new_status != rollout.status.model_dump(by_alias=True, mode="json"):
+    if new_status != written:
         await kube.patch_status(PLURAL, ns, name, new_status)
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
@@ -281,7 +297,12 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
         await _update_roles(
             kube, rollout, status.stable_version, status.candidate_version, mvs, now
         )
-    return decision.requeue_after
+    delay = decision.requeue_after
+    if machine.analysis_target(rollout.spec, status) is not None:
+        wait = analysis_round.next_round_in(status, now)
+        wait = 0.0 if wait is None else wait
+        delay = wait if delay is None else min(delay, wait)
+    return delay
 
 
 async def _apply_owned(

@@ -27,7 +27,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from ferryman.analysis import evaluate
 from ferryman.api.rollout import (
+    AnalysisStatus,
     HistoryEntry,
     PauseReason,
     PauseStatus,
@@ -36,7 +38,7 @@ from ferryman.api.rollout import (
     RolloutStatus,
     Weights,
 )
-from ferryman.plan import semver
+from ferryman.plan import gates, semver
 from ferryman.plan.durations import parse_duration
 
 
@@ -63,6 +65,7 @@ class VersionRecord:
     name: str
     version: str
     duplicate: bool = False
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Observed:
     route: Route | None = None
     action: Action | None = None
     conflict: str | None = None  # another Rollout that already serves this model
+    invalid: str | None = None  # a problem the handler found (unknown provider, ...)
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,36 @@ def ratio_mode(spec: RolloutSpec) -> bool:
     return spec.traffic_routing.service is not None
 
 
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """What a round of analysis measures: ``version`` (and ``stable`` for relative
+    thresholds, when ``relative``)."""
+
+    version: str
+    stable: str | None
+    relative: bool
+
+
+def analysis_target(spec: RolloutSpec, status: RolloutStatus) -> AnalysisTarget | None:
+    """Analysis runs while a candidate receives live or mirrored traffic (progressing,
+    paused at a step or for analysis) and while baking; otherwise it costs nothing."""
+    if spec.analysis is None:
+        return None
+    if status.phase == RolloutPhase.BAKING and status.stable_version:
+        # The previous stable gets no traffic while baking: nothing to compare with.
+        return AnalysisTarget(status.stable_version, status.previous_stable_version, False)
+    w = status.weights
+    live = w is not None and (w.candidate > 0 or w.mirror_percent > 0)
+    if (
+        status.phase in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
+        and live
+        and status.candidate_version
+        and status.stable_version
+    ):
+        return AnalysisTarget(status.candidate_version, status.stable_version, True)
+    return None
+
+
 def needed(replicas: int, weight: int) -> int:
     """Ready replicas a backend needs to carry ``weight`` percent of traffic."""
     return math.ceil(replicas * weight / 100)
@@ -266,10 +300,15 @@ def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Deci
 
     if observed.conflict:
         return _invalid(s, f"Rollout {observed.conflict} already serves model {spec.model}")
+    if observed.invalid:
+        return _invalid(s, observed.invalid)
 
     rolled_back = list(s.rolled_back_versions or [])
     if action is not None and action.name == ActionName.RETRY:
-        if s.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED) and s.history:
+        if (
+            s.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.REJECTED)
+            and s.history
+        ):
             retried = s.history[-1].version
             rolled_back = [v for v in rolled_back if v != retried]
             s.rolled_back_versions = rolled_back
@@ -308,6 +347,8 @@ def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Deci
         else:
             d.status.phase = RolloutPhase.HEALTHY
             d.status.message = f"stable {s.stable_version} serves 100%"
+    elif s.phase == RolloutPhase.BAKING and target == s.stable_version:
+        d = _bake(spec, s, observed, action)
     elif action is not None and action.name == ActionName.UNDO:
         d = _undo(spec, s, observed)
     elif target == s.stable_version or target in rolled_back:
@@ -347,7 +388,7 @@ def _warm_previous(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Decisi
 def _steady(spec: RolloutSpec, s: RolloutStatus, observed: Observed) -> Decision:
     assert s.stable_version is not None
     route = Route(stable=s.stable_version)
-    if s.phase not in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED):
+    if s.phase not in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.REJECTED):
         s.phase = RolloutPhase.HEALTHY
         s.message = f"stable {s.stable_version} serves 100%"
     s.candidate_version, s.current_step, s.pause, s.canary_weight = None, None, None, None
@@ -403,10 +444,32 @@ def _first_rollout(
 def _start(
     spec: RolloutSpec, s: RolloutStatus, observed: Observed, target: str, events: list[Event]
 ) -> Decision:
+    records = {v.version: v for v in observed.versions if not v.duplicate}
+    stable_metrics = records[s.stable_version].metrics if s.stable_version in records else None
+    rejected = gates.check(
+        spec.gates,
+        records[target].metrics if target in records else {},
+        stable_metrics,
+        candidate_version=target,
+        stable_version=s.stable_version,
+    )
+    if rejected:
+        s.rolled_back_versions = [*(s.rolled_back_versions or []), target][-100:]
+        _history(
+            s,
+            spec,
+            HistoryEntry(version=target, outcome="Rejected", at=observed.now, reason=rejected),
+        )
+        s.phase = RolloutPhase.REJECTED
+        s.message = f"{target} rejected before any traffic: {rejected}"
+        d = _steady(spec, s, observed)
+        d.events = [*events, Event("Warning", "Rejected", s.message)]
+        return d
     s.candidate_version = target
     s.current_step, s.canary_weight, s.pause = 0, 0, None
     s.step_started_at = observed.now
-    s.analysis = None
+    s.analysis = None  # counters reset on a new target (and on retry)
+    _mark_weight_change(spec, s, observed.now)
     s.phase = RolloutPhase.PROGRESSING
     s.stage_since = None
     kind = (
@@ -478,14 +541,36 @@ def _progress(
     mirror = 0
     preview = False
     s.phase = RolloutPhase.PROGRESSING
-    while i < len(plan):
+    analysis = spec.analysis
+    hold = False
+    if analysis is not None and s.analysis is not None:
+        failed = evaluate.failed_metric(s.analysis, analysis)
+        if failed is not None:
+            count = (s.analysis.failures or {}).get(failed.metric, 0)
+            reason = (
+                f"analysis: metric {failed.metric} failed {count} times (limit "
+                f"{analysis.failure_limit}): {failed.message}; threshold {failed.threshold}; "
+                f"query: {failed.query}"
+            )
+            return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
+        held = _analysis_hold(s, analysis, now)
+        if held is not None:
+            # Keep traffic where it is; analysis keeps running and lifts the hold.
+            s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
+            hold = True
+    while not hold and i < len(plan):
         stage = plan[i]
         if isinstance(stage, SetWeight):
             w = stage.weight
             want = max(needed(replicas, w), needed(replicas, committed))
+            if w > committed and not _evidence(spec, s, committed):
+                s.message = f"step {i}: waiting for analysis evidence before weight {w}%"
+                _wake_for_measurement(s, now, d)
+                break
             if ready_for(needed(replicas, w)):
                 committed, i = w, i + 1
                 s.step_started_at, s.stage_since = now, None
+                _mark_weight_change(spec, s, now)
                 events.append(Event("Normal", "Weight", f"candidate {candidate} at {w}%"))
                 continue
             waiting_for_pods = True
@@ -521,6 +606,7 @@ def _progress(
                 break
             if s.stage_since is None:
                 s.stage_since = now
+                _mark_weight_change(spec, s, now)
                 events.append(
                     Event(
                         "Normal", "Shadow", f"mirroring {stage.percent}% of traffic to {candidate}"
@@ -547,6 +633,7 @@ def _progress(
                 break
             if s.stage_since is None:
                 s.stage_since = now
+                _mark_weight_change(spec, s, now)
                 events.append(Event("Normal", "PreviewReady", f"preview of {candidate} is Ready"))
             mirror = stage.mirror
             if stage.auto_after is not None:
@@ -568,16 +655,23 @@ def _progress(
     if s.phase != RolloutPhase.PAUSED:
         s.pause = None
 
-    if i >= len(plan):
-        # Promotion: the candidate takes 100% in one write once Ready at full size.
-        if ready_for(replicas):
+    if i >= len(plan) and not hold:
+        # Promotion: the candidate takes 100% in one write once Ready at full size, and
+        # never without evidence from analysis.
+        traffic = committed > 0 or bool(s.weights and s.weights.mirror_percent)
+        if ready_for(replicas) and (not traffic or _evidence(spec, s, committed, promoting=True)):
             return _promote(spec, s, observed, events)
+        if ready_for(replicas):
+            s.message = "promoting: waiting for analysis evidence"
+            _wake_for_measurement(s, now, d)
+        else:
+            waiting_for_pods = True
+            s.message = (
+                f"promoting: waiting for {replicas} Ready replicas of {candidate} "
+                f"({available} Ready)"
+            )
         want = replicas
-        waiting_for_pods = True
         preview = bool(spec.strategy.blue_green)
-        s.message = (
-            f"promoting: waiting for {replicas} Ready replicas of {candidate} ({available} Ready)"
-        )
 
     if waiting_for_pods and _deadline_passed(spec, s, now, d):
         reason = (
@@ -613,6 +707,119 @@ def _progress(
     d.route = route
     d.preview = candidate if preview else None
     s.weights = weights_of(route)
+    _warm_previous(spec, s, now, d)
+    return d
+
+
+def _mark_weight_change(spec: RolloutSpec, s: RolloutStatus, now: datetime) -> None:
+    """Measurements taken from now on are the evidence for the next step."""
+    if spec.analysis is not None:
+        if s.analysis is None:
+            s.analysis = AnalysisStatus()
+        s.analysis.since = now
+
+
+def _analysis_hold(s: RolloutStatus, analysis: Any, now: datetime) -> PauseStatus | None:
+    """Pause (not roll back) when measurements are inconclusive or failing to run."""
+    a = s.analysis
+    assert a is not None
+    if a.consecutive_errors > analysis.consecutive_error_limit:
+        reason, text = (
+            PauseReason.ANALYSIS_ERROR,
+            (
+                f"analysis: {a.consecutive_errors} consecutive rounds with errors (limit "
+                f"{analysis.consecutive_error_limit}); resumes when measurements succeed"
+            ),
+        )
+    elif a.inconclusive > analysis.inconclusive_limit:
+        reason, text = (
+            PauseReason.INCONCLUSIVE,
+            (
+                f"analysis: {a.inconclusive} inconclusive rounds (limit "
+                f"{analysis.inconclusive_limit}); resumes when measurements succeed"
+            ),
+        )
+    else:
+        return None
+    since = s.pause.since if s.pause is not None and s.pause.reason == reason else now
+    return PauseStatus(reason=reason, since=since, message=text)
+
+
+def _evidence(spec: RolloutSpec, s: RolloutStatus, committed: int, promoting: bool = False) -> bool:
+    """Before each weight increase and before promotion, every metric needs a Successful
+    measurement since the last weight change. With no traffic on the candidate yet
+    (weight 0, no mirror) there is nothing to measure, so the first step needs none."""
+    if spec.analysis is None:
+        return True
+    mirrored = bool(s.weights and s.weights.mirror_percent)
+    if committed == 0 and not mirrored and not promoting:
+        return True
+    since = s.analysis.since if s.analysis else None
+    return evaluate.has_evidence(s.analysis, spec.analysis, since)
+
+
+def _wake_for_measurement(s: RolloutStatus, now: datetime, d: Decision) -> None:
+    due = s.analysis.next_measurement_at if s.analysis else None
+    d.wake_in((due - now).total_seconds() if due else 1.0)
+
+
+def _bake(
+    spec: RolloutSpec, s: RolloutStatus, observed: Observed, action: Action | None
+) -> Decision:
+    """After promotion: analysis continues for bake.duration; a breach (or an abort)
+    returns traffic to the previous stable version, once it is Ready at full size."""
+    now, replicas = observed.now, spec.replicas
+    assert s.stable_version is not None and spec.bake is not None
+    bad, prev = s.stable_version, s.previous_stable_version
+    failed = evaluate.failed_metric(s.analysis, spec.analysis) if spec.analysis else None
+    aborted = action is not None and action.name == ActionName.ABORT
+    if (failed is not None or aborted) and prev:
+        if failed is not None:
+            count = ((s.analysis.failures or {}) if s.analysis else {}).get(failed.metric, 0)
+            reason = (
+                f"bake analysis: metric {failed.metric} failed {count} times: "
+                f"{failed.message}; threshold {failed.threshold}; query: {failed.query}"
+            )
+        else:
+            reason = "aborted by user during bake"
+        dep = observed.deployments.get(prev)
+        if dep is None or dep.replicas < replicas or dep.available < replicas:
+            s.message = f"{reason}; bringing {prev} back to {replicas} Ready replicas first"
+            route = Route(stable=bad)
+            d = Decision(status=s, deployments={bad: replicas, prev: replicas}, route=route)
+            d.wake_in(1.0)
+            return d
+        s.stable_version, s.previous_stable_version = prev, None
+        s.rolled_back_versions = [*(v for v in s.rolled_back_versions or [] if v != bad), bad]
+        outcome = "Aborted" if aborted and failed is None else "RolledBack"
+        _history(s, spec, HistoryEntry(version=bad, outcome=outcome, at=now, reason=reason))
+        s.phase = RolloutPhase.ABORTED if outcome == "Aborted" else RolloutPhase.ROLLED_BACK
+        s.message = f"{bad} rolled back after promotion: {reason}"
+        s.stage_since, s.scale_down_at = None, None
+        route = Route(stable=prev)
+        s.weights = weights_of(route)
+        return Decision(
+            status=s,
+            deployments={prev: replicas},
+            route=route,
+            events=[Event("Warning", outcome, s.message)],
+        )
+    until = (s.stage_since or now) + parse_duration(spec.bake.duration)
+    route = Route(stable=bad)
+    s.weights = weights_of(route)
+    if now >= until:
+        s.phase, s.stage_since = RolloutPhase.HEALTHY, None
+        s.message = f"{bad} baked for {spec.bake.duration}: stable, serves 100%"
+        d = Decision(
+            status=s,
+            deployments={bad: replicas},
+            route=route,
+            events=[Event("Normal", "Baked", s.message)],
+        )
+        _warm_previous(spec, s, now, d)
+        return d
+    d = Decision(status=s, deployments={bad: replicas}, route=route)
+    d.wake_in((until - now).total_seconds())
     _warm_previous(spec, s, now, d)
     return d
 
@@ -686,6 +893,14 @@ def _promote(
     s.phase = RolloutPhase.HEALTHY
     s.message = f"{new} promoted: stable, serves 100%"
     s.scale_down_at = now + timedelta(seconds=spec.scale_down_delay_seconds)
+    if spec.bake is not None:
+        # Analysis goes on after promotion; the previous stable stays warm throughout so
+        # a breach can return traffic to it at once.
+        bake = parse_duration(spec.bake.duration)
+        s.phase, s.stage_since = RolloutPhase.BAKING, now
+        s.message = f"{new} promoted; baking for {spec.bake.duration}"
+        s.scale_down_at = now + bake + timedelta(seconds=spec.scale_down_delay_seconds)
+        _mark_weight_change(spec, s, now)
     _history(
         s, spec, HistoryEntry(version=new, outcome="Promoted", at=now, reason="all steps completed")
     )

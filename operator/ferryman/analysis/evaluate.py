@@ -1,0 +1,160 @@
+"""Pure evaluation of measurements (no I/O): verdicts, counts and the evidence rule.
+
+Verdicts (DESIGN.md §2): an unreachable provider, an HTTP error or a bad query is an
+``Error``; an empty result, NaN, Inf or fewer samples than ``minSamples`` is
+``Inconclusive`` (no data is never a failure and never a success, unlike peers that roll
+back low-traffic models for nothing); otherwise absolute (``min``/``max``) and relative
+(``maxIncreaseVsStable``/``maxDropVsStable`` against the same query for the stable
+version, measured at the same time) thresholds decide ``Failed`` or ``Successful``. A
+stable value that is itself inconclusive makes a relative check inconclusive.
+
+Counting (Argo Rollouts' semantics): failures per metric, cumulative for the candidate;
+``failures > failureLimit`` rolls back. A round with an inconclusive measurement (and no
+failure) adds to ``inconclusive``, a round with an error to ``consecutiveErrors``; a fully
+successful round resets both, which is how a paused rollout resumes by itself.
+
+Idempotence across restarts: a round's counts and the next due time are written in the
+same status write as its measurements, so a round whose write was lost is simply
+measured again and counted once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ferryman.api.rollout import (
+    MAX_MEASUREMENTS,
+    Analysis,
+    AnalysisStatus,
+    Measurement,
+    Metric,
+    Verdict,
+)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What a provider answered: a value, nothing (``value`` None), or an error."""
+
+    value: float | None = None
+    error: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and self.value is not None and math.isfinite(self.value)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def judge(
+    metric: Metric,
+    result: QueryResult,
+    *,
+    stable: QueryResult | None = None,
+    samples: QueryResult | None = None,
+    min_samples: float | None = None,
+    relative: bool = True,
+) -> tuple[Verdict, str, str]:
+    """(verdict, threshold text, message) for one measurement of ``metric``."""
+    if result.error is not None:
+        return Verdict.ERROR, "", result.error
+    if samples is not None and min_samples is not None:
+        if samples.error is not None:
+            return Verdict.ERROR, "", f"samples query: {samples.error}"
+        if not samples.usable or (samples.value or 0) < min_samples:
+            n = _fmt(samples.value) if samples.usable and samples.value is not None else "no"
+            return Verdict.INCONCLUSIVE, f"samples >= {_fmt(min_samples)}", f"{n} samples"
+    if not result.usable:
+        return Verdict.INCONCLUSIVE, "", "no data (empty, NaN or Inf)"
+    value = result.value
+    assert value is not None
+    checks: list[str] = []
+    if metric.min is not None:
+        checks.append(f"min {_fmt(metric.min)}")
+        if value < metric.min:
+            return Verdict.FAILED, f"min {_fmt(metric.min)}", f"{_fmt(value)} < {_fmt(metric.min)}"
+    if metric.max is not None:
+        checks.append(f"max {_fmt(metric.max)}")
+        if value > metric.max:
+            return Verdict.FAILED, f"max {_fmt(metric.max)}", f"{_fmt(value)} > {_fmt(metric.max)}"
+    wants_relative = (
+        metric.max_increase_vs_stable is not None or metric.max_drop_vs_stable is not None
+    )
+    if wants_relative and relative and stable is not None:
+        if stable.error is not None:
+            return Verdict.ERROR, "", f"stable: {stable.error}"
+        if not stable.usable:
+            return Verdict.INCONCLUSIVE, "relative to stable", "no data for the stable version"
+        base = stable.value
+        assert base is not None
+        if metric.max_increase_vs_stable is not None:
+            limit = base * (1 + metric.max_increase_vs_stable)
+            text = f"<= stable x {_fmt(1 + metric.max_increase_vs_stable)} ({_fmt(limit)})"
+            checks.append(text)
+            if value > limit:
+                return Verdict.FAILED, text, f"{_fmt(value)} > {_fmt(limit)} (stable {_fmt(base)})"
+        if metric.max_drop_vs_stable is not None:
+            limit = base * (1 - metric.max_drop_vs_stable)
+            text = f">= stable x {_fmt(1 - metric.max_drop_vs_stable)} ({_fmt(limit)})"
+            checks.append(text)
+            if value < limit:
+                return Verdict.FAILED, text, f"{_fmt(value)} < {_fmt(limit)} (stable {_fmt(base)})"
+    return Verdict.SUCCESSFUL, ", ".join(checks), _fmt(value)
+
+
+def record_round(
+    status: AnalysisStatus | None,
+    analysis: Analysis,
+    measurements: list[Measurement],
+    *,
+    at: datetime,
+    interval: timedelta,
+) -> AnalysisStatus:
+    """Counters and bounded history after one round of measurements taken at ``at``."""
+    s = status.model_copy(deep=True) if status else AnalysisStatus()
+    failures = dict(s.failures or {})
+    verdicts = {m.verdict for m in measurements}
+    for m in measurements:
+        if m.verdict == Verdict.FAILED:
+            failures[m.metric] = failures.get(m.metric, 0) + 1
+    s.failures = failures or None
+    if Verdict.ERROR in verdicts:
+        s.consecutive_errors += 1
+    else:
+        s.consecutive_errors = 0
+    if Verdict.INCONCLUSIVE in verdicts and Verdict.FAILED not in verdicts:
+        s.inconclusive += 1
+    elif verdicts <= {Verdict.SUCCESSFUL}:
+        s.inconclusive = 0
+    s.measurements = [*(s.measurements or []), *measurements][-MAX_MEASUREMENTS:]
+    s.next_measurement_at = at + interval
+    return s
+
+
+def failed_metric(status: AnalysisStatus | None, analysis: Analysis) -> Measurement | None:
+    """The latest failed measurement of a metric over its failure limit, if any."""
+    if status is None or not status.failures:
+        return None
+    for metric, count in status.failures.items():
+        if count > analysis.failure_limit:
+            for m in reversed(status.measurements or []):
+                if m.metric == metric and m.verdict == Verdict.FAILED:
+                    return m
+            return Measurement(metric=metric, verdict=Verdict.FAILED, at=datetime.min)
+    return None
+
+
+def has_evidence(status: AnalysisStatus | None, analysis: Analysis, since: datetime | None) -> bool:
+    """Every metric has a Successful measurement taken at or after ``since``."""
+    if status is None:
+        return False
+    ok = {
+        m.metric
+        for m in status.measurements or []
+        if m.verdict == Verdict.SUCCESSFUL and (since is None or m.at >= since)
+    }
+    return all(metric.name in ok for metric in analysis.metrics)

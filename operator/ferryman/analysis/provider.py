@@ -1,0 +1,100 @@
+"""Metric providers behind one small Protocol (query -> value; health), like Flagger's
+``RunQuery``/``IsOnline``. Unlike Flagger's factory, an unknown provider is an error,
+never a silent fallback (the handler reports it as an ``Invalid`` condition)."""
+
+from __future__ import annotations
+
+import math
+import ssl
+from typing import Protocol
+
+import aiohttp
+
+from ferryman.analysis.evaluate import QueryResult
+
+
+class MetricsProvider(Protocol):
+    async def query(self, promql: str) -> QueryResult: ...
+
+    async def healthy(self) -> bool: ...
+
+
+class Prometheus:
+    """Instant queries against Prometheus's HTTP API over one shared session.
+
+    Credentials (a bearer token, or basic auth) belong to a provider the platform team
+    configured; the handler never builds one with credentials for an inline address.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        address: str,
+        *,
+        token: str | None = None,
+        basic: tuple[str, str] | None = None,
+        timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.session = session
+        self.address = address.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.headers: dict[str, str] = {}
+        self.auth = aiohttp.BasicAuth(*basic) if basic else None
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+
+    async def query(self, promql: str) -> QueryResult:
+        url = f"{self.address}/api/v1/query"
+        try:
+            async with self.session.get(
+                url,
+                params={"query": promql},
+                headers=self.headers,
+                auth=self.auth,
+                timeout=self.timeout,
+                ssl=self.ssl,
+            ) as resp:
+                body = await resp.json(content_type=None)
+                if resp.status != 200 or body.get("status") != "success":
+                    detail = body.get("error") if isinstance(body, dict) else None
+                    return QueryResult(error=f"HTTP {resp.status}: {detail or 'query failed'}")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            return QueryResult(
+                error=f"Prometheus at {self.address} unreachable: {e or type(e).__name__}"
+            )
+        data = body.get("data") or {}
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar" and isinstance(result, list):
+            return QueryResult(value=_number(result[1]))
+        if kind == "vector" and isinstance(result, list):
+            if not result:
+                return QueryResult(value=None)
+            if len(result) > 1:
+                return QueryResult(
+                    error=f"query returned {len(result)} series; aggregate it "
+                    "to one (e.g. sum(...))"
+                )
+            return QueryResult(value=_number(result[0]["value"][1]))
+        return QueryResult(error=f"unsupported result type {kind!r}")
+
+    async def healthy(self) -> bool:
+        try:
+            async with self.session.get(
+                f"{self.address}/-/ready",
+                headers=self.headers,
+                auth=self.auth,
+                timeout=self.timeout,
+                ssl=self.ssl,
+            ) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan

@@ -1,0 +1,291 @@
+"""Prometheus analysis end to end: the real Prometheus scrapes the simulated data plane,
+the real operator (a subprocess) measures, and rolls back, pauses or promotes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e import rollouts as r
+from harness.dataplane import DataPlane
+from harness.kube import Cluster, wait_for
+from harness.operator import OperatorProcess
+from harness.prometheus import SCRAPE_INTERVAL_S, PrometheusServer
+
+pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.prometheus]
+
+SEL = 'namespace="{{namespace}}",version="{{version}}"'
+ERRORS = (
+    f'(sum(rate(model_requests_total{{{SEL},code="500"}}[3s])) or vector(0)) '
+    f"/ sum(rate(model_requests_total{{{SEL}}}[3s]))"
+)
+SAMPLES = f"sum(increase(model_requests_total{{{SEL}}}[3s]))"
+P99 = f"histogram_quantile(0.99, sum by (le) (rate(model_request_seconds_bucket{{{SEL}}}[3s])))"
+INTERVAL_S, FAILURE_LIMIT = 2, 1
+
+
+def analysis(**extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "provider": "default",
+        "interval": f"{INTERVAL_S}s",
+        "failureLimit": FAILURE_LIMIT,
+        "inconclusiveLimit": 2,
+        "consecutiveErrorLimit": 2,
+        "minSamples": {"query": SAMPLES, "min": 10},
+        "metrics": [{"name": "error-rate", "query": ERRORS, "max": 0.05}],
+    }
+    spec.update(extra)
+    return spec
+
+
+@pytest.fixture
+def dataplane(
+    cluster: Cluster, namespace: str, prometheus: PrometheusServer
+) -> Iterator[DataPlane]:
+    dp = DataPlane(cluster, namespace).start()
+    prometheus.add_target(f"dp-{namespace}", dp.address)
+    yield dp
+    prometheus.remove_target(f"dp-{namespace}")
+    dp.stop()
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path, prometheus: PrometheusServer, namespace: str) -> Path:
+    path = tmp_path / "settings.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "providers": {"default": {"address": prometheus.url}},
+                "namespace": namespace,
+                "storageInitializerImage": "",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def analysing_operator(
+    operator_factory: Callable[..., OperatorProcess], settings_file: Path
+) -> OperatorProcess:
+    return operator_factory(args=[f"--settings={settings_file}"]).start()
+
+
+def retarget(cluster: Cluster, ns: str, version: str) -> None:
+    cluster.kubectl(
+        "patch",
+        "rollout.ferryman.dev",
+        "fraud",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"target": {"version": version}}}),
+    )
+
+
+def stable_on(cluster: Cluster, ns: str, version: str) -> None:
+    wait_for(
+        lambda: (
+            r.status(cluster, ns).get("stableVersion") == version
+            and r.status(cluster, ns).get("phase") in ("Healthy", "Baking")
+        ),
+        timeout=90,
+        message=f"{version} stable",
+    )
+
+
+def test_candidate_going_bad_at_50_percent_is_rolled_back_with_the_reason(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, analysing_operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0", analysis=analysis()), namespace=namespace)
+    stable_on(cluster, namespace, "1.0.0")
+    sampler = r.Sampler(cluster, namespace, replicas=2)
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
+        timeout=60,
+        message="candidate at 50%",
+    )
+    time.sleep(4)  # healthy at 50% for a while: no rollback
+    assert r.status(cluster, namespace)["phase"] == "Paused"
+    went_bad = time.monotonic()
+    dataplane.set("1.1.0", error_rate=0.2)
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
+        timeout=60,
+        interval=0.1,
+        message="RolledBack",
+    )
+    elapsed = time.monotonic() - went_bad
+    bound = INTERVAL_S * (FAILURE_LIMIT + 1) + 2 * SCRAPE_INTERVAL_S
+    print(
+        f"rollback {elapsed:.1f}s after the candidate went bad (design bound {bound}s "
+        "+ the 3s rate window)"
+    )
+    assert elapsed <= bound + 3 + 3  # rate window and process scheduling on a busy machine
+    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+    st = r.status(cluster, namespace)
+    reason = st["history"][-1]["reason"]
+    assert "error-rate failed 2 times (limit 1)" in reason and "max 0.05" in reason
+    assert 'version="1.1.0"' in reason and f'namespace="{namespace}"' in reason  # rendered query
+    failed = [m for m in st["analysis"]["measurements"] if m["verdict"] == "Failed"]
+    assert failed and failed[-1]["value"] > 0.05 and failed[-1]["threshold"] == "max 0.05"
+    assert sampler.stop() == []
+
+
+def test_healthy_candidate_promoted_then_bake_breach_returns_to_previous(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, analysing_operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(
+        r.rollout(
+            "1.0.0",
+            analysis=analysis(),
+            bake={"duration": "5m"},
+            strategy={"canary": {"steps": [{"setWeight": 50}]}},
+        ),
+        namespace=namespace,
+    )
+    stable_on(cluster, namespace, "1.0.0")
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Baking",
+        timeout=90,
+        message="promoted and baking",
+    )
+    assert r.http_route(cluster, namespace) == {"fraud-1-1-0": 100}
+    st = r.status(cluster, namespace)
+    assert st["history"][-1]["outcome"] == "Promoted"
+    successes = [m for m in st["analysis"]["measurements"] if m["verdict"] == "Successful"]
+    assert successes, "promoted without evidence"
+    sampler = r.Sampler(cluster, namespace, replicas=2)
+    dataplane.set("1.1.0", error_rate=0.3)
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
+        timeout=60,
+        message="bake breach",
+    )
+    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+    assert r.status(cluster, namespace)["stableVersion"] == "1.0.0"
+    assert "bake analysis" in r.status(cluster, namespace)["history"][-1]["reason"]
+    # The previous stable was Ready before it got the weight back.
+    assert sampler.stop() == []
+
+
+def test_no_traffic_is_inconclusive_and_pauses_then_resumes(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, analysing_operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(
+        r.rollout(
+            "1.0.0",
+            analysis=analysis(),
+            strategy={"canary": {"steps": [{"setWeight": 30}, {"setWeight": 60}]}},
+        ),
+        namespace=namespace,
+    )
+    stable_on(cluster, namespace, "1.0.0")
+    dataplane.set("1.1.0", traffic=0)
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: (r.status(cluster, namespace).get("pause") or {}).get("reason") == "Inconclusive",
+        timeout=60,
+        message="paused: Inconclusive",
+    )
+    st = r.status(cluster, namespace)
+    assert st["phase"] == "Paused" and st["weights"]["candidate"] == 30
+    assert st.get("rolledBackVersions") is None  # never rolled back for lack of data
+    dataplane.set("1.1.0", traffic=1)
+    stable_on(cluster, namespace, "1.1.0")
+
+
+def test_prometheus_outage_pauses_and_never_rolls_back(
+    cluster: Cluster,
+    namespace: str,
+    dataplane: DataPlane,
+    analysing_operator: OperatorProcess,
+    prometheus: PrometheusServer,
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(
+        r.rollout(
+            "1.0.0",
+            analysis=analysis(),
+            strategy={"canary": {"steps": [{"setWeight": 30}, {"setWeight": 60}]}},
+        ),
+        namespace=namespace,
+    )
+    stable_on(cluster, namespace, "1.0.0")
+    prometheus.stop()
+    try:
+        retarget(cluster, namespace, "1.1.0")
+        wait_for(
+            lambda: (
+                (r.status(cluster, namespace).get("pause") or {}).get("reason") == "AnalysisError"
+            ),
+            timeout=60,
+            message="paused: AnalysisError",
+        )
+        errors = [
+            m
+            for m in r.status(cluster, namespace)["analysis"]["measurements"]
+            if m["verdict"] == "Error"
+        ]
+        assert errors and "unreachable" in errors[-1]["message"]
+    finally:
+        prometheus.start()
+    stable_on(cluster, namespace, "1.1.0")
+    assert not r.status(cluster, namespace).get("rolledBackVersions")
+
+
+def test_relative_latency_threshold_fails_where_the_absolute_one_passes(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, analysing_operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    metrics = [{"name": "p99-latency", "query": P99, "max": 1.0, "maxIncreaseVsStable": 0.2}]
+    cluster.apply(r.rollout("1.0.0", analysis=analysis(metrics=metrics)), namespace=namespace)
+    stable_on(cluster, namespace, "1.0.0")
+    dataplane.set("1.0.0", latency=0.1)
+    dataplane.set("1.1.0", latency=0.13)  # 30% slower, far below the absolute max of 1 s
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
+        timeout=90,
+        message="RolledBack on relative latency",
+    )
+    failed = [
+        m
+        for m in r.status(cluster, namespace)["analysis"]["measurements"]
+        if m["verdict"] == "Failed"
+    ][-1]
+    assert failed["metric"] == "p99-latency" and failed["value"] < 1.0
+    assert failed["stableValue"] and failed["value"] > failed["stableValue"] * 1.2
+
+
+def test_offline_gate_rejects_before_any_deployment(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    mvs = r.versions("1.0.0", "1.1.0")
+    mvs[0]["spec"]["metrics"] = {"auc": 0.941}
+    mvs[1]["spec"]["metrics"] = {"auc": 0.925}
+    cluster.apply(mvs, namespace=namespace)
+    gates = {"offlineMetrics": [{"name": "auc", "min": 0.9, "maxDropVsStable": 0.005}]}
+    cluster.apply(r.rollout("1.0.0", gates=gates), namespace=namespace)
+    stable_on(cluster, namespace, "1.0.0")
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Rejected",
+        timeout=30,
+        message="Rejected",
+    )
+    assert "auc" in r.status(cluster, namespace)["history"][-1]["reason"]
+    time.sleep(2)
+    assert cluster.get_json("deployment", "fraud-1-1-0", namespace) is None
+    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}

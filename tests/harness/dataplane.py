@@ -1,0 +1,167 @@
+"""A simulated data plane for tests and the demo (not part of the operator).
+
+There is no real proxy in the local cluster, so this plays one: every 250 ms it reads the
+Rollout's routing object (an HTTPRoute or VirtualService, as written by ferryman) and
+emits ``model_requests_total{model,version,code}`` and
+``model_request_seconds_bucket{model,version,le}`` for each version in proportion to its
+weight, plus a mirrored copy of ``percent`` of the traffic for the mirror target. Each
+version's error rate and latency, and whether it gets traffic at all, can be changed at
+run time; that is how a test makes a candidate go bad. It serves /metrics on 127.0.0.1
+for the Prometheus fixture to scrape; every loop is bounded by ``stop()`` or its time
+limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from harness.kube import Cluster
+from harness.net import free_port
+
+BUCKETS = (0.01, 0.025, 0.05, 0.08, 0.1, 0.11, 0.12, 0.13, 0.15, 0.2, 0.3, 0.5, 1.0)
+
+
+@dataclass
+class Behaviour:
+    error_rate: float = 0.0
+    latency: float = 0.1
+    traffic: float = 1.0  # multiplier: 0 = the version receives no requests
+
+
+@dataclass
+class DataPlane:
+    cluster: Cluster
+    namespace: str
+    rollout: str = "fraud"
+    model: str = "fraud"
+    rate: float = 200.0  # requests per second across all versions
+    limit_s: float = 900.0
+    behaviour: dict[str, Behaviour] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "model_requests",
+            "requests served",
+            ["namespace", "model", "version", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "model_request_seconds",
+            "request latency",
+            ["namespace", "model", "version"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._stop = threading.Event()
+        self._carry: dict[str, float] = {}
+        self._versions: dict[str, str] = {}  # Service name -> version
+        self.shares: dict[str, float] = {}
+        self._rng = random.Random(7)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def set(self, version: str, **changes: float) -> None:
+        b = self.behaviour.setdefault(version, Behaviour())
+        for k, v in changes.items():
+            setattr(b, k, v)
+
+    def start(self) -> DataPlane:
+        self._server, self._server_thread = start_http_server(
+            self.port, addr="127.0.0.1", registry=self.registry
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._server.shutdown()
+        self._server_thread.join(timeout=5)
+
+    def _version_of(self, service: str) -> str | None:
+        if service not in self._versions:
+            svc = self.cluster.get_json("service", service, self.namespace) or {}
+            version = ((svc.get("metadata") or {}).get("annotations") or {}).get(
+                "ferryman.dev/version"
+            )
+            if not version:
+                return None
+            self._versions[service] = version
+        return self._versions[service]
+
+    def _read_shares(self) -> dict[str, float]:
+        """Fraction of the request rate each version serves (mirrored copies included)."""
+        shares: dict[str, float] = {}
+        route = self.cluster.get_json("httproute", self.rollout, self.namespace)
+        if route is not None:
+            rule = route["spec"]["rules"][0]
+            backends = [(b["name"], b.get("weight", 1)) for b in rule["backendRefs"]]
+            mirror = [
+                (f["requestMirror"]["backendRef"]["name"], f["requestMirror"].get("percent", 100))
+                for f in rule.get("filters", [])
+                if f["type"] == "RequestMirror"
+            ]
+        else:
+            vs = self.cluster.get_json("virtualservice", self.rollout, self.namespace)
+            if vs is None:
+                return {}
+            http = vs["spec"]["http"][0]
+            backends = [(r["destination"]["host"], r.get("weight", 100)) for r in http["route"]]
+            mirror = (
+                [(http["mirror"]["host"], http.get("mirrorPercentage", {}).get("value", 100))]
+                if "mirror" in http
+                else []
+            )
+        total = sum(w for _, w in backends) or 1
+        for name, weight in backends:
+            version = self._version_of(name)
+            if version:
+                shares[version] = shares.get(version, 0.0) + weight / total
+        for name, percent in mirror:
+            version = self._version_of(name)
+            if version:
+                shares[version] = shares.get(version, 0.0) + percent / 100
+        return shares
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit_s
+        last = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = time.monotonic()
+            dt, last = now - last, now
+            with contextlib.suppress(Exception):
+                self.shares = self._read_shares()
+            for version, share in self.shares.items():
+                self._emit(version, self.rate * dt * share)
+
+    def _emit(self, version: str, expected: float) -> None:
+        b = self.behaviour.get(version, Behaviour())
+        amount = expected * b.traffic + self._carry.get(version, 0.0)
+        n = int(amount)
+        self._carry[version] = amount - n
+        errors = sum(1 for _ in range(n) if self._rng.random() < b.error_rate)
+        labels: dict[str, Any] = {
+            "namespace": self.namespace,
+            "model": self.model,
+            "version": version,
+        }
+        if n - errors:
+            self.requests.labels(code="200", **labels).inc(n - errors)
+        if errors:
+            self.requests.labels(code="500", **labels).inc(errors)
+        hist = self.latency.labels(**labels)
+        for _ in range(n):
+            hist.observe(b.latency)
