@@ -289,3 +289,175 @@ def test_offline_gate_rejects_before_any_deployment(
     time.sleep(2)
     assert cluster.get_json("deployment", "fraud-1-1-0", namespace) is None
     assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_operator_metrics_count_rollbacks_and_promotions(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, analysing_operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0", "1.2.0"), namespace=namespace)
+    cluster.apply(
+        r.rollout(
+            "1.0.0", analysis=analysis(), strategy={"canary": {"steps": [{"setWeight": 50}]}}
+        ),
+        namespace=namespace,
+    )
+    stable_on(cluster, namespace, "1.0.0")
+    retarget(cluster, namespace, "1.1.0")
+    stable_on(cluster, namespace, "1.1.0")
+    dataplane.set("1.2.0", error_rate=0.5)
+    retarget(cluster, namespace, "1.2.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
+        timeout=60,
+        message="RolledBack",
+    )
+    import urllib.request
+
+    text = urllib.request.urlopen(analysing_operator.metrics_url, timeout=5).read().decode()
+    labels = {"namespace": namespace, "rollout": "fraud"}
+    assert metric_value(text, "ferryman_promotions_total", **labels) == 2  # first + 1.1.0
+    assert metric_value(text, "ferryman_rollbacks_total", reason="analysis", **labels) == 1
+    assert metric_value(text, "ferryman_rollout_phase", phase="RolledBack", **labels) == 1
+    assert metric_value(text, "ferryman_rollout_weight", role="stable", **labels) == 100
+    assert (
+        metric_value(
+            text,
+            "ferryman_analysis_measurements_total",
+            metric="error-rate",
+            verdict="Failed",
+            **labels,
+        )
+        or 0
+    ) >= 2
+    assert (metric_value(text, "ferryman_rollback_duration_seconds_count") or 0) >= 1
+    assert "1.2.0" not in text  # no label per version
+
+
+class FakePrometheus:
+    """A loopback stand-in that records the Authorization header of every query."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        from harness.net import free_port
+
+        self.auth: list[str] = []
+        seen = self.auth
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(self.headers.get("Authorization", ""))
+                body = json.dumps(
+                    {
+                        "status": "success",
+                        "data": {
+                            "resultType": "vector",
+                            "result": [{"metric": {}, "value": [0, "100"]}],
+                        },
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+def test_credentials_are_never_sent_to_an_inline_address(
+    cluster: Cluster,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    from cases.api_cases import model_version
+
+    configured, inline = FakePrometheus(), FakePrometheus()
+    try:
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "prom-creds",
+            "-n",
+            namespace,
+            "--from-literal=token=s3cret",
+        )
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(
+            json.dumps(
+                {
+                    "providers": {
+                        "default": {"address": configured.url, "secretName": "prom-creds"}
+                    },
+                    "allowInlineAddresses": True,
+                    "namespace": namespace,
+                    "storageInitializerImage": "",
+                }
+            )
+        )
+        operator_factory(args=[f"--settings={settings}"]).start()
+        simple = {"interval": "1s", "metrics": [{"name": "m", "query": "up", "min": 1}]}
+        cluster.apply(
+            [
+                model_version(name="fraud-1-0-0", version="1.0.0"),
+                model_version(name="fraud-1-1-0", version="1.1.0"),
+                model_version(name="churn-1-0-0", version="1.0.0", model="churn"),
+                model_version(name="churn-1-1-0", version="1.1.0", model="churn"),
+            ],
+            namespace=namespace,
+        )
+        named = r.rollout("1.0.0", analysis={**simple, "provider": "default"})
+        churn = r.rollout("1.0.0", name="churn", analysis={**simple, "address": inline.url})
+        churn["spec"]["model"] = "churn"
+        cluster.apply([named, churn], namespace=namespace)
+        for name in ("fraud", "churn"):
+            wait_for(
+                lambda n=name: r.status(cluster, namespace, n).get("phase") == "Healthy",  # type: ignore[misc]
+                timeout=60,
+                message=f"{name} stable",
+            )
+            cluster.kubectl(
+                "patch",
+                "rollout.ferryman.dev",
+                name,
+                "-n",
+                namespace,
+                "--type=merge",
+                "-p",
+                json.dumps({"spec": {"target": {"version": "1.1.0"}}}),
+            )
+        wait_for(
+            lambda: len(configured.auth) >= 2 and len(inline.auth) >= 2,
+            timeout=60,
+            message="both providers queried",
+        )
+        assert set(configured.auth) == {"Bearer s3cret"}
+        assert set(inline.auth) == {""}
+    finally:
+        configured.close()
+        inline.close()

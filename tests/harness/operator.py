@@ -34,10 +34,15 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.liveness_port = free_port()
+        self.metrics_port = free_port()
 
     @property
     def log_path(self) -> Path:
         return self.log_dir / f"operator-{self.starts}.log"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def liveness_url(self) -> str:
@@ -56,7 +61,12 @@ class OperatorProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**self.cluster.env, **self.extra_env, **(env or {})},
+                env={
+                    **self.cluster.env,
+                    "FERRYMAN_METRICS_PORT": str(self.metrics_port),
+                    **self.extra_env,
+                    **(env or {}),
+                },
             )
         if wait:
             self.wait_live()

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from ferryman import metrics
 from ferryman.kube.client import Kube
 
 PREFIX = "ferryman.dev"
@@ -20,6 +21,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     apply_settings(settings)
     if getattr(memo, "kube", None) is None:
         memo.kube = await Kube.connect()
+    settings_ = getattr(memo, "settings", None)
+    if settings_ is not None and not getattr(memo, "metrics_served", False):
+        try:
+            metrics.serve(settings_.metrics_address, settings_.metrics_port)
+            memo.metrics_served = True
+        except OSError as e:
+            logging.getLogger(__name__).error(
+                "metrics endpoint %s:%s unavailable: %s",
+                settings_.metrics_address,
+                settings_.metrics_port,
+                e,
+            )
     if getattr(memo, "http", None) is None:
         # One HTTP session (one connection pool) for every metrics provider.
         memo.http = aiohttp.ClientSession()

@@ -33,6 +33,7 @@ from typing import Any
 
 import kopf
 
+from ferryman import metrics
 from ferryman.api.common import GROUP, VERSION, ConditionStatus
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion, Role
@@ -147,7 +148,8 @@ async def rollout_daemon(
     while not stopped:
         wake.clear()
         try:
-            delay = await reconcile(body=body, memo=memo, indexes=kwargs)
+            with metrics.RECONCILE.time():
+                delay = await reconcile(body=body, memo=memo, indexes=kwargs)
         except Exception:
             log.exception("reconcile of %s/%s failed; retrying in 5s", namespace, name)
             delay = 5.0
@@ -223,6 +225,7 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
     problems: list[str] = []
     router = _router(rollout)
 
+    route_written_at: datetime | None = None
     if decision.deployments is not None:
         # 1. create and scale up
         for version, replicas in decision.deployments.items():
@@ -248,6 +251,7 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
             },
         )
         applied = await _apply_owned(kube, rollout, obj, problems)
+        route_written_at = datetime.now(UTC)
         if applied is not None:
             read = router.read(applied, {n: v for v, n in services.items()})
             if read is not None:
@@ -293,6 +297,7 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if problems:
         kopf.warn(body, reason=OWNERSHIP, message="; ".join(problems))
+    _record_metrics(rollout, status, written, route_written_at, measured=due is not None)
     if status.phase != RolloutPhase.INVALID:
         await _update_roles(
             kube, rollout, status.stable_version, status.candidate_version, mvs, now
@@ -303,6 +308,51 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
         wait = 0.0 if wait is None else wait
         delay = wait if delay is None else min(delay, wait)
     return delay
+
+
+def _record_metrics(
+    rollout: Rollout,
+    status: Any,
+    written: dict[str, Any],
+    route_written_at: datetime | None,
+    *,
+    measured: bool,
+) -> None:
+    ns, name = rollout.metadata.namespace, rollout.metadata.name
+    metrics.observe_phase(ns, name, status.phase)
+    if status.weights is not None:
+        metrics.WEIGHT.labels(ns, name, "stable").set(status.weights.stable)
+        metrics.WEIGHT.labels(ns, name, "candidate").set(status.weights.candidate)
+        metrics.WEIGHT.labels(ns, name, "mirror").set(status.weights.mirror_percent)
+    seen = [datetime.fromisoformat(h["at"]) for h in written.get("history") or []]
+    last = max(seen) if seen else None
+    fresh = [h for h in status.history or [] if last is None or h.at > last]
+    for entry in fresh:
+        if entry.outcome == "Promoted":
+            metrics.PROMOTIONS.labels(ns, name).inc()
+        elif entry.outcome in ("RolledBack", "Aborted"):
+            metrics.ROLLBACKS.labels(
+                ns, name, metrics.rollback_reason(entry.reason, entry.outcome)
+            ).inc()
+            decided = [
+                m
+                for m in (status.analysis.measurements if status.analysis else None) or []
+                if m.verdict == "Failed"
+            ]
+            if (
+                route_written_at is not None
+                and decided
+                and entry.reason.startswith(("analysis", "bake"))
+            ):
+                metrics.ROLLBACK_DURATION.observe(
+                    max((route_written_at - decided[-1].at).total_seconds(), 0.0)
+                )
+    if measured and status.analysis and rollout.spec.analysis:
+        latest = (status.analysis.measurements or [])[-len(rollout.spec.analysis.metrics) :]
+        for m in latest:
+            metrics.MEASUREMENTS.labels(ns, name, m.metric, m.verdict.value).inc()
+            if m.value is not None:
+                metrics.VALUE.labels(ns, name, m.metric).set(m.value)
 
 
 async def _apply_owned(
@@ -425,3 +475,4 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) ->
         if mv.status.rollout == rollout.metadata.name
     ]
     await _update_roles(memo.kube, rollout, None, None, mvs, datetime.now(UTC))
+    metrics.forget(ns, rollout.metadata.name)

@@ -1,0 +1,94 @@
+"""The operator's own Prometheus metrics (prometheus-client), served on the configured
+address and port (settings ``metricsAddress``/``metricsPort``; port 0 turns it off).
+
+Labels are namespace, rollout and (for analysis) metric: bounded by the objects users
+create, never one series per historical version. A deleted Rollout's series are removed.
+See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from ferryman.api.rollout import RolloutPhase
+
+REGISTRY = CollectorRegistry()
+
+PHASE = Gauge(
+    "ferryman_rollout_phase",
+    "1 for the Rollout's current phase, 0 for the others",
+    ["namespace", "rollout", "phase"],
+    registry=REGISTRY,
+)
+WEIGHT = Gauge(
+    "ferryman_rollout_weight",
+    "Traffic percent by role as read back from the route",
+    ["namespace", "rollout", "role"],
+    registry=REGISTRY,
+)
+ROLLBACKS = Counter(
+    "ferryman_rollbacks",
+    "Rollbacks by reason: analysis, progress-deadline, abort, bake, undo",
+    ["namespace", "rollout", "reason"],
+    registry=REGISTRY,
+)
+PROMOTIONS = Counter(
+    "ferryman_promotions", "Promotions to stable", ["namespace", "rollout"], registry=REGISTRY
+)
+MEASUREMENTS = Counter(
+    "ferryman_analysis_measurements",
+    "Analysis measurements by verdict",
+    ["namespace", "rollout", "metric", "verdict"],
+    registry=REGISTRY,
+)
+VALUE = Gauge(
+    "ferryman_analysis_value",
+    "Latest measured value of each analysis metric",
+    ["namespace", "rollout", "metric"],
+    registry=REGISTRY,
+)
+RECONCILE = Histogram(
+    "ferryman_reconcile_duration_seconds",
+    "Duration of one Rollout reconcile",
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ROLLBACK_DURATION = Histogram(
+    "ferryman_rollback_duration_seconds",
+    "From the measurement that decided a rollback to the route write that made it",
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+
+
+def serve(address: str, port: int) -> None:
+    if port:
+        start_http_server(port, addr=address, registry=REGISTRY)
+
+
+def rollback_reason(reason: str, outcome: str) -> str:
+    """A bounded label value for a rollback's free-text reason."""
+    if outcome == "Aborted":
+        return "abort"
+    for prefix, label in (
+        ("bake", "bake"),
+        ("analysis", "analysis"),
+        ("progress deadline", "progress-deadline"),
+        ("undo", "undo"),
+    ):
+        if reason.startswith(prefix):
+            return label
+    return "other"
+
+
+def observe_phase(namespace: str, rollout: str, phase: RolloutPhase | None) -> None:
+    for p in RolloutPhase:
+        PHASE.labels(namespace, rollout, p.value).set(1 if p == phase else 0)
+
+
+def forget(namespace: str, rollout: str) -> None:
+    """Drop a deleted Rollout's series."""
+    for metric in (PHASE, WEIGHT, ROLLBACKS, PROMOTIONS, MEASUREMENTS, VALUE):
+        for labels in list(metric._metrics):
+            if labels[:2] == (namespace, rollout):
+                metric.remove(*labels)
