@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -91,16 +90,8 @@ def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
 
 
 def promote(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl(
-        "annotate",
-        "--overwrite",
-        "rollout.ferryman.dev",
-        "fraud",
-        "-n",
-        namespace,
-        "ferryman.dev/action=promote",
-        f"ferryman.dev/action-id={uuid.uuid4()}",
-    )
+    """The user's way: the kubectl plugin, which sends the action with a nonce."""
+    cluster.kubectl("ferryman", "promote", "fraud", "-n", namespace)
 
 
 def test_first_rollout_then_canary_over_gateway_api(

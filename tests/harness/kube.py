@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -91,6 +92,8 @@ class Cluster:
             [
                 str(Path(self.kubectl_bin).parent),
                 str(Path(self.helm_bin).parent),
+                # the virtualenv's bin: kubectl-ferryman, found by kubectl as a plugin
+                str(Path(sys.executable).parent),
                 os.environ.get("PATH", ""),
             ]
         )

@@ -1,0 +1,144 @@
+"""Plain-text views of Rollouts and ModelVersions for ``kubectl ferryman`` (pure: objects
+in, text out). Plain text, not curses, so output can be pasted into a README or a ticket."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from ferryman.api.modelversion import ModelVersion
+from ferryman.api.rollout import Rollout
+from ferryman.plan import machine, semver
+
+MEASUREMENTS_SHOWN = 6
+HISTORY_SHOWN = 8
+
+
+def _t(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def status(rollout: Rollout) -> str:
+    s, spec = rollout.status, rollout.spec
+    plan = machine.stages(spec)
+    kind = (
+        "canary" if spec.strategy.canary else "blueGreen" if spec.strategy.blue_green else "shadow"
+    )
+    router = (
+        "gatewayAPI"
+        if spec.traffic_routing.gateway_api
+        else "istio"
+        if spec.traffic_routing.istio
+        else "service"
+    )
+    w = s.weights
+    lines = [
+        f"Rollout {rollout.metadata.namespace}/{rollout.metadata.name} "
+        f"(model {spec.model}, {kind} over {router})"
+    ]
+    rows: list[tuple[str, str]] = [
+        (
+            "Phase",
+            f"{s.phase.value if s.phase else 'Pending'}" + (f" — {s.message}" if s.message else ""),
+        )
+    ]
+    if s.pause is not None:
+        rows.append(("Pause", f"{s.pause.reason.value} since {_t(s.pause.since)}"))
+    rows.append(("Stable", f"{s.stable_version or '-'}" + (f"   weight {w.stable}%" if w else "")))
+    if s.candidate_version:
+        rows.append(
+            (
+                "Candidate",
+                f"{s.candidate_version}"
+                + (f"   weight {w.candidate}%   mirror {w.mirror_percent}%" if w else ""),
+            )
+        )
+    if s.previous_stable_version:
+        rows.append(("Previous", s.previous_stable_version))
+    if s.current_step is not None and s.candidate_version:
+        rows.append(("Step", f"{s.current_step}/{len(plan)}"))
+    target = spec.target.version or f"track {spec.target.track}"
+    rows.append(("Target", target))
+    for i, (label, value) in enumerate(rows):
+        lines.append(
+            f"{'└' if i == len(rows) - 1 and not s.analysis and not s.history else '├'}─ "
+            f"{label + ':':<11}{value}"
+        )
+    if s.analysis is not None:
+        a = s.analysis
+        failures = ", ".join(f"{k}: {v}" for k, v in (a.failures or {}).items()) or "none"
+        lines.append(
+            f"├─ Analysis:  failures {failures}; inconclusive {a.inconclusive}; "
+            f"errors {a.consecutive_errors}; next {_t(a.next_measurement_at)}"
+        )
+        shown = (a.measurements or [])[-MEASUREMENTS_SHOWN:]
+        for m in shown:
+            value = "-" if m.value is None else f"{m.value:.4g}"
+            stable = "" if m.stable_value is None else f" (stable {m.stable_value:.4g})"
+            lines.append(
+                f"│   {_t(m.at)}  {m.metric:<16} {m.verdict.value:<12} {value}{stable}"
+                f"  {m.threshold or m.message}"
+            )
+            lines.append(f"│       query: {_short(m.query, 110)}")
+    if s.history:
+        lines.append("└─ History:")
+        for h in s.history[-HISTORY_SHOWN:]:
+            lines.append(f"    {_t(h.at)}  {h.version:<12} {h.outcome:<11} {_short(h.reason, 140)}")
+    return "\n".join(lines)
+
+
+def history(rollout: Rollout) -> str:
+    rows = [("VERSION", "OUTCOME", "AT", "REASON")]
+    rows += [(h.version, h.outcome, _t(h.at), h.reason) for h in rollout.status.history or []]
+    return _table(rows)
+
+
+def lineage(versions: Sequence[ModelVersion]) -> str:
+    def key(mv: ModelVersion) -> tuple[int, semver.Version | str]:
+        v = mv.spec.version
+        return (0, semver.Version(v)) if semver.is_semver(v) else (1, v)
+
+    rows = [
+        (
+            "VERSION",
+            "NAME",
+            "PHASE",
+            "ROLE",
+            "DATA VERSION",
+            "CODE COMMIT",
+            "TRAINING RUN",
+            "DIGEST",
+            "METRICS",
+            "SERVED FROM",
+            "SERVED UNTIL",
+        )
+    ]
+    for mv in sorted(versions, key=key):
+        lin, st = mv.spec.lineage, mv.status
+        rows.append(
+            (
+                mv.spec.version,
+                mv.metadata.name,
+                st.phase.value if st.phase else "-",
+                st.role.value if st.role else "-",
+                (lin.data_version if lin else None) or "-",
+                (lin.code_commit if lin else None) or "-",
+                (lin.training_run if lin else None) or "-",
+                mv.spec.artifact.digest[:19] + "…",
+                " ".join(f"{k}={v:g}" for k, v in (mv.spec.metrics or {}).items()) or "-",
+                _t(st.served_from),
+                _t(st.served_until),
+            )
+        )
+    return _table(rows)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
