@@ -461,3 +461,44 @@ def test_credentials_are_never_sent_to_an_inline_address(
     finally:
         configured.close()
         inline.close()
+
+
+def test_a_measurement_lost_to_a_crash_is_not_counted_twice(
+    cluster: Cluster,
+    namespace: str,
+    dataplane: DataPlane,
+    operator_factory: Callable[..., OperatorProcess],
+    settings_file: Path,
+) -> None:
+    limit = 2
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0", analysis=analysis(failureLimit=limit)), namespace=namespace)
+    first = operator_factory(args=[f"--settings={settings_file}"]).start()
+    stable_on(cluster, namespace, "1.0.0")
+    first.stop()
+    dataplane.set("1.1.0", error_rate=0.5)
+    # The next process dies right after its third round of measurements, before the status
+    # write that would have recorded it (the first round may be inconclusive while the rate
+    # window fills, so the lost round is a failure that has not rolled back yet).
+    doomed = operator_factory(
+        args=[f"--settings={settings_file}"], env={"FERRYMAN_TEST_KILL_AT": "after-measurement:3"}
+    ).start()
+    retarget(cluster, namespace, "1.1.0")
+    assert doomed.proc is not None
+    doomed.proc.wait(timeout=90)
+    assert doomed.proc.returncode == 137
+    before = r.status(cluster, namespace)
+    assert before["phase"] != "RolledBack"
+    assert (before["analysis"].get("failures") or {}).get("error-rate", 0) in (1, 2)
+    operator_factory(args=[f"--settings={settings_file}"]).start()
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
+        timeout=60,
+        message="RolledBack",
+    )
+    st = r.status(cluster, namespace)
+    failed = [m for m in st["analysis"]["measurements"] if m["verdict"] == "Failed"]
+    # Rolled back at the same count as without the crash: limit + 1 failures, each one a
+    # recorded measurement (the lost round was measured again, not counted twice).
+    assert st["analysis"]["failures"] == {"error-rate": limit + 1}
+    assert len(failed) == limit + 1

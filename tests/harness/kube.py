@@ -184,7 +184,10 @@ class Cluster:
         return result
 
     def create_namespace(self, prefix: str) -> str:
-        name = f"{prefix[:40].rstrip('-')}-{uuid.uuid4().hex[:6]}"
+        """A fresh namespace named ``prefix-<random>``."""
+        return self.create_namespace_named(f"{prefix[:40].rstrip('-')}-{uuid.uuid4().hex[:6]}")
+
+    def create_namespace_named(self, name: str) -> str:
         self.core.create_namespace(
             client.V1Namespace(
                 metadata=client.V1ObjectMeta(name=name, labels={"ferryman.dev/test": "true"})

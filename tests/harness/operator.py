@@ -17,6 +17,8 @@ from harness.net import free_port
 
 
 class OperatorProcess:
+    _instances = 0
+
     def __init__(
         self,
         cluster: Cluster,
@@ -33,12 +35,15 @@ class OperatorProcess:
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        # Several processes may share a test's log directory: each gets its own files.
+        OperatorProcess._instances += 1
+        self.instance = OperatorProcess._instances
         self.liveness_port = free_port()
         self.metrics_port = free_port()
 
     @property
     def log_path(self) -> Path:
-        return self.log_dir / f"operator-{self.starts}.log"
+        return self.log_dir / f"operator-{self.instance}-{self.starts}.log"
 
     @property
     def metrics_url(self) -> str:
@@ -115,7 +120,8 @@ class OperatorProcess:
 
     def logs(self) -> str:
         return "".join(
-            p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log"))
+            p.read_text(errors="replace")
+            for p in sorted(self.log_dir.glob(f"operator-{self.instance}-*.log"))
         )
 
     def log_tail(self, lines: int = 60) -> str:

@@ -18,8 +18,9 @@ this Rollout); a foreign one is left untouched and reported in a condition.
 
 A test-only hook, ``FERRYMAN_TEST_KILL_AT`` (comma-separated point names, each optionally
 ``:N`` for the N-th hit; read at start, off by default), makes the process exit abruptly at
-named points so restart safety is tested at the worst moments: ``after-scale-up``,
-``after-route-write``, ``before-status-write``.
+named points so restart safety is tested at the worst moments: ``after-measurement``
+(a round measured, its status not written), ``after-scale-up``, ``after-route-write``,
+``before-status-write``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from ferryman.api.modelversion import ModelVersion, Role
 from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import wakeups
-from ferryman.kube.client import Kube
+from ferryman.kube.client import Conflict, Kube
 from ferryman.plan import labels, machine, serving
 from ferryman.plan.conditions import set_condition
 from ferryman.routing import Router
@@ -147,12 +148,23 @@ async def rollout_daemon(
     wake = wakeups.events(memo).setdefault((namespace, name), asyncio.Event())
     while not stopped:
         wake.clear()
+        seen = body.metadata.get("resourceVersion")
         try:
             with metrics.RECONCILE.time():
-                delay = await reconcile(body=body, memo=memo, indexes=kwargs)
+                delay, wrote = await reconcile(body=body, memo=memo, indexes=kwargs)
+        except Conflict:
+            # The Rollout changed while we decided: decide again on the new state.
+            delay, wrote = 0.0, True
         except Exception:
             log.exception("reconcile of %s/%s failed; retrying in 5s", namespace, name)
-            delay = 5.0
+            delay, wrote = 5.0, False
+        # Never decide twice on the same state: once we wrote status, wait (bounded) until
+        # kopf hands us the Rollout as it is after that write.
+        if wrote:
+            for _ in range(250):
+                if stopped or body.metadata.get("resourceVersion") != seen:
+                    break
+                await asyncio.sleep(0.02)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=delay)
     wakeups.events(memo).pop((namespace, name), None)
@@ -175,7 +187,11 @@ def _pending_action(rollout: Rollout) -> machine.Action | None:
     return None
 
 
-async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]) -> float | None:
+async def reconcile(
+    *, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
+) -> tuple[float | None, bool]:
+    """One reconcile; returns (seconds until the next one is due, whether status was
+    written)."""
     kube: Kube = memo.kube
     rollout = Rollout.model_validate(dict(body))
     ns, name, model = rollout.metadata.namespace, rollout.metadata.name, rollout.spec.model
@@ -211,6 +227,7 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
         rollout.status.analysis = await analysis_round.measure(
             rollout, due, provider, by_version, now
         )
+        kill_point("after-measurement")
     observed = machine.Observed(
         versions=records,
         deployments=deployments,
@@ -291,8 +308,11 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
         status.message = "; ".join(problems)
     kill_point("before-status-write")
     new_status = status.model_dump(by_alias=True, mode="json")
-    if new_status != written:
-        await kube.patch_status(PLURAL, ns, name, new_status)
+    wrote = new_status != written
+    if wrote:
+        await kube.patch_status(
+            PLURAL, ns, name, new_status, resource_version=rollout.metadata.resource_version
+        )
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if problems:
@@ -307,7 +327,7 @@ async def reconcile(*, body: kopf.Body, memo: kopf.Memo, indexes: dict[str, Any]
         wait = analysis_round.next_round_in(status, now)
         wait = 0.0 if wait is None else wait
         delay = wait if delay is None else min(delay, wait)
-    return delay
+    return delay, wrote
 
 
 def _record_metrics(

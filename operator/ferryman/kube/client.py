@@ -20,6 +20,12 @@ from kubernetes.aio.dynamic.exceptions import NotFoundError
 from ferryman.api.common import GROUP, VERSION
 
 log = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The object changed since the version a write was conditioned on (HTTP 409)."""
+
+
 MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "ferryman"
 
@@ -88,15 +94,28 @@ class Kube:
         await self.api.close()
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> None:
-        """Merge-patch ``status`` of one of ferryman's objects."""
-        await self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"status": status},
-            _content_type=MERGE_PATCH,
-        )
+        """Merge-patch ``status`` of one of ferryman's objects.
+
+        With ``resource_version``, the write succeeds only if the object is still at that
+        version (HTTP 409 otherwise): a decision computed from a state that has since
+        changed is never written over the newer one.
+        """
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH
+            )
+        except client.ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{plural}/{namespace}/{name} changed; decide again") from e
+            raise
