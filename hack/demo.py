@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""``make demo``: the README's main command.
+"""``make demo``: the README's main command, ferryman's story end to end.
 
-Brings up the local control plane (building its binaries on the first run), applies a
-sample model-server Deployment, shows it becoming Ready, and tears everything down
-again (a cluster that was already running before the demo is left running).
+1. Starts the local control plane (building its binaries on the first run), a real
+   Prometheus, the simulated data plane (it turns route weights into request metrics)
+   and the operator (``python -m ferryman``), all on 127.0.0.1.
+2. Registers three versions of a fraud-detection model and serves 1.2.0.
+3. Canary of 1.3.0: at 50% its error rate jumps to 25%; ferryman sees it in Prometheus
+   and returns all traffic to 1.2.0 by itself.
+4. Canary of 1.3.1, a good version: promoted through every step.
+5. Prints a timeline and tears everything down (a cluster that was already running is
+   left running).
 
-The full ferryman story (operator, Prometheus, a canary that goes bad and is rolled back
-automatically) replaces the middle part as the Rollout and analysis issues land.
+It reuses the test harness (tests/harness) for Prometheus, the data plane and the
+operator process, so the demo and the e2e tests exercise the same machinery.
 """
 
 from __future__ import annotations
@@ -14,80 +20,283 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
-import localcluster
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "hack" / "cluster"), str(ROOT / "tests")]
 
-NAMESPACE = "ferryman-demo"
-SAMPLE = {
-    "apiVersion": "apps/v1",
-    "kind": "Deployment",
-    "metadata": {
-        "name": "fraud-detector-1-3-0",
-        "labels": {"ferryman.dev/model": "fraud-detector"},
-    },
-    "spec": {
-        "replicas": 3,
-        "selector": {"matchLabels": {"app": "fraud-detector"}},
-        "template": {
-            "metadata": {"labels": {"app": "fraud-detector"}},
-            "spec": {"containers": [{"name": "server", "image": "ghcr.io/acme/onnx-server:2.4.1"}]},
+import localcluster  # noqa: E402
+
+from harness.dataplane import DataPlane  # noqa: E402
+from harness.kube import Cluster, check_test_context  # noqa: E402
+from harness.operator import OperatorProcess  # noqa: E402
+from harness.prometheus import PrometheusServer  # noqa: E402
+
+NS, MODEL = "ferryman-demo", "fraud-detector"
+T0 = time.monotonic()
+TIMELINE: list[tuple[float, str]] = []
+
+SEL = 'namespace="{{namespace}}",version="{{version}}"'
+ERRORS = (
+    f'(sum(rate(model_requests_total{{{SEL},code="500"}}[3s])) or vector(0)) '
+    f"/ sum(rate(model_requests_total{{{SEL}}}[3s]))"
+)
+
+
+def say(msg: str, *, mark: bool = True) -> None:
+    stamp = time.monotonic() - T0
+    print(f"[t+{stamp:5.1f}s] {msg}", flush=True)
+    if mark:
+        TIMELINE.append((stamp, msg))
+
+
+def model_version(version: str, auc: float) -> dict[str, Any]:
+    import hashlib
+
+    return {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": f"{MODEL}-{version.replace('.', '-')}"},
+        "spec": {
+            "model": MODEL,
+            "version": version,
+            "artifact": {
+                "uri": f"s3://models/fraud/{version}/model.onnx",
+                "digest": "sha256:" + hashlib.sha256(version.encode()).hexdigest(),
+            },
+            "serving": {"image": "ghcr.io/acme/onnx-server:2.4.1", "port": 8080},
+            "lineage": {"dataVersion": "transactions-2026-10", "codeCommit": "a1b2c3d"},
+            "metrics": {"auc": auc},
         },
+    }
+
+
+ROLLOUT: dict[str, Any] = {
+    "apiVersion": "ferryman.dev/v1alpha1",
+    "kind": "Rollout",
+    "metadata": {"name": MODEL},
+    "spec": {
+        "model": MODEL,
+        "target": {"version": "1.2.0"},
+        "replicas": 4,
+        "trafficRouting": {
+            "gatewayAPI": {
+                "parentRefs": [{"name": "ml-gateway"}],
+                "hostnames": ["fraud.acme.example"],
+            }
+        },
+        "strategy": {
+            "canary": {
+                "steps": [
+                    {"setWeight": 10},
+                    {"pause": {"duration": "4s"}},
+                    {"setWeight": 50},
+                    {"pause": {"duration": "10s"}},
+                ]
+            }
+        },
+        "gates": {"offlineMetrics": [{"name": "auc", "min": 0.9, "maxDropVsStable": 0.01}]},
+        "analysis": {
+            "provider": "default",
+            "interval": "2s",
+            "failureLimit": 1,
+            "inconclusiveLimit": 5,
+            "consecutiveErrorLimit": 5,
+            "metrics": [{"name": "error-rate", "query": ERRORS, "max": 0.05}],
+        },
+        "scaleDownDelaySeconds": 5,
+        "progressDeadlineSeconds": 60,
     },
 }
 
 
-def say(msg: str) -> None:
-    print(f"\n==> {msg}", flush=True)
+def watch_rollout(
+    cluster: Cluster,
+    until: str,
+    dataplane: DataPlane | None = None,
+    go_bad_at: int | None = None,
+    limit_s: float = 120,
+) -> dict[str, Any]:
+    """Print each change of phase/weights/step until the phase is ``until``."""
+    last = None
+    deadline = time.monotonic() + limit_s
+    broke = False
+    while time.monotonic() < deadline:
+        obj = cluster.get_json("rollout.ferryman.dev", MODEL, NS) or {}
+        st = obj.get("status") or {}
+        w = st.get("weights") or {}
+        view = (st.get("phase"), w.get("stable"), w.get("candidate"), st.get("currentStep"))
+        if view != last:
+            last = view
+            say(
+                f"{st.get('phase', '-'):<11} stable {st.get('stableVersion', '-')} "
+                f"{w.get('stable', 100):>3}% | candidate {st.get('candidateVersion') or '-'} "
+                f"{w.get('candidate', 0):>3}% | step {st.get('currentStep', '-')} | "
+                f"{st.get('message', '')}",
+                mark=False,
+            )
+        if go_bad_at is not None and not broke and w.get("candidate") == go_bad_at and dataplane:
+            dataplane.set(st["candidateVersion"], error_rate=0.25)
+            broke = True
+            say(
+                f"!! {st['candidateVersion']} starts failing 25% of its requests at "
+                f"{go_bad_at}% traffic"
+            )
+        if st.get("phase") == until and st.get("candidateVersion") is None:
+            return st
+        time.sleep(0.2)
+    raise SystemExit(f"demo: Rollout did not reach {until} in {limit_s}s")
 
 
 def main() -> int:
-    t0 = time.monotonic()
     layout = localcluster.Layout()
     was_up = localcluster.is_up(layout)
-    say("local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
+    say(
+        "starting the local control plane (etcd, kube-apiserver, controller-manager, "
+        "scheduler, kwok)"
+    )
     localcluster.up(layout)
-    kubectl = str(localcluster.Binaries.from_cache().kubectl)
-
-    def k(*args: str, input: str | None = None) -> str:
-        out = subprocess.run(
-            [kubectl, f"--kubeconfig={layout.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return out
-
+    bins = localcluster.Binaries.from_cache()
+    cluster = Cluster(
+        kubeconfig=layout.kubeconfig,
+        local=True,
+        kubectl_bin=str(bins.kubectl),
+        helm_bin=str(bins.helm),
+        context=check_test_context(layout.kubeconfig),
+    )
+    work = Path(tempfile.mkdtemp(prefix="ferryman-demo-"))
+    prometheus = PrometheusServer(work / "prometheus")
+    operator: OperatorProcess | None = None
+    dataplane: DataPlane | None = None
     try:
-        say(f"namespace {NAMESPACE}, sample Deployment with 3 replicas")
-        k("create", "namespace", NAMESPACE)
-        print(k("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(SAMPLE)).strip())
-        say("waiting for it to become Ready (kwok makes each pod Ready after a delay)")
-        started = time.monotonic()
-        while True:
-            status = json.loads(
-                k("get", "deployment", "fraud-detector-1-3-0", "-n", NAMESPACE, "-o", "json")
-            )["status"]
-            ready = status.get("availableReplicas", 0)
-            print(f"  t+{time.monotonic() - started:4.1f}s  available {ready}/3", flush=True)
-            if ready == 3:
-                break
-            if time.monotonic() - started > 120:
-                raise SystemExit("the sample Deployment did not become Ready in 120s")
-            time.sleep(0.5)
-        print(k("get", "deployment,pods", "-n", NAMESPACE, "-o", "wide"))
-    finally:
-        say("tearing down")
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=ferryman-crds",
+            "-f",
+            str(ROOT / "crds"),
+        )
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd/rollouts.ferryman.dev",
+            "crd/modelversions.ferryman.dev",
+        )
         subprocess.run(
             [
-                kubectl,
+                cluster.kubectl_bin,
                 f"--kubeconfig={layout.kubeconfig}",
                 "delete",
                 "namespace",
-                NAMESPACE,
+                NS,
+                "--wait=true",
+                "--ignore-not-found",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        cluster.create_namespace_named(NS)
+        prometheus.start()
+        say(f"Prometheus on {prometheus.url} (scraping every second)")
+        dataplane = DataPlane(cluster, NS, rollout=MODEL, model=MODEL).start()
+        prometheus.add_target("dataplane", dataplane.address)
+        say(f"simulated data plane on {dataplane.address}: 200 requests/s split by the route")
+        settings = work / "settings.yaml"
+        settings.write_text(
+            json.dumps(
+                {
+                    "providers": {"default": {"address": prometheus.url}},
+                    "namespace": NS,
+                    "storageInitializerImage": "",
+                }
+            )
+        )
+        operator = OperatorProcess(
+            cluster, namespaces=[NS], log_dir=work / "operator", args=[f"--settings={settings}"]
+        ).start()
+        say("operator running (python -m ferryman)")
+
+        cluster.apply(
+            [
+                model_version("1.2.0", 0.936),
+                model_version("1.3.0", 0.941),
+                model_version("1.3.1", 0.943),
+            ],
+            namespace=NS,
+        )
+        say("registered ModelVersions 1.2.0, 1.3.0 and 1.3.1 of fraud-detector")
+        cluster.apply(ROLLOUT, namespace=NS)
+        say("Rollout fraud-detector targets 1.2.0 (the first version goes straight to stable)")
+        watch_rollout(cluster, "Healthy")
+        say("1.2.0 is stable and serves 100%")
+
+        say("GitOps changes the target to 1.3.0: canary 10% -> 4s -> 50% -> 10s -> 100%")
+        cluster.kubectl(
+            "patch",
+            "rollout.ferryman.dev",
+            MODEL,
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"target": {"version": "1.3.0"}}}),
+        )
+        st = watch_rollout(cluster, "RolledBack", dataplane=dataplane, go_bad_at=50)
+        say(f"ROLLED BACK automatically: {st['history'][-1]['reason'][:160]}")
+
+        say("GitOps changes the target to 1.3.1, a good version")
+        cluster.kubectl(
+            "patch",
+            "rollout.ferryman.dev",
+            MODEL,
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"target": {"version": "1.3.1"}}}),
+        )
+        watch_rollout(cluster, "Healthy")
+        say("PROMOTED: 1.3.1 is stable and serves 100%")
+
+        print(
+            "\n"
+            + subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ferryman.cli",
+                    "--kubeconfig",
+                    str(layout.kubeconfig),
+                    "status",
+                    MODEL,
+                    "-n",
+                    NS,
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        print("Timeline")
+        for at, msg in TIMELINE:
+            print(f"  t+{at:5.1f}s  {msg}")
+    finally:
+        print("\ntearing down", flush=True)
+        if operator is not None:
+            operator.stop()
+        if dataplane is not None:
+            dataplane.stop()
+        prometheus.stop()
+        subprocess.run(
+            [
+                cluster.kubectl_bin,
+                f"--kubeconfig={layout.kubeconfig}",
+                "delete",
+                "namespace",
+                NS,
                 "--wait=false",
             ],
             capture_output=True,
@@ -95,8 +304,8 @@ def main() -> int:
         if not was_up:
             localcluster.down(layout)
         else:
-            print("(the cluster was running before the demo; left running)")
-    say(f"demo finished in {time.monotonic() - t0:.1f}s")
+            print("(the local control plane was running before the demo; left running)")
+    print(f"demo finished in {time.monotonic() - T0:.1f}s")
     return 0
 
 
