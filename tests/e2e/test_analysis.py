@@ -502,3 +502,48 @@ def test_a_measurement_lost_to_a_crash_is_not_counted_twice(
     # recorded measurement (the lost round was measured again, not counted twice).
     assert st["analysis"]["failures"] == {"error-rate": limit + 1}
     assert len(failed) == limit + 1
+
+
+def test_bad_shadow_is_rolled_back_while_users_only_see_stable(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, analysing_operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    shadow = {"shadow": {"mirrorPercent": 100, "duration": "5m", "then": "promote"}}
+    cluster.apply(r.rollout("1.0.0", analysis=analysis(), strategy=shadow), namespace=namespace)
+    stable_on(cluster, namespace, "1.0.0")
+    sampler = r.Sampler(cluster, namespace, replicas=2)
+    dataplane.set("1.1.0", error_rate=0.5)
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
+        timeout=60,
+        message="shadow rolled back",
+    )
+    route = cluster.get_json("httproute", "fraud", namespace) or {}
+    assert "filters" not in route["spec"]["rules"][0]  # mirror removed
+    samples = sampler.samples
+    assert sampler.stop() == []
+    assert samples and all(s.get("fraud-1-0-0") == 100 for s in samples), samples
+
+
+def test_bad_blue_green_preview_is_never_promoted(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, analysing_operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    bg = {"blueGreen": {"previewMirrorPercent": 50, "autoPromotionSeconds": 2}}
+    cluster.apply(r.rollout("1.0.0", analysis=analysis(), strategy=bg), namespace=namespace)
+    stable_on(cluster, namespace, "1.0.0")
+    sampler = r.Sampler(cluster, namespace, replicas=2)
+    dataplane.set("1.1.0", error_rate=0.5)
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
+        timeout=60,
+        message="bad preview rolled back",
+    )
+    assert sampler.stop() == []
+    assert all(s.get("fraud-1-1-0", 0) == 0 for s in sampler.samples)  # never got live weight
+    assert [h["outcome"] for h in r.status(cluster, namespace)["history"]] == [
+        "Promoted",
+        "RolledBack",
+    ]

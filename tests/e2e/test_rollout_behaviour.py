@@ -292,3 +292,123 @@ def test_foreign_object_with_our_name_is_left_untouched_and_reported(
     assert svc["spec"]["selector"] == {"app": "someone-else"}
     assert not svc["metadata"].get("ownerReferences")
     assert r.http_route(cluster, namespace) is None  # no traffic to a Service that isn't ours
+
+
+SHADOW = {"mirrorPercent": 50, "duration": "3s"}
+
+
+@pytest.mark.parametrize("then", ["canary", "stop"])
+def test_shadow_then_canary_or_stop(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, then: str
+) -> None:
+    shadow: dict[str, object] = {**SHADOW, "then": then}
+    if then == "canary":
+        shadow["steps"] = [{"setWeight": 50}, {"pause": {}}]
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0", strategy={"shadow": shadow}), namespace=namespace)
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
+    sampler = r.Sampler(cluster, namespace, replicas=2)
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("weights", {}).get("mirrorPercent") == 50,
+        timeout=60,
+        message="mirroring",
+    )
+    if then == "canary":
+        wait_for(
+            lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
+            timeout=60,
+            message="continued as a canary at 50%",
+        )
+        st = r.status(cluster, namespace)
+        assert st["phase"] == "Paused" and st["weights"]["mirrorPercent"] == 0
+        r.act(cluster, namespace, "promote")
+        wait_for(lambda: healthy_on(cluster, namespace, "1.1.0"), timeout=60, message="promoted")
+    else:
+        wait_for(
+            lambda: (
+                r.status(cluster, namespace).get("candidateVersion") is None
+                and r.status(cluster, namespace).get("history", [{}])[-1].get("outcome")
+                == "Stopped"
+            ),
+            timeout=60,
+            message="shadow stopped",
+        )
+        st = r.status(cluster, namespace)
+        assert st["phase"] == "Healthy" and st["stableVersion"] == "1.0.0"
+        assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+        wait_for(
+            lambda: cluster.get_json("deployment", "fraud-1-1-0", namespace) is None,
+            timeout=30,
+            message="candidate scaled down",
+        )
+        stable = cluster.get_json("deployment", "fraud-1-0-0", namespace) or {}
+        assert stable["spec"]["replicas"] == 2  # stable untouched
+    assert sampler.stop() == []
+
+
+def test_blue_green_abort_returns_to_stable(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(
+        r.rollout("1.0.0", routing=r.ISTIO, strategy={"blueGreen": {"previewMirrorPercent": 20}}),
+        namespace=namespace,
+    )
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
+    retarget(cluster, namespace, "1.1.0")
+    wait_for(lambda: phase_is(cluster, namespace, "Paused"), timeout=60, message="preview Ready")
+    aborted = cluster.kubectl("ferryman", "abort", "fraud", "-n", namespace)
+    assert "handled: phase Aborted" in aborted.stdout
+    vs = cluster.get_json("virtualservice", "fraud", namespace) or {}
+    http = vs["spec"]["http"][0]
+    assert [(d["destination"]["host"], d["weight"]) for d in http["route"]] == [
+        ("fraud-1-0-0", 100)
+    ]
+    assert "mirror" not in http
+    wait_for(
+        lambda: (
+            cluster.get_json("service", "fraud-preview", namespace) is None
+            and cluster.get_json("deployment", "fraud-1-1-0", namespace) is None
+        ),
+        timeout=30,
+        message="preview and candidate removed",
+    )
+
+
+def test_service_router_replicas_follow_the_weights_at_every_sample(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    replicas = 4
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    steps = [{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 75}, {"pause": {}}]
+    cluster.apply(
+        r.rollout(
+            "1.0.0", routing=r.SERVICE, replicas=replicas, strategy={"canary": {"steps": steps}}
+        ),
+        namespace=namespace,
+    )
+    wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
+    retarget(cluster, namespace, "1.1.0")
+    samples: list[
+        tuple[int, int, int, int]
+    ] = []  # (stable spec, candidate spec, stable ready, cand ready)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ready = r.available(cluster, namespace)
+        s, c = ready.get("fraud-1-0-0", (0, 0)), ready.get("fraud-1-1-0", (0, 0))
+        samples.append((s[0], c[0], s[1], c[1]))
+        if r.status(cluster, namespace).get("currentStep") == 3 and (s[0], c[0]) == (1, 3):
+            break
+        time.sleep(0.1)
+    assert samples[-1][:2] == (1, 3), samples[-5:]  # 75% of 4 replicas
+    # Ready capacity never drops below the replicas asked for while traffic shifts: the
+    # candidate is Ready before the stable shrinks (a surge of at most one step's worth).
+    for stable_spec, cand_spec, stable_ready, cand_ready in samples:
+        assert stable_spec + cand_spec >= replicas
+        assert stable_spec + cand_spec <= replicas + 3
+        assert stable_ready + cand_ready >= replicas, samples
+    settled = [x for x in samples if x[2] == x[0] and x[3] == x[1]]
+    assert {(x[0], x[1]) for x in settled} <= {(4, 0), (4, 1), (3, 1), (3, 3), (1, 3)}, settled
+    svc = cluster.get_json("service", "fraud", namespace) or {}
+    assert "ferryman.dev/version" not in svc["spec"]["selector"]  # both versions behind it

@@ -166,3 +166,27 @@ def test_gate_failure_rejects_before_any_deployment() -> None:
     assert sim.status.phase == RolloutPhase.REJECTED
     assert "1.1.0" not in sim.replicas
     assert "auc" in sim.status.history[-1].reason  # type: ignore[index]
+
+
+def test_a_mirrored_preview_is_never_promoted_without_evidence() -> None:
+    bg = spec().model_dump(by_alias=True, exclude_none=True)
+    bg["strategy"] = {"blueGreen": {"previewMirrorPercent": 50, "autoPromotionSeconds": 2}}
+    sim = Sim(RolloutSpec.model_validate(bg))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    sim.versions.append("1.1.0")
+    sim.spec = sim.spec.model_copy(
+        update={"target": sim.spec.target.model_copy(update={"version": "1.1.0"})}
+    )
+    sim.reconcile()
+    sim.tick()  # preview Ready, mirrored
+    measure(sim, Verdict.INCONCLUSIVE)
+    # Even if the observed weights were lost (no mirror seen), the plan says it mirrored.
+    sim.status.weights = None
+    for _ in range(5):
+        sim.tick(2)
+    assert sim.status.stable_version == "1.0.0"  # auto-promotion waits for evidence...
+    assert sim.route is not None and sim.route.mirror_percent == 50  # ...still mirrored
+    measure(sim, Verdict.FAILED, 0.5)
+    measure(sim, Verdict.FAILED, 0.5)
+    sim.tick()
+    assert sim.status.phase == RolloutPhase.ROLLED_BACK and sim.status.stable_version == "1.0.0"

@@ -563,7 +563,7 @@ def _progress(
         if isinstance(stage, SetWeight):
             w = stage.weight
             want = max(needed(replicas, w), needed(replicas, committed))
-            if w > committed and not _evidence(spec, s, committed):
+            if w > committed and not _evidence(spec, s, _had_traffic(plan, i, committed)):
                 s.message = f"step {i}: waiting for analysis evidence before weight {w}%"
                 _wake_for_measurement(s, now, d)
                 break
@@ -658,12 +658,24 @@ def _progress(
     if i >= len(plan) and not hold:
         # Promotion: the candidate takes 100% in one write once Ready at full size, and
         # never without evidence from analysis.
-        traffic = committed > 0 or bool(s.weights and s.weights.mirror_percent)
-        if ready_for(replicas) and (not traffic or _evidence(spec, s, committed, promoting=True)):
+        evidence = _evidence(spec, s, _had_traffic(plan, len(plan) - 1, committed))
+        if ready_for(replicas) and evidence:
             return _promote(spec, s, observed, events)
         if ready_for(replicas):
             s.message = "promoting: waiting for analysis evidence"
             _wake_for_measurement(s, now, d)
+        # Until it is promoted, a candidate that was mirrored (blue-green preview, shadow)
+        # keeps its mirrored share: that is what the evidence is measured on.
+        last = plan[-1] if plan else None
+        keep = (
+            last.mirror
+            if isinstance(last, Preview)
+            else last.percent
+            if isinstance(last, Shadow)
+            else 0
+        )
+        if keep and ready_for(max(needed(replicas, keep), 1)):
+            mirror = keep
         else:
             waiting_for_pods = True
             s.message = (
@@ -745,14 +757,24 @@ def _analysis_hold(s: RolloutStatus, analysis: Any, now: datetime) -> PauseStatu
     return PauseStatus(reason=reason, since=since, message=text)
 
 
-def _evidence(spec: RolloutSpec, s: RolloutStatus, committed: int, promoting: bool = False) -> bool:
-    """Before each weight increase and before promotion, every metric needs a Successful
-    measurement since the last weight change. With no traffic on the candidate yet
-    (weight 0, no mirror) there is nothing to measure, so the first step needs none."""
-    if spec.analysis is None:
+def _had_traffic(plan: list[Stage], i: int, committed: int) -> bool:
+    """Whether the candidate has had live or mirrored traffic by stage ``i``: from the
+    plan itself, never from an observation that could lag or be lost."""
+    if committed > 0:
         return True
-    mirrored = bool(s.weights and s.weights.mirror_percent)
-    if committed == 0 and not mirrored and not promoting:
+    for stage in plan[: i + 1]:
+        if isinstance(stage, Shadow) and stage.percent > 0:
+            return True
+        if isinstance(stage, Preview) and stage.mirror > 0:
+            return True
+    return False
+
+
+def _evidence(spec: RolloutSpec, s: RolloutStatus, had_traffic: bool) -> bool:
+    """Before each weight increase and before promotion, every metric needs a Successful
+    measurement since the last weight change. With no traffic on the candidate yet there
+    is nothing to measure, so that step needs none (analysis continues afterwards)."""
+    if spec.analysis is None or not had_traffic:
         return True
     since = s.analysis.since if s.analysis else None
     return evaluate.has_evidence(s.analysis, spec.analysis, since)
