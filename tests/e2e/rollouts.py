@@ -3,6 +3,7 @@ watches the route and Deployments every 100 ms for invariant violations."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -57,6 +58,20 @@ def rollout(
 
 def status(cluster: Cluster, ns: str, name: str = "fraud") -> dict[str, Any]:
     return dict(((cluster.get_json("rollout.ferryman.dev", name, ns) or {}).get("status")) or {})
+
+
+def retarget(cluster: Cluster, ns: str, version: str, name: str = "fraud") -> None:
+    """What GitOps does: change spec.target.version of the Rollout."""
+    cluster.kubectl(
+        "patch",
+        "rollout.ferryman.dev",
+        name,
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"target": {"version": version}}}),
+    )
 
 
 def act(cluster: Cluster, ns: str, action: str, name: str = "fraud") -> str:

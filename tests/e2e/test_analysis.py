@@ -76,19 +76,6 @@ def analysing_operator(
     return operator_factory(args=[f"--settings={settings_file}"]).start()
 
 
-def retarget(cluster: Cluster, ns: str, version: str) -> None:
-    cluster.kubectl(
-        "patch",
-        "rollout.ferryman.dev",
-        "fraud",
-        "-n",
-        ns,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"target": {"version": version}}}),
-    )
-
-
 def stable_on(cluster: Cluster, ns: str, version: str) -> None:
     wait_for(
         lambda: (
@@ -107,7 +94,7 @@ def test_candidate_going_bad_at_50_percent_is_rolled_back_with_the_reason(
     cluster.apply(r.rollout("1.0.0", analysis=analysis()), namespace=namespace)
     stable_on(cluster, namespace, "1.0.0")
     sampler = r.Sampler(cluster, namespace, replicas=2)
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
         timeout=60,
@@ -154,7 +141,7 @@ def test_healthy_candidate_promoted_then_bake_breach_returns_to_previous(
         namespace=namespace,
     )
     stable_on(cluster, namespace, "1.0.0")
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.status(cluster, namespace).get("phase") == "Baking",
         timeout=90,
@@ -193,7 +180,7 @@ def test_no_traffic_is_inconclusive_and_pauses_then_resumes(
     )
     stable_on(cluster, namespace, "1.0.0")
     dataplane.set("1.1.0", traffic=0)
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: (r.status(cluster, namespace).get("pause") or {}).get("reason") == "Inconclusive",
         timeout=60,
@@ -225,7 +212,7 @@ def test_prometheus_outage_pauses_and_never_rolls_back(
     stable_on(cluster, namespace, "1.0.0")
     prometheus.stop()
     try:
-        retarget(cluster, namespace, "1.1.0")
+        r.retarget(cluster, namespace, "1.1.0")
         wait_for(
             lambda: (
                 (r.status(cluster, namespace).get("pause") or {}).get("reason") == "AnalysisError"
@@ -254,7 +241,7 @@ def test_relative_latency_threshold_fails_where_the_absolute_one_passes(
     stable_on(cluster, namespace, "1.0.0")
     dataplane.set("1.0.0", latency=0.1)
     dataplane.set("1.1.0", latency=0.13)  # 30% slower, far below the absolute max of 1 s
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
         timeout=90,
@@ -279,7 +266,7 @@ def test_offline_gate_rejects_before_any_deployment(
     gates = {"offlineMetrics": [{"name": "auc", "min": 0.9, "maxDropVsStable": 0.005}]}
     cluster.apply(r.rollout("1.0.0", gates=gates), namespace=namespace)
     stable_on(cluster, namespace, "1.0.0")
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.status(cluster, namespace).get("phase") == "Rejected",
         timeout=30,
@@ -311,10 +298,10 @@ def test_operator_metrics_count_rollbacks_and_promotions(
         namespace=namespace,
     )
     stable_on(cluster, namespace, "1.0.0")
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     stable_on(cluster, namespace, "1.1.0")
     dataplane.set("1.2.0", error_rate=0.5)
-    retarget(cluster, namespace, "1.2.0")
+    r.retarget(cluster, namespace, "1.2.0")
     wait_for(
         lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
         timeout=60,
@@ -483,7 +470,7 @@ def test_a_measurement_lost_to_a_crash_is_not_counted_twice(
     doomed = operator_factory(
         args=[f"--settings={settings_file}"], env={"FERRYMAN_TEST_KILL_AT": "after-measurement:3"}
     ).start()
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     assert doomed.proc is not None
     doomed.proc.wait(timeout=90)
     assert doomed.proc.returncode == 137
@@ -513,7 +500,7 @@ def test_bad_shadow_is_rolled_back_while_users_only_see_stable(
     stable_on(cluster, namespace, "1.0.0")
     sampler = r.Sampler(cluster, namespace, replicas=2)
     dataplane.set("1.1.0", error_rate=0.5)
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
         timeout=60,
@@ -535,7 +522,7 @@ def test_bad_blue_green_preview_is_never_promoted(
     stable_on(cluster, namespace, "1.0.0")
     sampler = r.Sampler(cluster, namespace, replicas=2)
     dataplane.set("1.1.0", error_rate=0.5)
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
         timeout=60,

@@ -6,7 +6,6 @@ without enough Ready replicas."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -27,19 +26,6 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 # The second hit of each point falls inside the new rollout, not on its first reconcile.
 KILL_POINTS = ["after-scale-up:2", "after-route-write:2", "before-status-write:2"]
-
-
-def retarget(cluster: Cluster, ns: str, version: str) -> None:
-    cluster.kubectl(
-        "patch",
-        "rollout.ferryman.dev",
-        "fraud",
-        "-n",
-        ns,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"target": {"version": version}}}),
-    )
 
 
 def finished(cluster: Cluster, ns: str) -> bool:
@@ -77,7 +63,7 @@ def test_killed_at_a_named_point_the_rollout_still_finishes(
 
     sampler = r.Sampler(cluster, namespace, replicas=2)
     doomed: OperatorProcess = operator_factory(env={"FERRYMAN_TEST_KILL_AT": point}).start()
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     assert doomed.proc is not None
     doomed.proc.wait(timeout=60)
     assert doomed.proc.returncode == 137, doomed.log_tail()
@@ -119,7 +105,7 @@ def test_killed_at_random_moments_the_rollout_still_finishes(
         message="first version stable",
     )
     sampler = r.Sampler(cluster, namespace, replicas=4)
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     for _ in range(4):  # bounded: four kills at most
         time.sleep(rng.uniform(0.2, 2.0))
         if finished(cluster, namespace):

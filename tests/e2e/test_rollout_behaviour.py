@@ -3,7 +3,6 @@ readiness, track: latest, new targets, conflicts, undo, retry, deletion and owne
 
 from __future__ import annotations
 
-import json
 import time
 
 import localcluster
@@ -26,19 +25,6 @@ def healthy_on(cluster: Cluster, ns: str, version: str) -> bool:
     return st.get("phase") == "Healthy" and st.get("stableVersion") == version
 
 
-def retarget(cluster: Cluster, ns: str, version: str) -> None:
-    cluster.kubectl(
-        "patch",
-        "rollout.ferryman.dev",
-        "fraud",
-        "-n",
-        ns,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"target": {"version": version}}}),
-    )
-
-
 def test_never_ready_candidate_is_rolled_back_at_the_progress_deadline(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -46,7 +32,7 @@ def test_never_ready_candidate_is_rolled_back_at_the_progress_deadline(
     cluster.apply(r.rollout("1.0.0", progressDeadlineSeconds=8), namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
     sampler = r.Sampler(cluster, namespace, replicas=2)
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(lambda: phase_is(cluster, namespace, "RolledBack"), timeout=60, message="RolledBack")
     st = r.status(cluster, namespace)
     assert st["rolledBackVersions"] == ["1.1.0"]
@@ -70,7 +56,7 @@ def test_candidate_made_unready_loses_its_weight_and_gets_it_back(
     cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
     cluster.apply(r.rollout("1.0.0"), namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
         timeout=60,
@@ -161,10 +147,10 @@ def test_new_target_mid_rollout_returns_traffic_to_stable_first(
     cluster.apply(r.versions("1.0.0", "1.1.0", "1.2.0"), namespace=namespace)
     cluster.apply(r.rollout("1.0.0"), namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(lambda: phase_is(cluster, namespace, "Paused"), timeout=60, message="1.1.0 at 50%")
     sampler = r.Sampler(cluster, namespace, replicas=2)
-    retarget(cluster, namespace, "1.2.0")
+    r.retarget(cluster, namespace, "1.2.0")
     wait_for(
         lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-2-0": 50},
         timeout=60,
@@ -209,7 +195,7 @@ def test_undo_returns_to_the_previous_stable(
         namespace=namespace,
     )
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="1.0.0")
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(lambda: healthy_on(cluster, namespace, "1.1.0"), timeout=60, message="1.1.0")
     r.act(cluster, namespace, "undo")
     wait_for(
@@ -308,7 +294,7 @@ def test_shadow_then_canary_or_stop(
     cluster.apply(r.rollout("1.0.0", strategy={"shadow": shadow}), namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
     sampler = r.Sampler(cluster, namespace, replicas=2)
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.status(cluster, namespace).get("weights", {}).get("mirrorPercent") == 50,
         timeout=60,
@@ -356,7 +342,7 @@ def test_blue_green_abort_returns_to_stable(
         namespace=namespace,
     )
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     wait_for(lambda: phase_is(cluster, namespace, "Paused"), timeout=60, message="preview Ready")
     aborted = cluster.kubectl("ferryman", "abort", "fraud", "-n", namespace)
     assert "handled: phase Aborted" in aborted.stdout
@@ -389,7 +375,7 @@ def test_service_router_replicas_follow_the_weights_at_every_sample(
         namespace=namespace,
     )
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
-    retarget(cluster, namespace, "1.1.0")
+    r.retarget(cluster, namespace, "1.1.0")
     samples: list[
         tuple[int, int, int, int]
     ] = []  # (stable spec, candidate spec, stable ready, cand ready)
