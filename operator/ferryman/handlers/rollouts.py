@@ -339,6 +339,14 @@ async def reconcile(
                 await _delete_version(kube, ns, dep_names[version])
             elif target < current.replicas and mv is not None:
                 await _apply_version(kube, rollout, mv, target, memo, problems)
+    events = decision.events
+    if decision.route is not None and not route_ok:
+        # The decision's route was not written, so the decision did not happen: keep the
+        # status it was made from (with this round's analysis and the weights as they
+        # are) and say why, rather than claim a weight or a promotion the route never got.
+        kept = rollout.status.model_copy(deep=True)
+        kept.weights, kept.observed_generation = status.weights, status.observed_generation
+        status, events = kept, []
 
     # 4. status, events, ModelVersion roles
     status.conditions = (
@@ -363,7 +371,7 @@ async def reconcile(
     wrote = new_status != written
     if wrote:
         wrote = await _write_status(kube, body, rollout, status, new_status, now)
-    for event in decision.events:
+    for event in events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if problems:
         kopf.warn(body, reason=OWNERSHIP, message="; ".join(problems))
