@@ -33,7 +33,9 @@ from harness.operator import OperatorProcess
 pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.prometheus]
 
 PADDING = 'padding!~"' + "z" * 2000 + '",'
-LONG_ERRORS = ERRORS.replace('namespace="{{namespace}}",', 'namespace="{{namespace}}",' + PADDING)
+LONG_ERRORS = ERRORS.replace(
+    'namespace="{{namespace}}",', 'namespace="{{namespace}}",' + PADDING, 1
+)
 
 
 def test_failing_metric_with_a_long_query_is_rolled_back(

@@ -89,6 +89,7 @@ def test_route_taken_over_mid_canary_stops_promotion_and_scale_down(
     wait_for(
         lambda: r.status(cluster, namespace).get("phase") == "Paused", timeout=60, message="50%"
     )
+    time.sleep(2)  # let the reconcile that follows the pause settle: no write in flight
     cluster.kubectl(
         "patch",
         "httproute",
@@ -99,13 +100,14 @@ def test_route_taken_over_mid_canary_stops_promotion_and_scale_down(
         "-p",
         json.dumps([{"op": "remove", "path": "/metadata/ownerReferences"}]),
     )
+    # Routes are not watched: the user's promote is what wakes the Rollout here.
+    r.act(cluster, namespace, "promote-full")
     wait_for(
         lambda: (condition(cluster, namespace, "OwnershipConflict") or {}).get("status") == "True",
         timeout=30,
         message="OwnershipConflict=True",
     )
-    r.act(cluster, namespace, "promote-full")
-    time.sleep(4)
+    time.sleep(3)
     st = r.status(cluster, namespace)
     assert st["phase"] == "Paused" and st["stableVersion"] == "1.0.0"
     assert not st.get("weights")
@@ -128,14 +130,19 @@ def test_stable_without_ready_pods_is_not_available(
     unready = f"{localcluster.UNREADY_ANNOTATION}=true"
     cluster.kubectl("annotate", "pod", "-n", namespace, "-l", "ferryman.dev/version=1.2.0", unready)
     got = wait_for(
-        lambda: (c := condition(cluster, namespace, "Available")) and c["status"] == "False" and c,
+        lambda: (
+            (c := condition(cluster, namespace, "Available"))
+            and c["status"] == "False"
+            and "0/2 Ready" in c["message"]
+            and c
+        ),
         timeout=30,
-        message="Available=False",
+        message="Available=False with 0/2 Ready",
     )
-    assert got["reason"] == "StableNotReady" and "0/2 Ready" in got["message"]
+    assert got["reason"] == "StableNotReady"
     assert r.status(cluster, namespace)["phase"] == "Healthy"  # no new phase
     wait_for(
-        lambda: "0/2 Ready" in events(cluster, namespace, "StableNotReady"),
+        lambda: "stable 1.2.0 has" in events(cluster, namespace, "StableNotReady"),
         timeout=20,
         message="StableNotReady event",
     )

@@ -280,7 +280,7 @@ async def reconcile(
     )
     decision = machine.decide(rollout.spec, rollout.status, observed)
     status = decision.status
-    problems: list[str] = [blocked] if blocked else []
+    problems: list[str] = [f"blocked: {blocked}"] if blocked else []
     reverse = {n: v for v, n in services.items()}
     if existing_route is not None and not foreign_route:
         read = router.read(existing_route, reverse)
