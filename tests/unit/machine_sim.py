@@ -43,6 +43,7 @@ class Sim:
     events: list[machine.Event] = field(default_factory=list)
     writes: list[tuple[str, Any]] = field(default_factory=list)  # ordered "API writes"
     action_seq: int = 0
+    blocked: str | None = None  # the route belongs to someone else
 
     def observed(self, action: machine.Action | None = None) -> machine.Observed:
         return machine.Observed(
@@ -55,6 +56,7 @@ class Sim:
             route=self.route,
             action=action,
             generation=1,
+            blocked=self.blocked,
         )
 
     def reconcile(self, action: str | None = None) -> machine.Decision:

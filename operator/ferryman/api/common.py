@@ -12,11 +12,12 @@ values exceed the API server's cost budget, and bounded status keeps objects sma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 GROUP = "ferryman.dev"
@@ -32,6 +33,48 @@ DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 # its items for CEL's cost estimate).
 ShortStr = Annotated[str, Field(max_length=253)]
 LongStr = Annotated[str, Field(max_length=4096)]
+
+# What a shortened text ends with, so a reader knows there was more.
+TRUNCATED = " …[truncated]"
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start followed by
+    ``TRUNCATED`` so that the whole is exactly ``limit`` characters long."""
+    if len(text) <= limit:
+        return text
+    if limit <= len(TRUNCATED):
+        return text[:limit]
+    return text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def _clipper(limit: int) -> Callable[[Any], Any]:
+    def clip_value(value: Any) -> Any:
+        return clip(value, limit) if isinstance(value, str) else value
+
+    return clip_value
+
+
+def _newest(limit: int) -> Callable[[Any], Any]:
+    def keep_newest(value: Any) -> Any:
+        return list(value)[-limit:] if isinstance(value, list) else value
+
+    return keep_newest
+
+
+def bounded_text(limit: int) -> Any:
+    """For a status string written by ferryman: ``Annotated[str, bounded_text(n)]`` is
+    shortened to ``n`` characters (with ``TRUNCATED``) wherever it is built or assigned,
+    so a long input (a 4 KiB query, a long version or reason) can never make a status
+    write fail on the CRD's ``maxLength``. Parsing what the API server returns is
+    unaffected: it is within bounds already."""
+    return BeforeValidator(_clipper(limit))
+
+
+def newest_items(limit: int) -> Any:
+    """For a status list kept newest last: ``Annotated[list[X], newest_items(n)]`` keeps
+    the ``n`` newest items wherever it is built or assigned (CRD ``maxItems``)."""
+    return BeforeValidator(_newest(limit))
 
 
 def cel_str(value: str) -> str:
@@ -79,7 +122,13 @@ class ApiModel(BaseModel):
     (the API server prunes them anyway)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=False
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=False,
+        # Assignments are validated too, so bounded status fields stay bounded when the
+        # state machine sets them (``status.message = ...``).
+        validate_assignment=True,
     )
 
 
@@ -94,10 +143,12 @@ class Condition(ApiModel):
 
     type: str = Field(max_length=64, description="Type of condition in CamelCase, e.g. Ready.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: str = Field(
+    reason: Annotated[str, bounded_text(128)] = Field(
         "", max_length=128, description="Machine-readable reason for the last transition."
     )
-    message: str = Field("", max_length=2048, description="Human-readable details.")
+    message: Annotated[str, bounded_text(2048)] = Field(
+        "", max_length=2048, description="Human-readable details."
+    )
     last_transition_time: datetime | None = Field(
         None, description="When the condition last changed status."
     )

@@ -9,9 +9,10 @@ never writes ``spec`` (GitOps owns it); everything it decides is in ``status``.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -22,10 +23,12 @@ from ferryman.api.common import (
     LongStr,
     ObjectMeta,
     ShortStr,
+    bounded_text,
     cel,
     dns_label_rule,
     duration_rule,
     matches,
+    newest_items,
     rules,
 )
 
@@ -37,6 +40,13 @@ MAX_METRICS = 16
 MAX_GATES = 16
 MAX_MEASUREMENTS = 50
 MAX_HISTORY = 100
+MAX_QUERY = 8192
+MAX_REASON = 2048
+MAX_MESSAGE = 2048
+MAX_ACTION_ID = 128
+# A query quoted in a reason or message is cut to this many characters: the full query is
+# in spec.analysis, the rendered one in the measurement.
+QUOTED_QUERY = 256
 
 
 def _config(*items: dict[str, str]) -> ConfigDict:
@@ -475,6 +485,16 @@ class RolloutSpec(ApiModel):
     )
 
 
+def action_key(action_id: str) -> str:
+    """What ``status.handledActionId`` records for the nonce ``action_id`` (the
+    ``ferryman.dev/action-id`` annotation, any length a user writes): the id itself when
+    it fits in ``MAX_ACTION_ID`` characters, else ``sha256:`` and its hex digest, so a long
+    nonce is still handled exactly once and never makes the status write fail."""
+    if len(action_id) <= MAX_ACTION_ID:
+        return action_id
+    return "sha256:" + hashlib.sha256(action_id.encode()).hexdigest()
+
+
 class RolloutPhase(StrEnum):
     HEALTHY = "Healthy"
     PROGRESSING = "Progressing"
@@ -498,7 +518,7 @@ class PauseStatus(ApiModel):
 
     reason: PauseReason = Field(description="Step, Manual, Inconclusive or AnalysisError.")
     since: datetime | None = Field(None, description="When the pause began.")
-    message: str = Field("", max_length=1024, description="Details.")
+    message: Annotated[str, bounded_text(1024)] = Field("", max_length=1024, description="Details.")
 
 
 class Weights(ApiModel):
@@ -521,13 +541,20 @@ class Verdict(StrEnum):
 class Measurement(ApiModel):
     """One evaluated measurement of one metric."""
 
-    metric: str = Field(max_length=63)
-    query: str = Field("", max_length=8192, description="The rendered query.")
+    metric: Annotated[str, bounded_text(63)] = Field(max_length=63)
+    query: Annotated[str, bounded_text(MAX_QUERY)] = Field(
+        "",
+        max_length=MAX_QUERY,
+        description="The rendered query (shortened with a marker when longer; the full "
+        "query is the one in spec.analysis).",
+    )
     value: float | None = None
     stable_value: float | None = None
-    threshold: str = Field("", max_length=256, description="The threshold it was judged by.")
+    threshold: Annotated[str, bounded_text(256)] = Field(
+        "", max_length=256, description="The threshold it was judged by."
+    )
     verdict: Verdict
-    message: str = Field("", max_length=1024)
+    message: Annotated[str, bounded_text(1024)] = Field("", max_length=1024)
     at: datetime
 
 
@@ -545,7 +572,7 @@ class AnalysisStatus(ApiModel):
         description="The last weight change: measurements from then on are the evidence "
         "the next weight increase or promotion needs.",
     )
-    measurements: list[Measurement] | None = Field(
+    measurements: Annotated[list[Measurement] | None, newest_items(MAX_MEASUREMENTS)] = Field(
         None, max_length=MAX_MEASUREMENTS, description="The latest measurements, newest last."
     )
 
@@ -553,17 +580,21 @@ class AnalysisStatus(ApiModel):
 class HistoryEntry(ApiModel):
     """How one candidate's rollout ended."""
 
-    version: str = Field(max_length=128)
+    version: Annotated[str, bounded_text(128)] = Field(max_length=128)
     outcome: str = Field(max_length=32, description="Promoted, RolledBack, Aborted or Rejected.")
     at: datetime
-    reason: str = Field("", max_length=2048)
+    reason: Annotated[str, bounded_text(MAX_REASON)] = Field(
+        "",
+        max_length=MAX_REASON,
+        description="Why, in words (shortened with a marker when longer).",
+    )
 
 
 class RolloutStatus(ApiModel):
     """Written by ferryman only."""
 
     phase: RolloutPhase | None = None
-    message: str | None = Field(None, max_length=2048)
+    message: Annotated[str | None, bounded_text(MAX_MESSAGE)] = Field(None, max_length=MAX_MESSAGE)
     pause: PauseStatus | None = None
     stable_version: str | None = Field(None, max_length=128)
     candidate_version: str | None = Field(None, max_length=128)
@@ -589,10 +620,17 @@ class RolloutStatus(ApiModel):
     )
     weights: Weights | None = None
     analysis: AnalysisStatus | None = None
-    rolled_back_versions: list[ShortStr] | None = Field(None, max_length=MAX_HISTORY)
-    history: list[HistoryEntry] | None = Field(None, max_length=MAX_HISTORY)
+    rolled_back_versions: Annotated[list[ShortStr] | None, newest_items(MAX_HISTORY)] = Field(
+        None, max_length=MAX_HISTORY, description="Versions rolled back, newest last."
+    )
+    history: Annotated[list[HistoryEntry] | None, newest_items(MAX_HISTORY)] = Field(
+        None, max_length=MAX_HISTORY
+    )
     handled_action_id: str | None = Field(
-        None, max_length=128, description="ferryman.dev/action-id of the last handled action."
+        None,
+        max_length=MAX_ACTION_ID,
+        description="ferryman.dev/action-id of the last handled action (a sha256 digest "
+        "when the id is longer).",
     )
     conditions: Conditions | None = None
     observed_generation: int | None = None

@@ -144,12 +144,13 @@ async def measure(
         measurements.append(
             Measurement(
                 metric=metric.name,
-                query=query[:8192],
+                # Long texts are shortened with a marker by the model itself.
+                query=query,
                 value=_finite(result.value),
                 stable_value=_finite(stable.value) if stable else None,
-                threshold=threshold[:256],
+                threshold=threshold,
                 verdict=verdict,
-                message=message[:1024],
+                message=message,
                 at=now,
             )
         )

@@ -35,13 +35,13 @@ from typing import Any
 import kopf
 
 from ferryman import metrics
-from ferryman.api.common import GROUP, VERSION, ConditionStatus
+from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion, Role
-from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase
+from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase, action_key
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import wakeups
-from ferryman.kube.client import Conflict, Kube
+from ferryman.kube.client import Conflict, Kube, Rejected
 from ferryman.plan import labels, machine, serving
 from ferryman.plan.conditions import set_condition
 from ferryman.routing import Router
@@ -67,6 +67,19 @@ def _kill_points(value: str) -> dict[str, int]:
 KILL_AT = _kill_points(os.environ.get("FERRYMAN_TEST_KILL_AT", ""))
 _kill_hits: dict[str, int] = {}
 OWNERSHIP = "OwnershipConflict"
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before retrying after ``failures`` consecutive failed reconciles:
+    5, 10, 20, ... capped at 300 (a fault that persists is reported, not hammered)."""
+    return float(min(5 * 2 ** max(failures - 1, 0), 300))
+
+
+def describe(error: BaseException) -> str:
+    """``Type: text`` for an exception, or the type alone when its text is empty (a
+    timeout's ``str()`` is ``''``)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def kill_point(name: str) -> None:
@@ -146,18 +159,31 @@ async def rollout_daemon(
 ) -> None:
     assert namespace is not None
     wake = wakeups.events(memo).setdefault((namespace, name), asyncio.Event())
+    failures = 0  # consecutive failed reconciles: only paces the retries
     while not stopped:
         wake.clear()
         seen = body.metadata.get("resourceVersion")
         try:
             with metrics.RECONCILE.time():
                 delay, wrote = await reconcile(body=body, memo=memo, indexes=kwargs)
+            failures = 0
         except Conflict:
             # The Rollout changed while we decided: decide again on the new state.
             delay, wrote = 0.0, True
-        except Exception:
-            log.exception("reconcile of %s/%s failed; retrying in 5s", namespace, name)
-            delay, wrote = 5.0, False
+        except Rejected:
+            # A refused status write: already reported (event, condition); back off.
+            failures += 1
+            delay, wrote = retry_delay(failures), True
+        except Exception as e:
+            failures += 1
+            delay, wrote = retry_delay(failures), False
+            log.exception("reconcile of %s/%s failed; retrying in %gs", namespace, name, delay)
+            # Never a silent retry loop: the user sees why in events (kubectl describe).
+            kopf.warn(
+                body,
+                reason="ReconcileFailed",
+                message=clip(f"{describe(e)}; retrying in {delay:g}s", 1024),
+            )
         # Never decide twice on the same state: once we wrote status, wait (bounded) until
         # kopf hands us the Rollout as it is after that write.
         if wrote:
@@ -182,8 +208,8 @@ def _router(rollout: Rollout) -> Router:
 def _pending_action(rollout: Rollout) -> machine.Action | None:
     annotations = rollout.metadata.annotations
     action_id, action = annotations.get(ACTION_ID), annotations.get(ACTION)
-    if action and action_id and action_id != rollout.status.handled_action_id:
-        return machine.Action(name=action, id=action_id)
+    if action and action_id and action_key(action_id) != rollout.status.handled_action_id:
+        return machine.Action(name=action, id=action_key(action_id))
     return None
 
 
@@ -228,6 +254,20 @@ async def reconcile(
             rollout, due, provider, by_version, now
         )
         kill_point("after-measurement")
+
+    # The route as it is: ours (its weights are what status reports) or someone else's
+    # (then nothing may advance, promote or scale down on the strength of it).
+    router = _router(rollout)
+    services = {v: mv.metadata.name for v, mv in by_version.items()}
+    existing_route = await kube.get(router.api_version, router.kind, ns, name)
+    foreign_route = existing_route is not None and not labels.is_owned_by(existing_route, rollout)
+    blocked = (
+        f"{router.kind} {name} exists and is not owned by this Rollout: ferryman cannot "
+        "route traffic, so nothing advances, promotes or scales down until it is removed "
+        "or renamed"
+        if foreign_route
+        else None
+    )
     observed = machine.Observed(
         versions=records,
         deployments=deployments,
@@ -236,11 +276,19 @@ async def reconcile(
         action=_pending_action(rollout),
         conflict=conflict,
         invalid=invalid,
+        blocked=blocked,
     )
     decision = machine.decide(rollout.spec, rollout.status, observed)
     status = decision.status
-    problems: list[str] = []
-    router = _router(rollout)
+    problems: list[str] = [f"blocked: {blocked}"] if blocked else []
+    reverse = {n: v for v, n in services.items()}
+    if existing_route is not None and not foreign_route:
+        read = router.read(existing_route, reverse)
+        if read is not None:
+            status.weights = machine.weights_of(read)
+    elif foreign_route or existing_route is None:
+        # No route of ours carries traffic: status claims none.
+        status.weights = None
 
     route_written_at: datetime | None = None
     if decision.deployments is not None:
@@ -253,9 +301,9 @@ async def reconcile(
             if current is None or replicas >= current.replicas:
                 await _apply_version(kube, rollout, mv, replicas, memo, problems)
         kill_point("after-scale-up")
+    route_ok = not foreign_route
     if decision.route is not None and not problems:
         # 2. the route
-        services = {v: mv.metadata.name for v, mv in by_version.items()}
         obj = router.build(
             name=name,
             namespace=ns,
@@ -267,21 +315,23 @@ async def reconcile(
                 "ownerReferences": [labels.owner_reference(rollout)],
             },
         )
-        applied = await _apply_owned(kube, rollout, obj, problems)
+        applied = await _apply_owned(kube, rollout, obj, problems, existing=existing_route)
         route_written_at = datetime.now(UTC)
+        route_ok = applied is not None
         if applied is not None:
-            read = router.read(applied, {n: v for v, n in services.items()})
-            if read is not None:
-                status.weights = machine.weights_of(read)
+            read = router.read(applied, reverse)
+            status.weights = machine.weights_of(read) if read is not None else None
         kill_point("after-route-write")
         if not isinstance(router, ServiceRouter):
             # With a mesh or Gateway API, a Service named after the Rollout still gives
             # in-cluster clients a stable name; with plain Services the route is that one.
             await _apply_stable_service(kube, rollout, status.stable_version, by_version, problems)
+    elif decision.route is not None:
+        route_ok = False
     if rollout.spec.strategy.blue_green is not None and not problems:
         await _sync_preview(kube, rollout, by_version.get(decision.preview or ""), problems)
-    if decision.deployments is not None and not problems:
-        # 3. scale down and delete
+    if decision.deployments is not None and not problems and route_ok:
+        # 3. scale down and delete: only once the route no longer needs the capacity
         for version, current in deployments.items():
             target = decision.deployments.get(version)
             mv = by_version.get(version)
@@ -289,6 +339,14 @@ async def reconcile(
                 await _delete_version(kube, ns, dep_names[version])
             elif target < current.replicas and mv is not None:
                 await _apply_version(kube, rollout, mv, target, memo, problems)
+    events = decision.events
+    if decision.route is not None and not route_ok:
+        # The decision's route was not written, so the decision did not happen: keep the
+        # status it was made from (with this round's analysis and the weights as they
+        # are) and say why, rather than claim a weight or a promotion the route never got.
+        kept = rollout.status.model_copy(deep=True)
+        kept.weights, kept.observed_generation = status.weights, status.observed_generation
+        status, events = kept, []
 
     # 4. status, events, ModelVersion roles
     status.conditions = (
@@ -306,14 +364,14 @@ async def reconcile(
     )
     if problems:
         status.message = "; ".join(problems)
+    if any(c.type == STATUS_WRITE for c in status.conditions or []):
+        status.conditions = _status_write_condition(rollout, status, None, now)
     kill_point("before-status-write")
     new_status = status.model_dump(by_alias=True, mode="json")
     wrote = new_status != written
     if wrote:
-        await kube.patch_status(
-            PLURAL, ns, name, new_status, resource_version=rollout.metadata.resource_version
-        )
-    for event in decision.events:
+        wrote = await _write_status(kube, body, rollout, status, new_status, now)
+    for event in events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if problems:
         kopf.warn(body, reason=OWNERSHIP, message="; ".join(problems))
@@ -328,6 +386,78 @@ async def reconcile(
         wait = 0.0 if wait is None else wait
         delay = wait if delay is None else min(delay, wait)
     return delay, wrote
+
+
+STATUS_WRITE = "StatusWriteFailed"
+# What a status write that the API server refused falls back to: the fields that keep
+# traffic decisions safe on the next reconcile (a rollback stays rolled back), without
+# the parts that can grow (history, analysis measurements).
+ESSENTIAL_STATUS = (
+    "phase",
+    "pause",
+    "stableVersion",
+    "candidateVersion",
+    "previousStableVersion",
+    "currentStep",
+    "canaryWeight",
+    "stepStartedAt",
+    "stageSince",
+    "scaleDownAt",
+    "weights",
+    "rolledBackVersions",
+    "handledActionId",
+    "observedGeneration",
+)
+
+
+def _status_write_condition(
+    rollout: Rollout, status: Any, failure: str | None, now: datetime
+) -> Any:
+    return set_condition(
+        status.conditions,
+        type=STATUS_WRITE,
+        status=ConditionStatus.TRUE if failure else ConditionStatus.FALSE,
+        reason="Rejected" if failure else "Written",
+        message=failure or "the last status write succeeded",
+        generation=rollout.metadata.generation,
+        now=now,
+    )
+
+
+async def _write_status(
+    kube: Kube,
+    body: kopf.Body,
+    rollout: Rollout,
+    status: Any,
+    new_status: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Write the decision's status. The route was written before this, so a refused
+    status write never holds back a rollback's traffic move; the refusal is reported
+    (Warning Event ``StatusWriteFailed`` and, if the API server takes it, the condition
+    of the same name with the essential fields of the decision), then re-raised so the
+    daemon retries with a backoff. Returns whether status was written."""
+    ns, name = rollout.metadata.namespace, rollout.metadata.name
+    try:
+        await kube.patch_status(
+            PLURAL, ns, name, new_status, resource_version=rollout.metadata.resource_version
+        )
+        return True
+    except Rejected as e:
+        failure = clip(f"status write refused by the API server: {e}", 1024)
+        kopf.warn(body, reason=STATUS_WRITE, message=failure)
+        status.conditions = _status_write_condition(rollout, status, failure, now)
+        dumped = status.model_dump(by_alias=True, mode="json")
+        essential = {k: dumped.get(k) for k in ESSENTIAL_STATUS}
+        essential["conditions"] = dumped.get("conditions")
+        essential["message"] = clip(f"{status.message or ''} ({failure})", 512)
+        try:
+            await kube.patch_status(
+                PLURAL, ns, name, essential, resource_version=rollout.metadata.resource_version
+            )
+        except Rejected as again:
+            log.error("essential status of %s/%s refused too: %s", ns, name, again)
+        raise
 
 
 def _record_metrics(
@@ -376,10 +506,19 @@ def _record_metrics(
 
 
 async def _apply_owned(
-    kube: Kube, rollout: Rollout, obj: dict[str, Any], problems: list[str]
+    kube: Kube,
+    rollout: Rollout,
+    obj: dict[str, Any],
+    problems: list[str],
+    *,
+    existing: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
+    """Apply ``obj`` if no object of that name exists or it is this Rollout's own; else
+    leave it untouched, add the problem and return None. ``existing``: the object as just
+    read, when the caller has it (saves a GET)."""
     meta = obj["metadata"]
-    existing = await kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if existing is None:
+        existing = await kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
     if existing is not None and not labels.is_owned_by(existing, rollout):
         problems.append(
             f"{obj['kind']} {meta['name']} exists and is not owned by this Rollout; left untouched"

@@ -9,6 +9,7 @@ writer and one code path.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -24,6 +25,27 @@ log = logging.getLogger(__name__)
 
 class Conflict(Exception):
     """The object changed since the version a write was conditioned on (HTTP 409)."""
+
+
+class Rejected(Exception):
+    """The API server refused a write for a reason retrying the same write cannot fix
+    soon (an HTTP status other than 409: a schema or admission policy refusal, a size
+    limit, a permission). ``status`` is the HTTP status, ``reason`` the server's words."""
+
+    def __init__(self, what: str, status: int, reason: str) -> None:
+        self.what, self.status, self.reason = what, status, reason
+        super().__init__(f"{what}: HTTP {status}: {reason}")
+
+
+def _server_reason(e: client.ApiException) -> str:
+    """The API server's message from an error response (its Status ``message``), else
+    the HTTP reason phrase."""
+    try:
+        body = json.loads(e.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or e.reason or "no reason given")
 
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -118,4 +140,8 @@ class Kube:
         except client.ApiException as e:
             if e.status == 409:
                 raise Conflict(f"{plural}/{namespace}/{name} changed; decide again") from e
+            if e.status and 400 <= e.status < 500:
+                raise Rejected(
+                    f"status of {plural}/{namespace}/{name}", e.status, _server_reason(e)
+                ) from e
             raise

@@ -28,7 +28,9 @@ from enum import StrEnum
 from typing import Any
 
 from ferryman.analysis import evaluate
+from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.rollout import (
+    QUOTED_QUERY,
     AnalysisStatus,
     HistoryEntry,
     PauseReason,
@@ -38,7 +40,7 @@ from ferryman.api.rollout import (
     RolloutStatus,
     Weights,
 )
-from ferryman.plan import gates, semver
+from ferryman.plan import conditions, gates, semver
 from ferryman.plan.durations import parse_duration
 
 
@@ -98,6 +100,8 @@ class Observed:
     action: Action | None = None
     conflict: str | None = None  # another Rollout that already serves this model
     invalid: str | None = None  # a problem the handler found (unknown provider, ...)
+    # The route cannot be written (a same-named object belongs to someone else): hold.
+    blocked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -276,8 +280,17 @@ def resolve_target(
 
 
 def _history(status: RolloutStatus, spec: RolloutSpec, entry: HistoryEntry) -> None:
+    """Append ``entry``, keeping the newest ``historyLimit`` entries (the entry's reason
+    is shortened by the model itself when too long)."""
     history = [*(status.history or []), entry]
     status.history = history[-spec.history_limit :]
+
+
+def _remember_rolled_back(status: RolloutStatus, version: str) -> None:
+    """Add ``version`` to ``rolledBackVersions`` (once, newest last; the model keeps the
+    newest ``MAX_HISTORY``), so ``track: latest`` and a restart never retry it."""
+    kept = [v for v in status.rolled_back_versions or [] if v != version]
+    status.rolled_back_versions = [*kept, version]
 
 
 def weights_of(route: Route | None) -> Weights:
@@ -291,6 +304,53 @@ def weights_of(route: Route | None) -> Weights:
 
 
 def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Decision:
+    """What to do now; see the module docstring. The ``Available`` condition (is the
+    stable version Ready for the traffic it carries) is set on every decision."""
+    d = _decide(spec, status, observed)
+    _availability(spec, d, observed)
+    return d
+
+
+AVAILABLE = "Available"
+
+
+def _availability(spec: RolloutSpec, d: Decision, observed: Observed) -> None:
+    """``Available=False`` (reason ``StableNotReady``) with a Warning Event when the
+    stable version has fewer Ready replicas than its share of traffic needs; True again
+    (a Normal Event) when it recovers. No new phase: a rollout in progress keeps its."""
+    s = d.status
+    if s.stable_version is None or s.phase == RolloutPhase.INVALID:
+        return
+    weight = (
+        d.route.stable_weight
+        if d.route is not None
+        else (s.weights.stable if s.weights is not None else 100)
+    )
+    want = needed(spec.replicas, weight)
+    dep = observed.deployments.get(s.stable_version)
+    ready = dep.available if dep is not None else 0
+    ok = ready >= want
+    old = conditions.find(s.conditions, AVAILABLE)
+    text = f"stable {s.stable_version} has {ready}/{want} Ready replicas for {weight}% of traffic"
+    s.conditions = conditions.set_condition(
+        s.conditions,
+        type=AVAILABLE,
+        status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+        reason="StableReady" if ok else "StableNotReady",
+        message=text,
+        generation=observed.generation,
+        now=observed.now,
+    )
+    if not ok and (old is None or old.status != ConditionStatus.FALSE):
+        d.events.append(Event("Warning", "StableNotReady", text))
+    elif ok and old is not None and old.status == ConditionStatus.FALSE:
+        d.events.append(Event("Normal", "StableReady", text))
+    if not ok:
+        # Look again soon: readiness changes wake the daemon, but make sure.
+        d.wake_in(5.0)
+
+
+def _decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Decision:
     s = status.model_copy(deep=True)
     s.observed_generation = observed.generation
     action = observed.action
@@ -302,6 +362,8 @@ def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Deci
         return _invalid(s, f"Rollout {observed.conflict} already serves model {spec.model}")
     if observed.invalid:
         return _invalid(s, observed.invalid)
+    if observed.blocked:
+        return _blocked(s, observed.blocked, action)
 
     rolled_back = list(s.rolled_back_versions or [])
     if action is not None and action.name == ActionName.RETRY:
@@ -365,6 +427,21 @@ def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Deci
         d = _progress(spec, s, observed, action)
     d.events[:0] = events
     return d
+
+
+def _blocked(s: RolloutStatus, message: str, action: Action | None) -> Decision:
+    """The route cannot be written: hold everything where it is (no weight change, no
+    promotion, no scale-down; the phase stays) until it can. The handler reports the
+    ``OwnershipConflict`` condition and the weights it observes."""
+    if s.phase is None:
+        s.phase = RolloutPhase.PROGRESSING
+    s.message = f"blocked: {message}"
+    events = []
+    if action is not None:
+        events.append(
+            Event("Warning", "ActionRejected", f"{action.name} rejected while blocked: {message}")
+        )
+    return Decision(status=s, deployments=None, route=None, events=events)
 
 
 def _invalid(s: RolloutStatus, message: str) -> Decision:
@@ -454,7 +531,7 @@ def _start(
         stable_version=s.stable_version,
     )
     if rejected:
-        s.rolled_back_versions = [*(s.rolled_back_versions or []), target][-100:]
+        _remember_rolled_back(s, target)
         _history(
             s,
             spec,
@@ -550,7 +627,7 @@ def _progress(
             reason = (
                 f"analysis: metric {failed.metric} failed {count} times (limit "
                 f"{analysis.failure_limit}): {failed.message}; threshold {failed.threshold}; "
-                f"query: {failed.query}"
+                f"query: {clip(failed.query, QUOTED_QUERY)}"
             )
             return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
         held = _analysis_hold(s, analysis, now)
@@ -678,10 +755,11 @@ def _progress(
             mirror = keep
         else:
             waiting_for_pods = True
-            s.message = (
-                f"promoting: waiting for {replicas} Ready replicas of {candidate} "
-                f"({available} Ready)"
-            )
+            if not ready_for(replicas):
+                s.message = (
+                    f"promoting: waiting for {replicas} Ready replicas of {candidate} "
+                    f"({available} Ready)"
+                )
         want = replicas
         preview = bool(spec.strategy.blue_green)
 
@@ -689,6 +767,9 @@ def _progress(
         reason = (
             f"progress deadline: candidate {candidate} not Ready "
             f"({available}/{want}) within {spec.progress_deadline_seconds}s"
+            if not ready_for(want)
+            else f"progress deadline: no analysis evidence for {candidate} within "
+            f"{spec.progress_deadline_seconds}s"
         )
         return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
 
@@ -800,7 +881,8 @@ def _bake(
             count = ((s.analysis.failures or {}) if s.analysis else {}).get(failed.metric, 0)
             reason = (
                 f"bake analysis: metric {failed.metric} failed {count} times: "
-                f"{failed.message}; threshold {failed.threshold}; query: {failed.query}"
+                f"{failed.message}; threshold {failed.threshold}; "
+                f"query: {clip(failed.query, QUOTED_QUERY)}"
             )
         else:
             reason = "aborted by user during bake"
@@ -812,7 +894,7 @@ def _bake(
             d.wake_in(1.0)
             return d
         s.stable_version, s.previous_stable_version = prev, None
-        s.rolled_back_versions = [*(v for v in s.rolled_back_versions or [] if v != bad), bad]
+        _remember_rolled_back(s, bad)
         outcome = "Aborted" if aborted and failed is None else "RolledBack"
         _history(s, spec, HistoryEntry(version=bad, outcome=outcome, at=now, reason=reason))
         s.phase = RolloutPhase.ABORTED if outcome == "Aborted" else RolloutPhase.ROLLED_BACK
@@ -887,7 +969,7 @@ def _undo(spec: RolloutSpec, s: RolloutStatus, observed: Observed) -> Decision:
         return d
     now = observed.now
     s.stable_version, s.previous_stable_version = prev, current
-    s.rolled_back_versions = [*(v for v in s.rolled_back_versions or [] if v != current), current]
+    _remember_rolled_back(s, current)
     _history(
         s,
         spec,
@@ -956,8 +1038,8 @@ def _rollback(
     s.step_started_at, s.stage_since = None, None
     s.phase = phase
     if victim:
-        if remember and victim not in (s.rolled_back_versions or []):
-            s.rolled_back_versions = [*(s.rolled_back_versions or []), victim][-100:]
+        if remember:
+            _remember_rolled_back(s, victim)
         _history(s, spec, HistoryEntry(version=victim, outcome=outcome, at=now, reason=reason))
     s.message = (
         f"{victim} {outcome.lower() if outcome != 'RolledBack' else 'rolled back'}: {reason}"
