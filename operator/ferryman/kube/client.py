@@ -9,13 +9,14 @@ writer and one code path.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from typing import Any
 
 from kubernetes.aio import client, config
 from kubernetes.aio.config.config_exception import ConfigException
 from kubernetes.aio.dynamic import DynamicClient
-from kubernetes.aio.dynamic.exceptions import NotFoundError
+from kubernetes.aio.dynamic.exceptions import DynamicApiError, NotFoundError
 
 from ferryman.api.common import GROUP, VERSION
 
@@ -24,6 +25,29 @@ log = logging.getLogger(__name__)
 
 class Conflict(Exception):
     """The object changed since the version a write was conditioned on (HTTP 409)."""
+
+
+class ApplyRejected(Exception):
+    """The API server refused to apply an object for a reason on our side that retrying
+    the same write cannot fix (HTTP 400, 403, 404, 422): an invalid name or field, a
+    forbidden write, a missing namespace. ``reason`` is the API server's message."""
+
+    def __init__(self, kind: str, name: str, status: int, reason: str) -> None:
+        super().__init__(f"{kind} {name}: HTTP {status}: {reason}")
+        self.kind, self.name, self.status, self.reason = kind, name, status, reason
+
+
+REJECTED_STATUSES = frozenset({400, 403, 404, 422})
+
+
+def _api_message(e: DynamicApiError) -> str:
+    """The API server's message in an error response, else the HTTP reason."""
+    body = e.body.decode(errors="replace") if isinstance(e.body, bytes) else e.body
+    try:
+        message = json.loads(body or "").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or body or e.reason)
 
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -65,12 +89,21 @@ class Kube:
         Callers check first that an existing object of that name is ferryman's own
         (``plan.labels.is_owned_by``); only then is ``force`` used, to take back fields
         of our own objects that someone changed by hand (e.g. ``kubectl scale``).
+
+        Raises ``ApplyRejected`` when the API server refuses the object (HTTP 400, 403,
+        404, 422); other errors (5xx, connection) propagate as they are.
         """
         res = await self._resource(obj["apiVersion"], obj["kind"])
         assert self._dynamic is not None
-        applied = await self._dynamic.server_side_apply(
-            res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
-        )
+        try:
+            applied = await self._dynamic.server_side_apply(
+                res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
+            )
+        except DynamicApiError as e:
+            if e.status in REJECTED_STATUSES:
+                name = obj["metadata"]["name"]
+                raise ApplyRejected(obj["kind"], name, e.status, _api_message(e)) from e
+            raise
         result: dict[str, Any] = applied.to_dict()
         return result
 
