@@ -1,7 +1,8 @@
 """Every name and label value ferryman derives is valid and distinct, or the input is
-refused up front: field cases 09 (long versions sharing a selector) and 10 (a ModelVersion
-name that cannot name a Service), and a write the API server refuses for another reason
-(reported as ``ApplyFailed``, not retried silently)."""
+refused up front: field case 09 (long versions sharing a selector), and a write the API
+server refuses for a reason the CRDs cannot see (reported as ``ApplyFailed``, not retried
+silently). Field case 10 (names that cannot name a Service, refused by ``kubectl apply``)
+is in ``cases/api_cases.py``, run by ``test_api_validation.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cases.api_cases import LONG_MV_NAME, model_version
+from cases.api_cases import model_version
 from e2e import rollouts as r
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
@@ -18,29 +19,7 @@ from harness.operator import OperatorProcess
 pytestmark = pytest.mark.usefixtures("ferryman_crds")
 
 
-def test_field_case_10_model_versions_that_cannot_name_a_service_are_refused(
-    cluster: Cluster, namespace: str
-) -> None:
-    for name, message in [
-        ("mdots.v1.2.0", "ModelVersion name must be a DNS-1035 label"),
-        (LONG_MV_NAME, "ModelVersion name must be at most 63 characters"),
-    ]:
-        result = cluster.apply(
-            model_version(name=name, model="mdots"), namespace=namespace, check=False
-        )
-        assert result.returncode != 0, f"{name} accepted"
-        assert message in result.stderr, result.stderr
-        assert cluster.get_json("modelversion", name, namespace) is None
-    # The longest names that can name every derived object are accepted.
-    cluster.apply(model_version(name="m" * 63, model="mdots"), namespace=namespace)
-    cluster.apply(r.rollout("1.3.0", name="r" * 55), namespace=namespace)
-    refused = cluster.apply(r.rollout("1.3.0", name="r" * 56), namespace=namespace, check=False)
-    assert "Rollout name must be at most 55 characters" in refused.stderr, refused.stderr
-    # The name rules look at creation only; updates of an existing object still pass.
-    cluster.kubectl("label", "mv", "m" * 63, "team=risk", "-n", namespace)
-
-
-LONG = "1.0.0-rc." + "x" * 60  # field case 09: 71-character versions, equal up to char 69
+LONG = "1.0.0-rc." + "x" * 60  # field case 09: versions of 71 characters, equal but the last
 
 
 def _pods_selected(cluster: Cluster, ns: str, service: str) -> set[str]:
