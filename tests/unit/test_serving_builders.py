@@ -12,6 +12,8 @@ from cases.api_cases import model_version, rollout
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
 from ferryman.plan import labels, serving
+from ferryman.plan.machine import Route
+from ferryman.routing.service import ServiceRouter
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
@@ -242,3 +244,28 @@ def test_every_selector_of_a_version_uses_the_same_label_values() -> None:
     ):
         assert selector.items() <= pod_labels.items()
     assert pod_labels[labels.VERSION] == labels.label_value(FIELD_CASE_09 + ".1")
+
+
+def test_the_live_service_selects_a_long_version_by_its_pods_labels() -> None:
+    """Plain-Service routing builds its selector with the same label values as the pods."""
+    a, b = FIELD_CASE_09 + ".1", FIELD_CASE_09 + ".2"
+    rollout_ = ro()
+    pods = {}
+    for name, version in (("fraud-a", a), ("fraud-b", b)):
+        m = model_version(name=name, version=version)
+        m["metadata"]["namespace"] = "risk"
+        dep = serving.deployment(ModelVersion.model_validate(m), rollout_, replicas=1)
+        pods[version] = dep["spec"]["template"]["metadata"]["labels"]
+    router = ServiceRouter(model="fraud", rollout="fraud")
+    for stable, other in ((a, b), (b, a)):
+        svc = router.build(
+            name="fraud",
+            namespace="risk",
+            route=Route(stable=stable),
+            services={a: "fraud-a", b: "fraud-b"},
+            port=80,
+            metadata={},
+        )
+        selector = svc["spec"]["selector"]
+        assert selector.items() <= pods[stable].items()
+        assert not selector.items() <= pods[other].items()
