@@ -116,5 +116,6 @@ def test_crds_check_names_at_creation_only() -> None:
         schema = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         rules = schema["x-kubernetes-validations"]
         assert rules and all(r["optionalOldSelf"] for r in rules)
+        assert all(r["fieldPath"] == ".metadata.name" for r in rules)
         assert all(r["rule"].startswith("oldSelf.hasValue() || ") for r in rules)
         assert schema["properties"]["metadata"]["properties"]["name"]["maxLength"] == 253

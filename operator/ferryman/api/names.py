@@ -96,11 +96,13 @@ def root_rules(rules: NameRules) -> list[dict[str, Any]]:
         {
             "rule": f"oldSelf.hasValue() || self.metadata.name.matches({cel_str(DNS_1035_LABEL)})",
             "message": rules.label_message,
+            "fieldPath": ".metadata.name",
             "optionalOldSelf": True,
         },
         {
             "rule": f"oldSelf.hasValue() || size(self.metadata.name) <= {rules.max_length}",
             "message": rules.length_message,
+            "fieldPath": ".metadata.name",
             "optionalOldSelf": True,
         },
     ]
