@@ -94,7 +94,35 @@ SERVICE = {"service": {}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
 SHADOW = {"shadow": {"mirrorPercent": 50, "duration": "15m", "then": "stop"}}
 
+# Field case 10: names that are valid custom-resource names but cannot name a Service.
+LONG_MV_NAME = "mlong-" + "a" * 60 + "-1-2-0"  # 72 characters
+ROLLOUT_NAME_MAX = 55  # 63 - len("-preview")
+
 INVALID: list[Case] = [
+    # names
+    Case(
+        "model version name with dots",
+        model_version(name="mdots.v1.2.0"),
+        "ModelVersion name must be a DNS-1035 label",
+    ),
+    Case(
+        "model version name over 63 characters",
+        model_version(name=LONG_MV_NAME),
+        "ModelVersion name must be at most 63 characters",
+    ),
+    Case(
+        "model version name starting with a digit",
+        model_version(name="1-2-0-mdigit"),
+        "ModelVersion name must be a DNS-1035 label",
+    ),
+    Case(
+        "rollout name with dots", rollout(name="fraud.v2"), "Rollout name must be a DNS-1035 label"
+    ),
+    Case(
+        "rollout name too long for its -preview Service",
+        rollout(name="r" * (ROLLOUT_NAME_MAX + 1)),
+        f"Rollout name must be at most {ROLLOUT_NAME_MAX} characters",
+    ),
     # ModelVersion
     Case("semver without patch", _mv(_set("version", "1.3")), "version must be a semantic version"),
     Case(
@@ -401,4 +429,6 @@ VALID: list[Case] = [
         ),
     ),
     Case("minimal model version", model_version(version="0.0.1")),
+    Case("model version name of 63 characters", model_version(name="m" * 63)),
+    Case("rollout name of the longest length", rollout(name="r" * ROLLOUT_NAME_MAX)),
 ]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cases.api_cases import VALID, Case
-from ferryman.api import crds
+from cases.api_cases import INVALID, ROLLOUT_NAME_MAX, VALID, Case
+from ferryman.api import crds, names
 from ferryman.api.common import cel_str
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
@@ -84,3 +84,38 @@ def test_examples_parse_with_the_models() -> None:
                 ModelVersion.model_validate(doc)
             elif doc and doc.get("kind") == "Rollout":
                 Rollout.model_validate(doc)
+
+
+NAME_CASES = [c for c in INVALID if " name must be" in c.message]
+
+
+def _name_rules(case: Case) -> names.NameRules:
+    return names.MODEL_VERSION if case.manifest["kind"] == "ModelVersion" else names.ROLLOUT
+
+
+@pytest.mark.parametrize("case", NAME_CASES, ids=lambda c: c.name)
+def test_operator_refuses_the_names_the_api_server_refuses(case: Case) -> None:
+    found = names.problem(_name_rules(case), case.manifest["metadata"]["name"])
+    assert found is not None and case.message in found
+
+
+@pytest.mark.parametrize("case", VALID, ids=lambda c: c.name)
+def test_operator_accepts_every_valid_name(case: Case) -> None:
+    assert names.problem(_name_rules(case), case.manifest["metadata"]["name"]) is None
+
+
+def test_rollout_names_leave_room_for_every_suffix() -> None:
+    assert names.ROLLOUT_NAME_MAX == ROLLOUT_NAME_MAX == 63 - len("-preview")
+    longest = "r" * names.ROLLOUT_NAME_MAX
+    for suffix in names.ROLLOUT_SUFFIXES:
+        assert names.problem(names.MODEL_VERSION, longest + suffix) is None  # a Service name
+
+
+def test_crds_check_names_at_creation_only() -> None:
+    for doc in crds.documents().values():
+        schema = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        rules = schema["x-kubernetes-validations"]
+        assert rules and all(r["optionalOldSelf"] for r in rules)
+        assert all(r["fieldPath"] == ".metadata.name" for r in rules)
+        assert all(r["rule"].startswith("oldSelf.hasValue() || ") for r in rules)
+        assert schema["properties"]["metadata"]["properties"]["name"]["maxLength"] == 253

@@ -12,6 +12,8 @@ from cases.api_cases import model_version, rollout
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
 from ferryman.plan import labels, serving
+from ferryman.plan.machine import Route
+from ferryman.routing.service import ServiceRouter
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
@@ -163,3 +165,107 @@ def test_foreign_objects_are_not_ours() -> None:
 def test_label_value_is_always_a_valid_label(text: str) -> None:
     assert LABEL_VALUE.match(labels.label_value(text))
     assert len(labels.label_value(text)) <= 63
+
+
+def _old_label_value(text: str) -> str:
+    """The label values ferryman wrote before hashing: kept byte-identical where they fit."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:63].strip("._-")
+
+
+FIELD_CASE_09 = "1.0.0-rc." + "x" * 60
+
+
+def test_long_versions_that_share_63_characters_get_distinct_labels() -> None:
+    a, b = FIELD_CASE_09 + ".1", FIELD_CASE_09 + ".2"
+    assert a[:63] == b[:63]
+    assert labels.label_value(a) != labels.label_value(b)
+    for v in (a, b):
+        value = labels.label_value(v)
+        assert LABEL_VALUE.match(value) and len(value) <= 63
+        assert value.startswith(v[:40])  # still readable
+
+
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_distinct_texts_never_share_a_label_value(a: str, b: str) -> None:
+    if a != b:
+        assert labels.label_value(a) != labels.label_value(b)
+
+
+_SEMVER_CHARS = st.sampled_from("0123456789abcxyzXY.-+")
+
+
+@given(st.text(_SEMVER_CHARS, min_size=50, max_size=90), st.data())
+def test_texts_sharing_a_long_prefix_never_share_a_label_value(
+    prefix: str, data: st.DataObject
+) -> None:
+    a = prefix + data.draw(st.text(_SEMVER_CHARS, max_size=20))
+    b = prefix + data.draw(st.text(_SEMVER_CHARS, max_size=20))
+    if a != b:
+        assert labels.label_value(a) != labels.label_value(b)
+    for t in (a, b):
+        assert LABEL_VALUE.match(labels.label_value(t)) and len(labels.label_value(t)) <= 63
+
+
+# Model names (DNS-1123 labels), Rollout names and semantic versions up to 63 characters:
+# every value ferryman wrote before keeps its exact bytes (Deployment selectors are
+# immutable).
+_FITTING = st.from_regex(r"\A[0-9A-Za-z]([0-9A-Za-z.+-]{0,61}[0-9A-Za-z])?\Z")
+
+
+@given(_FITTING)
+def test_values_that_fit_keep_their_exact_bytes(text: str) -> None:
+    assert labels.label_value(text) == _old_label_value(text)
+
+
+def test_short_values_unchanged() -> None:
+    for text, value in [
+        ("1.3.0", "1.3.0"),
+        ("1.3.0-rc.1+build.5", "1.3.0-rc.1_build.5"),
+        ("fraud-detector", "fraud-detector"),
+        ("a" * 63, "a" * 63),
+        ("", ""),
+    ]:
+        assert labels.label_value(text) == value
+
+
+def test_every_selector_of_a_version_uses_the_same_label_values() -> None:
+    long = model_version(name="fraud-a", version=FIELD_CASE_09 + ".1")
+    long["metadata"]["namespace"] = "risk"
+    version = ModelVersion.model_validate(long)
+    rollout_ = ro()
+    dep = serving.deployment(version, rollout_, replicas=1)
+    svc = serving.service(version, rollout_)
+    pdb = serving.pod_disruption_budget(version, rollout_)
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    for selector in (
+        dep["spec"]["selector"]["matchLabels"],
+        svc["spec"]["selector"],
+        pdb["spec"]["selector"]["matchLabels"],
+    ):
+        assert selector.items() <= pod_labels.items()
+    assert pod_labels[labels.VERSION] == labels.label_value(FIELD_CASE_09 + ".1")
+
+
+def test_the_live_service_selects_a_long_version_by_its_pods_labels() -> None:
+    """Plain-Service routing builds its selector with the same label values as the pods."""
+    a, b = FIELD_CASE_09 + ".1", FIELD_CASE_09 + ".2"
+    rollout_ = ro()
+    pods = {}
+    for name, version in (("fraud-a", a), ("fraud-b", b)):
+        m = model_version(name=name, version=version)
+        m["metadata"]["namespace"] = "risk"
+        dep = serving.deployment(ModelVersion.model_validate(m), rollout_, replicas=1)
+        pods[version] = dep["spec"]["template"]["metadata"]["labels"]
+    router = ServiceRouter(model="fraud", rollout="fraud")
+    for stable, other in ((a, b), (b, a)):
+        svc = router.build(
+            name="fraud",
+            namespace="risk",
+            route=Route(stable=stable),
+            services={a: "fraud-a", b: "fraud-b"},
+            port=80,
+            metadata={},
+        )
+        selector = svc["spec"]["selector"]
+        assert selector.items() <= pods[stable].items()
+        assert not selector.items() <= pods[other].items()

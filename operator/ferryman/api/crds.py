@@ -11,6 +11,9 @@ needs a *structural* OpenAPI v3 schema. This module turns one into the other:
 - free-form parts (``dict[str, Any]``: env entries, resources, affinity, signature)
   become ``x-kubernetes-preserve-unknown-fields``.
 
+Rules on the whole object (the only place CEL can read ``self.metadata.name``) come from
+``ferryman.api.names`` and go at the root of the schema.
+
 It then checks that every string has a ``maxLength`` (or is an enum or a date-time), every
 list a ``maxItems`` and every map a ``maxProperties``: CEL rules over unbounded values
 exceed the API server's cost budget. A unit test fails when ``crds/`` differs from this
@@ -27,7 +30,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from ferryman.api import modelversion, rollout
+from ferryman.api import modelversion, names, rollout
 from ferryman.api.common import GROUP, VERSION
 
 HEADER = (
@@ -130,6 +133,7 @@ def crd(
     spec: type[BaseModel],
     status: type[BaseModel],
     columns: list[dict[str, Any]],
+    name_rules: names.NameRules,
 ) -> dict[str, Any]:
     spec_schema = _part(spec)
     status_schema = _part(status)
@@ -166,10 +170,11 @@ def crd(
                             "type": "object",
                             "description": description,
                             "required": ["spec"],
+                            "x-kubernetes-validations": names.root_rules(name_rules),
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "metadata": names.metadata_schema(),
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },
@@ -203,6 +208,7 @@ def documents() -> dict[str, dict[str, Any]]:
                 _col("Role", ".status.role"),
                 age,
             ],
+            name_rules=names.MODEL_VERSION,
         ),
         f"{rollout.PLURAL}.{GROUP}.yaml": crd(
             kind=rollout.KIND,
@@ -220,6 +226,7 @@ def documents() -> dict[str, dict[str, Any]]:
                 _col("Step", ".status.currentStep", "integer"),
                 age,
             ],
+            name_rules=names.ROLLOUT,
         ),
     }
 

@@ -14,7 +14,13 @@ Execution order of one decision, which keeps DESIGN.md §2's invariants at every
 3. scale down and delete (capacity goes only after the route stopped using it);
 4. write status, post events, update the ModelVersions' roles.
 Before any write, an existing object of the same name must be ours (owner reference to
-this Rollout); a foreign one is left untouched and reported in a condition.
+this Rollout); a foreign one is left untouched and reported in a condition. A write the
+API server refuses (an invalid object, a forbidden write: ``kube.ApplyRejected``) stops the
+decision's later steps like a foreign object does, and is reported in the ``ApplyFailed``
+condition, the status message and a Warning Event; it is tried again after
+``APPLY_FAILED_RETRY`` seconds or when something changes, never in a tight loop.
+A Rollout or target ModelVersion whose name cannot name ferryman's objects (created before
+the CRDs refused such names) makes the Rollout ``Invalid`` before anything is written.
 
 A test-only hook, ``FERRYMAN_TEST_KILL_AT`` (comma-separated point names, each optionally
 ``:N`` for the N-th hit; read at start, off by default), makes the process exit abruptly at
@@ -29,19 +35,21 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from ferryman import metrics
+from ferryman.api import names
 from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion, Role
 from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase, action_key
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import wakeups
-from ferryman.kube.client import Conflict, Kube, Rejected
+from ferryman.kube.client import ApplyRejected, Conflict, Kube, Rejected
 from ferryman.plan import labels, machine, serving
 from ferryman.plan.conditions import set_condition
 from ferryman.routing import Router
@@ -67,6 +75,13 @@ def _kill_points(value: str) -> dict[str, int]:
 KILL_AT = _kill_points(os.environ.get("FERRYMAN_TEST_KILL_AT", ""))
 _kill_hits: dict[str, int] = {}
 OWNERSHIP = "OwnershipConflict"
+APPLY_FAILED = "ApplyFailed"
+APPLY_FAILED_RETRY = 60.0  # seconds until a refused write is tried again unprompted
+MESSAGE_MAX = 2048  # status.message and condition messages (api/)
+
+
+class ApplyFailure(str):
+    """A problem that is a write the API server refused (not a foreign object)."""
 
 
 def retry_delay(failures: int) -> float:
@@ -246,7 +261,9 @@ async def reconcile(
         (r.rollout for r in others if (r.created or now, r.rollout) < (mine, name)), None
     )
     settings = getattr(memo, "settings", None)
-    invalid = analysis_round.problems(rollout, settings)
+    invalid = _name_problem(rollout, records, by_version) or analysis_round.problems(
+        rollout, settings
+    )
     due = analysis_round.due(rollout, now) if invalid is None else None
     if due is not None and settings is not None:
         provider = await analysis_round.provider_for(rollout, settings, memo.http, kube)
@@ -349,21 +366,24 @@ async def reconcile(
         status, events = kept, []
 
     # 4. status, events, ModelVersion roles
+    failures = [p for p in problems if isinstance(p, ApplyFailure)]
+    foreign = [p for p in problems if not isinstance(p, ApplyFailure)]
     status.conditions = (
         set_condition(
             status.conditions,
             type=OWNERSHIP,
-            status=ConditionStatus.TRUE if problems else ConditionStatus.FALSE,
-            reason="ForeignObject" if problems else "AllOwned",
-            message="; ".join(problems) if problems else "every object ferryman writes is its own",
+            status=ConditionStatus.TRUE if foreign else ConditionStatus.FALSE,
+            reason="ForeignObject" if foreign else "AllOwned",
+            message="; ".join(foreign) if foreign else "every object ferryman writes is its own",
             generation=rollout.metadata.generation,
             now=now,
         )
-        if problems or any(c.type == OWNERSHIP for c in status.conditions or [])
+        if foreign or any(c.type == OWNERSHIP for c in status.conditions or [])
         else status.conditions
     )
+    new_failure = _set_apply_failed(rollout, status, failures, now)
     if problems:
-        status.message = "; ".join(problems)
+        status.message = clip("; ".join(problems), MESSAGE_MAX)
     if any(c.type == STATUS_WRITE for c in status.conditions or []):
         status.conditions = _status_write_condition(rollout, status, None, now)
     kill_point("before-status-write")
@@ -373,8 +393,10 @@ async def reconcile(
         wrote = await _write_status(kube, body, rollout, status, new_status, now)
     for event in events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    if problems:
-        kopf.warn(body, reason=OWNERSHIP, message="; ".join(problems))
+    if foreign:
+        kopf.warn(body, reason=OWNERSHIP, message="; ".join(foreign))
+    if new_failure:
+        kopf.warn(body, reason=APPLY_FAILED, message=new_failure)
     _record_metrics(rollout, status, written, route_written_at, measured=due is not None)
     if status.phase != RolloutPhase.INVALID:
         await _update_roles(
@@ -385,6 +407,8 @@ async def reconcile(
         wait = analysis_round.next_round_in(status, now)
         wait = 0.0 if wait is None else wait
         delay = wait if delay is None else min(delay, wait)
+    if failures:
+        delay = max(delay or 0.0, APPLY_FAILED_RETRY)
     return delay, wrote
 
 
@@ -460,6 +484,54 @@ async def _write_status(
         raise
 
 
+def _name_problem(
+    rollout: Rollout,
+    records: tuple[machine.VersionRecord, ...],
+    by_version: dict[str, ModelVersion],
+) -> str | None:
+    """Why the Rollout's name, or its target ModelVersion's, cannot name the objects
+    ferryman derives from it (``api.names``); None when both can. The CRDs refuse such
+    names at creation, so this finds only objects created before they did."""
+    found = names.problem(names.ROLLOUT, rollout.metadata.name)
+    if found:
+        return found
+    target, _ = machine.resolve_target(
+        rollout.spec,
+        records,
+        list(rollout.status.rolled_back_versions or []),
+        rollout.status.stable_version,
+    )
+    mv = by_version.get(target or "")
+    found = names.problem(names.MODEL_VERSION, mv.metadata.name) if mv else None
+    if mv is not None and found:
+        return f"ModelVersion {mv.metadata.name} cannot be served: {found}"
+    return None
+
+
+def _set_apply_failed(
+    rollout: Rollout, status: Any, failures: Sequence[str], now: datetime
+) -> str | None:
+    """Set the ``ApplyFailed`` condition (True with the refused writes, False once a
+    reconcile has none); returns the message of a failure not reported before, for the
+    Warning Event (so a write refused again and again posts one Event, not one a minute).
+    """
+    old = next((c for c in status.conditions or [] if c.type == APPLY_FAILED), None)
+    if not failures and old is None:
+        return None
+    message = clip("; ".join(failures), MESSAGE_MAX) if failures else "every write was accepted"
+    status.conditions = set_condition(
+        status.conditions,
+        type=APPLY_FAILED,
+        status=ConditionStatus.TRUE if failures else ConditionStatus.FALSE,
+        reason="Refused" if failures else "Applied",
+        message=message,
+        generation=rollout.metadata.generation,
+        now=now,
+    )
+    reported = old is not None and old.status == ConditionStatus.TRUE and old.message == message
+    return message if failures and not reported else None
+
+
 def _record_metrics(
     rollout: Rollout,
     status: Any,
@@ -524,7 +596,17 @@ async def _apply_owned(
             f"{obj['kind']} {meta['name']} exists and is not owned by this Rollout; left untouched"
         )
         return None
-    return await kube.apply(obj)
+    try:
+        return await kube.apply(obj)
+    except ApplyRejected as e:
+        log.warning("%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
+        problems.append(
+            ApplyFailure(
+                f"the API server refused {e.kind} {e.name} (HTTP {e.status}): "
+                + clip(e.reason, 512)
+            )
+        )
+        return None
 
 
 async def _apply_version(
@@ -537,12 +619,15 @@ async def _apply_version(
 ) -> None:
     settings = getattr(memo, "settings", None)
     init_image = settings.storage_initializer_image if settings is not None else None
+    before = len(problems)
     for obj in (
         serving.service(mv, rollout),
         serving.pod_disruption_budget(mv, rollout),
         serving.deployment(mv, rollout, replicas=replicas, init_image=init_image),
     ):
         await _apply_owned(kube, rollout, obj, problems)
+        if any(isinstance(p, ApplyFailure) for p in problems[before:]):
+            return  # no pods behind a Service or budget that could not be written
 
 
 async def _apply_stable_service(
@@ -566,7 +651,7 @@ async def _sync_preview(
     kube: Kube, rollout: Rollout, mv: ModelVersion | None, problems: list[str]
 ) -> None:
     """Blue-green: ``<rollout>-preview`` selects the candidate while there is one."""
-    name = f"{rollout.metadata.name}-preview"
+    name = names.preview_service(rollout.metadata.name)
     if mv is None:
         existing = await kube.get("v1", "Service", rollout.metadata.namespace, name)
         if existing is not None and labels.is_owned_by(existing, rollout):

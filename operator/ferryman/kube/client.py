@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes.aio import client, config
 from kubernetes.aio.config.config_exception import ConfigException
 from kubernetes.aio.dynamic import DynamicClient
-from kubernetes.aio.dynamic.exceptions import NotFoundError
+from kubernetes.aio.dynamic.exceptions import DynamicApiError, NotFoundError
 
 from ferryman.api.common import GROUP, VERSION
 
@@ -37,15 +37,27 @@ class Rejected(Exception):
         super().__init__(f"{what}: HTTP {status}: {reason}")
 
 
-def _server_reason(e: client.ApiException) -> str:
-    """The API server's message from an error response (its Status ``message``), else
-    the HTTP reason phrase."""
+class ApplyRejected(Exception):
+    """The API server refused to apply an object for a reason on our side that retrying
+    the same write cannot fix (HTTP 400, 403, 404, 422): an invalid name or field, a
+    forbidden write, a missing namespace. ``reason`` is the API server's message."""
+
+    def __init__(self, kind: str, name: str, status: int, reason: str) -> None:
+        super().__init__(f"{kind} {name}: HTTP {status}: {reason}")
+        self.kind, self.name, self.status, self.reason = kind, name, status, reason
+
+
+REJECTED_STATUSES = frozenset({400, 403, 404, 422})
+
+
+def _api_message(e: DynamicApiError | client.ApiException) -> str:
+    """The API server's message in an error response, else the HTTP reason."""
+    body = e.body.decode(errors="replace") if isinstance(e.body, bytes) else e.body
     try:
-        body = json.loads(e.body or "{}")
-    except (TypeError, ValueError):
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message or e.reason or "no reason given")
+        message = json.loads(body or "").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or body or e.reason)
 
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -87,12 +99,21 @@ class Kube:
         Callers check first that an existing object of that name is ferryman's own
         (``plan.labels.is_owned_by``); only then is ``force`` used, to take back fields
         of our own objects that someone changed by hand (e.g. ``kubectl scale``).
+
+        Raises ``ApplyRejected`` when the API server refuses the object (HTTP 400, 403,
+        404, 422); other errors (5xx, connection) propagate as they are.
         """
         res = await self._resource(obj["apiVersion"], obj["kind"])
         assert self._dynamic is not None
-        applied = await self._dynamic.server_side_apply(
-            res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
-        )
+        try:
+            applied = await self._dynamic.server_side_apply(
+                res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
+            )
+        except DynamicApiError as e:
+            if e.status in REJECTED_STATUSES:
+                name = obj["metadata"]["name"]
+                raise ApplyRejected(obj["kind"], name, e.status, _api_message(e)) from e
+            raise
         result: dict[str, Any] = applied.to_dict()
         return result
 
@@ -142,6 +163,6 @@ class Kube:
                 raise Conflict(f"{plural}/{namespace}/{name} changed; decide again") from e
             if e.status and 400 <= e.status < 500:
                 raise Rejected(
-                    f"status of {plural}/{namespace}/{name}", e.status, _server_reason(e)
+                    f"status of {plural}/{namespace}/{name}", e.status, _api_message(e)
                 ) from e
             raise

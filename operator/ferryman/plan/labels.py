@@ -3,10 +3,18 @@
 Labels carry only what selectors need: the model, the version (sanitized: a semver with
 build metadata such as ``1.3.0-rc.1+build.5`` is not a valid label value) and the
 Rollout. Lineage is free text, so it goes to annotations.
+
+Label values must be unique for distinct inputs, or two versions' Services select each
+other's pods. Every selector and every pod label goes through ``label_value``, which is
+injective: a text that is already a label value once ``+`` reads ``_`` keeps exactly those
+bytes (so existing Deployments, whose selectors are immutable, keep matching); any other
+text (too long, or needing more than that to be valid) gets a truncated readable prefix
+and a hash of the whole text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -21,14 +29,29 @@ VERSION = f"{PREFIX}/version"
 ROLLOUT = f"{PREFIX}/rollout"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
+LABEL_VALUE_MAX = 63
+HASH_LENGTH = 10
+
 _INVALID = re.compile(r"[^A-Za-z0-9._-]")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def label_value(text: str) -> str:
-    """A valid label value for ``text``: at most 63 characters of [A-Za-z0-9._-],
-    starting and ending alphanumeric (``+`` of semver build metadata becomes ``_``)."""
-    value = _INVALID.sub("_", text)[:63]
-    return value.strip("._-")
+    """A valid label value for ``text`` (at most 63 characters of [A-Za-z0-9._-], starting
+    and ending alphanumeric), distinct for distinct texts.
+
+    ``1.3.0`` -> ``1.3.0``; ``1.3.0-rc.1+build.5`` -> ``1.3.0-rc.1_build.5`` (a text
+    without ``_`` that is a label value once ``+`` becomes ``_`` keeps those bytes: ``+``
+    and ``_`` never both occur in a semver, model or Rollout name). Any other text, e.g.
+    a version longer than 63 characters, becomes the first characters of its sanitized
+    form, ``-`` and the first 10 hex digits of the sha256 of the whole text.
+    """
+    kept = text.replace("+", "_")
+    if "_" not in text and len(kept) <= LABEL_VALUE_MAX and _LABEL_VALUE.match(kept):
+        return kept
+    digest = hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+    prefix = _INVALID.sub("_", text)[: LABEL_VALUE_MAX - HASH_LENGTH - 1].strip("._-")
+    return f"{prefix}-{digest}" if prefix else digest
 
 
 def version_labels(mv: ModelVersion, rollout_name: str) -> dict[str, str]:
