@@ -236,6 +236,7 @@ async def reconcile(
         action=_pending_action(rollout),
         conflict=conflict,
         invalid=invalid,
+        route=await _live_service_route(kube, rollout),
     )
     decision = machine.decide(rollout.spec, rollout.status, observed)
     status = decision.status
@@ -272,7 +273,11 @@ async def reconcile(
         if applied is not None:
             read = router.read(applied, {n: v for v, n in services.items()})
             if read is not None:
-                status.weights = machine.weights_of(read)
+                status.weights = (
+                    machine.ratio_weights(read, deployments)
+                    if machine.ratio_mode(rollout.spec)
+                    else machine.weights_of(read)
+                )
         kill_point("after-route-write")
         if not isinstance(router, ServiceRouter):
             # With a mesh or Gateway API, a Service named after the Rollout still gives
@@ -373,6 +378,18 @@ def _record_metrics(
             metrics.MEASUREMENTS.labels(ns, name, m.metric, m.verdict.value).inc()
             if m.value is not None:
                 metrics.VALUE.labels(ns, name, m.metric).set(m.value)
+
+
+async def _live_service_route(kube: Kube, rollout: Rollout) -> machine.Route | None:
+    """Plain Services: which pods the live Service selects now (as ferryman last wrote
+    it), so a decision never drops Ready capacity behind it; None with other routers."""
+    if not machine.ratio_mode(rollout.spec):
+        return None
+    ns, name = rollout.metadata.namespace, rollout.metadata.name
+    existing = await kube.get("v1", "Service", ns, name)
+    if existing is None or not labels.is_owned_by(existing, rollout):
+        return None
+    return _router(rollout).read(existing, {})
 
 
 async def _apply_owned(
