@@ -182,6 +182,7 @@ class ServiceCapacitySampler:
         self._selector: dict[str, str] | None = None
         self._allowed = replicas
         self._fault_at: float | None = None
+        self._faulted = False  # the fault has shown (fewer than replicas Ready)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._deadline = time.monotonic() + limit_s
@@ -199,7 +200,7 @@ class ServiceCapacitySampler:
         """The test is about to make ``pods`` Ready pods behind the Service unready."""
         with self._lock:
             self._allowed = self.replicas - pods
-            self._fault_at = time.monotonic()
+            self._fault_at, self._faulted = time.monotonic(), False
 
     def behind(self) -> int:
         with self._lock:
@@ -226,7 +227,8 @@ class ServiceCapacitySampler:
             if not self.samples or self.samples[-1][1] != count:
                 self.samples.append((now, count, why))
             if self._fault_at is not None:
-                if count >= self.replicas:
+                self._faulted = self._faulted or count < self.replicas
+                if self._faulted and count >= self.replicas:
                     self._fault_at, self._allowed = None, self.replicas
                 elif now - self._fault_at > self.restore_s:
                     self.violations.append(
@@ -315,6 +317,6 @@ class ServiceCapacitySampler:
         for t in self._threads:
             t.join(timeout=2)
         with self._lock:
-            if self._fault_at is not None:
+            if self._fault_at is not None and self._faulted:
                 self.violations.append(f"capacity not back to {self.replicas} after the fault")
             return self.violations
