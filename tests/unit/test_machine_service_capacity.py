@@ -4,6 +4,7 @@ transition: candidate turns unready, abort, rollback, new target, weight decreas
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from hypothesis import given, settings
@@ -182,6 +183,7 @@ OPS = st.one_of(
     st.tuples(st.just("unready"), st.integers(0, 5)),
     st.tuples(st.just("action"), st.sampled_from(["promote", "promote-full", "abort", "undo"])),
     st.tuples(st.just("new-version"), st.sampled_from([False, False, True])),
+    st.tuples(st.just("crash"), st.just(0)),
 )
 
 
@@ -210,6 +212,12 @@ def test_no_decision_removes_ready_capacity_behind_the_live_service(
             if arg:
                 sim.broken.add(v)
             to_version(sim, v)
+            sim.reconcile()
+        elif op == "crash":
+            # Writes done, status lost: the hold is derived from the cluster, not memory.
+            saved = copy.deepcopy(sim.status)
+            sim.tick(1)
+            sim.status = saved
             sim.reconcile()
         if sim.route is not None:
             assert sim.route.stable_weight + sim.route.candidate_weight == 100
