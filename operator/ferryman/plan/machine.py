@@ -16,6 +16,11 @@ replicas already carry it, and rollbacks remove weight (route) before capacity
 Canary sizing (routers with weights): the stable Deployment stays at ``replicas``; the
 candidate is scaled to ``ceil(replicas * w / 100)`` Ready replicas before weight ``w`` is
 written, and weight is withdrawn from it when its pods turn unready.
+
+Plain Services (``ratio_mode``): the weight is the replica ratio, the stable is sized for
+what the candidate's Ready replicas really carry, and ``_keep_capacity`` checks every
+decision against the live Service as read back (``Observed.route``) so that no write
+leaves fewer Ready pods behind it than ``min(now, replicas)``.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ class Observed:
     deployments: Mapping[str, DeploymentState]  # by version
     now: datetime
     generation: int = 0
-    route: Route | None = None
+    route: Route | None = None  # the live route as read back (plain Services only)
     action: Action | None = None
     conflict: str | None = None  # another Rollout that already serves this model
     invalid: str | None = None  # a problem the handler found (unknown provider, ...)
@@ -804,7 +809,7 @@ def _progress(
                 )
             )
         prev = s.previous_stable_version
-        if prev not in (None, stable, candidate):
+        if spec.strategy.canary is not None and prev not in (None, stable, candidate):
             # The live Service selects every version's pods while the candidate has
             # weight: a warm previous stable would take live traffic, so it goes now
             # (while the Service still selects the stable only).
