@@ -5,12 +5,14 @@ transition: candidate turns unready, abort, rollback, new target, weight decreas
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferryman.api.rollout import RolloutPhase
+from ferryman.analysis.evaluate import record_round
+from ferryman.api.rollout import Measurement, RolloutPhase, Verdict
 from ferryman.plan import machine
 from unit.machine_sim import Sim, canary_spec
 from unit.test_machine_properties import STEP
@@ -111,6 +113,38 @@ def test_rollback_from_a_full_weight_step_waits_for_the_stable() -> None:
     assert sim.route is not None and sim.route.candidate == "1.1.0"
     sim.tick()
     assert sim.route == machine.Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
+    no_capacity_lost(sim)
+
+
+def test_analysis_rollback_at_half_waits_for_the_stable_then_switches() -> None:
+    analysis = {
+        "interval": "10s",
+        "failureLimit": 0,
+        "metrics": [{"name": "error-rate", "query": "err", "max": 0.01}],
+    }
+    sim = at_half(analysis=analysis)
+    a = sim.spec.analysis
+    assert a is not None
+    bad = Measurement(
+        metric="error-rate",
+        query="err",
+        value=0.5,
+        threshold="max 0.01",
+        verdict=Verdict.FAILED,
+        message="0.5",
+        at=sim.now,
+    )
+    sim.status.analysis = record_round(
+        sim.status.analysis, a, [bad], at=sim.now, interval=timedelta(seconds=10)
+    )
+    sim.reconcile()
+    assert sim.status.phase == RolloutPhase.ROLLED_BACK
+    assert sim.status.rolled_back_versions == ["1.1.0"]
+    assert sim.replicas == {"1.0.0": 4, "1.1.0": 2}  # 2 stable pods are not Ready yet
+    assert sim.route is not None and sim.route.candidate == "1.1.0"
+    sim.tick()
+    assert sim.route == machine.Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
+    assert [h.outcome for h in sim.status.history or []][-1] == "RolledBack"
     no_capacity_lost(sim)
 
 
