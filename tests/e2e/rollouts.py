@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from cases.api_cases import model_version
-from harness.kube import Cluster
+from harness.kube import Cluster, wait_for
 
 GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "ml-gateway"}]}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
@@ -143,3 +143,180 @@ class Sampler:
         self._stop.set()
         self._thread.join(timeout=5)
         return self.violations
+
+
+def _pod_ready(pod: Any) -> bool:
+    if pod.metadata.deletion_timestamp is not None:
+        return False  # terminating pods leave the Service's ready endpoints
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+class ServiceCapacitySampler:
+    """Watches the namespace's Pods and the live Service (plain-Service routing) and, on
+    every watch event and at least every 100 ms (bounded by ``limit_s``), counts the
+    Ready pods matching the Service's selector.
+
+    What it asserts (``stop()`` returns the violations): the count is never below
+    ``replicas``, except after the test itself made pods unready (``fault(k)`` just
+    before doing it): then it must never go below ``replicas - k`` (the operator removes
+    no further Ready capacity) and must be back to ``replicas`` within ``restore_s``
+    seconds, after which the strict rule applies again. Before the Service exists
+    nothing is counted (start the sampler once the stable is Healthy)."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        ns: str,
+        replicas: int,
+        service: str = "fraud",
+        limit_s: float = 120,
+        restore_s: float = 30,
+    ) -> None:
+        self.cluster, self.ns, self.replicas, self.service = cluster, ns, replicas, service
+        self.restore_s = restore_s
+        self.samples: list[tuple[float, int, str]] = []  # (time, Ready behind, why) on change
+        self.violations: list[str] = []
+        self.evaluations = {"event": 0, "timer": 0}
+        self._pods: dict[str, Any] = {}
+        self._synced: set[str] = set()
+        self._selector: dict[str, str] | None = None
+        self._allowed = replicas
+        self._fault_at: float | None = None
+        self._faulted = False  # the fault has shown (fewer than replicas Ready)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + limit_s
+        self._watches: list[Any] = []
+        self._threads = [
+            threading.Thread(target=self._watch_pods, daemon=True),
+            threading.Thread(target=self._watch_service, daemon=True),
+            threading.Thread(target=self._tick, daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        wait_for(lambda: len(self._synced) == 2, timeout=10, message="sampler's first lists")
+
+    def fault(self, pods: int) -> None:
+        """The test is about to make ``pods`` Ready pods behind the Service unready."""
+        with self._lock:
+            self._allowed = self.replicas - pods
+            self._fault_at, self._faulted = time.monotonic(), False
+
+    def behind(self) -> int:
+        with self._lock:
+            return self._count()
+
+    def _count(self) -> int:
+        sel = self._selector
+        if not sel:
+            return -1
+        return sum(
+            1
+            for pod in self._pods.values()
+            if _pod_ready(pod)
+            and all((pod.metadata.labels or {}).get(k) == v for k, v in sel.items())
+        )
+
+    def _evaluate(self, why: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self.evaluations["timer" if why == "timer" else "event"] += 1
+            count = self._count()
+            if count < 0 or len(self._synced) < 2:
+                return
+            if not self.samples or self.samples[-1][1] != count:
+                self.samples.append((now, count, why))
+            if self._fault_at is not None:
+                self._faulted = self._faulted or count < self.replicas
+                if self._faulted and count >= self.replicas:
+                    self._fault_at, self._allowed = None, self.replicas
+                elif now - self._fault_at > self.restore_s:
+                    self.violations.append(
+                        f"capacity {count} not back to {self.replicas} within "
+                        f"{self.restore_s}s of the fault"
+                    )
+                    self._fault_at, self._allowed = None, self.replicas
+            if count < self._allowed and len(self.violations) < 100:
+                self.violations.append(
+                    f"{count} Ready pods behind Service {self.service} (selector "
+                    f"{self._selector}), fewer than {self._allowed}, on {why}"
+                )
+
+    def _stream(self, func: Any, reset: Any, handle: Any, **kwargs: Any) -> None:
+        """List (a consistent snapshot), then watch from its resourceVersion; relist
+        after any error or expiry."""
+        from kubernetes import watch
+
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            w = watch.Watch()
+            self._watches.append(w)
+            try:
+                listed = func(self.ns, **kwargs)
+                reset(listed.items)
+                self._evaluate("list")
+                left = max(1, int(self._deadline - time.monotonic()))
+                for event in w.stream(
+                    func,
+                    self.ns,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=min(left, 30),
+                    **kwargs,
+                ):
+                    if self._stop.is_set():
+                        break
+                    handle(event["type"], event["object"])
+            except Exception:
+                time.sleep(0.1)
+
+    def _watch_pods(self) -> None:
+        def reset(items: list[Any]) -> None:
+            with self._lock:
+                self._pods = {p.metadata.name: p for p in items}
+                self._synced.add("pods")
+
+        def handle(kind: str, pod: Any) -> None:
+            with self._lock:
+                if kind == "DELETED":
+                    self._pods.pop(pod.metadata.name, None)
+                else:
+                    self._pods[pod.metadata.name] = pod
+            self._evaluate(f"pod {kind} {pod.metadata.name}")
+
+        self._stream(self.cluster.core.list_namespaced_pod, reset, handle)
+
+    def _watch_service(self) -> None:
+        def selector(svc: Any) -> dict[str, str]:
+            return dict(svc.spec.selector or {})
+
+        def reset(items: list[Any]) -> None:
+            with self._lock:
+                self._selector = selector(items[0]) if items else None
+                self._synced.add("service")
+
+        def handle(kind: str, svc: Any) -> None:
+            with self._lock:
+                self._selector = None if kind == "DELETED" else selector(svc)
+            self._evaluate(f"service {kind} selector {self._selector}")
+
+        self._stream(
+            self.cluster.core.list_namespaced_service,
+            reset,
+            handle,
+            field_selector=f"metadata.name={self.service}",
+        )
+
+    def _tick(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            self._evaluate("timer")
+            time.sleep(0.1)
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        for w in self._watches:
+            w.stop()
+        for t in self._threads:
+            t.join(timeout=2)
+        with self._lock:
+            if self._fault_at is not None and self._faulted:
+                self.violations.append(f"capacity not back to {self.replicas} after the fault")
+            return self.violations

@@ -44,6 +44,14 @@ class Sim:
     writes: list[tuple[str, Any]] = field(default_factory=list)  # ordered "API writes"
     action_seq: int = 0
     blocked: str | None = None  # the route belongs to someone else
+    # Plain Services: (Ready pods behind the live Service before, after) each reconcile.
+    capacity: list[tuple[int, int]] = field(default_factory=list)
+
+    def behind(self) -> int:
+        """Ready pods the live Service (plain-Service router) selects now."""
+        if self.route is None:
+            return 0
+        return sum(self.available.get(v, 0) for v in machine.selected(self.route, self.replicas))
 
     def observed(self, action: machine.Action | None = None) -> machine.Observed:
         return machine.Observed(
@@ -65,6 +73,7 @@ class Sim:
             self.action_seq += 1
             act = machine.Action(action, f"id-{self.action_seq}")
         d = machine.decide(self.spec, self.status, self.observed(act))
+        before = self.behind()
         # Execute in the handler's order: scale up, route, scale down, status.
         if d.deployments is not None:
             for v, r in d.deployments.items():
@@ -86,6 +95,7 @@ class Sim:
                     self.writes.append(("scale", (v, r)))
                     self.replicas[v] = r
                     self.available[v] = min(self.available.get(v, 0), r)
+        self.capacity.append((before, self.behind()))
         self.status = copy.deepcopy(d.status)
         self.events += d.events
         return d

@@ -276,6 +276,7 @@ async def reconcile(
     # (then nothing may advance, promote or scale down on the strength of it).
     router = _router(rollout)
     services = {v: mv.metadata.name for v, mv in by_version.items()}
+    reverse = {n: v for v, n in services.items()}
     existing_route = await kube.get(router.api_version, router.kind, ns, name)
     foreign_route = existing_route is not None and not labels.is_owned_by(existing_route, rollout)
     blocked = (
@@ -294,15 +295,21 @@ async def reconcile(
         conflict=conflict,
         invalid=invalid,
         blocked=blocked,
+        # Plain Services: which pods the live Service selects now, so a decision never
+        # drops Ready capacity behind it.
+        route=(
+            router.read(existing_route, reverse)
+            if machine.ratio_mode(rollout.spec) and existing_route is not None and not foreign_route
+            else None
+        ),
     )
     decision = machine.decide(rollout.spec, rollout.status, observed)
     status = decision.status
     problems: list[str] = [f"blocked: {blocked}"] if blocked else []
-    reverse = {n: v for v, n in services.items()}
     if existing_route is not None and not foreign_route:
         read = router.read(existing_route, reverse)
         if read is not None:
-            status.weights = machine.weights_of(read)
+            status.weights = _observed_weights(rollout, read, deployments)
     elif foreign_route or existing_route is None:
         # No route of ours carries traffic: status claims none.
         status.weights = None
@@ -337,7 +344,7 @@ async def reconcile(
         route_ok = applied is not None
         if applied is not None:
             read = router.read(applied, reverse)
-            status.weights = machine.weights_of(read) if read is not None else None
+            status.weights = _observed_weights(rollout, read, deployments)
         kill_point("after-route-write")
         if not isinstance(router, ServiceRouter):
             # With a mesh or Gateway API, a Service named after the Rollout still gives
@@ -575,6 +582,19 @@ def _record_metrics(
             metrics.MEASUREMENTS.labels(ns, name, m.metric, m.verdict.value).inc()
             if m.value is not None:
                 metrics.VALUE.labels(ns, name, m.metric).set(m.value)
+
+
+def _observed_weights(
+    rollout: Rollout, read: machine.Route | None, deployments: dict[str, machine.DeploymentState]
+) -> Any:
+    """Weights as the route really carries them: with plain Services the share of Ready
+    pods behind the live Service, with a mesh or Gateway API the route's weights; None
+    without a route of ours."""
+    if read is None:
+        return None
+    if machine.ratio_mode(rollout.spec):
+        return machine.ratio_weights(read, deployments)
+    return machine.weights_of(read)
 
 
 async def _apply_owned(

@@ -16,12 +16,17 @@ replicas already carry it, and rollbacks remove weight (route) before capacity
 Canary sizing (routers with weights): the stable Deployment stays at ``replicas``; the
 candidate is scaled to ``ceil(replicas * w / 100)`` Ready replicas before weight ``w`` is
 written, and weight is withdrawn from it when its pods turn unready.
+
+Plain Services (``ratio_mode``): the weight is the replica ratio, the stable is sized for
+what the candidate's Ready replicas really carry, and ``_keep_capacity`` checks every
+decision against the live Service as read back (``Observed.route``) so that no write
+leaves fewer Ready pods behind it than ``min(now, replicas)``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -96,7 +101,7 @@ class Observed:
     deployments: Mapping[str, DeploymentState]  # by version
     now: datetime
     generation: int = 0
-    route: Route | None = None
+    route: Route | None = None  # the live route as read back (plain Services only)
     action: Action | None = None
     conflict: str | None = None  # another Rollout that already serves this model
     invalid: str | None = None  # a problem the handler found (unknown provider, ...)
@@ -205,6 +210,100 @@ def stages(spec: RolloutSpec) -> list[Stage]:
 def ratio_mode(spec: RolloutSpec) -> bool:
     """Plain Services: the weight is the replica ratio (stable + candidate = replicas)."""
     return spec.traffic_routing.service is not None
+
+
+def selected(route: Route, versions: Iterable[str]) -> set[str]:
+    """The versions whose pods the plain-Service router's live Service selects for
+    ``route``: the stable only (candidate weight 0), the candidate only (100), else the
+    pods of every served version (``versions``: those with a Deployment)."""
+    if route.candidate is None or route.candidate_weight <= 0:
+        return {route.stable}
+    if route.candidate_weight >= 100:
+        return {route.candidate}
+    return {route.stable, route.candidate, *versions}
+
+
+def ratio_weights(route: Route, deployments: Mapping[str, DeploymentState]) -> Weights:
+    """Plain Services: the real split, i.e. the share of Ready pods behind the live
+    Service (``route`` as read back from it) that belong to the stable version; the
+    candidate weight is the rest (percent, summing to 100). With no Ready pod behind
+    the Service, the route's nominal weights."""
+    behind = selected(route, deployments)
+    ready = {v: deployments[v].available if v in deployments else 0 for v in behind}
+    total = sum(ready.values())
+    if total <= 0:
+        return weights_of(route)
+    stable = round(100 * ready.get(route.stable, 0) / total)
+    return Weights(stable=stable, candidate=100 - stable, mirror_percent=0)
+
+
+def _ratio_sizing(
+    spec: RolloutSpec, stable: str, candidate: str, committed: int, want: int, available: int
+) -> tuple[Route, dict[str, int]]:
+    """Plain-Service canary at step weight ``committed``: the candidate's Ready replicas
+    (``available``, at most what the weight needs) carry weight, the stable is sized for
+    the rest, so Ready stable + carrying candidate replicas = ``replicas``; the route's
+    weight follows what the candidate really carries (0 once it has no Ready pod)."""
+    replicas = spec.replicas
+    carried = min(available, needed(replicas, committed))
+    weight = committed if carried >= needed(replicas, committed) else supported(replicas, carried)
+    weight = min(weight, committed)
+    route = Route(stable=stable, candidate=candidate, candidate_weight=weight)
+    sizes = {stable: replicas - carried, candidate: max(want, needed(replicas, committed))}
+    return route, sizes
+
+
+HOLD_NOTE = "the live Service keeps its current pods"
+
+
+def _keep_capacity(spec: RolloutSpec, observed: Observed, d: Decision) -> None:
+    """Plain Services: no decision removes Ready capacity behind the live Service
+    below ``replicas`` (DESIGN.md §2). The Ready pods behind it now (``observed.route``
+    is the live Service as read back) are the reference; if the decided route and sizes
+    would leave fewer than ``min(that, replicas)`` Ready pods behind it, every version
+    it selects now stays selected and keeps its replicas (nothing it selects shrinks),
+    and a version it does not select yet is not scaled up (its pods would take traffic
+    with no weight), until the decided selection is Ready at that size; the Deployments
+    the decision scales up come up meanwhile. Modifies ``d`` in place."""
+    live, route, sizes = observed.route, d.route, d.deployments
+    if d.status.message and HOLD_NOTE in d.status.message:
+        d.status.message = d.status.message.split(f"; {HOLD_NOTE}")[0].split(HOLD_NOTE)[0]
+    if live is None or route is None or sizes is None:
+        return
+    deps = observed.deployments
+    ready = {v: dep.available for v, dep in deps.items()}
+    before = selected(live, deps) & set(deps)
+    floor = min(sum(ready[v] for v in before), spec.replicas)
+
+    def capacity(r: Route, target: Mapping[str, int]) -> int:
+        return sum(min(ready.get(v, 0), target.get(v, 0)) for v in selected(r, target))
+
+    if capacity(route, sizes) >= floor:
+        return
+    held = dict(sizes)
+    for v in before:
+        held[v] = max(held.get(v, 0), deps[v].replicas)
+    keep = route
+    if not before <= selected(route, held):
+        others = sorted(before - {route.stable})
+        other = route.candidate if route.candidate in before else others[0] if others else None
+        if other is not None:
+            weight = route.candidate_weight if other == route.candidate else 0
+            if weight <= 0 or weight >= 100:
+                share = ready.get(other, 0) * 100 // max(sum(ready[v] for v in before), 1)
+                weight = max(1, min(99, share))
+            keep = Route(stable=route.stable, candidate=other, candidate_weight=weight)
+    for v in list(held):
+        if v not in before and v != route.stable and v in selected(keep, held):
+            held[v] = min(held[v], deps[v].replicas if v in deps else 0)
+    d.route, d.deployments = keep, held
+    stable_ready = ready.get(route.stable, 0)
+    note = (
+        f"{HOLD_NOTE} until {route.stable} has {spec.replicas} Ready replicas "
+        f"({stable_ready} Ready)"
+    )
+    d.status.message = f"{d.status.message}; {note}" if d.status.message else note
+    d.wake_in(1.0)
 
 
 @dataclass(frozen=True)
@@ -426,6 +525,9 @@ def _decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Dec
     else:
         d = _progress(spec, s, observed, action)
     d.events[:0] = events
+    if ratio_mode(spec) and d.route is not None:
+        _keep_capacity(spec, observed, d)
+        d.status.weights = ratio_weights(d.route, observed.deployments)
     return d
 
 
@@ -775,12 +877,24 @@ def _progress(
 
     if ratio:
         # The weight is the replica ratio: the stable shrinks only by what the candidate
-        # already carries with Ready replicas (committed above only once Ready).
-        route = Route(stable=stable, candidate=candidate, candidate_weight=committed)
-        d.deployments = {
-            stable: replicas - needed(replicas, committed),
-            candidate: max(want, needed(replicas, committed)),
-        }
+        # carries with Ready replicas now, and grows back when they turn unready.
+        route, d.deployments = _ratio_sizing(spec, stable, candidate, committed, want, available)
+        if route.candidate_weight < committed:
+            events.append(
+                Event(
+                    "Warning",
+                    "CandidateUnready",
+                    f"candidate {candidate} has {available} Ready replicas: weight "
+                    f"{committed}% withdrawn to {route.candidate_weight}%; stable {stable} "
+                    f"scaled back to {d.deployments[stable]} replicas",
+                )
+            )
+        prev = s.previous_stable_version
+        if spec.strategy.canary is not None and prev not in (None, stable, candidate):
+            # The live Service selects every version's pods while the candidate has
+            # weight: a warm previous stable would take live traffic, so it goes now
+            # (while the Service still selects the stable only).
+            s.scale_down_at = None
     else:
         # Never more weight or mirror than the candidate's Ready replicas carry now.
         weight = min(committed, supported(replicas, available))
