@@ -16,6 +16,11 @@ replicas already carry it, and rollbacks remove weight (route) before capacity
 Canary sizing (routers with weights): the stable Deployment stays at ``replicas``; the
 candidate is scaled to ``ceil(replicas * w / 100)`` Ready replicas before weight ``w`` is
 written, and weight is withdrawn from it when its pods turn unready.
+
+Spec edits mid-rollout never skip a gate: the status records fingerprints of the plan
+(strategy kind and stages) and of the analysis the candidate follows; a different plan
+restarts from its first stage holding the weight reached, a different analysis needs new
+evidence before the next increase (``_follow_spec_edits``; docs/rollouts.md).
 """
 
 from __future__ import annotations
