@@ -82,7 +82,7 @@ def test_field_case_21_shortened_steps_wait_for_promote(
         timeout=30,
         message="new first step: 10%",
     )
-    never_promoted(cluster, namespace, "1.3.0", seconds=4)
+    never_promoted(cluster, namespace, "1.3.0", seconds=3)
     st = r.status(cluster, namespace)
     assert st["phase"] == "Paused" and st["currentStep"] == 1 and st["planHash"]
     assert st["pause"]["reason"] == "Step" and "promote" in st["message"]
@@ -113,7 +113,7 @@ def test_canary_to_blue_green_mid_rollout_waits_for_promote(
         timeout=30,
         message="live weight withdrawn, preview up",
     )
-    never_promoted(cluster, namespace, "1.1.0", seconds=4)
+    never_promoted(cluster, namespace, "1.1.0", seconds=3)
     st = r.status(cluster, namespace)
     assert st["phase"] == "Paused" and "waiting for `kubectl ferryman promote`" in st["message"]
     r.act(cluster, namespace, "promote")
