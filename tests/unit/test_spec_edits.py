@@ -488,3 +488,22 @@ def test_removing_bake_while_baking_ends_it() -> None:
     edit(sim, sim.spec.model_copy(update={"bake": None}))
     assert sim.status.phase == RolloutPhase.HEALTHY and sim.status.stable_version == "1.1.0"
     assert "bake removed" in (sim.status.message or "")
+
+
+def test_fingerprints_are_short_deterministic_and_ignore_what_does_not_matter() -> None:
+    base = canary_spec([{"setWeight": 10}, {"pause": {"duration": "60s"}}], analysis=ANALYSES[1])
+    same = canary_spec(
+        [{"setWeight": 10}, {"pause": {"duration": "1m"}}],
+        replicas=6,
+        analysis={**ANALYSES[1], "interval": "1m", "failureLimit": 3},  # type: ignore[dict-item]
+    )
+    # Pinned: a new fingerprint scheme would restart every rollout in flight on upgrade.
+    assert machine.plan_fingerprint(base) == machine.plan_fingerprint(same) == "fefe1438a006"
+    assert machine.analysis_fingerprint(base) == machine.analysis_fingerprint(same)
+    assert machine.analysis_fingerprint(base) == "682e5d8cb027"
+    longer = canary_spec([{"setWeight": 10}, {"pause": {"duration": "2m"}}])
+    assert machine.plan_fingerprint(longer) != machine.plan_fingerprint(base)
+    blue_green = with_strategy(base, {"blueGreen": {}})
+    assert machine.plan_fingerprint(blue_green) != machine.plan_fingerprint(base)
+    stricter = canary_spec([{"setWeight": 10}], analysis=ANALYSES[2])
+    assert machine.analysis_fingerprint(stricter) != machine.analysis_fingerprint(base)
