@@ -71,7 +71,7 @@ def test_field_case_21_shortened_steps_wait_for_promote(
     )
     paused_at_manual_gate(cluster, namespace, "1.2.0", "1.3.0")
     st = r.status(cluster, namespace)
-    assert st["currentStep"] == 3 and st["planHash"]
+    assert st["currentStep"] == 3
     assert r.http_route(cluster, namespace) == {"fraud-1-2-0": 50, "fraud-1-3-0": 50}
     sampler = r.Sampler(cluster, namespace, replicas=2)
     # GitOps changes the steps to a slower plan that still ends in a manual gate.
@@ -84,7 +84,7 @@ def test_field_case_21_shortened_steps_wait_for_promote(
     )
     never_promoted(cluster, namespace, "1.3.0", seconds=3)
     st = r.status(cluster, namespace)
-    assert st["phase"] == "Paused" and st["currentStep"] == 1 and st["planHash"]
+    assert st["phase"] == "Paused" and st["currentStep"] == 1
     assert st["pause"]["reason"] == "Step" and "promote" in st["message"]
     wait_for(
         lambda: event_posted(cluster, namespace, "PlanChanged"),

@@ -465,7 +465,7 @@ def test_an_edit_while_baking_changes_nothing() -> None:
     assert sim.status.phase == RolloutPhase.HEALTHY
 
 
-def test_a_status_from_before_plan_hashes_keeps_its_place_unless_past_the_end() -> None:
+def test_a_status_without_plan_hash_keeps_its_place_only_where_it_fits() -> None:
     sim = paused_at_the_manual_gate(canary_spec(FIELD_CASE, replicas=2))
     # An operator upgrade: the status has no fingerprint yet. Same steps: no restart.
     sim.status.plan_hash = None
@@ -479,6 +479,14 @@ def test_a_status_from_before_plan_hashes_keeps_its_place_unless_past_the_end() 
     sim.tick(1)
     sim.tick(1)
     assert not promoted(sim, "1.1.0") and sim.status.current_step == 1
+    # Paused at the last index, now the end of a one-stage plan: paused at a stage that
+    # is not a pause or preview does not fit, so the plan restarts too.
+    sim.status.plan_hash = None
+    sim.spec = with_strategy(sim.spec, {"blueGreen": {}})
+    for _ in range(5):
+        sim.tick(1)
+    assert not promoted(sim, "1.1.0") and sim.status.current_step == 0
+    assert sim.status.phase == RolloutPhase.PAUSED
 
 
 def test_removing_bake_while_baking_ends_it() -> None:

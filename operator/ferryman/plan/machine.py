@@ -805,16 +805,16 @@ def _follow_spec_edits(
     readiness and evidence, as always). An analysis that differs from the one recorded
     makes the evidence for the next increase or promotion be measured again. A status
     written before these fingerprints existed (an operator upgrade) adopts the current
-    spec without a restart, unless its step index is past the end of the steps."""
+    spec without a restart, unless its position does not fit the current plan."""
     changed = False
     fingerprint = plan_fingerprint(spec)
     step = s.current_step or 0
     if s.plan_hash is None:
-        if step > len(plan):
+        if not _position_fits(plan, s):
             changed = True
             text = (
-                f"step {step} is past the end of the {len(plan)} steps: the steps restart "
-                "from the first"
+                f"step {step} does not fit the {len(plan)} steps of the current plan: the "
+                "steps restart from the first"
             )
     elif s.plan_hash != fingerprint:
         changed = True
@@ -842,6 +842,23 @@ def _follow_spec_edits(
         )
     s.analysis_hash = analysis
     return changed
+
+
+def _position_fits(plan: list[Stage], s: RolloutStatus) -> bool:
+    """Whether the recorded position can belong to ``plan``: a step index within it,
+    paused only at a pause or preview, timing only a shadow or preview. Used when no plan
+    fingerprint was recorded; an index past the end is never "all steps completed"."""
+    i = s.current_step or 0
+    if i > len(plan):
+        return False
+    stage = plan[i] if i < len(plan) else None
+    if (
+        s.pause is not None
+        and s.pause.reason == PauseReason.STEP
+        and not isinstance(stage, (Pause, Preview))
+    ):
+        return False
+    return s.stage_since is None or isinstance(stage, (Shadow, Preview))
 
 
 def _no_live_weight(
