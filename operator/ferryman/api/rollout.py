@@ -618,6 +618,20 @@ class RolloutStatus(ApiModel):
     scale_down_at: datetime | None = Field(
         None, description="When the previous stable version's Deployment is removed."
     )
+    plan_hash: str | None = Field(
+        None,
+        max_length=32,
+        description="Fingerprint of the plan (strategy kind and its steps) the candidate "
+        "follows. When the spec's plan differs mid-rollout, the new plan starts from its "
+        "first step (see docs/rollouts.md, Spec edits mid-rollout).",
+    )
+    analysis_hash: str | None = Field(
+        None,
+        max_length=32,
+        description="Fingerprint of the analysis (metrics, thresholds, provider) the "
+        "evidence since the last weight change was measured under; a change needs new "
+        "evidence before the next weight increase or promotion.",
+    )
     weights: Weights | None = None
     analysis: AnalysisStatus | None = None
     rolled_back_versions: Annotated[list[ShortStr] | None, newest_items(MAX_HISTORY)] = Field(

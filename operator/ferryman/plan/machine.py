@@ -21,10 +21,17 @@ Plain Services (``ratio_mode``): the weight is the replica ratio, the stable is 
 what the candidate's Ready replicas really carry, and ``_keep_capacity`` checks every
 decision against the live Service as read back (``Observed.route``) so that no write
 leaves fewer Ready pods behind it than ``min(now, replicas)``.
+
+Spec edits mid-rollout never skip a gate: the status records fingerprints of the plan
+(strategy kind and stages) and of the analysis the candidate follows; a different plan
+restarts from its first stage holding the weight reached, a different analysis needs new
+evidence before the next increase (``_follow_spec_edits``; docs/rollouts.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -205,6 +212,54 @@ def stages(spec: RolloutSpec) -> list[Stage]:
     if sh.then == "stop":
         return [*first, Stop()]
     return first
+
+
+def _digest(value: object) -> str:
+    """12 hex characters of the sha256 of ``value`` as canonical JSON."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def plan_fingerprint(spec: RolloutSpec) -> str:
+    """The plan a candidate follows, as 12 hex characters: the strategy kind and its
+    stages (durations in seconds), nothing else (not replicas, template or analysis).
+    Deterministic: equal plans give equal fingerprints across processes."""
+    strategy = spec.strategy
+    kind = "canary" if strategy.canary else "blueGreen" if strategy.blue_green else "shadow"
+
+    def seconds(d: timedelta | None) -> float | None:
+        return None if d is None else d.total_seconds()
+
+    out: list[dict[str, Any]] = []
+    for stage in stages(spec):
+        if isinstance(stage, SetWeight):
+            out.append({"setWeight": stage.weight})
+        elif isinstance(stage, Pause):
+            out.append({"pause": seconds(stage.duration)})
+        elif isinstance(stage, Shadow):
+            out.append({"shadow": stage.percent, "seconds": seconds(stage.duration)})
+        elif isinstance(stage, Preview):
+            out.append({"preview": stage.mirror, "autoSeconds": seconds(stage.auto_after)})
+        else:
+            out.append({"stop": True})
+    return _digest([kind, out])
+
+
+def analysis_fingerprint(spec: RolloutSpec) -> str:
+    """What evidence is measured under, as 12 hex characters: the metrics (names,
+    queries, thresholds), ``minSamples`` and the provider or address; not the interval
+    or the limits, which apply at the next decision as they are."""
+    a = spec.analysis
+    if a is None:
+        return _digest(None)
+    return _digest(
+        {
+            "provider": None if a.address else (a.provider or "default"),
+            "address": a.address,
+            "minSamples": a.min_samples.model_dump(mode="json") if a.min_samples else None,
+            "metrics": [m.model_dump(mode="json", exclude_none=True) for m in a.metrics],
+        }
+    )
 
 
 def ratio_mode(spec: RolloutSpec) -> bool:
@@ -651,6 +706,7 @@ def _start(
     _mark_weight_change(spec, s, observed.now)
     s.phase = RolloutPhase.PROGRESSING
     s.stage_since = None
+    s.plan_hash, s.analysis_hash = plan_fingerprint(spec), analysis_fingerprint(spec)
     kind = (
         "canary" if spec.strategy.canary else "blue-green" if spec.strategy.blue_green else "shadow"
     )
@@ -682,9 +738,10 @@ def _progress(
     stable, candidate = s.stable_version, s.candidate_version
     plan = stages(spec)
     ratio = ratio_mode(spec)
-    i = min(s.current_step or 0, len(plan))  # new steps apply from the current index
-    committed = s.canary_weight or 0
     events: list[Event] = []
+    replanned = _follow_spec_edits(spec, s, plan, now, events)
+    i = min(s.current_step or 0, len(plan))
+    committed = s.canary_weight or 0
     dep = observed.deployments.get(candidate)
     available = dep.available if dep else 0
 
@@ -701,7 +758,17 @@ def _progress(
                 reason="aborted by user",
                 outcome="Aborted",
             )
-        if action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
+        if replanned and action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
+            # It was meant for a gate of the previous plan: never let it pass a new one.
+            events.append(
+                Event(
+                    "Warning",
+                    "ActionRejected",
+                    f"{action.name} refused: the plan changed in the same update and starts "
+                    "again from its first step; promote again to pass its gates",
+                )
+            )
+        elif action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
             i = len(plan) if action.name == ActionName.PROMOTE_FULL else min(i + 1, len(plan))
             s.pause, s.stage_since, s.step_started_at = None, None, now
             events.append(Event("Normal", "Promote", f"{action.name} by user"))
@@ -773,6 +840,7 @@ def _progress(
             s.phase, s.message = RolloutPhase.PAUSED, s.pause.message
             break
         if isinstance(stage, Shadow):
+            committed = _no_live_weight(spec, s, now, committed, candidate, events, "a shadow")
             want = max(needed(replicas, stage.percent), 1 if stage.percent else 0)
             if not ready_for(want):
                 waiting_for_pods = True
@@ -801,6 +869,7 @@ def _progress(
             d.wake_in((until - now).total_seconds())
             break
         if isinstance(stage, Preview):
+            committed = _no_live_weight(spec, s, now, committed, candidate, events, "a preview")
             want = replicas
             preview = True
             if not ready_for(replicas):
@@ -918,6 +987,94 @@ def _progress(
     return d
 
 
+def _follow_spec_edits(
+    spec: RolloutSpec, s: RolloutStatus, plan: list[Stage], now: datetime, events: list[Event]
+) -> bool:
+    """Apply the rule for spec edits mid-rollout (docs/rollouts.md); True when the plan
+    restarts.
+
+    A plan (strategy kind and stages) that differs from the one recorded when the
+    candidate started restarts from its first stage: timed pauses, shadow and preview
+    clocks start afresh, manual gates wait for promote, and the weight already committed
+    is held until a stage of the new plan lowers it (at once) or raises it (with
+    readiness and evidence, as always). An analysis that differs from the one recorded
+    makes the evidence for the next increase or promotion be measured again. A status
+    written before these fingerprints existed (an operator upgrade) adopts the current
+    spec without a restart, unless its position does not fit the current plan."""
+    changed = False
+    fingerprint = plan_fingerprint(spec)
+    step = s.current_step or 0
+    if s.plan_hash is None:
+        if not _position_fits(plan, s):
+            changed = True
+            text = (
+                f"step {step} does not fit the {len(plan)} steps of the current plan: the "
+                "steps restart from the first"
+            )
+    elif s.plan_hash != fingerprint:
+        changed = True
+        text = (
+            f"the strategy changed: the new plan ({len(plan)} steps) starts from its first "
+            f"step; {s.canary_weight or 0}% held until its steps move it, manual gates wait "
+            "for promote"
+        )
+    s.plan_hash = fingerprint
+    if changed:
+        s.current_step, s.stage_since, s.step_started_at = 0, None, now
+        if s.pause is not None and s.pause.reason == PauseReason.STEP:
+            s.pause = None
+        events.append(Event("Normal", "PlanChanged", f"{s.candidate_version}: {text}"))
+    analysis = analysis_fingerprint(spec)
+    if s.analysis_hash is not None and s.analysis_hash != analysis:
+        _mark_weight_change(spec, s, now)
+        events.append(
+            Event(
+                "Normal",
+                "AnalysisChanged",
+                f"{s.candidate_version}: the analysis changed; the next weight increase or "
+                "promotion needs a Successful measurement of every metric under it",
+            )
+        )
+    s.analysis_hash = analysis
+    return changed
+
+
+def _position_fits(plan: list[Stage], s: RolloutStatus) -> bool:
+    """Whether the recorded position can belong to ``plan``: a step index within it,
+    paused only at a pause or preview, timing only a shadow or preview. Used when no plan
+    fingerprint was recorded; an index past the end is never "all steps completed"."""
+    i = s.current_step or 0
+    if i > len(plan):
+        return False
+    stage = plan[i] if i < len(plan) else None
+    if (
+        s.pause is not None
+        and s.pause.reason == PauseReason.STEP
+        and not isinstance(stage, (Pause, Preview))
+    ):
+        return False
+    return s.stage_since is None or isinstance(stage, (Shadow, Preview))
+
+
+def _no_live_weight(
+    spec: RolloutSpec,
+    s: RolloutStatus,
+    now: datetime,
+    committed: int,
+    candidate: str,
+    events: list[Event],
+    what: str,
+) -> int:
+    """Shadow and preview stages carry no live traffic: a candidate that a spec edit put
+    on one with live weight loses it at once (a decrease is always allowed)."""
+    if committed:
+        _mark_weight_change(spec, s, now)
+        events.append(
+            Event("Normal", "Weight", f"candidate {candidate} at 0%: {what} has no live traffic")
+        )
+    return 0
+
+
 def _mark_weight_change(spec: RolloutSpec, s: RolloutStatus, now: datetime) -> None:
     """Measurements taken from now on are the evidence for the next step."""
     if spec.analysis is not None:
@@ -986,7 +1143,7 @@ def _bake(
     """After promotion: analysis continues for bake.duration; a breach (or an abort)
     returns traffic to the previous stable version, once it is Ready at full size."""
     now, replicas = observed.now, spec.replicas
-    assert s.stable_version is not None and spec.bake is not None
+    assert s.stable_version is not None
     bad, prev = s.stable_version, s.previous_stable_version
     failed = evaluate.failed_metric(s.analysis, spec.analysis) if spec.analysis else None
     aborted = action is not None and action.name == ActionName.ABORT
@@ -1022,12 +1179,18 @@ def _bake(
             route=route,
             events=[Event("Warning", outcome, s.message)],
         )
-    until = (s.stage_since or now) + parse_duration(spec.bake.duration)
+    # A bake removed from the spec while baking ends now (a spec edit, not a breach).
+    bake = spec.bake.duration if spec.bake is not None else None
+    until = (s.stage_since or now) + (parse_duration(bake) if bake else timedelta(0))
     route = Route(stable=bad)
     s.weights = weights_of(route)
     if now >= until:
         s.phase, s.stage_since = RolloutPhase.HEALTHY, None
-        s.message = f"{bad} baked for {spec.bake.duration}: stable, serves 100%"
+        s.message = (
+            f"{bad} baked for {bake}: stable, serves 100%"
+            if bake
+            else f"{bad}: bake removed from the spec; stable, serves 100%"
+        )
         d = Decision(
             status=s,
             deployments={bad: replicas},
