@@ -438,6 +438,8 @@ ESSENTIAL_STATUS = (
     "rolledBackVersions",
     "handledActionId",
     "observedGeneration",
+    "planHash",
+    "analysisHash",
 )
 
 
