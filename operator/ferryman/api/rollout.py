@@ -50,7 +50,12 @@ class Target(ApiModel):
         cel(
             "[has(self.version), has(self.track)].exists_one(x, x)",
             "target needs exactly one of version (a pinned semver) or track (latest)",
-        )
+        ),
+        cel(
+            "!has(self.includePrereleases) || has(self.track)",
+            "target.includePrereleases applies only with track: latest "
+            "(a pinned version is served whatever it is)",
+        ),
     )
 
     version: str | None = Field(
@@ -65,7 +70,13 @@ class Target(ApiModel):
     track: Literal["latest"] | None = Field(
         None,
         description="'latest': the highest semver ModelVersion of the model that is not a "
-        "Duplicate and has not been rolled back.",
+        "Duplicate, has not been rolled back and (unless includePrereleases) is not a "
+        "pre-release such as 2.1.0-rc.1.",
+    )
+    include_prereleases: bool | None = Field(
+        None,
+        description="With track: latest, also consider pre-release versions (2.1.0-rc.1); "
+        "off by default, so a release candidate never reaches production by accident.",
     )
 
 

@@ -252,7 +252,8 @@ def resolve_target(
     stable: str | None,
 ) -> tuple[str | None, str | None]:
     """(version to serve, problem). ``track: latest`` skips rolled-back versions and
-    falls back to the stable version when every newer one was rolled back."""
+    pre-releases (unless ``target.includePrereleases``), and falls back to the stable
+    version when every newer one was rolled back."""
     usable = {v.version for v in versions if not v.duplicate}
     if spec.target.version is not None:
         if spec.target.version not in usable:
@@ -261,11 +262,19 @@ def resolve_target(
                 "(or only a Duplicate of it)"
             )
         return spec.target.version, None
-    pick = semver.highest([v for v in usable if v not in rolled_back])
+    prereleases = bool(spec.target.include_prereleases)
+    pick = semver.highest(
+        [v for v in usable if v not in rolled_back and (prereleases or not semver.is_prerelease(v))]
+    )
     if pick is None:
         if stable is not None:
             return stable, None
-        return None, f"no ModelVersion of model {spec.model} to serve"
+        skipped = not prereleases and any(semver.is_prerelease(v) for v in usable)
+        return None, f"no ModelVersion of model {spec.model} to serve" + (
+            " (track: latest skips pre-releases unless target.includePrereleases is true)"
+            if skipped
+            else ""
+        )
     if (
         stable is not None
         and semver.is_semver(stable)
