@@ -160,7 +160,7 @@ def test_new_target_mid_rollout_returns_traffic_to_stable_first(
     assert {"fraud-1-0-0": 100, "fraud-1-2-0": 0} in seen  # stable got everything back first
     assert sampler.stop() == []
     st = r.status(cluster, namespace)
-    assert [(h["version"], h["outcome"]) for h in st["history"]][-1] == ("1.1.0", "Aborted")
+    assert [(h["version"], h["outcome"]) for h in st["history"]][-1] == ("1.1.0", "Superseded")
     assert cluster.get_json("deployment", "fraud-1-1-0", namespace) is None
 
 

@@ -561,13 +561,62 @@ class AnalysisStatus(ApiModel):
     )
 
 
+class HistoryOutcome(StrEnum):
+    """How one candidate's rollout ended (metrics count by this, never by reason text)."""
+
+    PROMOTED = "Promoted"  # made stable
+    ROLLED_BACK = "RolledBack"  # traffic returned to stable by ferryman, or by undo
+    ABORTED = "Aborted"  # traffic returned to stable by `kubectl ferryman abort`
+    REJECTED = "Rejected"  # refused by gates before any traffic
+    SUPERSEDED = "Superseded"  # a new target replaced it mid-rollout (routine GitOps)
+    STOPPED = "Stopped"  # shadow with then: stop completed; stable untouched
+
+
+class HistoryCause(StrEnum):
+    """What caused a RolledBack or Aborted outcome."""
+
+    ANALYSIS = "Analysis"  # a metric failed beyond failureLimit while rolling out
+    BAKE_ANALYSIS = "BakeAnalysis"  # a metric failed beyond failureLimit while baking
+    PROGRESS_DEADLINE = "ProgressDeadline"  # not Ready within progressDeadlineSeconds
+    USER = "User"  # `kubectl ferryman abort`
+    UNDO = "Undo"  # `kubectl ferryman undo`
+
+
 class HistoryEntry(ApiModel):
     """How one candidate's rollout ended."""
 
     version: str = Field(max_length=128)
-    outcome: str = Field(max_length=32, description="Promoted, RolledBack, Aborted or Rejected.")
+    outcome: HistoryOutcome = Field(
+        description="Promoted, RolledBack, Aborted, Rejected, Superseded or Stopped."
+    )
+    cause: HistoryCause | None = Field(
+        None,
+        description="For RolledBack and Aborted: Analysis, BakeAnalysis, ProgressDeadline, "
+        "User or Undo.",
+    )
     at: datetime
     reason: str = Field("", max_length=2048)
+
+
+class ActionResult(StrEnum):
+    APPLIED = "Applied"
+    REJECTED = "Rejected"
+
+
+MAX_ACTION_MESSAGE = 1024
+
+
+class LastAction(ApiModel):
+    """The operator's verdict on the last user action it handled (its nonce, from the
+    ferryman.dev/action-id annotation); `kubectl ferryman` waits for it."""
+
+    id: str = Field(max_length=128, description="The action's ferryman.dev/action-id.")
+    action: str = Field(max_length=32, description="promote, promote-full, abort, retry, undo.")
+    result: ActionResult = Field(description="Applied or Rejected.")
+    message: str = Field(
+        "", max_length=MAX_ACTION_MESSAGE, description="Why it was rejected, or what it did."
+    )
+    at: datetime | None = Field(None, description="When the operator decided.")
 
 
 class RolloutStatus(ApiModel):
@@ -604,6 +653,9 @@ class RolloutStatus(ApiModel):
     history: list[HistoryEntry] | None = Field(None, max_length=MAX_HISTORY)
     handled_action_id: str | None = Field(
         None, max_length=128, description="ferryman.dev/action-id of the last handled action."
+    )
+    last_action: LastAction | None = Field(
+        None, description="The verdict on the last handled action: Applied or Rejected, why."
     )
     conditions: Conditions | None = None
     observed_generation: int | None = None
