@@ -58,7 +58,7 @@ def test_status_promote_history_lineage_and_errors(
 
     promoted = ferryman(cluster, "promote", "fraud", "-n", namespace)
     assert promoted.returncode == 0, promoted.stderr
-    assert "handled: phase" in promoted.stdout
+    assert "applied: promote — phase" in promoted.stdout
     wait_for(
         lambda: r.status(cluster, namespace).get("stableVersion") == "1.1.0",
         timeout=60,
@@ -66,9 +66,9 @@ def test_status_promote_history_lineage_and_errors(
     )
 
     history = ferryman(cluster, "history", "fraud", "-n", namespace).stdout
-    assert [line.split()[:2] for line in history.splitlines()[1:]] == [
-        ["1.0.0", "Promoted"],
-        ["1.1.0", "Promoted"],
+    assert [line.split()[:3] for line in history.splitlines()[1:]] == [
+        ["1.0.0", "Promoted", "-"],
+        ["1.1.0", "Promoted", "-"],
     ]
     lineage = ferryman(cluster, "lineage", "fraud", "-n", namespace).stdout.splitlines()
     assert [line.split()[0] for line in lineage[1:]] == ["1.0.0", "1.1.0"]
@@ -80,3 +80,109 @@ def test_status_promote_history_lineage_and_errors(
 
     help_text = cluster.kubectl("ferryman", "--help").stdout
     assert "annotations with a nonce" in help_text
+
+
+def test_case_31_undo_of_a_cold_previous_stable_exits_1_with_the_reason(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Field case 31: the previous stable was scaled away at once (scaleDownDelaySeconds 0);
+    `undo` must not report success. The CLI refuses it with the reason (exit 1), and the
+    same undo sent past the CLI is rejected by the operator with the same reason."""
+    cluster.apply(r.versions("1.2.0", "1.3.1"), namespace=namespace)
+    steps = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
+    cluster.apply(
+        r.rollout("1.2.0", scaleDownDelaySeconds=0, strategy={"canary": {"steps": steps}}),
+        namespace=namespace,
+    )
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Healthy", timeout=60, message="1.2.0"
+    )
+    r.retarget(cluster, namespace, "1.3.1")
+    wait_for(
+        lambda: (
+            r.status(cluster, namespace).get("stableVersion") == "1.3.1"
+            and cluster.get_json("deployment", "fraud-1-2-0", namespace) is None
+        ),
+        timeout=60,
+        message="1.3.1 stable, 1.2.0 scaled away",
+    )
+    reason = "undo needs the previous stable version 1.2.0 still warm and Ready"
+
+    undo = ferryman(cluster, "undo", "fraud", "-n", namespace)
+    assert undo.returncode == 1, undo.stdout
+    assert reason in undo.stderr and "handled" not in undo.stdout
+
+    # Past the CLI (a raw annotation): the operator's verdict says the same, and nothing moves.
+    action_id = r.act(cluster, namespace, "undo")
+    wait_for(
+        lambda: (r.status(cluster, namespace).get("lastAction") or {}).get("id") == action_id,
+        timeout=30,
+        message="verdict on the raw undo",
+    )
+    st = r.status(cluster, namespace)
+    assert st["lastAction"]["result"] == "Rejected" and reason in st["lastAction"]["message"]
+    assert st["handledActionId"] == action_id
+    assert st["stableVersion"] == "1.3.1" and r.http_route(cluster, namespace) == {
+        "fraud-1-3-1": 100
+    }
+    wait_for(
+        lambda: (
+            reason
+            in cluster.kubectl(
+                "get", "events", "-n", namespace, "--field-selector=reason=ActionRejected"
+            ).stdout
+        ),
+        timeout=20,
+        message="ActionRejected event",
+    )
+
+
+def test_an_action_overtaken_by_a_new_target_exits_1_with_the_operators_reason(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The CLI's check passes (Paused at a manual step), then GitOps retargets before the
+    operator decides: the operator rejects the promote as superseded and the waiting CLI
+    exits 1 with that reason. The operator is stopped in between so the order is certain."""
+    cluster.apply(r.versions("1.0.0", "1.1.0", "1.2.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0"), namespace=namespace)
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Healthy", timeout=60, message="1.0.0"
+    )
+    r.retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Paused",
+        timeout=60,
+        message="1.1.0 paused at 50%",
+    )
+    operator.stop()
+    cli = subprocess.Popen(
+        [cluster.kubectl_bin, "ferryman", "promote", "fraud", "-n", namespace],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: (
+                "ferryman.dev/action-id"
+                in (cluster.get_json("rollout.ferryman.dev", "fraud", namespace) or {})[
+                    "metadata"
+                ].get("annotations", {})
+            ),
+            timeout=20,
+            message="promote sent",
+        )
+        r.retarget(cluster, namespace, "1.2.0")
+        operator.start()
+        out, err = cli.communicate(timeout=60)
+    finally:
+        cli.kill()
+    assert cli.returncode == 1, out
+    assert (
+        "the operator rejected promote: promote not applied: candidate 1.1.0 was superseded "
+        "by target 1.2.0"
+    ) in err
+    st = r.status(cluster, namespace)
+    assert st["candidateVersion"] == "1.2.0" and st["lastAction"]["result"] == "Rejected"
+    assert [h["outcome"] for h in st["history"]] == ["Promoted", "Superseded"]

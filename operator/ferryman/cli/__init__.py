@@ -32,7 +32,7 @@ from ferryman import errors
 from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import PLURAL, ActionResult, Rollout
+from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
 from ferryman.cli import render
 from ferryman.plan import actions, labels
 
@@ -174,7 +174,11 @@ class Cli:
 
     def act(self, name: str, action: str, wait: bool, wait_timeout: float) -> None:
         current = self.rollout(name)
-        warm = self.previous_warm(current) if action in ("undo", "abort") else False
+        # Warmth of the previous stable matters only to undo and to abort while baking.
+        needs_warmth = action == "undo" or (
+            action == "abort" and current.status.phase == RolloutPhase.BAKING
+        )
+        warm = self.previous_warm(current) if needs_warmth else False
         refusal = actions.refusal(action, current.status, previous_warm=warm)
         if refusal:
             raise Failure(f"Rollout {name}: {refusal}")
