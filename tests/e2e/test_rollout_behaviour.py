@@ -361,7 +361,7 @@ def test_blue_green_abort_returns_to_stable(
     r.retarget(cluster, namespace, "1.1.0")
     wait_for(lambda: phase_is(cluster, namespace, "Paused"), timeout=60, message="preview Ready")
     aborted = cluster.kubectl("ferryman", "abort", "fraud", "-n", namespace)
-    assert "handled: phase Aborted" in aborted.stdout
+    assert "applied: abort — phase Aborted" in aborted.stdout
     vs = cluster.get_json("virtualservice", "fraud", namespace) or {}
     http = vs["spec"]["http"][0]
     assert [(d["destination"]["host"], d["weight"]) for d in http["route"]] == [
