@@ -286,3 +286,24 @@ def test_status_and_history_show_the_verdict_and_the_cause() -> None:
         ["1.3.1", "RolledBack", "Analysis"],
         ["1.3.2", "Superseded", "-"],
     ]
+
+
+def test_a_bad_kubeconfig_or_an_unreachable_api_is_one_line_naming_its_cause(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_module.main(["--kubeconfig", str(tmp_path / "missing"), "history", "x"]) == 1
+    assert capsys.readouterr().err.startswith("error: kubeconfig: ConfigException: ")
+    (tmp_path / "broken").write_text("a: b: c\n")
+    assert cli_module.main(["--kubeconfig", str(tmp_path / "broken"), "history", "x"]) == 1
+    assert capsys.readouterr().err.startswith("error: kubeconfig: ScannerError: ")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    assert cli_module.main(["--kubeconfig", str(kubeconfig), "history", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach the Kubernetes API: MaxRetryError: ")
+    assert "\n" not in err.strip()

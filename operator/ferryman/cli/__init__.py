@@ -25,8 +25,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import urllib3
+import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 from ferryman import errors
 from ferryman.api.common import GROUP, VERSION
@@ -264,6 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ApiException as e:
         print(f"error: Kubernetes API: {_api_error(e)}", file=sys.stderr)
+        return 1
+    except (ConfigException, yaml.YAMLError) as e:
+        print(f"error: kubeconfig: {errors.describe(e)}", file=sys.stderr)
+        return 1
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        print(f"error: cannot reach the Kubernetes API: {errors.describe(e)}", file=sys.stderr)
         return 1
     return 0
 
