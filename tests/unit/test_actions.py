@@ -252,3 +252,17 @@ def test_cli_and_operator_agree_on_every_action(delay: int, ops: list[tuple[str,
                 assert sim.status.stable_version == before.previous_stable_version
             elif action == "retry":
                 assert sim.status.phase not in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED)
+
+
+def test_a_retry_that_meets_an_invalid_target_changes_nothing() -> None:
+    sim = healthy(progressDeadlineSeconds=5)
+    sim.broken.add("1.1.0")
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.ROLLED_BACK, seconds=10)
+    sim.spec = sim.spec.model_copy(
+        update={"target": sim.spec.target.model_copy(update={"version": "9.9.9"})}
+    )
+    sim.reconcile("retry")
+    last = sim.status.last_action
+    assert last is not None and last.result == ActionResult.REJECTED and "Invalid" in last.message
+    assert sim.status.rolled_back_versions == ["1.1.0"]  # not half applied

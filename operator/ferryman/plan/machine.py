@@ -116,8 +116,10 @@ class Decision:
     requeue_after: float | None = None
     # Blue-green: the version the preview Service selects (None: no preview Service).
     preview: str | None = None
-    # Whether the pending user action was applied (``decide`` records the verdict).
+    # Whether the pending user action was applied, or why the path taken could not
+    # (``decide`` records the verdict in status.lastAction).
     action_applied: bool = False
+    action_refusal: str | None = None
 
     def wake_in(self, seconds: float) -> None:
         seconds = max(seconds, 0.0)
@@ -317,19 +319,8 @@ def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Deci
     s = d.status
     s.handled_action_id = action.id
     if refused is None and not d.action_applied:
-        last = s.history[-1] if s.history else None
-        if (
-            status.candidate_version
-            and last is not None
-            and last.outcome == HistoryOutcome.SUPERSEDED
-            and last.version == status.candidate_version
-            and last.at == observed.now
-        ):
-            refused = actions.superseded(
-                action.name, status.candidate_version, s.candidate_version or s.stable_version or ""
-            )
-        else:
-            refused = actions.overtaken(action.name, s.phase, s.message)
+        # Allowed by the rule, but the Rollout moved on with the same reconcile.
+        refused = d.action_refusal or actions.overtaken(action.name, s.phase, s.message)
     if refused is not None:
         d.events.append(Event("Warning", "ActionRejected", f"{action.name}: {refused}"))
     s.last_action = LastAction(
@@ -362,17 +353,19 @@ def _decide(
         return _invalid(s, observed.invalid)
 
     rolled_back = list(s.rolled_back_versions or [])
+    retried = None
     if action is not None and action.name == ActionName.RETRY and s.history:
         retried = s.history[-1].version
         rolled_back = [v for v in rolled_back if v != retried]
-        s.rolled_back_versions = rolled_back
-        s.phase = RolloutPhase.PROGRESSING
-        events.append(Event("Normal", "Retry", f"retrying version {retried}"))
-        action, applied = None, True
 
     target, problem = resolve_target(spec, observed.versions, rolled_back, s.stable_version)
     if problem or target is None:
         return _invalid(s, problem or "no target")
+    if retried is not None:
+        s.rolled_back_versions = rolled_back
+        s.phase = RolloutPhase.PROGRESSING
+        events.append(Event("Normal", "Retry", f"retrying version {retried}"))
+        action, applied = None, True
 
     if s.stable_version is None:
         d = _first_rollout(spec, s, observed, target)
@@ -398,6 +391,8 @@ def _decide(
         else:
             d.status.phase = RolloutPhase.HEALTHY
             d.status.message = f"stable {s.stable_version} serves 100%"
+        if action is not None:
+            d.action_refusal = actions.superseded(action.name, superseded, target)
     elif s.phase == RolloutPhase.BAKING and target == s.stable_version:
         d = _bake(spec, s, observed, action)
         applied = action is not None and d.status.phase == RolloutPhase.ABORTED
