@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from ferryman.api.rollout import RolloutPhase
+from ferryman.api.rollout import HistoryCause, HistoryEntry, HistoryOutcome, RolloutPhase
 
 REGISTRY = CollectorRegistry()
 
@@ -28,8 +28,16 @@ WEIGHT = Gauge(
 )
 ROLLBACKS = Counter(
     "ferryman_rollbacks",
-    "Rollbacks by reason: analysis, progress-deadline, abort, bake, undo",
+    "Rollbacks (history outcome RolledBack or Aborted) by cause: analysis, "
+    "progress-deadline, abort, bake, undo",
     ["namespace", "rollout", "reason"],
+    registry=REGISTRY,
+)
+ENDED = Counter(
+    "ferryman_rollouts_ended",
+    "Candidates whose rollout ended, by history outcome: Promoted, RolledBack, Aborted, "
+    "Rejected, Superseded, Stopped",
+    ["namespace", "rollout", "outcome"],
     registry=REGISTRY,
 )
 PROMOTIONS = Counter(
@@ -66,19 +74,29 @@ def serve(address: str, port: int) -> None:
         start_http_server(port, addr=address, registry=REGISTRY)
 
 
-def rollback_reason(reason: str, outcome: str) -> str:
-    """A bounded label value for a rollback's free-text reason."""
-    if outcome == "Aborted":
-        return "abort"
-    for prefix, label in (
-        ("bake", "bake"),
-        ("analysis", "analysis"),
-        ("progress deadline", "progress-deadline"),
-        ("undo", "undo"),
-    ):
-        if reason.startswith(prefix):
-            return label
-    return "other"
+# The ``reason`` label of ferryman_rollbacks_total for each structured cause (the label
+# values predate the cause enum; alerts match on them).
+ROLLBACK_REASON: dict[HistoryCause, str] = {
+    HistoryCause.ANALYSIS: "analysis",
+    HistoryCause.BAKE_ANALYSIS: "bake",
+    HistoryCause.PROGRESS_DEADLINE: "progress-deadline",
+    HistoryCause.USER: "abort",
+    HistoryCause.UNDO: "undo",
+}
+ROLLBACK_OUTCOMES = frozenset({HistoryOutcome.ROLLED_BACK, HistoryOutcome.ABORTED})
+
+
+def ended(namespace: str, rollout: str, entry: HistoryEntry) -> None:
+    """Count one new history entry: by outcome always; as a promotion or a rollback
+    (by its structured cause, never by its reason text) when it is one. Superseded,
+    Stopped and Rejected candidates never had their traffic taken back by a failure:
+    they are not rollbacks."""
+    ENDED.labels(namespace, rollout, entry.outcome.value).inc()
+    if entry.outcome == HistoryOutcome.PROMOTED:
+        PROMOTIONS.labels(namespace, rollout).inc()
+    elif entry.outcome in ROLLBACK_OUTCOMES:
+        reason = ROLLBACK_REASON[entry.cause] if entry.cause is not None else "other"
+        ROLLBACKS.labels(namespace, rollout, reason).inc()
 
 
 def observe_phase(namespace: str, rollout: str, phase: RolloutPhase | None) -> None:
@@ -88,7 +106,7 @@ def observe_phase(namespace: str, rollout: str, phase: RolloutPhase | None) -> N
 
 def forget(namespace: str, rollout: str) -> None:
     """Drop a deleted Rollout's series."""
-    for metric in (PHASE, WEIGHT, ROLLBACKS, PROMOTIONS, MEASUREMENTS, VALUE):
+    for metric in (PHASE, WEIGHT, ROLLBACKS, ENDED, PROMOTIONS, MEASUREMENTS, VALUE):
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, rollout):
                 metric.remove(*labels)

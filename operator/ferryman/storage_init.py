@@ -28,6 +28,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from ferryman import errors
+
 CHUNK = 1 << 20
 TOKEN_ENV = "MODEL_STORE_TOKEN"
 
@@ -50,7 +52,7 @@ def _https(uri: str, ca_file: str | None, timeout: float) -> Iterator[bytes]:
         with urllib.request.urlopen(request, context=context, timeout=timeout) as resp:
             yield from _chunks(resp)
     except OSError as e:
-        raise StorageError(f"cannot download {uri}: {e}") from e
+        raise StorageError(f"cannot download {uri}: {errors.describe(e)}") from e
 
 
 def _pvc(uri: str, pvc_root: Path) -> Iterator[bytes]:
@@ -62,7 +64,7 @@ def _pvc(uri: str, pvc_root: Path) -> Iterator[bytes]:
         with open(path, "rb") as f:
             yield from _chunks(f)
     except OSError as e:
-        raise StorageError(f"cannot read {uri} at {path}: {e}") from e
+        raise StorageError(f"cannot read {uri} at {path}: {errors.describe(e)}") from e
 
 
 def fetch(

@@ -183,6 +183,11 @@ INVALID: list[Case] = [
         _ro(_set("target", {"version": "latest"})),
         "target.version must be a semantic version",
     ),
+    Case(
+        "pre-releases opt-in with a pinned version",
+        _ro(_set("target", {"version": "1.3.0", "includePrereleases": True})),
+        "target.includePrereleases applies only with track: latest",
+    ),
     Case("missing rollout model", _ro(_set("model", _DELETE)), "spec.model: Required value"),
     # strategy and routing
     Case(
@@ -366,6 +371,10 @@ VALID: list[Case] = [
         _ro(_set("analysis.metrics", [metric(f"m{i}") for i in range(16)])),
     ),
     Case("track latest", _ro(_set("target", {"track": "latest"}))),
+    Case(
+        "track latest with pre-releases",
+        _ro(_set("target", {"track": "latest", "includePrereleases": True})),
+    ),
     Case(
         "shadow over istio mirroring 100%",
         _ro(

@@ -4,11 +4,13 @@ readiness, track: latest, new targets, conflicts, undo, retry, deletion and owne
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import localcluster
 import pytest
 
 from e2e import rollouts as r
+from e2e.test_analysis import metric_value
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 
@@ -97,7 +99,8 @@ def test_candidate_made_unready_loses_its_weight_and_gets_it_back(
 def test_track_latest_rolls_each_new_version_and_retries_only_on_request(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    cluster.apply(r.versions("1.0.0"), namespace=namespace)
+    # A release candidate registered with 1.0.0 is never picked (no includePrereleases).
+    cluster.apply(r.versions("1.0.0", "1.1.0-rc.1"), namespace=namespace)
     rollout = r.rollout(
         {"track": "latest"},
         progressDeadlineSeconds=8,
@@ -139,6 +142,8 @@ def test_track_latest_rolls_each_new_version_and_retries_only_on_request(
         timeout=60,
         message="retried",
     )
+    history = r.status(cluster, namespace)["history"]
+    assert "1.1.0-rc.1" not in [h["version"] for h in history]
 
 
 def test_new_target_mid_rollout_returns_traffic_to_stable_first(
@@ -160,8 +165,17 @@ def test_new_target_mid_rollout_returns_traffic_to_stable_first(
     assert {"fraud-1-0-0": 100, "fraud-1-2-0": 0} in seen  # stable got everything back first
     assert sampler.stop() == []
     st = r.status(cluster, namespace)
-    assert [(h["version"], h["outcome"]) for h in st["history"]][-1] == ("1.1.0", "Aborted")
+    assert [(h["version"], h["outcome"]) for h in st["history"]][-1] == ("1.1.0", "Superseded")
     assert cluster.get_json("deployment", "fraud-1-1-0", namespace) is None
+    # Routine GitOps work: counted as Superseded, never as a rollback.
+    text = urllib.request.urlopen(operator.metrics_url, timeout=5).read().decode()
+    labels = {"namespace": namespace, "rollout": "fraud"}
+    assert metric_value(text, "ferryman_rollouts_ended_total", outcome="Superseded", **labels) == 1
+    assert not [
+        line
+        for line in text.splitlines()
+        if line.startswith("ferryman_rollbacks_total{") and f'namespace="{namespace}"' in line
+    ]
 
 
 def test_second_rollout_for_the_same_model_is_invalid(
@@ -206,6 +220,8 @@ def test_undo_returns_to_the_previous_stable(
     assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
     st = r.status(cluster, namespace)
     assert st["phase"] == "RolledBack" and st["rolledBackVersions"] == ["1.1.0"]
+    assert st["lastAction"]["result"] == "Applied"
+    assert (st["history"][-1]["outcome"], st["history"][-1]["cause"]) == ("RolledBack", "Undo")
 
 
 def test_deleting_a_served_model_version_waits_and_deleting_the_rollout_cleans_up(
@@ -345,7 +361,7 @@ def test_blue_green_abort_returns_to_stable(
     r.retarget(cluster, namespace, "1.1.0")
     wait_for(lambda: phase_is(cluster, namespace, "Paused"), timeout=60, message="preview Ready")
     aborted = cluster.kubectl("ferryman", "abort", "fraud", "-n", namespace)
-    assert "handled: phase Aborted" in aborted.stdout
+    assert "applied: abort — phase Aborted" in aborted.stdout
     vs = cluster.get_json("virtualservice", "fraud", namespace) or {}
     http = vs["spec"]["http"][0]
     assert [(d["destination"]["host"], d["weight"]) for d in http["route"]] == [

@@ -136,7 +136,7 @@ def test_new_target_mid_rollout_returns_traffic_to_stable_first() -> None:
     assert sim.status.candidate_version == "1.2.0" and sim.status.current_step == 0
     assert sim.route == machine.Route(stable="1.0.0", candidate="1.2.0", candidate_weight=0)
     assert "1.1.0" not in sim.replicas
-    assert sim.status.history[-1].outcome == "Aborted"  # type: ignore[index]
+    assert sim.status.history[-1].outcome == "Superseded"  # type: ignore[index]
     assert "1.1.0" not in (sim.status.rolled_back_versions or [])  # superseded, not failed
 
 

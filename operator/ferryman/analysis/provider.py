@@ -10,6 +10,7 @@ from typing import Protocol
 
 import aiohttp
 
+from ferryman import errors
 from ferryman.analysis.evaluate import QueryResult
 
 
@@ -62,7 +63,7 @@ class Prometheus:
                     return QueryResult(error=f"HTTP {resp.status}: {detail or 'query failed'}")
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             return QueryResult(
-                error=f"Prometheus at {self.address} unreachable: {e or type(e).__name__}"
+                error=f"Prometheus at {self.address} unreachable: {errors.describe(e)}"
             )
         data = body.get("data") or {}
         kind, result = data.get("resultType"), data.get("result")

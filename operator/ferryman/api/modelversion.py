@@ -25,6 +25,7 @@ from ferryman.api.common import (
     matches,
     rules,
 )
+from ferryman.api.rollout import HistoryOutcome
 
 KIND = "ModelVersion"
 PLURAL = "modelversions"
@@ -161,17 +162,16 @@ class Role(StrEnum):
     NONE = "none"
 
 
-class Outcome(StrEnum):
-    PROMOTED = "Promoted"
-    ROLLED_BACK = "RolledBack"
-    ABORTED = "Aborted"
-    REJECTED = "Rejected"
+# One spelling for how a rollout ended: the Rollout's history outcome.
+Outcome = HistoryOutcome
 
 
 class LastOutcome(ApiModel):
     """How this version's last rollout ended."""
 
-    outcome: Outcome = Field(description="Promoted, RolledBack, Aborted or Rejected.")
+    outcome: Outcome = Field(
+        description="Promoted, RolledBack, Aborted, Rejected, Superseded or Stopped."
+    )
     reason: str = Field("", max_length=1024, description="Why.")
     at: datetime | None = Field(None, description="When.")
 

@@ -60,7 +60,12 @@ class Target(ApiModel):
         cel(
             "[has(self.version), has(self.track)].exists_one(x, x)",
             "target needs exactly one of version (a pinned semver) or track (latest)",
-        )
+        ),
+        cel(
+            "!has(self.includePrereleases) || has(self.track)",
+            "target.includePrereleases applies only with track: latest "
+            "(a pinned version is served whatever it is)",
+        ),
     )
 
     version: str | None = Field(
@@ -75,7 +80,13 @@ class Target(ApiModel):
     track: Literal["latest"] | None = Field(
         None,
         description="'latest': the highest semver ModelVersion of the model that is not a "
-        "Duplicate and has not been rolled back.",
+        "Duplicate, has not been rolled back and (unless includePrereleases) is not a "
+        "pre-release such as 2.1.0-rc.1.",
+    )
+    include_prereleases: bool | None = Field(
+        None,
+        description="With track: latest, also consider pre-release versions (2.1.0-rc.1); "
+        "off by default, so a release candidate never reaches production by accident.",
     )
 
 
@@ -577,17 +588,66 @@ class AnalysisStatus(ApiModel):
     )
 
 
+class HistoryOutcome(StrEnum):
+    """How one candidate's rollout ended (metrics count by this, never by reason text)."""
+
+    PROMOTED = "Promoted"  # made stable
+    ROLLED_BACK = "RolledBack"  # traffic returned to stable by ferryman, or by undo
+    ABORTED = "Aborted"  # traffic returned to stable by `kubectl ferryman abort`
+    REJECTED = "Rejected"  # refused by gates before any traffic
+    SUPERSEDED = "Superseded"  # a new target replaced it mid-rollout (routine GitOps)
+    STOPPED = "Stopped"  # shadow with then: stop completed; stable untouched
+
+
+class HistoryCause(StrEnum):
+    """What caused a RolledBack or Aborted outcome."""
+
+    ANALYSIS = "Analysis"  # a metric failed beyond failureLimit while rolling out
+    BAKE_ANALYSIS = "BakeAnalysis"  # a metric failed beyond failureLimit while baking
+    PROGRESS_DEADLINE = "ProgressDeadline"  # not Ready within progressDeadlineSeconds
+    USER = "User"  # `kubectl ferryman abort`
+    UNDO = "Undo"  # `kubectl ferryman undo`
+
+
 class HistoryEntry(ApiModel):
     """How one candidate's rollout ended."""
 
     version: Annotated[str, bounded_text(128)] = Field(max_length=128)
-    outcome: str = Field(max_length=32, description="Promoted, RolledBack, Aborted or Rejected.")
+    outcome: HistoryOutcome = Field(
+        description="Promoted, RolledBack, Aborted, Rejected, Superseded or Stopped."
+    )
+    cause: HistoryCause | None = Field(
+        None,
+        description="For RolledBack and Aborted: Analysis, BakeAnalysis, ProgressDeadline, "
+        "User or Undo.",
+    )
     at: datetime
     reason: Annotated[str, bounded_text(MAX_REASON)] = Field(
         "",
         max_length=MAX_REASON,
         description="Why, in words (shortened with a marker when longer).",
     )
+
+
+class ActionResult(StrEnum):
+    APPLIED = "Applied"
+    REJECTED = "Rejected"
+
+
+MAX_ACTION_MESSAGE = 1024
+
+
+class LastAction(ApiModel):
+    """The operator's verdict on the last user action it handled (its nonce, from the
+    ferryman.dev/action-id annotation); `kubectl ferryman` waits for it."""
+
+    id: str = Field(max_length=128, description="The action's ferryman.dev/action-id.")
+    action: str = Field(max_length=32, description="promote, promote-full, abort, retry, undo.")
+    result: ActionResult = Field(description="Applied or Rejected.")
+    message: Annotated[str, bounded_text(MAX_ACTION_MESSAGE)] = Field(
+        "", max_length=MAX_ACTION_MESSAGE, description="Why it was rejected, or what it did."
+    )
+    at: datetime | None = Field(None, description="When the operator decided.")
 
 
 class RolloutStatus(ApiModel):
@@ -645,6 +705,9 @@ class RolloutStatus(ApiModel):
         max_length=MAX_ACTION_ID,
         description="ferryman.dev/action-id of the last handled action (a sha256 digest "
         "when the id is longer).",
+    )
+    last_action: LastAction | None = Field(
+        None, description="The verdict on the last handled action: Applied or Rejected, why."
     )
     conditions: Conditions | None = None
     observed_generation: int | None = None

@@ -3,30 +3,48 @@
 Reads Rollouts and ModelVersions and sends user intents. Intents are annotations with a
 nonce (``ferryman.dev/action`` and ``ferryman.dev/action-id``), never spec edits: GitOps
 owns the spec, and the operator applies each action exactly once, recording the handled
-id in ``status.handledActionId``. Exit codes: 0 done, 1 not found / does not apply /
-timed out, 2 usage.
+id in ``status.handledActionId`` and its verdict in ``status.lastAction``.
+
+An action is checked first with the rule the operator uses (``plan.actions.refusal``; for
+undo, the CLI reads the previous stable version's Deployment to know whether it is warm),
+then sent, then (unless ``--no-wait``) the CLI waits for the operator's verdict on its own
+nonce: ``Applied`` exits 0, ``Rejected`` exits 1 with the operator's reason (the Rollout
+may have moved on between the check and the operator's decision).
+
+Exit codes: 0 done, 1 not found / does not apply / rejected by the operator / timed out,
+2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import urllib3
+import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
+from ferryman import errors
 from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import PLURAL, Rollout
-from ferryman.cli import actions, render
+from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
+from ferryman.cli import render
+from ferryman.plan import actions, labels
 
 EPILOG = """actions (promote, abort, retry, undo) are annotations with a nonce on the Rollout
-(ferryman.dev/action, ferryman.dev/action-id); the operator applies each exactly once."""
+(ferryman.dev/action, ferryman.dev/action-id); the operator applies each exactly once and
+records its verdict (status.lastAction). An action exits 0 when the operator applied it,
+1 when it does not apply or the operator rejected it (with the reason)."""
+
+POLL_SECONDS = 0.3
 
 
 class Failure(Exception):
@@ -90,6 +108,7 @@ class Cli:
             namespace = (active or {}).get("context", {}).get("namespace") or "default"
         self.namespace = namespace
         self.api = client.CustomObjectsApi()
+        self.apps = client.AppsV1Api()
 
     def rollout(self, name: str) -> Rollout:
         try:
@@ -130,9 +149,40 @@ class Cli:
         except KeyboardInterrupt:
             w.stop()
 
+    def previous_warm(self, rollout: Rollout) -> bool:
+        """Whether the previous stable version's Deployment is at full size and Ready,
+        read as the operator reads it (``plan.actions.deployment_readiness``)."""
+        prev = rollout.status.previous_stable_version
+        if not prev:
+            return False
+        listed = self.apps.list_namespaced_deployment(
+            self.namespace,
+            label_selector=(
+                f"{labels.ROLLOUT}={labels.label_value(rollout.metadata.name)},"
+                f"{labels.MANAGED_BY}=ferryman"
+            ),
+        )
+        for dep in listed.items:
+            obj: dict[str, Any] = self.apps.api_client.sanitize_for_serialization(dep)
+            meta = obj.get("metadata") or {}
+            if (meta.get("annotations") or {}).get(labels.VERSION) != prev:
+                continue
+            if not labels.is_owned_by(obj, rollout):
+                continue
+            replicas, available = actions.deployment_readiness(obj)
+            return actions.previous_warm(
+                replicas=rollout.spec.replicas, scaled_to=replicas, available=available
+            )
+        return False
+
     def act(self, name: str, action: str, wait: bool, wait_timeout: float) -> None:
         current = self.rollout(name)
-        refusal = actions.refusal(action, current.status)
+        # Warmth of the previous stable matters only to undo and to abort while baking.
+        needs_warmth = action == "undo" or (
+            action == "abort" and current.status.phase == RolloutPhase.BAKING
+        )
+        warm = self.previous_warm(current) if needs_warmth else False
+        refusal = actions.refusal(action, current.status, previous_warm=warm)
         if refusal:
             raise Failure(f"Rollout {name}: {refusal}")
         action_id = str(uuid.uuid4())
@@ -150,23 +200,41 @@ class Cli:
             patch,
             _content_type="application/merge-patch+json",
         )
-        print(f"rollout.ferryman.dev/{name}: {action} requested (id {action_id})")
+        print(f"rollout.ferryman.dev/{name}: {action} requested (id {action_id})", flush=True)
         if not wait:
             return
+        print(self.verdict(name, action, action_id, wait_timeout))
+
+    def verdict(self, name: str, action: str, action_id: str, wait_timeout: float) -> str:
+        """Wait for the operator's verdict on ``action_id``; the text to print when it
+        applied the action. Raises Failure (exit 1) when it rejected it, when another
+        action replaced this one before it was handled, or after ``wait_timeout`` s."""
         deadline = time.monotonic() + wait_timeout
-        while time.monotonic() < deadline:
+        while True:
             r = self.rollout(name)
-            if r.status.handled_action_id == action_id:
+            last = r.status.last_action
+            if last is not None and last.id == action_id:
+                if last.result == ActionResult.REJECTED:
+                    raise Failure(f"Rollout {name}: the operator rejected {action}: {last.message}")
                 phase = r.status.phase.value if r.status.phase else "Pending"
-                print(
-                    f"handled: phase {phase}"
-                    + (f" — {r.status.message}" if r.status.message else "")
+                return f"applied: {action} — phase {phase}" + (
+                    f" — {last.message}" if last.message else ""
                 )
-                return
-            time.sleep(0.3)
-        raise Failure(
-            f"the operator did not handle {action} within {wait_timeout:g}s (is it running?)"
-        )
+            if r.status.handled_action_id == action_id:
+                # An operator that predates status.lastAction: handled, verdict unknown.
+                return f"handled (no verdict recorded by this operator version): {action}"
+            pending = r.metadata.annotations.get("ferryman.dev/action-id")
+            if r.status.handled_action_id != action_id and pending not in (None, action_id):
+                raise Failure(
+                    f"Rollout {name}: another action (id {pending}) replaced {action} before "
+                    "the operator's verdict on it could be read; see `kubectl get events`"
+                )
+            if time.monotonic() >= deadline:
+                raise Failure(
+                    f"the operator gave no verdict on {action} within {wait_timeout:g}s "
+                    "(is it running?)"
+                )
+            time.sleep(POLL_SECONDS)
 
     def lineage(self, model: str) -> None:
         listed = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, MV_PLURAL)
@@ -197,7 +265,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Failure as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except ApiException as e:
+        print(f"error: Kubernetes API: {_api_error(e)}", file=sys.stderr)
+        return 1
+    except (ConfigException, yaml.YAMLError) as e:
+        print(f"error: kubeconfig: {errors.describe(e)}", file=sys.stderr)
+        return 1
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        print(f"error: cannot reach the Kubernetes API: {errors.describe(e)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _api_error(e: ApiException) -> str:
+    """An API error as one line: status, reason, and the server's message if any."""
+    detail = ""
+    if e.body:
+        try:
+            detail = str(json.loads(e.body).get("message") or "")
+        except (ValueError, AttributeError):
+            detail = str(e.body)[:300]
+    if e.status is None:
+        return errors.describe(e)
+    return f"{e.status} {e.reason or ''}".strip() + (f": {detail}" if detail else "")
 
 
 if __name__ == "__main__":

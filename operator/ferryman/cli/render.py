@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import Rollout
+from ferryman.api.rollout import HistoryEntry, Rollout
 from ferryman.plan import machine, semver
 
 MEASUREMENTS_SHOWN = 6
@@ -63,6 +63,11 @@ def status(rollout: Rollout) -> str:
         rows.append(("Step", f"{s.current_step}/{len(plan)}"))
     target = spec.target.version or f"track {spec.target.track}"
     rows.append(("Target", target))
+    if s.last_action is not None:
+        la = s.last_action
+        rows.append(
+            ("Action", f"{la.action} {la.result.value} at {_t(la.at)} — {_short(la.message, 140)}")
+        )
     for i, (label, value) in enumerate(rows):
         lines.append(
             f"{'└' if i == len(rows) - 1 and not s.analysis and not s.history else '├'}─ "
@@ -87,13 +92,23 @@ def status(rollout: Rollout) -> str:
     if s.history:
         lines.append("└─ History:")
         for h in s.history[-HISTORY_SHOWN:]:
-            lines.append(f"    {_t(h.at)}  {h.version:<12} {h.outcome:<11} {_short(h.reason, 140)}")
+            lines.append(
+                f"    {_t(h.at)}  {h.version:<12} {_outcome(h):<24} {_short(h.reason, 140)}"
+            )
     return "\n".join(lines)
 
 
+def _outcome(h: HistoryEntry) -> str:
+    """``RolledBack (Analysis)``: the outcome, and its cause when it has one."""
+    return h.outcome.value + (f" ({h.cause.value})" if h.cause else "")
+
+
 def history(rollout: Rollout) -> str:
-    rows = [("VERSION", "OUTCOME", "AT", "REASON")]
-    rows += [(h.version, h.outcome, _t(h.at), h.reason) for h in rollout.status.history or []]
+    rows = [("VERSION", "OUTCOME", "CAUSE", "AT", "REASON")]
+    rows += [
+        (h.version, h.outcome.value, h.cause.value if h.cause else "-", _t(h.at), h.reason)
+        for h in rollout.status.history or []
+    ]
     return _table(rows)
 
 

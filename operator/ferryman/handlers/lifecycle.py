@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from ferryman import metrics
+from ferryman import errors, metrics
 from ferryman.kube.client import Kube
 
 PREFIX = "ferryman.dev"
@@ -31,7 +31,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
                 "metrics endpoint %s:%s unavailable: %s",
                 settings_.metrics_address,
                 settings_.metrics_port,
-                e,
+                errors.describe(e),
             )
     if getattr(memo, "http", None) is None:
         # One HTTP session (one connection pool) for every metrics provider.

@@ -46,11 +46,12 @@ from ferryman.api import names
 from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion, Role
-from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase, action_key
+from ferryman.api.rollout import PLURAL, HistoryCause, Rollout, RolloutPhase, action_key
+from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import wakeups
 from ferryman.kube.client import ApplyRejected, Conflict, Kube, Rejected
-from ferryman.plan import labels, machine, serving
+from ferryman.plan import actions, labels, machine, serving
 from ferryman.plan.conditions import set_condition
 from ferryman.routing import Router
 from ferryman.routing.gatewayapi import GatewayAPIRouter
@@ -90,13 +91,6 @@ def retry_delay(failures: int) -> float:
     return float(min(5 * 2 ** max(failures - 1, 0), 300))
 
 
-def describe(error: BaseException) -> str:
-    """``Type: text`` for an exception, or the type alone when its text is empty (a
-    timeout's ``str()`` is ``''``)."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def kill_point(name: str) -> None:
     """Exit at once, like a node dying, when a test asked for it at this point."""
     if name not in KILL_AT:
@@ -128,17 +122,15 @@ def _owner_rollout(meta: kopf.Meta) -> str | None:
 
 @kopf.index("apps", "v1", "deployments", labels={labels.MANAGED_BY: "ferryman"})
 def deployments_by_rollout(
-    *, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, namespace: str | None, **_: Any
+    *, body: kopf.Body, meta: kopf.Meta, namespace: str | None, **_: Any
 ) -> Any:
     rollout = _owner_rollout(meta)
     version = (meta.get("annotations") or {}).get(f"{labels.PREFIX}/version")
     if not rollout or not version:
         return None
-    available = int(status.get("availableReplicas") or 0)
-    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
-        # The controller has not seen the latest spec yet: count only what is surely Ready.
-        available = min(available, int(status.get("updatedReplicas") or 0))
-    state = machine.DeploymentState(replicas=int(spec.get("replicas") or 0), available=available)
+    # The same reading `kubectl ferryman undo` makes of the previous stable's Deployment.
+    replicas, available = actions.deployment_readiness(body)
+    state = machine.DeploymentState(replicas=replicas, available=available)
     return {(namespace, rollout): (meta.get("name"), version, state)}
 
 
@@ -559,22 +551,14 @@ def _record_metrics(
     last = max(seen) if seen else None
     fresh = [h for h in status.history or [] if last is None or h.at > last]
     for entry in fresh:
-        if entry.outcome == "Promoted":
-            metrics.PROMOTIONS.labels(ns, name).inc()
-        elif entry.outcome in ("RolledBack", "Aborted"):
-            metrics.ROLLBACKS.labels(
-                ns, name, metrics.rollback_reason(entry.reason, entry.outcome)
-            ).inc()
+        metrics.ended(ns, name, entry)
+        if entry.cause in (HistoryCause.ANALYSIS, HistoryCause.BAKE_ANALYSIS):
             decided = [
                 m
                 for m in (status.analysis.measurements if status.analysis else None) or []
                 if m.verdict == "Failed"
             ]
-            if (
-                route_written_at is not None
-                and decided
-                and entry.reason.startswith(("analysis", "bake"))
-            ):
+            if route_written_at is not None and decided:
                 metrics.ROLLBACK_DURATION.observe(
                     max((route_written_at - decided[-1].at).total_seconds(), 0.0)
                 )

@@ -36,15 +36,19 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from ferryman.analysis import evaluate
 from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.rollout import (
+    MAX_ACTION_MESSAGE,
     QUOTED_QUERY,
+    ActionResult,
     AnalysisStatus,
+    HistoryCause,
     HistoryEntry,
+    HistoryOutcome,
+    LastAction,
     PauseReason,
     PauseStatus,
     RolloutPhase,
@@ -52,16 +56,9 @@ from ferryman.api.rollout import (
     RolloutStatus,
     Weights,
 )
-from ferryman.plan import conditions, gates, semver
+from ferryman.plan import actions, conditions, gates, semver
+from ferryman.plan.actions import ActionName as ActionName
 from ferryman.plan.durations import parse_duration
-
-
-class ActionName(StrEnum):
-    PROMOTE = "promote"
-    PROMOTE_FULL = "promote-full"
-    ABORT = "abort"
-    RETRY = "retry"
-    UNDO = "undo"
 
 
 @dataclass(frozen=True)
@@ -135,6 +132,10 @@ class Decision:
     requeue_after: float | None = None
     # Blue-green: the version the preview Service selects (None: no preview Service).
     preview: str | None = None
+    # Whether the pending user action was applied, or why the path taken could not
+    # (``decide`` records the verdict in status.lastAction).
+    action_applied: bool = False
+    action_refusal: str | None = None
 
     def wake_in(self, seconds: float) -> None:
         seconds = max(seconds, 0.0)
@@ -410,7 +411,8 @@ def resolve_target(
     stable: str | None,
 ) -> tuple[str | None, str | None]:
     """(version to serve, problem). ``track: latest`` skips rolled-back versions and
-    falls back to the stable version when every newer one was rolled back."""
+    pre-releases (unless ``target.includePrereleases``), and falls back to the stable
+    version when every newer one was rolled back."""
     usable = {v.version for v in versions if not v.duplicate}
     if spec.target.version is not None:
         if spec.target.version not in usable:
@@ -419,11 +421,19 @@ def resolve_target(
                 "(or only a Duplicate of it)"
             )
         return spec.target.version, None
-    pick = semver.highest([v for v in usable if v not in rolled_back])
+    prereleases = bool(spec.target.include_prereleases)
+    pick = semver.highest(
+        [v for v in usable if v not in rolled_back and (prereleases or not semver.is_prerelease(v))]
+    )
     if pick is None:
         if stable is not None:
             return stable, None
-        return None, f"no ModelVersion of model {spec.model} to serve"
+        skipped = not prereleases and any(semver.is_prerelease(v) for v in usable)
+        return None, f"no ModelVersion of model {spec.model} to serve" + (
+            " (track: latest skips pre-releases unless target.includePrereleases is true)"
+            if skipped
+            else ""
+        )
     if (
         stable is not None
         and semver.is_semver(stable)
@@ -458,9 +468,10 @@ def weights_of(route: Route | None) -> Weights:
 
 
 def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Decision:
-    """What to do now; see the module docstring. The ``Available`` condition (is the
-    stable version Ready for the traffic it carries) is set on every decision."""
-    d = _decide(spec, status, observed)
+    """What to do now (see the module docstring), with the verdict on a pending user
+    action in ``status.lastAction`` and the ``Available`` condition (is the stable
+    version Ready for the traffic it carries) set on every decision."""
+    d = _decide_action(spec, status, observed)
     _availability(spec, d, observed)
     return d
 
@@ -504,13 +515,48 @@ def _availability(spec: RolloutSpec, d: Decision, observed: Observed) -> None:
         d.wake_in(5.0)
 
 
-def _decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Decision:
+def _decide_action(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Decision:
+    action = observed.action
+    if action is None:
+        return _decide(spec, status, observed, None)
+    # A user action: the same rule the CLI asks first (plan.actions), then a verdict for
+    # its nonce in status.lastAction, Applied or Rejected with the reason.
+    prev = observed.deployments.get(status.previous_stable_version or "")
+    refused = actions.refusal(
+        action.name,
+        status,
+        previous_warm=prev is not None
+        and actions.previous_warm(
+            replicas=spec.replicas, scaled_to=prev.replicas, available=prev.available
+        ),
+    )
+    d = _decide(spec, status, observed, None if refused else action)
+    s = d.status
+    s.handled_action_id = action.id
+    if refused is None and not d.action_applied:
+        # Allowed by the rule, but the Rollout moved on with the same reconcile.
+        refused = d.action_refusal or actions.overtaken(action.name, s.phase, s.message)
+    if refused is not None:
+        d.events.append(Event("Warning", "ActionRejected", f"{action.name}: {refused}"))
+    s.last_action = LastAction(
+        id=action.id[:128],
+        action=action.name[:32],
+        result=ActionResult.APPLIED if refused is None else ActionResult.REJECTED,
+        message=clip(refused if refused is not None else s.message or "", MAX_ACTION_MESSAGE),
+        at=observed.now,
+    )
+    return d
+
+
+def _decide(
+    spec: RolloutSpec, status: RolloutStatus, observed: Observed, action: Action | None
+) -> Decision:
+    """``decide`` for an action that applies by the rule (or none); the returned
+    decision's ``action_applied`` says whether the path taken applied it."""
     s = status.model_copy(deep=True)
     s.observed_generation = observed.generation
-    action = observed.action
     events: list[Event] = []
-    if action is not None:
-        s.handled_action_id = action.id
+    applied = False
 
     if observed.conflict:
         return _invalid(s, f"Rollout {observed.conflict} already serves model {spec.model}")
@@ -520,25 +566,19 @@ def _decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Dec
         return _blocked(s, observed.blocked, action)
 
     rolled_back = list(s.rolled_back_versions or [])
-    if action is not None and action.name == ActionName.RETRY:
-        if (
-            s.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.REJECTED)
-            and s.history
-        ):
-            retried = s.history[-1].version
-            rolled_back = [v for v in rolled_back if v != retried]
-            s.rolled_back_versions = rolled_back
-            s.phase = RolloutPhase.PROGRESSING
-            events.append(Event("Normal", "Retry", f"retrying version {retried}"))
-        else:
-            events.append(
-                Event("Warning", "ActionRejected", "retry applies only after a rollback or abort")
-            )
-        action = None
+    retried = None
+    if action is not None and action.name == ActionName.RETRY and s.history:
+        retried = s.history[-1].version
+        rolled_back = [v for v in rolled_back if v != retried]
 
     target, problem = resolve_target(spec, observed.versions, rolled_back, s.stable_version)
     if problem or target is None:
         return _invalid(s, problem or "no target")
+    if retried is not None:
+        s.rolled_back_versions = rolled_back
+        s.phase = RolloutPhase.PROGRESSING
+        events.append(Event("Normal", "Retry", f"retrying version {retried}"))
+        action, applied = None, True
 
     if s.stable_version is None:
         d = _first_rollout(spec, s, observed, target)
@@ -552,7 +592,8 @@ def _decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Dec
             observed,
             phase=RolloutPhase.PROGRESSING,
             reason=f"superseded by target {target}",
-            outcome="Aborted",
+            outcome=HistoryOutcome.SUPERSEDED,
+            cause=None,
             remember=False,
         )
         d.events.append(
@@ -563,26 +604,27 @@ def _decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Dec
         else:
             d.status.phase = RolloutPhase.HEALTHY
             d.status.message = f"stable {s.stable_version} serves 100%"
+        if action is not None:
+            d.action_refusal = actions.superseded(action.name, superseded, target)
     elif s.phase == RolloutPhase.BAKING and target == s.stable_version:
         d = _bake(spec, s, observed, action)
+        applied = action is not None and d.status.phase == RolloutPhase.ABORTED
     elif action is not None and action.name == ActionName.UNDO:
         d = _undo(spec, s, observed)
+        applied = d.status.phase == RolloutPhase.ROLLED_BACK
     elif target == s.stable_version or target in rolled_back:
         d = _steady(spec, s, observed)
-        if action is not None:
-            d.events.append(
-                Event(
-                    "Warning", "ActionRejected", f"{action.name} does not apply in phase {s.phase}"
-                )
-            )
     elif s.candidate_version is None:
         d = _start(spec, s, observed, target, events=[])
     else:
         d = _progress(spec, s, observed, action)
+        # Applied unless analysis rolled the candidate back in the same reconcile.
+        applied = applied or (action is not None and d.status.phase != RolloutPhase.ROLLED_BACK)
     d.events[:0] = events
     if ratio_mode(spec) and d.route is not None:
         _keep_capacity(spec, observed, d)
         d.status.weights = ratio_weights(d.route, observed.deployments)
+    d.action_applied = applied
     return d
 
 
@@ -593,12 +635,10 @@ def _blocked(s: RolloutStatus, message: str, action: Action | None) -> Decision:
     if s.phase is None:
         s.phase = RolloutPhase.PROGRESSING
     s.message = f"blocked: {message}"
-    events = []
+    d = Decision(status=s, deployments=None, route=None)
     if action is not None:
-        events.append(
-            Event("Warning", "ActionRejected", f"{action.name} rejected while blocked: {message}")
-        )
-    return Decision(status=s, deployments=None, route=None, events=events)
+        d.action_refusal = f"rejected while blocked: {message}"
+    return d
 
 
 def _invalid(s: RolloutStatus, message: str) -> Decision:
@@ -654,7 +694,10 @@ def _first_rollout(
             s,
             spec,
             HistoryEntry(
-                version=target, outcome="Promoted", at=now, reason="first version of the Rollout"
+                version=target,
+                outcome=HistoryOutcome.PROMOTED,
+                at=now,
+                reason="first version of the Rollout",
             ),
         )
         return Decision(
@@ -671,7 +714,14 @@ def _first_rollout(
             f"progress deadline: {target} not Ready ({available}/{spec.replicas}) "
             f"within {spec.progress_deadline_seconds}s"
         )
-        return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
+        return _rollback(
+            spec,
+            s,
+            observed,
+            phase=RolloutPhase.ROLLED_BACK,
+            reason=reason,
+            cause=HistoryCause.PROGRESS_DEADLINE,
+        )
     return d
 
 
@@ -692,7 +742,9 @@ def _start(
         _history(
             s,
             spec,
-            HistoryEntry(version=target, outcome="Rejected", at=observed.now, reason=rejected),
+            HistoryEntry(
+                version=target, outcome=HistoryOutcome.REJECTED, at=observed.now, reason=rejected
+            ),
         )
         s.phase = RolloutPhase.REJECTED
         s.message = f"{target} rejected before any traffic: {rejected}"
@@ -756,7 +808,8 @@ def _progress(
                 observed,
                 phase=RolloutPhase.ABORTED,
                 reason="aborted by user",
-                outcome="Aborted",
+                outcome=HistoryOutcome.ABORTED,
+                cause=HistoryCause.USER,
             )
         if replanned and action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
             # It was meant for a gate of the previous plan: never let it pass a new one.
@@ -772,14 +825,6 @@ def _progress(
             i = len(plan) if action.name == ActionName.PROMOTE_FULL else min(i + 1, len(plan))
             s.pause, s.stage_since, s.step_started_at = None, None, now
             events.append(Event("Normal", "Promote", f"{action.name} by user"))
-        else:
-            events.append(
-                Event(
-                    "Warning",
-                    "ActionRejected",
-                    f"{action.name} does not apply while {candidate} rolls out",
-                )
-            )
 
     d = Decision(status=s, deployments=None, route=None, events=events)
     waiting_for_pods = False
@@ -798,7 +843,14 @@ def _progress(
                 f"{analysis.failure_limit}): {failed.message}; threshold {failed.threshold}; "
                 f"query: {clip(failed.query, QUOTED_QUERY)}"
             )
-            return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
+            return _rollback(
+                spec,
+                s,
+                observed,
+                phase=RolloutPhase.ROLLED_BACK,
+                reason=reason,
+                cause=HistoryCause.ANALYSIS,
+            )
         held = _analysis_hold(s, analysis, now)
         if held is not None:
             # Keep traffic where it is; analysis keeps running and lifts the hold.
@@ -942,7 +994,14 @@ def _progress(
             else f"progress deadline: no analysis evidence for {candidate} within "
             f"{spec.progress_deadline_seconds}s"
         )
-        return _rollback(spec, s, observed, phase=RolloutPhase.ROLLED_BACK, reason=reason)
+        return _rollback(
+            spec,
+            s,
+            observed,
+            phase=RolloutPhase.ROLLED_BACK,
+            reason=reason,
+            cause=HistoryCause.PROGRESS_DEADLINE,
+        )
 
     if ratio:
         # The weight is the replica ratio: the stable shrinks only by what the candidate
@@ -1166,9 +1225,15 @@ def _bake(
             return d
         s.stable_version, s.previous_stable_version = prev, None
         _remember_rolled_back(s, bad)
-        outcome = "Aborted" if aborted and failed is None else "RolledBack"
-        _history(s, spec, HistoryEntry(version=bad, outcome=outcome, at=now, reason=reason))
-        s.phase = RolloutPhase.ABORTED if outcome == "Aborted" else RolloutPhase.ROLLED_BACK
+        by_user = aborted and failed is None
+        outcome = HistoryOutcome.ABORTED if by_user else HistoryOutcome.ROLLED_BACK
+        cause = HistoryCause.USER if by_user else HistoryCause.BAKE_ANALYSIS
+        _history(
+            s,
+            spec,
+            HistoryEntry(version=bad, outcome=outcome, cause=cause, at=now, reason=reason),
+        )
+        s.phase = RolloutPhase.ABORTED if by_user else RolloutPhase.ROLLED_BACK
         s.message = f"{bad} rolled back after promotion: {reason}"
         s.stage_since, s.scale_down_at = None, None
         route = Route(stable=prev)
@@ -1214,7 +1279,8 @@ def _stop(spec: RolloutSpec, s: RolloutStatus, observed: Observed, events: list[
         observed,
         phase=RolloutPhase.HEALTHY,
         reason="shadow completed (then: stop); stable untouched",
-        outcome="Stopped",
+        outcome=HistoryOutcome.STOPPED,
+        cause=None,
     )
     d.status.message = (
         f"shadow of {victim} completed (then: stop); stable {s.stable_version} untouched"
@@ -1234,16 +1300,8 @@ def _undo(spec: RolloutSpec, s: RolloutStatus, observed: Observed) -> Decision:
         or dep is None
         or dep.available < spec.replicas
     ):
-        d = _steady(spec, s, observed)
-        d.events.append(
-            Event(
-                "Warning",
-                "ActionRejected",
-                "undo needs a settled Rollout whose previous stable version is "
-                "still warm and Ready (within scaleDownDelaySeconds)",
-            )
-        )
-        return d
+        # plan.actions.refusal said no already; decide() records the verdict.
+        return _steady(spec, s, observed)
     now = observed.now
     s.stable_version, s.previous_stable_version = prev, current
     _remember_rolled_back(s, current)
@@ -1251,7 +1309,11 @@ def _undo(spec: RolloutSpec, s: RolloutStatus, observed: Observed) -> Decision:
         s,
         spec,
         HistoryEntry(
-            version=current, outcome="RolledBack", at=now, reason=f"undo by user: back to {prev}"
+            version=current,
+            outcome=HistoryOutcome.ROLLED_BACK,
+            cause=HistoryCause.UNDO,
+            at=now,
+            reason=f"undo by user: back to {prev}",
         ),
     )
     s.phase = RolloutPhase.ROLLED_BACK
@@ -1283,7 +1345,11 @@ def _promote(
         s.scale_down_at = now + bake + timedelta(seconds=spec.scale_down_delay_seconds)
         _mark_weight_change(spec, s, now)
     _history(
-        s, spec, HistoryEntry(version=new, outcome="Promoted", at=now, reason="all steps completed")
+        s,
+        spec,
+        HistoryEntry(
+            version=new, outcome=HistoryOutcome.PROMOTED, at=now, reason="all steps completed"
+        ),
     )
     route = Route(stable=new)
     s.weights = weights_of(route)
@@ -1304,11 +1370,13 @@ def _rollback(
     *,
     phase: RolloutPhase,
     reason: str,
-    outcome: str = "RolledBack",
+    cause: HistoryCause | None,
+    outcome: HistoryOutcome = HistoryOutcome.ROLLED_BACK,
     remember: bool = True,
 ) -> Decision:
     """Route everything to stable and remove the candidate (the handler writes the route
-    before it scales anything down)."""
+    before it scales anything down). ``outcome`` and ``cause`` go to the history entry as
+    they are: metrics count by them."""
     now = observed.now
     victim = s.candidate_version
     s.candidate_version, s.current_step, s.canary_weight, s.pause = None, None, None, None
@@ -1317,7 +1385,11 @@ def _rollback(
     if victim:
         if remember:
             _remember_rolled_back(s, victim)
-        _history(s, spec, HistoryEntry(version=victim, outcome=outcome, at=now, reason=reason))
+        _history(
+            s,
+            spec,
+            HistoryEntry(version=victim, outcome=outcome, cause=cause, at=now, reason=reason),
+        )
     s.message = (
         f"{victim} {outcome.lower() if outcome != 'RolledBack' else 'rolled back'}: {reason}"
     )

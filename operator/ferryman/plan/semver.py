@@ -51,6 +51,13 @@ def is_semver(text: str) -> bool:
     return bool(_SEMVER.match(text))
 
 
+def is_prerelease(text: str) -> bool:
+    """Whether ``text`` is a semantic version with a pre-release part (``2.1.0-rc.1``;
+    build metadata alone, ``2.1.0+build.5``, is not one)."""
+    m = _SEMVER.match(text)
+    return bool(m and m[4])
+
+
 def highest(versions: list[str]) -> str | None:
     """The highest valid version of ``versions`` (invalid strings are ignored)."""
     valid = [Version(v) for v in versions if is_semver(v)]

@@ -1,0 +1,62 @@
+"""Every error message names its cause, even for exceptions whose text is empty."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ferryman import errors, storage_init
+from ferryman.analysis.provider import Prometheus
+
+
+def test_describe_names_the_type_when_the_text_is_empty() -> None:
+    assert str(TimeoutError()) == ""  # why describe exists
+    assert errors.describe(TimeoutError()) == "TimeoutError"
+    assert errors.describe(aiohttp.ServerTimeoutError()) == "ServerTimeoutError"
+    assert errors.describe(ValueError("  ")) == "ValueError"
+    assert errors.describe(ConnectionRefusedError(111, "Connection refused")) == (
+        "ConnectionRefusedError: [Errno 111] Connection refused"
+    )
+
+
+class RaisingSession:
+    """An aiohttp session whose every request fails with ``exc`` (no I/O)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "named"),
+    [
+        (TimeoutError(), "TimeoutError"),
+        (aiohttp.ServerTimeoutError(), "ServerTimeoutError"),
+        (
+            aiohttp.ClientConnectionError("connection reset"),
+            "ClientConnectionError: connection reset",
+        ),
+    ],
+)
+def test_a_prometheus_timeout_is_reported_with_its_cause(exc: BaseException, named: str) -> None:
+    prom = Prometheus(RaisingSession(exc), "http://127.0.0.1:9")  # type: ignore[arg-type]
+    result = asyncio.run(prom.query("up"))
+    assert result.error == f"Prometheus at http://127.0.0.1:9 unreachable: {named}"
+
+
+def test_a_storage_download_timeout_is_reported_with_its_cause(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def timeout(*args: Any, **kwargs: Any) -> Any:
+        raise TimeoutError
+
+    monkeypatch.setattr(storage_init.urllib.request, "urlopen", timeout)
+    with pytest.raises(storage_init.StorageError) as caught:
+        storage_init.fetch("https://127.0.0.1:9/m.onnx", "sha256:" + "a" * 64, tmp_path)
+    assert str(caught.value) == "cannot download https://127.0.0.1:9/m.onnx: TimeoutError"
