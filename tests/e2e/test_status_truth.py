@@ -140,6 +140,9 @@ def test_stable_without_ready_pods_is_not_available(
         message="Available=False with 0/2 Ready",
     )
     assert got["reason"] == "StableNotReady"
+    # kubectl get shows it (the Available printer column).
+    table = cluster.kubectl("get", "mro", "fraud", "-n", namespace).stdout.split("\n")
+    assert dict(zip(table[0].split(), table[1].split(), strict=False))["AVAILABLE"] == "False"
     assert r.status(cluster, namespace)["phase"] == "Healthy"  # no new phase
     wait_for(
         lambda: "stable 1.2.0 has" in events(cluster, namespace, "StableNotReady"),

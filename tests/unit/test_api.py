@@ -60,7 +60,16 @@ def test_short_names_and_columns() -> None:
     columns = [
         c["name"] for c in docs["Rollout"]["spec"]["versions"][0]["additionalPrinterColumns"]
     ]
-    assert columns == ["Model", "Stable", "Candidate", "Weight", "Phase", "Step", "Age"]
+    assert columns == [
+        "Model",
+        "Stable",
+        "Candidate",
+        "Weight",
+        "Phase",
+        "Available",
+        "Step",
+        "Age",
+    ]
 
 
 def test_cel_string_literal_escapes_backslashes_and_quotes() -> None:

@@ -223,6 +223,7 @@ def documents() -> dict[str, dict[str, Any]]:
                 _col("Candidate", ".status.candidateVersion"),
                 _col("Weight", ".status.weights.candidate", "integer"),
                 _col("Phase", ".status.phase"),
+                _col("Available", '.status.conditions[?(@.type=="Available")].status'),
                 _col("Step", ".status.currentStep", "integer"),
                 age,
             ],
