@@ -429,6 +429,7 @@ ESSENTIAL_STATUS = (
     "weights",
     "rolledBackVersions",
     "handledActionId",
+    "lastAction",
     "observedGeneration",
     "planHash",
     "analysisHash",
