@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
 # Runs pytest from the project's virtualenv with the durations report CI prints.
+#
+# Tests run on FERRYMAN_TEST_WORKERS pytest-xdist workers (default 2; 0 runs them in this
+# process). Every e2e test has its own namespace, operator process and exporters, and
+# most of an e2e test's time is spent waiting on the cluster, so two workers share one
+# control plane well on 2 cores. With workers, the local control plane is started here,
+# once, before pytest (each worker's session then reuses it) and stopped afterwards if
+# this script started it; a selection without e2e tests (-m "not e2e") starts nothing.
+#
 # pytest's exit code 5 means "no tests collected": with a selection (-m, -k) that is a
 # legitimate outcome, so it is reported and turned into success; any other code stands.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-.venv/bin/python -m pytest --durations=15 "$@"
+workers="${FERRYMAN_TEST_WORKERS:-2}"
+cluster=".venv/bin/python hack/cluster/localcluster.py"
+started=0
+if [ "$workers" != "0" ] && [ -z "${FERRYMAN_TEST_KUBECONFIG:-}" ] && [[ "$*" != *"not e2e"* ]]; then
+  if ! $cluster status >/dev/null 2>&1; then
+    $cluster up || exit 1
+    started=1
+  fi
+fi
+xdist=()
+if [ "$workers" != "0" ]; then
+  xdist=(-n "$workers" --dist worksteal)
+fi
+.venv/bin/python -m pytest --durations=15 "${xdist[@]}" "$@"
 rc=$?
+if [ $started -eq 1 ]; then
+  $cluster down
+fi
 if [ $rc -eq 5 ]; then
   echo "run-tests: pytest collected no tests for this selection (exit 5), treated as success"
   exit 0
