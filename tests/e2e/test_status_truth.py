@@ -63,7 +63,8 @@ def test_foreign_route_holds_the_rollout_and_claims_no_traffic(
     assert not st.get("weights")  # no weights claimed on a route that is not ours
     assert r.http_route(cluster, namespace) == {"legacy": 100}
     assert cluster.apps.list_namespaced_deployment(namespace).items == []
-    assert "rejected while blocked" in events(cluster, namespace, "ActionRejected")
+    assert (st.get("lastAction") or {}).get("result") == "Rejected"
+    assert "promote-full" in events(cluster, namespace, "ActionRejected")
     # Once the foreign route is gone, the Rollout carries on by itself.
     cluster.kubectl("delete", "httproute", "fraud", "-n", namespace)
     wait_for(

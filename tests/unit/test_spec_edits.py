@@ -203,8 +203,11 @@ def edit(sim: Sim, new: RolloutSpec) -> None:
 
 
 def candidate_pods(sim: Sim, candidate: str) -> int:
-    """Ready candidate pods behind the live Service (plain Services)."""
-    if sim.route is None or candidate not in machine.selected(sim.route, sim.replicas):
+    """Ready candidate pods behind the live Service (plain Services); none once it is the
+    stable version (a promotion is checked on its own)."""
+    if sim.route is None or sim.route.candidate != candidate:
+        return 0
+    if candidate not in machine.selected(sim.route, sim.replicas):
         return 0
     return sim.available.get(candidate, 0)
 
