@@ -11,6 +11,7 @@ real-world input, kind 1).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -197,3 +198,51 @@ def test_refused_status_write_never_holds_back_the_rollback(
             policy,
             "--ignore-not-found",
         )
+
+
+def test_a_refused_deployment_write_never_holds_back_the_rollback(
+    cluster: Cluster,
+    namespace: str,
+    dataplane: DataPlane,  # noqa: F811
+    analysing_operator: OperatorProcess,  # noqa: F811
+) -> None:
+    """A template every Deployment write is refused for (requests above limits) must not
+    keep a failing candidate's traffic: the route moves to stable all the same."""
+    lenient = {"name": "error-rate", "query": ERRORS, "max": 0.5}
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(
+        r.rollout("1.0.0", analysis=analysis(failureLimit=0, metrics=[lenient])),
+        namespace=namespace,
+    )
+    stable_on(cluster, namespace, "1.0.0")
+    dataplane.set("1.1.0", error_rate=0.3)
+    r.retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Paused",
+        timeout=60,
+        message="paused at 50%",
+    )
+    bad = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    strict = {**lenient, "max": 0.05}
+    patch = {"spec": {"template": {"resources": bad}, "analysis": {"metrics": [strict]}}}
+    cluster.kubectl(
+        "patch",
+        "rollout.ferryman.dev",
+        "fraud",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )
+    wait_for(
+        lambda: (
+            r.http_route(cluster, namespace) == {"fraud-1-0-0": 100, "fraud-1-1-0": 0}
+            or r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+        ),
+        timeout=30,
+        message="traffic back on 1.0.0 although Deployment writes are refused",
+    )
+    st = r.status(cluster, namespace)
+    conds = {c["type"]: c for c in st.get("conditions") or []}
+    assert conds["ApplyFailed"]["status"] == "True"

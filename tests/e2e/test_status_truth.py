@@ -17,6 +17,7 @@ import localcluster
 import pytest
 
 from e2e import rollouts as r
+from e2e.test_cli import ferryman
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 
@@ -134,16 +135,19 @@ def test_stable_without_ready_pods_is_not_available(
         lambda: (
             (c := condition(cluster, namespace, "Available"))
             and c["status"] == "False"
-            and "0/2 Ready" in c["message"]
+            and "has 0 Ready replicas; 2 needed" in c["message"]
             and c
         ),
         timeout=30,
-        message="Available=False with 0/2 Ready",
+        message="Available=False with 0 of 2 Ready",
     )
     assert got["reason"] == "StableNotReady"
+    # kubectl ferryman status and kubectl get show it (the Available printer column).
+    view = ferryman(cluster, "status", "fraud", "-n", namespace).stdout
+    assert "Available=False (StableNotReady)" in view
     # kubectl get shows it (the Available printer column).
-    table = cluster.kubectl("get", "mro", "fraud", "-n", namespace).stdout.split("\n")
-    assert dict(zip(table[0].split(), table[1].split(), strict=False))["AVAILABLE"] == "False"
+    header, row = cluster.kubectl("get", "mro", "fraud", "-n", namespace).stdout.split("\n")[:2]
+    assert row[header.index("AVAILABLE") :].split()[0] == "False"
     assert r.status(cluster, namespace)["phase"] == "Healthy"  # no new phase
     wait_for(
         lambda: "stable 1.2.0 has" in events(cluster, namespace, "StableNotReady"),

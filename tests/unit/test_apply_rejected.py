@@ -115,3 +115,15 @@ def test_a_target_model_version_whose_name_cannot_name_a_service_is_refused() ->
     pinned = _rollout()
     pinned.spec.target.version = "1.4.0"
     assert handler._name_problem(pinned, records, by_version) is None
+
+
+@pytest.mark.parametrize("mv_name", ["fraud", "fraud-preview"])
+def test_a_model_version_named_like_the_rollouts_own_service_is_refused(mv_name: str) -> None:
+    """A ModelVersion named after the Rollout (or its preview Service) would make its
+    per-version Service the live or preview one: the Rollout is Invalid instead."""
+    mv = ModelVersion.model_validate(model_version(name=mv_name, version="1.3.0"))
+    records, by_version = _versions(mv)
+    target = _rollout()
+    target.spec.target.version = "1.3.0"
+    problem = handler._name_problem(target, records, by_version)
+    assert problem is not None and f"ModelVersion {mv_name} (version 1.3.0)" in problem

@@ -477,7 +477,11 @@ def test_a_promote_sent_with_a_plan_change_is_refused() -> None:
     sim.reconcile("promote-full")
     sim.tick(1)
     assert not promoted(sim, "1.1.0") and sim.status.current_step == 0
-    assert any(e.reason == "ActionRejected" for e in sim.events)
+    assert [e.reason for e in sim.events].count("ActionRejected") == 1
+    # The verdict the CLI reads says so too (it used to say Applied).
+    verdict = sim.status.last_action
+    assert verdict is not None and verdict.result == "Rejected"
+    assert "plan changed" in verdict.message
 
 
 def test_an_edit_while_baking_changes_nothing() -> None:

@@ -252,3 +252,12 @@ def test_action_key_fits(size: int) -> None:
     key = action_key("n" * size)
     assert len(key) <= 128
     assert (key == "n" * size) == (size <= 128)
+
+
+@pytest.mark.parametrize("text", ["x" * 5000, "…" * 2000, "ok"])
+def test_event_messages_fit_the_api_servers_byte_limit(text: str) -> None:
+    from ferryman.api.common import EVENT_MESSAGE_BYTES, event_message
+
+    message = event_message(text)
+    assert len(message.encode()) <= EVENT_MESSAGE_BYTES
+    assert (message == text) == (len(text.encode()) <= EVENT_MESSAGE_BYTES)

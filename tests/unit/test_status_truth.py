@@ -71,7 +71,7 @@ def test_stable_without_ready_replicas_is_reported_once_and_recovers() -> None:
     assert available(sim) == (ConditionStatus.FALSE, "StableNotReady")
     assert sim.status.phase == RolloutPhase.HEALTHY  # no new phase
     warnings = [e for e in sim.events if e.reason == "StableNotReady"]
-    assert len(warnings) == 1 and "0/4" in warnings[0].message
+    assert len(warnings) == 1 and "has 0 Ready replicas; 4 needed" in warnings[0].message
     sim.unready["1.0.0"] = 0
     sim.tick()
     assert available(sim) == (ConditionStatus.TRUE, "StableReady")

@@ -78,3 +78,15 @@ def test_a_registered_release_candidate_does_not_start_a_rollout() -> None:
     sim.versions.append("2.1.0")
     sim.reconcile()
     assert sim.status.candidate_version == "2.1.0"
+
+
+def test_equal_precedence_builds_pick_the_same_one_in_any_order() -> None:
+    """1.3.0+build.5 and 1.3.0+build.6 have equal precedence: the pick must not depend
+    on the order the index returns them in (it changes with every restart)."""
+    import itertools
+
+    from ferryman.plan import semver
+
+    builds = ["1.2.0", "1.3.0+build.5", "1.3.0+build.6"]
+    picks = {semver.highest(list(order)) for order in itertools.permutations(builds)}
+    assert picks == {"1.3.0+build.6"}

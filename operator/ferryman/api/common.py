@@ -48,6 +48,19 @@ def clip(text: str, limit: int) -> str:
     return text[: limit - len(TRUNCATED)] + TRUNCATED
 
 
+EVENT_MESSAGE_BYTES = 1024  # the API server refuses a longer Event message
+
+
+def event_message(text: str, limit: int = EVENT_MESSAGE_BYTES) -> str:
+    """``text`` cut so that its UTF-8 encoding fits ``limit`` bytes (an Event's message
+    is bounded in bytes, not characters), ending in an ASCII marker when cut."""
+    if len(text.encode()) <= limit:
+        return text
+    marker = " ...[truncated]"
+    head = text.encode()[: limit - len(marker)].decode(errors="ignore")
+    return head + marker
+
+
 def _clipper(limit: int) -> Callable[[Any], Any]:
     def clip_value(value: Any) -> Any:
         return clip(value, limit) if isinstance(value, str) else value

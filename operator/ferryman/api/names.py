@@ -44,6 +44,12 @@ _LABEL_RULE = (
 )
 
 
+def rollout_services(rollout: str) -> tuple[str, ...]:
+    """The Services a Rollout names after itself: the live (or stable) one and the
+    blue-green preview. No served ModelVersion may have one of these names."""
+    return (rollout, preview_service(rollout))
+
+
 def preview_service(rollout: str) -> str:
     """The blue-green preview Service of Rollout ``rollout``."""
     return rollout + PREVIEW_SUFFIX

@@ -232,7 +232,9 @@ class Cli:
             if time.monotonic() >= deadline:
                 raise Failure(
                     f"the operator gave no verdict on {action} within {wait_timeout:g}s "
-                    "(is it running?)"
+                    "(is it running?); the action is still pending and will be applied "
+                    "when the operator handles it; to withdraw it: kubectl annotate "
+                    f"rollout.ferryman.dev {name} ferryman.dev/action- ferryman.dev/action-id-"
                 )
             time.sleep(POLL_SECONDS)
 

@@ -46,6 +46,12 @@ def status(rollout: Rollout) -> str:
             f"{s.phase.value if s.phase else 'Pending'}" + (f" — {s.message}" if s.message else ""),
         )
     ]
+    # Conditions that say the Rollout is not what its phase suggests (Available=False,
+    # OwnershipConflict, ApplyFailed, StatusWriteFailed).
+    for c in s.conditions or []:
+        bad = c.status.value == "False" if c.type == "Available" else c.status.value == "True"
+        if bad and c.type in ("Available", "OwnershipConflict", "ApplyFailed", "StatusWriteFailed"):
+            rows.append(("Warning", f"{c.type}={c.status.value} ({c.reason}): {c.message}"))
     if s.pause is not None:
         rows.append(("Pause", f"{s.pause.reason.value} since {_t(s.pause.since)}"))
     rows.append(("Stable", f"{s.stable_version or '-'}" + (f"   weight {w.stable}%" if w else "")))

@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from ferryman.api.common import GROUP, VERSION
+from ferryman.api.common import GROUP, VERSION, event_message
 from ferryman.api.modelversion import KIND, PLURAL, ModelVersionPhase, ModelVersionStatus
 from ferryman.api.rollout import PLURAL as ROLLOUT_PLURAL
 from ferryman.api.rollout import RolloutStatus
@@ -94,7 +94,9 @@ async def _register(
         patch["phase"] == ModelVersionPhase.DUPLICATE
         and reg.status.phase != ModelVersionPhase.DUPLICATE
     ):
-        kopf.warn(_ref(reg), reason="Duplicate", message=patch["conditions"][-1]["message"])
+        kopf.warn(
+            _ref(reg), reason="Duplicate", message=event_message(patch["conditions"][-1]["message"])
+        )
     elif reg.status.phase != patch["phase"]:
         kopf.info(_ref(reg), reason=patch["phase"], message=f"version {reg.version} of {reg.model}")
 

@@ -43,7 +43,7 @@ import kopf
 
 from ferryman import metrics
 from ferryman.api import names
-from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip
+from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip, event_message
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion, Role
 from ferryman.api.rollout import PLURAL, HistoryCause, Rollout, RolloutPhase, action_key
@@ -87,8 +87,9 @@ class ApplyFailure(str):
 
 def retry_delay(failures: int) -> float:
     """Seconds before retrying after ``failures`` consecutive failed reconciles:
-    5, 10, 20, ... capped at 300 (a fault that persists is reported, not hammered)."""
-    return float(min(5 * 2 ** max(failures - 1, 0), 300))
+    5, 10, 20, capped at 30 (a fault that persists is reported, not hammered, and a
+    rollback waiting behind it is at most 30 s late once the fault clears)."""
+    return float(min(5 * 2 ** max(failures - 1, 0), 30))
 
 
 def kill_point(name: str) -> None:
@@ -189,7 +190,7 @@ async def rollout_daemon(
             kopf.warn(
                 body,
                 reason="ReconcileFailed",
-                message=clip(f"{describe(e)}; retrying in {delay:g}s", 1024),
+                message=event_message(f"{describe(e)}; retrying in {delay:g}s"),
             )
         # Never decide twice on the same state: once we wrote status, wait (bounded) until
         # kopf hands us the Rollout as it is after that write.
@@ -315,11 +316,17 @@ async def reconcile(
                 continue
             current = deployments.get(version)
             if current is None or replicas >= current.replicas:
-                await _apply_version(kube, rollout, mv, replicas, memo, problems)
+                try:
+                    await _apply_version(kube, rollout, mv, replicas, memo, problems)
+                except Exception as e:  # a failing webhook, a timeout: reported below
+                    log.warning("%s/%s: scale-up of %s failed: %s", ns, name, version, e)
+                    problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
         kill_point("after-scale-up")
     route_ok = not foreign_route
-    if decision.route is not None and not problems:
-        # 2. the route
+    if decision.route is not None and not foreign_route:
+        # 2. the route. It is written even when a scale-up above failed: the decision gives
+        # weight only to replicas it observed Ready, so the route never needs this
+        # reconcile's scale-up, and a rollback's route write must never wait for one.
         obj = router.build(
             name=name,
             namespace=ns,
@@ -344,7 +351,7 @@ async def reconcile(
             await _apply_stable_service(kube, rollout, status.stable_version, by_version, problems)
     elif decision.route is not None:
         route_ok = False
-    if rollout.spec.strategy.blue_green is not None and not problems:
+    if rollout.spec.strategy.blue_green is not None and not problems and route_ok:
         await _sync_preview(kube, rollout, by_version.get(decision.preview or ""), problems)
     if decision.deployments is not None and not problems and route_ok:
         # 3. scale down and delete: only once the route no longer needs the capacity
@@ -388,26 +395,34 @@ async def reconcile(
     kill_point("before-status-write")
     new_status = status.model_dump(by_alias=True, mode="json")
     wrote = new_status != written
+    refused: Rejected | None = None
     if wrote:
-        wrote = await _write_status(kube, body, rollout, status, new_status, now)
+        refused = await _write_status(kube, body, rollout, status, new_status, now)
+        wrote = refused is None
     for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        kopf.event(body, type=event.type, reason=event.reason, message=event_message(event.message))
     if foreign:
-        kopf.warn(body, reason=OWNERSHIP, message="; ".join(foreign))
+        kopf.warn(body, reason=OWNERSHIP, message=event_message("; ".join(foreign)))
     if new_failure:
-        kopf.warn(body, reason=APPLY_FAILED, message=new_failure)
+        kopf.warn(body, reason=APPLY_FAILED, message=event_message(new_failure))
     _record_metrics(rollout, status, written, route_written_at, measured=due is not None)
     if status.phase != RolloutPhase.INVALID:
         await _update_roles(
             kube, rollout, status.stable_version, status.candidate_version, mvs, now
         )
     delay = decision.requeue_after
+    if failures:
+        # Refused writes are not retried in a tight loop ...
+        delay = max(delay or 0.0, APPLY_FAILED_RETRY)
     if machine.analysis_target(rollout.spec, status) is not None:
+        # ... but analysis never waits for them: a failing candidate is still rolled back.
         wait = analysis_round.next_round_in(status, now)
         wait = 0.0 if wait is None else wait
         delay = wait if delay is None else min(delay, wait)
-    if failures:
-        delay = max(delay or 0.0, APPLY_FAILED_RETRY)
+    if refused is not None:
+        # Events and metrics of the decision are out (the Events keep its record); now
+        # let the daemon retry the status write with a backoff.
+        raise refused
     return delay, wrote
 
 
@@ -457,21 +472,21 @@ async def _write_status(
     status: Any,
     new_status: dict[str, Any],
     now: datetime,
-) -> bool:
+) -> Rejected | None:
     """Write the decision's status. The route was written before this, so a refused
     status write never holds back a rollback's traffic move; the refusal is reported
     (Warning Event ``StatusWriteFailed`` and, if the API server takes it, the condition
     of the same name with the essential fields of the decision), then re-raised so the
-    daemon retries with a backoff. Returns whether status was written."""
+    daemon retries with a backoff. Returns the refusal, or None when status was written."""
     ns, name = rollout.metadata.namespace, rollout.metadata.name
     try:
         await kube.patch_status(
             PLURAL, ns, name, new_status, resource_version=rollout.metadata.resource_version
         )
-        return True
+        return None
     except Rejected as e:
         failure = clip(f"status write refused by the API server: {e}", 1024)
-        kopf.warn(body, reason=STATUS_WRITE, message=failure)
+        kopf.warn(body, reason=STATUS_WRITE, message=event_message(failure))
         status.conditions = _status_write_condition(rollout, status, failure, now)
         dumped = status.model_dump(by_alias=True, mode="json")
         essential = {k: dumped.get(k) for k in ESSENTIAL_STATUS}
@@ -483,7 +498,7 @@ async def _write_status(
             )
         except Rejected as again:
             log.error("essential status of %s/%s refused too: %s", ns, name, again)
-        raise
+        return e
 
 
 def _name_problem(
@@ -507,6 +522,18 @@ def _name_problem(
     found = names.problem(names.MODEL_VERSION, mv.metadata.name) if mv else None
     if mv is not None and found:
         return f"ModelVersion {mv.metadata.name} cannot be served: {found}"
+    # A served version's Service is named after its ModelVersion: it must not be one of
+    # the Services this Rollout names after itself (the live/stable one, the preview).
+    reserved = names.rollout_services(rollout.metadata.name)
+    status = rollout.status
+    for version in (target, status.stable_version, status.candidate_version):
+        served = by_version.get(version or "")
+        if served is not None and served.metadata.name in reserved:
+            return (
+                f"ModelVersion {served.metadata.name} (version {served.spec.version}) cannot "
+                f"be served by Rollout {rollout.metadata.name}: its Service would be the "
+                "Rollout's own Service of that name; register the version under another name"
+            )
     return None
 
 

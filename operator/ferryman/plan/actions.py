@@ -107,7 +107,7 @@ def refusal(action: str, status: RolloutStatus, *, previous_warm: bool) -> str |
             )
     elif name == ActionName.ABORT and not (status.candidate_version and status.stable_version):
         return "abort needs a candidate rolling out next to a stable version; there is none"
-    if name == ActionName.RETRY and not status.history:
+    if name == ActionName.RETRY and not status.history and not status.rolled_back_versions:
         return "retry needs a rolled-back, aborted or rejected version in the history; none"
     if name == ActionName.UNDO:
         if status.candidate_version:

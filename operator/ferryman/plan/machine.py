@@ -496,7 +496,10 @@ def _availability(spec: RolloutSpec, d: Decision, observed: Observed) -> None:
     ready = dep.available if dep is not None else 0
     ok = ready >= want
     old = conditions.find(s.conditions, AVAILABLE)
-    text = f"stable {s.stable_version} has {ready}/{want} Ready replicas for {weight}% of traffic"
+    text = (
+        f"stable {s.stable_version} has {ready} Ready replicas; {want} needed for {weight}% "
+        "of traffic"
+    )
     s.conditions = conditions.set_condition(
         s.conditions,
         type=AVAILABLE,
@@ -567,8 +570,17 @@ def _decide(
 
     rolled_back = list(s.rolled_back_versions or [])
     retried = None
-    if action is not None and action.name == ActionName.RETRY and s.history:
-        retried = s.history[-1].version
+    if action is not None and action.name == ActionName.RETRY and (s.history or rolled_back):
+        # The pinned target if it was rolled back (the history entry may be missing: a
+        # refused status write keeps only the essential fields), else the last ended one.
+        pinned = spec.target.version
+        retried = (
+            pinned
+            if pinned is not None and pinned in rolled_back
+            else s.history[-1].version
+            if s.history
+            else rolled_back[-1]
+        )
         rolled_back = [v for v in rolled_back if v != retried]
 
     target, problem = resolve_target(spec, observed.versions, rolled_back, s.stable_version)
@@ -618,8 +630,13 @@ def _decide(
         d = _start(spec, s, observed, target, events=[])
     else:
         d = _progress(spec, s, observed, action)
-        # Applied unless analysis rolled the candidate back in the same reconcile.
-        applied = applied or (action is not None and d.status.phase != RolloutPhase.ROLLED_BACK)
+        # Applied unless analysis rolled the candidate back in the same reconcile, or the
+        # path refused it (a promote that arrived with a plan change).
+        applied = applied or (
+            action is not None
+            and d.status.phase != RolloutPhase.ROLLED_BACK
+            and d.action_refusal is None
+        )
     d.events[:0] = events
     if ratio_mode(spec) and d.route is not None:
         _keep_capacity(spec, observed, d)
@@ -638,7 +655,13 @@ def _blocked(s: RolloutStatus, message: str, action: Action | None) -> Decision:
     d = Decision(status=s, deployments=None, route=None)
     if action is not None:
         d.action_refusal = f"rejected while blocked: {message}"
+    # Routes are not watched: look again while blocked, so the Rollout carries on soon
+    # after the foreign object goes.
+    d.wake_in(BLOCKED_RECHECK_SECONDS)
     return d
+
+
+BLOCKED_RECHECK_SECONDS = 10.0
 
 
 def _invalid(s: RolloutStatus, message: str) -> Decision:
@@ -800,6 +823,7 @@ def _progress(
     def ready_for(count: int) -> bool:
         return dep is not None and dep.replicas >= count and available >= count
 
+    refusal: str | None = None
     if action is not None:
         if action.name == ActionName.ABORT:
             return _rollback(
@@ -813,13 +837,9 @@ def _progress(
             )
         if replanned and action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
             # It was meant for a gate of the previous plan: never let it pass a new one.
-            events.append(
-                Event(
-                    "Warning",
-                    "ActionRejected",
-                    f"{action.name} refused: the plan changed in the same update and starts "
-                    "again from its first step; promote again to pass its gates",
-                )
+            refusal = (
+                "the plan changed in the same update and starts again from its first "
+                "step; promote again to pass its gates"
             )
         elif action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
             i = len(plan) if action.name == ActionName.PROMOTE_FULL else min(i + 1, len(plan))
@@ -827,6 +847,7 @@ def _progress(
             events.append(Event("Normal", "Promote", f"{action.name} by user"))
 
     d = Decision(status=s, deployments=None, route=None, events=events)
+    d.action_refusal = refusal
     waiting_for_pods = False
     want = needed(replicas, committed)  # candidate replicas to ask for
     mirror = 0
@@ -984,6 +1005,10 @@ def _progress(
                     f"({available} Ready)"
                 )
         want = replicas
+        if ratio and committed > 0 and not evidence:
+            # Plain Services select every candidate pod: scaling it to full size is the
+            # promotion itself, so it waits for the evidence like a weight increase.
+            want = needed(replicas, committed)
         preview = bool(spec.strategy.blue_green)
 
     if waiting_for_pods and _deadline_passed(spec, s, now, d):

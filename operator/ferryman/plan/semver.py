@@ -59,6 +59,9 @@ def is_prerelease(text: str) -> bool:
 
 
 def highest(versions: list[str]) -> str | None:
-    """The highest valid version of ``versions`` (invalid strings are ignored)."""
+    """The highest valid version of ``versions`` (invalid strings are ignored). Versions
+    of equal precedence (they differ only in build metadata, ``1.3.0+build.5`` and
+    ``1.3.0+build.6``) are ordered by their text, so the pick never depends on the order
+    they come in (which changes with every operator restart)."""
     valid = [Version(v) for v in versions if is_semver(v)]
-    return max(valid).text if valid else None
+    return max(valid, key=lambda v: (v, v.text)).text if valid else None
