@@ -60,3 +60,53 @@ def test_a_storage_download_timeout_is_reported_with_its_cause(
     with pytest.raises(storage_init.StorageError) as caught:
         storage_init.fetch("https://127.0.0.1:9/m.onnx", "sha256:" + "a" * 64, tmp_path)
     assert str(caught.value) == "cannot download https://127.0.0.1:9/m.onnx: TimeoutError"
+
+
+class AnsweringSession:
+    """An aiohttp session whose every request answers HTTP 200 with ``body`` (no I/O)."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        body = self.body
+
+        class Response:
+            status = 200
+
+            async def json(self, content_type: str | None = None) -> Any:
+                return body
+
+            async def __aenter__(self) -> Response:
+                return self
+
+            async def __aexit__(self, *exc: object) -> None:
+                return None
+
+        return Response()
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (None, "not a Prometheus API response (NoneType)"),
+        (["x"], "not a Prometheus API response (list)"),
+        (  # a native-histogram sample has "histogram", not "value"
+            {
+                "status": "success",
+                "data": {"resultType": "vector", "result": [{"metric": {}, "histogram": [1, {}]}]},
+            },
+            "unreadable Prometheus result: KeyError: 'value'",
+        ),
+        (
+            {"status": "success", "data": {"resultType": "scalar", "result": [1, None]}},
+            "unreadable Prometheus result: TypeError",
+        ),
+    ],
+)
+def test_an_odd_prometheus_answer_is_an_error_measurement_not_an_exception(
+    body: Any, named: str
+) -> None:
+    prom = Prometheus(AnsweringSession(body), "http://127.0.0.1:9")  # type: ignore[arg-type]
+    result = asyncio.run(prom.query("up"))
+    assert result.value is None and result.error is not None and named in result.error

@@ -25,11 +25,13 @@ from ferryman.api.rollout import (
     Measurement,
     RolloutPhase,
     RolloutStatus,
+    Strategy,
+    TrafficRouting,
     Verdict,
     action_key,
 )
 from ferryman.plan import machine
-from unit.machine_sim import Sim, canary_spec
+from unit.machine_sim import T0, Sim, canary_spec
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "rollouts.ferryman.dev.yaml"
 STATUS_SCHEMA: dict[str, Any] = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"][
@@ -145,7 +147,7 @@ def test_clip_marks_and_fits() -> None:
 def test_every_status_string_is_clipped_where_it_is_built_or_assigned() -> None:
     s = RolloutStatus()
     s.message = "m" * 10_000
-    entry = HistoryEntry(version="1.0.0", outcome="RolledBack", at=machine_now(), reason="r" * 9999)
+    entry = HistoryEntry(version="1.0.0", outcome="RolledBack", at=T0, reason="r" * 9999)
     s.history = [entry] * (MAX_HISTORY + 30)
     s.rolled_back_versions = [f"1.0.{i}" for i in range(MAX_HISTORY + 30)]
     cond = Condition(type="X", status=ConditionStatus.TRUE, reason="R" * 500, message="c" * 9000)
@@ -153,12 +155,6 @@ def test_every_status_string_is_clipped_where_it_is_built_or_assigned() -> None:
     assert s.message is not None and s.message.endswith(TRUNCATED)
     assert len(s.history) == MAX_HISTORY and s.rolled_back_versions[-1] == "1.0.129"
     check(s)
-
-
-def machine_now() -> Any:
-    from unit.machine_sim import T0
-
-    return T0
 
 
 def test_long_query_failure_rolls_back_with_a_bounded_reason() -> None:
@@ -261,3 +257,68 @@ def test_event_messages_fit_the_api_servers_byte_limit(text: str) -> None:
     message = event_message(text)
     assert len(message.encode()) <= EVENT_MESSAGE_BYTES
     assert (message == text) == (len(text.encode()) <= EVENT_MESSAGE_BYTES)
+
+
+def test_a_shadow_then_32_canary_steps_runs_to_the_end_within_bounds() -> None:
+    """33 stages: the step index reaches 33 once all are done (it used to fail the
+    status model's bound inside the decision, on every reconcile)."""
+    steps = [{"setWeight": 1 + i} for i in range(32)]
+    spec = canary_spec(steps).model_copy(
+        update={
+            "strategy": Strategy.model_validate(
+                {
+                    "shadow": {
+                        "mirrorPercent": 10,
+                        "duration": "1s",
+                        "then": "canary",
+                        "steps": steps,
+                    }
+                }
+            ),
+            "traffic_routing": TrafficRouting.model_validate(
+                {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+            ),
+        }
+    )
+    sim = Sim(spec)
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    start(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0", limit=400)
+    check(sim.status)
+
+
+def test_failure_counts_of_metrics_no_longer_in_the_spec_are_dropped() -> None:
+    """16 metrics, then one renamed: the counts stay within the 16-entry bound, and a
+    metric that is gone can no longer roll anything back."""
+    metrics = [{"name": f"m{i}", "query": "q", "max": 1} for i in range(16)]
+    spec = canary_spec(
+        [{"setWeight": 50}], analysis={"interval": "10s", "failureLimit": 0, "metrics": metrics}
+    )
+    a = spec.analysis
+    assert a is not None
+    failed = [
+        Measurement(metric=f"m{i}", verdict=Verdict.FAILED, at=T0, value=2.0) for i in range(16)
+    ]
+    status = record_round(None, a, failed, at=T0, interval=timedelta(seconds=10))
+    renamed = a.model_copy(
+        update={"metrics": [*a.metrics[:15], a.metrics[15].model_copy(update={"name": "new"})]}
+    )
+    again = [Measurement(metric="new", verdict=Verdict.FAILED, at=T0, value=2.0)]
+    status = record_round(status, renamed, again, at=T0, interval=timedelta(seconds=10))
+    assert status.failures is not None and len(status.failures) == 16
+    assert "m15" not in status.failures and status.failures["new"] == 1
+    RolloutStatus(analysis=status)  # within the model's bounds
+
+
+def test_a_round_that_cannot_measure_is_an_error_round() -> None:
+    from ferryman.api.rollout import Rollout
+    from ferryman.handlers.analysis import error_round
+
+    spec = analysis_spec()
+    rollout = Rollout.model_validate(
+        {"metadata": {"name": "fraud"}, "spec": spec.model_dump(by_alias=True, exclude_none=True)}
+    )
+    status = error_round(rollout, "KeyError: 'token'", T0)
+    assert status.consecutive_errors == 1 and not status.failures
+    assert [m.verdict for m in status.measurements or []] == [Verdict.ERROR]
+    assert (status.measurements or [])[0].message == "KeyError: 'token'"

@@ -121,6 +121,10 @@ def record_round(
     for m in measurements:
         if m.verdict == Verdict.FAILED:
             failures[m.metric] = failures.get(m.metric, 0) + 1
+    # Counts of metrics no longer in the spec (renamed, removed) are dropped: they can
+    # no longer be judged, and the map stays within its bound.
+    names = {metric.name for metric in analysis.metrics}
+    failures = {k: v for k, v in failures.items() if k in names}
     s.failures = failures or None
     if Verdict.ERROR in verdicts:
         s.consecutive_errors += 1
@@ -139,8 +143,9 @@ def failed_metric(status: AnalysisStatus | None, analysis: Analysis) -> Measurem
     """The latest failed measurement of a metric over its failure limit, if any."""
     if status is None or not status.failures:
         return None
+    names = {m.name for m in analysis.metrics}
     for metric, count in status.failures.items():
-        if count > analysis.failure_limit:
+        if metric in names and count > analysis.failure_limit:
             for m in reversed(status.measurements or []):
                 if m.metric == metric and m.verdict == Verdict.FAILED:
                     return m

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -58,6 +58,11 @@ class Prometheus:
                 ssl=self.ssl,
             ) as resp:
                 body = await resp.json(content_type=None)
+                if not isinstance(body, dict):
+                    return QueryResult(
+                        error=f"HTTP {resp.status}: not a Prometheus API response "
+                        f"({type(body).__name__})"
+                    )
                 if resp.status != 200 or body.get("status") != "success":
                     detail = body.get("error") if isinstance(body, dict) else None
                     return QueryResult(error=f"HTTP {resp.status}: {detail or 'query failed'}")
@@ -65,20 +70,12 @@ class Prometheus:
             return QueryResult(
                 error=f"Prometheus at {self.address} unreachable: {errors.describe(e)}"
             )
-        data = body.get("data") or {}
-        kind, result = data.get("resultType"), data.get("result")
-        if kind == "scalar" and isinstance(result, list):
-            return QueryResult(value=_number(result[1]))
-        if kind == "vector" and isinstance(result, list):
-            if not result:
-                return QueryResult(value=None)
-            if len(result) > 1:
-                return QueryResult(
-                    error=f"query returned {len(result)} series; aggregate it "
-                    "to one (e.g. sum(...))"
-                )
-            return QueryResult(value=_number(result[0]["value"][1]))
-        return QueryResult(error=f"unsupported result type {kind!r}")
+        try:
+            return _result(body)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+            # A shape we do not read (a native histogram sample, a null value): an Error
+            # measurement that names it, never an exception that stops the reconcile.
+            return QueryResult(error=f"unreadable Prometheus result: {errors.describe(e)}")
 
     async def healthy(self) -> bool:
         try:
@@ -92,6 +89,23 @@ class Prometheus:
                 return r.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
+
+
+def _result(body: dict[str, Any]) -> QueryResult:
+    """The value of a successful ``/api/v1/query`` response (at most one series)."""
+    data = body.get("data") or {}
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar" and isinstance(result, list):
+        return QueryResult(value=_number(result[1]))
+    if kind == "vector" and isinstance(result, list):
+        if not result:
+            return QueryResult(value=None)
+        if len(result) > 1:
+            return QueryResult(
+                error=f"query returned {len(result)} series; aggregate it to one (e.g. sum(...))"
+            )
+        return QueryResult(value=_number(result[0]["value"][1]))
+    return QueryResult(error=f"unsupported result type {kind!r}")
 
 
 def _number(text: str) -> float:

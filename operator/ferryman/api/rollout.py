@@ -659,7 +659,9 @@ class RolloutStatus(ApiModel):
     stable_version: str | None = Field(None, max_length=128)
     candidate_version: str | None = Field(None, max_length=128)
     previous_stable_version: str | None = Field(None, max_length=128)
-    current_step: int | None = Field(None, ge=0, le=MAX_STEPS)
+    # Stages: a shadow stage and up to MAX_STEPS canary steps; the index reaches their
+    # count once all are done.
+    current_step: int | None = Field(None, ge=0, le=MAX_STEPS + 1)
     canary_weight: int | None = Field(
         None,
         ge=0,

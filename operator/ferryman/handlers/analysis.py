@@ -21,7 +21,7 @@ from ferryman.analysis import templates
 from ferryman.analysis.evaluate import QueryResult, judge, record_round
 from ferryman.analysis.provider import MetricsProvider, Prometheus
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import AnalysisStatus, Measurement, Rollout, RolloutStatus
+from ferryman.api.rollout import AnalysisStatus, Measurement, Rollout, RolloutStatus, Verdict
 from ferryman.kube.client import Kube
 from ferryman.plan import machine
 from ferryman.plan.durations import parse_duration
@@ -154,6 +154,26 @@ async def measure(
                 at=now,
             )
         )
+    return record_round(
+        rollout.status.analysis,
+        analysis,
+        measurements,
+        at=now,
+        interval=parse_duration(analysis.interval),
+    )
+
+
+def error_round(rollout: Rollout, problem: str, now: datetime) -> AnalysisStatus:
+    """A round in which nothing could be measured (the provider could not be set up, or
+    it failed in a way it does not report as an Error): every metric is an ``Error``
+    measurement naming ``problem``, counted like any other round (consecutive errors
+    pause the rollout; nothing is rolled back for it)."""
+    analysis = rollout.spec.analysis
+    assert analysis is not None
+    measurements = [
+        Measurement(metric=m.name, verdict=Verdict.ERROR, message=problem, at=now)
+        for m in analysis.metrics
+    ]
     return record_round(
         rollout.status.analysis,
         analysis,

@@ -15,10 +15,12 @@ Execution order of one decision, which keeps DESIGN.md §2's invariants at every
 4. write status, post events, update the ModelVersions' roles.
 Before any write, an existing object of the same name must be ours (owner reference to
 this Rollout); a foreign one is left untouched and reported in a condition. A write the
-API server refuses (an invalid object, a forbidden write: ``kube.ApplyRejected``) stops the
-decision's later steps like a foreign object does, and is reported in the ``ApplyFailed``
-condition, the status message and a Warning Event; it is tried again after
-``APPLY_FAILED_RETRY`` seconds or when something changes, never in a tight loop.
+API server refuses (an invalid object, a forbidden write: ``kube.ApplyRejected``), or a
+scale-up that fails otherwise, holds back the scale-down but never the route write (the
+decision gives weight only to replicas it observed Ready, and a rollback's route write
+must never wait), and is reported in the ``ApplyFailed`` condition, the status message
+and a Warning Event; it is tried again after ``APPLY_FAILED_RETRY`` seconds, at the next
+analysis round or when something changes, never in a tight loop.
 A Rollout or target ModelVersion whose name cannot name ferryman's objects (created before
 the CRDs refused such names) makes the Rollout ``Invalid`` before anything is written.
 
@@ -46,7 +48,14 @@ from ferryman.api import names
 from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip, event_message
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion, Role
-from ferryman.api.rollout import PLURAL, HistoryCause, Rollout, RolloutPhase, action_key
+from ferryman.api.rollout import (
+    MAX_METRICS,
+    PLURAL,
+    HistoryCause,
+    Rollout,
+    RolloutPhase,
+    action_key,
+)
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import wakeups
@@ -178,10 +187,11 @@ async def rollout_daemon(
         except Conflict:
             # The Rollout changed while we decided: decide again on the new state.
             delay, wrote = 0.0, True
-        except Rejected:
-            # A refused status write: already reported (event, condition); back off.
+        except Rejected as e:
+            # A refused write: a status write was reported (event, condition); back off.
             failures += 1
             delay, wrote = retry_delay(failures), True
+            log.warning("%s/%s: %s; retrying in %gs", namespace, name, e, delay)
         except Exception as e:
             failures += 1
             delay, wrote = retry_delay(failures), False
@@ -259,10 +269,14 @@ async def reconcile(
     )
     due = analysis_round.due(rollout, now) if invalid is None else None
     if due is not None and settings is not None:
-        provider = await analysis_round.provider_for(rollout, settings, memo.http, kube)
-        rollout.status.analysis = await analysis_round.measure(
-            rollout, due, provider, by_version, now
-        )
+        try:
+            provider = await analysis_round.provider_for(rollout, settings, memo.http, kube)
+            rollout.status.analysis = await analysis_round.measure(
+                rollout, due, provider, by_version, now
+            )
+        except Exception as e:  # never let measuring stop a decision (abort, rollback)
+            log.warning("%s/%s: analysis round failed: %s", ns, name, describe(e))
+            rollout.status.analysis = analysis_round.error_round(rollout, describe(e), now)
         kill_point("after-measurement")
 
     # The route as it is: ours (its weights are what status reports) or someone else's
@@ -484,7 +498,14 @@ async def _write_status(
             PLURAL, ns, name, new_status, resource_version=rollout.metadata.resource_version
         )
         return None
-    except Rejected as e:
+    except Conflict:
+        raise
+    except Exception as error:  # refused (4xx), or failed (5xx, timeout): same fallback
+        e = (
+            error
+            if isinstance(error, Rejected)
+            else Rejected(f"status of {PLURAL}/{ns}/{name}", 0, describe(error))
+        )
         failure = clip(f"status write refused by the API server: {e}", 1024)
         kopf.warn(body, reason=STATUS_WRITE, message=event_message(failure))
         status.conditions = _status_write_condition(rollout, status, failure, now)
@@ -492,12 +513,18 @@ async def _write_status(
         essential = {k: dumped.get(k) for k in ESSENTIAL_STATUS}
         essential["conditions"] = dumped.get("conditions")
         essential["message"] = clip(f"{status.message or ''} ({failure})", 512)
+        analysis = dumped.get("analysis")
+        if analysis:
+            # Counters, evidence clock and schedule, with the latest round only: without
+            # them the next reconcile would count from stale values.
+            analysis["measurements"] = (analysis.get("measurements") or [])[-MAX_METRICS:]
+            essential["analysis"] = analysis
         try:
             await kube.patch_status(
                 PLURAL, ns, name, essential, resource_version=rollout.metadata.resource_version
             )
-        except Rejected as again:
-            log.error("essential status of %s/%s refused too: %s", ns, name, again)
+        except Exception as again:
+            log.error("essential status of %s/%s failed too: %s", ns, name, describe(again))
         return e
 
 
