@@ -114,3 +114,11 @@ class Sim:
                 return
             self.tick(seconds)
         raise AssertionError(f"not reached; status: {self.status}")
+
+
+def retarget(sim: Sim, version: str) -> None:
+    """What GitOps does: register ``version`` and make it the Rollout's target."""
+    sim.versions.append(version)
+    sim.spec = sim.spec.model_copy(
+        update={"target": sim.spec.target.model_copy(update={"version": version})}
+    )

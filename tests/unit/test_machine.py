@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ferryman.api.rollout import RolloutPhase
 from ferryman.plan import machine
-from unit.machine_sim import Sim, canary_spec
+from unit.machine_sim import Sim, canary_spec, retarget
 
 STEPS = [{"setWeight": 10}, {"pause": {"duration": "5s"}}, {"setWeight": 50}, {"pause": {}}]
 
@@ -13,13 +13,6 @@ def healthy_sim(**extra: object) -> Sim:
     sim = Sim(canary_spec(STEPS, **extra))
     sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
     return sim
-
-
-def retarget(sim: Sim, version: str) -> None:
-    sim.versions.append(version)
-    sim.spec = sim.spec.model_copy(
-        update={"target": sim.spec.target.model_copy(update={"version": version})}
-    )
 
 
 def test_first_rollout_goes_straight_to_stable_once_ready() -> None:

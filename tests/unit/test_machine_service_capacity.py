@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ferryman.analysis.evaluate import record_round
 from ferryman.api.rollout import Measurement, RolloutPhase, Verdict
 from ferryman.plan import machine
-from unit.machine_sim import Sim, canary_spec
+from unit.machine_sim import Sim, canary_spec, retarget
 from unit.test_machine_properties import STEP
 
 SERVICE: dict[str, Any] = {"service": {}}
@@ -26,17 +26,10 @@ def service_sim(steps: list[dict[str, Any]], replicas: int = 4, **extra: Any) ->
     return sim
 
 
-def to_version(sim: Sim, version: str) -> None:
-    sim.versions.append(version)
-    sim.spec = sim.spec.model_copy(
-        update={"target": sim.spec.target.model_copy(update={"version": version})}
-    )
-
-
 def at_half(**extra: Any) -> Sim:
     """Stable 1.0.0 and candidate 1.1.0 at 50% of 4 replicas, paused."""
     sim = service_sim([{"setWeight": 50}, {"pause": {}}], **extra)
-    to_version(sim, "1.1.0")
+    retarget(sim, "1.1.0")
     sim.run_until(lambda s: s.status.phase == RolloutPhase.PAUSED and s.replicas["1.0.0"] == 2)
     sim.tick()
     assert sim.available == {"1.0.0": 2, "1.1.0": 2}
@@ -106,7 +99,7 @@ def test_abort_switches_at_once_when_the_stable_is_already_ready() -> None:
 
 def test_rollback_from_a_full_weight_step_waits_for_the_stable() -> None:
     sim = service_sim([{"setWeight": 100}, {"pause": {}}])
-    to_version(sim, "1.1.0")
+    retarget(sim, "1.1.0")
     sim.run_until(lambda s: s.replicas.get("1.0.0") == 0 and s.available.get("1.1.0") == 4)
     sim.reconcile("abort")
     assert sim.replicas == {"1.0.0": 4, "1.1.0": 4}
@@ -150,7 +143,7 @@ def test_analysis_rollback_at_half_waits_for_the_stable_then_switches() -> None:
 
 def test_progress_deadline_with_a_never_ready_candidate_switches_at_once() -> None:
     sim = service_sim([{"setWeight": 50}, {"pause": {}}])
-    to_version(sim, "1.1.0")
+    retarget(sim, "1.1.0")
     sim.broken.add("1.1.0")
     sim.run_until(lambda s: s.status.phase == RolloutPhase.ROLLED_BACK)
     assert sim.route == machine.Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
@@ -159,7 +152,7 @@ def test_progress_deadline_with_a_never_ready_candidate_switches_at_once() -> No
 
 def test_new_target_mid_canary_keeps_capacity_and_starts_the_new_candidate_after() -> None:
     sim = at_half()
-    to_version(sim, "1.2.0")
+    retarget(sim, "1.2.0")
     sim.reconcile()
     assert sim.status.candidate_version == "1.2.0"
     # The old candidate stays behind the Service; the new one gets no pods yet (the
@@ -176,7 +169,7 @@ def test_new_target_mid_canary_keeps_capacity_and_starts_the_new_candidate_after
 def test_a_lower_step_weight_shrinks_the_candidate_only_after_the_stable_grew() -> None:
     steps = [{"setWeight": 50}, {"pause": {"duration": "1s"}}, {"setWeight": 25}, {"pause": {}}]
     sim = service_sim(steps)
-    to_version(sim, "1.1.0")
+    retarget(sim, "1.1.0")
     sim.run_until(lambda s: s.status.canary_weight == 25)
     sim.reconcile()  # woken again before the stable's new pod is Ready
     assert sim.replicas == {"1.0.0": 3, "1.1.0": 2}  # the candidate waits for the stable
@@ -186,10 +179,10 @@ def test_a_lower_step_weight_shrinks_the_candidate_only_after_the_stable_grew() 
 
 def test_a_warm_previous_stable_is_not_behind_the_live_service_during_a_canary() -> None:
     sim = service_sim([{"setWeight": 50}])
-    to_version(sim, "1.1.0")
+    retarget(sim, "1.1.0")
     sim.run_until(lambda s: s.status.stable_version == "1.1.0")
     assert sim.replicas.get("1.0.0") == 4  # warm for a fast undo
-    to_version(sim, "1.2.0")
+    retarget(sim, "1.2.0")
     sim.reconcile()
     assert "1.0.0" not in sim.replicas  # gone before the Service selects every version
     no_capacity_lost(sim)
@@ -245,7 +238,7 @@ def test_no_decision_removes_ready_capacity_behind_the_live_service(
             v = f"1.{version}.0"
             if arg:
                 sim.broken.add(v)
-            to_version(sim, v)
+            retarget(sim, v)
             sim.reconcile()
         elif op == "crash":
             # Writes done, status lost: the hold is derived from the cluster, not memory.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ferryman.api.common import ConditionStatus
 from ferryman.api.rollout import RolloutPhase
 from ferryman.plan import conditions, machine
-from unit.machine_sim import Sim, canary_spec
+from unit.machine_sim import Sim, canary_spec, retarget
 
 STEPS = [{"setWeight": 50}, {"pause": {}}]
 FOREIGN = "HTTPRoute fraud exists and is not owned by this Rollout"
@@ -18,13 +18,6 @@ def healthy() -> Sim:
     sim = Sim(canary_spec(STEPS))
     sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
     return sim
-
-
-def retarget(sim: Sim, version: str) -> None:
-    sim.versions.append(version)
-    sim.spec = sim.spec.model_copy(
-        update={"target": sim.spec.target.model_copy(update={"version": version})}
-    )
 
 
 def available(sim: Sim) -> tuple[ConditionStatus, str] | None:
