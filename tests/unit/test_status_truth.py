@@ -82,3 +82,19 @@ def test_stable_short_of_its_share_mid_canary_is_reported() -> None:
     sim.unready["1.0.0"] = 3
     sim.tick()
     assert available(sim) == (ConditionStatus.FALSE, "StableNotReady")
+
+
+def test_candidate_unready_is_reported_once_per_withdrawal() -> None:
+    sim = healthy()
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.PAUSED)
+    sim.unready["1.1.0"] = 2
+    for _ in range(4):
+        sim.tick()
+    assert sim.route is not None and sim.route.candidate_weight == 0
+    assert [e.reason for e in sim.events].count("CandidateUnready") == 1
+    sim.unready["1.1.0"] = 0
+    sim.tick()
+    sim.unready["1.1.0"] = 2
+    sim.tick()
+    assert [e.reason for e in sim.events].count("CandidateUnready") == 2

@@ -1032,7 +1032,7 @@ def _progress(
         # The weight is the replica ratio: the stable shrinks only by what the candidate
         # carries with Ready replicas now, and grows back when they turn unready.
         route, d.deployments = _ratio_sizing(spec, stable, candidate, committed, want, available)
-        if route.candidate_weight < committed:
+        if route.candidate_weight < committed and _newly_withdrawn(s, route.candidate_weight):
             events.append(
                 Event(
                     "Warning",
@@ -1051,7 +1051,7 @@ def _progress(
     else:
         # Never more weight or mirror than the candidate's Ready replicas carry now.
         weight = min(committed, supported(replicas, available))
-        if weight < committed:
+        if weight < committed and _newly_withdrawn(s, weight):
             events.append(
                 Event(
                     "Warning",
@@ -1157,6 +1157,13 @@ def _no_live_weight(
             Event("Normal", "Weight", f"candidate {candidate} at 0%: {what} has no live traffic")
         )
     return 0
+
+
+def _newly_withdrawn(s: RolloutStatus, weight: int) -> bool:
+    """Whether withdrawing the candidate's weight to ``weight`` is news: the route it has
+    now (``s.weights``, as read back) carries more. The Warning Event is posted once per
+    withdrawal, not on every reconcile while the pods stay unready."""
+    return s.weights is None or s.weights.candidate > weight
 
 
 def _mark_weight_change(spec: RolloutSpec, s: RolloutStatus, now: datetime) -> None:
