@@ -124,6 +124,11 @@ class Sampler:
             try:
                 route = http_route(self.cluster, self.ns)
                 ready = available(self.cluster, self.ns)
+                # A consistent sample only: the route must not have moved while the
+                # Deployments were read (else a rollback that rewrote the route and then
+                # removed the old version in between reads as a violation it never was).
+                if http_route(self.cluster, self.ns) != route:
+                    continue
             except Exception:
                 time.sleep(0.1)
                 continue
