@@ -168,3 +168,30 @@ def test_stable_without_ready_pods_is_not_available(
         timeout=30,
         message="Available=True again",
     )
+
+
+@pytest.mark.parametrize("routing", ["gateway", "service"])
+def test_a_route_deleted_by_hand_is_written_again(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, routing: str
+) -> None:
+    """The routes ferryman writes are watched: deleting one wakes its Rollout."""
+    kind = "httproute" if routing == "gateway" else "service"
+    spec = {} if routing == "gateway" else {"routing": r.SERVICE}
+    cluster.apply(r.versions("1.0.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0", **spec), namespace=namespace)
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Healthy", timeout=60, message="up"
+    )
+    before = cluster.get_json(kind, "fraud", namespace)
+    assert before is not None
+    cluster.kubectl("delete", kind, "fraud", "-n", namespace)
+    again = wait_for(
+        lambda: (
+            (o := cluster.get_json(kind, "fraud", namespace))
+            and o["metadata"]["uid"] != before["metadata"]["uid"]
+            and o
+        ),
+        timeout=30,  # a Healthy Rollout has no timer: only the watch can wake it
+        message=f"{kind} fraud written again",
+    )
+    assert again["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "ferryman"

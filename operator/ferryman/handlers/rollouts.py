@@ -154,6 +154,22 @@ async def rollout_changed(
     wakeups.wake(memo, namespace, name)
 
 
+# The routes ferryman writes (and, with plain Services, the live Service): a route that is
+# deleted or edited by hand wakes its Rollout, which writes it again. kopf serves these
+# only where their CRDs exist (it warns about the others and skips them).
+@kopf.on.event(
+    "gateway.networking.k8s.io", "v1", "httproutes", labels={labels.MANAGED_BY: "ferryman"}
+)
+@kopf.on.event(
+    "networking.istio.io", "v1", "virtualservices", labels={labels.MANAGED_BY: "ferryman"}
+)
+@kopf.on.event("", "v1", "services", labels={labels.MANAGED_BY: "ferryman"})
+async def route_changed(
+    *, namespace: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any
+) -> None:
+    wakeups.wake(memo, namespace, _owner_rollout(meta))
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={labels.MANAGED_BY: "ferryman"})
 async def deployment_changed(
     *, namespace: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any
