@@ -109,12 +109,22 @@ def test_example_rolls_out(
             message="canary paused at its last step",
         )
         st = rollout_status(cluster, namespace)
-        assert st["phase"] == "Paused" and st["weights"]["candidate"] == 50
+        assert st["phase"] == "Paused" and st["canaryWeight"] == 50
         if router == "service":
-            # The weight is the replica ratio: stable + candidate = replicas (3).
+            # The weight is the replica ratio: stable + candidate = replicas (3), so 50%
+            # takes ceil(1.5) = 2 candidate pods, and status reports the real share once
+            # the stable has shrunk to 1: 2 of 3 Ready pods, 67%.
             assert (replicas(cluster, namespace, OLD), replicas(cluster, namespace, NEW)) == (1, 2)
             assert route(cluster, namespace, router) == {"selector-version": "*"}
+            wait_for(
+                lambda: (
+                    (rollout_status(cluster, namespace).get("weights") or {}).get("candidate") == 67
+                ),
+                timeout=30,
+                message="status weights at the real split 33/67",
+            )
         else:
+            assert st["weights"]["candidate"] == 50
             assert route(cluster, namespace, router) == {OLD: 50, NEW: 50}
         promote(cluster, namespace)
     elif strategy == "bluegreen":
