@@ -10,6 +10,8 @@ import time
 import uuid
 from typing import Any
 
+import localcluster
+
 from cases.api_cases import model_version
 from harness.kube import Cluster, wait_for
 
@@ -325,3 +327,10 @@ class ServiceCapacitySampler:
             if self._fault_at is not None and self._faulted:
                 self.violations.append(f"capacity not back to {self.replicas} after the fault")
             return self.violations
+
+
+def set_unready(cluster: Cluster, ns: str, version: str, unready: bool = True) -> None:
+    """Make every pod of ``version`` unready (or Ready again): the local cluster's
+    on-demand annotation, standing in for a failing readiness probe."""
+    mark = f"{localcluster.UNREADY_ANNOTATION}{'=true' if unready else '-'}"
+    cluster.kubectl("annotate", "pod", "-n", ns, "-l", f"ferryman.dev/version={version}", mark)

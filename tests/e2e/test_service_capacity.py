@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import localcluster
 import pytest
 
 from e2e import rollouts as r
@@ -78,15 +77,7 @@ def test_unready_candidate_on_a_plain_service_gives_capacity_back_to_the_stable(
         pytest.skip("needs the local cluster's unready-on-demand pods")
     sampler = start_at_half(cluster, namespace)
     sampler.fault(2)
-    cluster.kubectl(
-        "annotate",
-        "pod",
-        "-n",
-        namespace,
-        "-l",
-        "ferryman.dev/version=1.1.0",
-        f"{localcluster.UNREADY_ANNOTATION}=true",
-    )
+    r.set_unready(cluster, namespace, "1.1.0")
     wait_for(
         lambda: deployments(cluster, namespace).get("fraud-1-0-0") == (REPLICAS, REPLICAS),
         timeout=30,
@@ -104,15 +95,7 @@ def test_unready_candidate_on_a_plain_service_gives_capacity_back_to_the_stable(
         message="CandidateUnready Warning event",
     )
     # The candidate's pods come back: they carry their 50% again, the stable shrinks.
-    cluster.kubectl(
-        "annotate",
-        "pod",
-        "-n",
-        namespace,
-        "-l",
-        "ferryman.dev/version=1.1.0",
-        f"{localcluster.UNREADY_ANNOTATION}-",
-    )
+    r.set_unready(cluster, namespace, "1.1.0", unready=False)
     at_half(cluster, namespace, "1.1.0")
     assert sampler.stop() == [], sampler.samples
     assert sampler.evaluations["event"] > 0 and sampler.evaluations["timer"] > 0

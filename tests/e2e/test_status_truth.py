@@ -13,7 +13,6 @@ import json
 import time
 from typing import Any
 
-import localcluster
 import pytest
 
 from e2e import rollouts as r
@@ -129,8 +128,7 @@ def test_stable_without_ready_pods_is_not_available(
         timeout=60,
         message="Available=True",
     )
-    unready = f"{localcluster.UNREADY_ANNOTATION}=true"
-    cluster.kubectl("annotate", "pod", "-n", namespace, "-l", "ferryman.dev/version=1.2.0", unready)
+    r.set_unready(cluster, namespace, "1.2.0")
     got = wait_for(
         lambda: (
             (c := condition(cluster, namespace, "Available"))
@@ -154,15 +152,7 @@ def test_stable_without_ready_pods_is_not_available(
         timeout=20,
         message="StableNotReady event",
     )
-    cluster.kubectl(
-        "annotate",
-        "pod",
-        "-n",
-        namespace,
-        "-l",
-        "ferryman.dev/version=1.2.0",
-        f"{localcluster.UNREADY_ANNOTATION}-",
-    )
+    r.set_unready(cluster, namespace, "1.2.0", unready=False)
     wait_for(
         lambda: (condition(cluster, namespace, "Available") or {}).get("status") == "True",
         timeout=30,
