@@ -141,6 +141,15 @@ class Layout:
         return self.workdir / "pids"
 
     @property
+    def audit_log(self) -> Path:
+        """JSON lines, one per request of the operator's ServiceAccount (see AUDIT_POLICY)."""
+        return self.logs / "audit.log"
+
+    @property
+    def audit_policy(self) -> Path:
+        return self.workdir / "audit-policy.yaml"
+
+    @property
     def etcd_data(self) -> Path:
         return self.workdir / "etcd-data"
 
@@ -493,8 +502,24 @@ def _etcd_argv(b: Binaries, layout: Layout) -> list[str]:
     ]
 
 
+# The operator's identity in tests and in the chart's default install: every
+# ServiceAccount of this namespace. The RBAC-minimality test reads which (verb, group,
+# resource) it used from this log; Metadata level keeps no bodies, and the
+# microsecond timestamps serve the benchmarks.
+OPERATOR_NAMESPACE = "ferryman-system"
+AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts:{OPERATOR_NAMESPACE}"]
+  - level: None
+"""
+
+
 def _apiserver_argv(b: Binaries, layout: Layout) -> list[str]:
     pki = layout.pki
+    layout.audit_policy.write_text(AUDIT_POLICY)
     return [
         str(b.kube_apiserver),
         f"--etcd-servers=http://127.0.0.1:{layout.ports.etcd}",
@@ -517,6 +542,10 @@ def _apiserver_argv(b: Binaries, layout: Layout) -> list[str]:
         "--max-requests-inflight=800",
         "--max-mutating-requests-inflight=400",
         f"--cert-dir={pki}",
+        f"--audit-policy-file={layout.audit_policy}",
+        f"--audit-log-path={layout.audit_log}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=0",
         "--v=1",
     ]
 
