@@ -14,6 +14,8 @@ from pathlib import Path
 import localcluster
 import pytest
 
+from harness.clusters import free_block
+
 
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -21,17 +23,9 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _free_block() -> localcluster.Ports:
-    for base in range(17443, 30000, 97):
-        ports = localcluster.Ports(base=base)
-        if not any(_port_open(p) for p in ports.all().values()):
-            return ports
-    raise AssertionError("no free port block")
-
-
 @pytest.fixture
 def second_cluster(tmp_path: Path) -> localcluster.Layout:
-    layout = localcluster.Layout(workdir=tmp_path / "cluster", ports=_free_block())
+    layout = localcluster.Layout(workdir=tmp_path / "cluster", ports=free_block())
     yield layout  # type: ignore[misc]
     localcluster.down(layout, quiet=True)
 
