@@ -8,9 +8,10 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# The build stage is never shipped, so it carries no OCI labels.
+# The build stage is never shipped, so it carries no OCI labels. The wheel is pure Python:
+# it is built once, on the builder's own platform, for every target platform.
 # hadolint ignore=DL3049
-FROM ${PYTHON_IMAGE} AS build
+FROM --platform=$BUILDPLATFORM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
