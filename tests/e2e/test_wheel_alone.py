@@ -124,7 +124,6 @@ def make_wheel_venv(base: Path) -> WheelVenv:
     timings["venv + install"] = time.monotonic() - start
     workdir = base / "elsewhere"
     workdir.mkdir()
-    print(f"wheel-alone timings (s): {timings}")
     return WheelVenv(wheel, venv, workdir, timings)
 
 
