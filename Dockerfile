@@ -45,9 +45,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # the installed modules to bytecode, so a read-only root costs no start-up time.
 RUN --mount=type=bind,from=build,source=/dist,target=/dist \
     pip install --no-cache-dir /dist/ferryman-*.whl \
-    && groupadd --system --gid 65532 ferryman \
-    && useradd --system --uid 65532 --gid 65532 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin ferryman
+    && groupadd --gid 65532 ferryman \
+    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin ferryman
 WORKDIR /tmp
 # Numeric, so the kubelet can verify runAsNonRoot without reading /etc/passwd.
 USER 65532:65532
