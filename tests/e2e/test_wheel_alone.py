@@ -314,3 +314,24 @@ def test_storage_initializer_from_the_wheel_fetches_and_verifies(
     )
     assert wrong.returncode == 1 and f"got {digest}" in wrong.stderr
     assert list((tmp_path / "wrong").iterdir()) == []
+
+
+def test_the_fresh_venv_sees_nothing_but_what_the_wheel_declares(
+    wheel_venv: WheelVenv, tmp_path: Path
+) -> None:
+    """The check above can fail: the same wheel without its dependencies (--no-deps) in
+    another fresh venv cannot start, so nothing leaks in from the test's own virtualenv
+    or the system's site-packages."""
+    bare = tmp_path / "bare"
+    run([sys.executable, "-m", "venv", "--without-pip", str(bare)], cwd=tmp_path)
+    pip(bare, "install", "--no-compile", "--no-index", "--no-deps", str(wheel_venv.wheel))
+    result = subprocess.run(
+        [str(bare / "bin" / "python"), "-m", "ferryman", "--help"],
+        cwd=wheel_venv.workdir,
+        env=clean_env(wheel_venv),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "ModuleNotFoundError: No module named" in result.stderr, result.stderr
