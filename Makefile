@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: crds help test unit e2e lint demo up down status deps venv cluster-build clean
+.PHONY: crds help test unit e2e lint demo up down status deps venv cluster-build clean tools-build
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
@@ -35,6 +35,11 @@ deps:
 cluster-build:
 	bash hack/cluster/build.sh
 
+# Lint tools the packaging tests run (actionlint), built from Go modules and cached like
+# the control plane (hack/tools/build.sh, ~/.cache/ferryman/bin).
+tools-build:
+	bash hack/tools/build.sh
+
 up: venv deps cluster-build
 	$(CLUSTER) up
 
@@ -45,10 +50,10 @@ status:
 	$(PYTHON) hack/cluster/localcluster.py status
 
 # The README's test command: everything from a fresh clone, then every test.
-test: venv deps cluster-build
+test: venv deps cluster-build tools-build
 	bash hack/run-tests.sh $(PYTEST_ARGS)
 
-unit: venv
+unit: venv tools-build
 	bash hack/run-tests.sh -m "not e2e" $(PYTEST_ARGS)
 
 e2e: venv deps cluster-build

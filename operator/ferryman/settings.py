@@ -9,6 +9,7 @@ Secret: a Rollout only names a provider. Inline addresses in a Rollout are refus
 from __future__ import annotations
 
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 SETTINGS_ENV = "FERRYMAN_SETTINGS"
-DEFAULT_IMAGE = "ghcr.io/ferryman-dev/ferryman:0.1.0"
+IMAGE_REPOSITORY = "ghcr.io/ferryman-dev/ferryman"
+
+
+def default_image(version: str | None = None) -> str:
+    """The released operator image of ``version`` (default: the installed package's),
+    e.g. ``ghcr.io/ferryman-dev/ferryman:0.1.0``. The same image runs the storage
+    initializer, so an operator never asks for an initializer of another release.
+
+    A PEP 440 local version's ``+`` (not allowed in an image tag) becomes ``-``. Raises
+    ``importlib.metadata.PackageNotFoundError`` when ferryman is not installed (not even
+    editable) and no version is given."""
+    tag = (version or metadata.version("ferryman")).replace("+", "-")
+    return f"{IMAGE_REPOSITORY}:{tag}"
+
+
+DEFAULT_IMAGE = default_image()
 
 
 class _Model(BaseModel):
@@ -41,7 +57,8 @@ class PrometheusProvider(_Model):
 class Settings(_Model):
     providers: dict[str, PrometheusProvider] = Field(default_factory=dict)
     allow_inline_addresses: bool = False
-    # The init container that downloads and verifies artifacts; empty: no init container.
+    # The init container that downloads and verifies artifacts (default: this release's
+    # operator image, which carries ``ferryman.storage_init``); empty: no init container.
     storage_initializer_image: str | None = DEFAULT_IMAGE
     metrics_address: str = "127.0.0.1"
     metrics_port: int = Field(8000, ge=0, le=65535)
