@@ -21,8 +21,10 @@ Every test uses its own release name and namespaces (never release ``ferryman`` 
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ import yaml
 
 from harness import chart
 from harness.kube import Cluster, wait_for
+from harness.operator import OperatorProcess
 
 HELM_OWNER_ANNOTATIONS = ("meta.helm.sh/release-name", "meta.helm.sh/release-namespace")
 
@@ -277,3 +280,39 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
         if installed:
             cluster.helm("uninstall", release, "--namespace", namespace, check=False)
         _release_crds(cluster, release)
+
+
+def test_operator_runs_with_the_charts_args_and_settings(
+    operator_factory: Callable[..., OperatorProcess], namespace: str, tmp_path: Path
+) -> None:
+    """The container's args and the settings ConfigMap, as rendered, run the real
+    operator (as a local process: endpoints moved to 127.0.0.1 and free ports): its
+    liveness endpoint answers where --liveness says, metrics are served where the settings
+    file says, and it logs JSON as logFormat says."""
+    op = operator_factory()
+    values = {
+        "watchNamespaces": [namespace],
+        "probes": {"address": "127.0.0.1", "port": op.liveness_port},
+        "metrics": {"address": "127.0.0.1", "port": op.metrics_port},
+        "settings": {"providers": {"default": {"address": "http://127.0.0.1:1"}}},
+    }
+    docs = chart.render(values)
+    (dep,) = chart.find(docs, "Deployment")
+    (cm,) = chart.find(docs, "ConfigMap")
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text(cm["data"]["settings.yaml"])
+    args = [a for a in container["args"] if not a.startswith("--namespace=")]
+    assert [a for a in container["args"] if a.startswith("--namespace=")] == [
+        f"--namespace={namespace}"
+    ]  # the harness passes the same namespace itself
+    assert f"--liveness={op.liveness_url}" in args
+    op.args = [f"--settings={settings_file}" if a.startswith("--settings=") else a for a in args]
+    op.extra_env["FERRYMAN_NAMESPACE"] = namespace  # the downward API's value
+    op.start()  # waits for the liveness endpoint
+    with urllib.request.urlopen(op.metrics_url, timeout=5) as resp:
+        assert resp.status == 200
+        assert b"ferryman_" in resp.read()
+    lines = [line for line in op.log_path.read_text().splitlines() if line.strip()]
+    assert lines, "the operator logged nothing"
+    assert all(json.loads(line) for line in lines[:5])
