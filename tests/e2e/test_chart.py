@@ -8,10 +8,9 @@ Sharing the cluster: the CRDs are cluster-wide and every e2e session applies the
 server-side apply (``ferryman_crds``). Only the lifecycle test installs them through the
 chart (``crds.install=true``, identical content, so harmless to tests running beside it);
 helm refuses objects that carry another owner's metadata, so it installs with
-``--take-ownership``, and with ``--force-conflicts`` (helm 4 applies server-side, and the
-API server drops the generated schema's empty ``properties: {}``, so the applied value
-of the atomic ``spec.versions`` differs from the live one and conflicts with the
-fixture's field manager although the content is the same); afterwards it removes the
+``--take-ownership``; and without ``--force-conflicts``: helm 4 applies server-side,
+and with equal content it shares the fields with the fixture's field manager (each xdist
+worker's session re-applies them) instead of conflicting; afterwards it removes the
 release-ownership annotations it left on the kept CRDs, so no later install finds them
 owned by a release that no longer exists.
 Every test uses its own release name and namespaces (never release ``ferryman`` in
@@ -218,7 +217,6 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
             "--namespace",
             namespace,
             "--take-ownership",
-            "--force-conflicts",
             "--wait",
             "--timeout",
             "120s",
@@ -241,7 +239,23 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
         assert len(mvs) >= 2
         cluster.apply(example.read_text(), namespace=models)
 
-        # A settings change gives a new pod (the checksum annotation changed).
+        # An upgrade that changes nothing leaves the operator running (the checksum is
+        # deterministic) ...
+        cluster.helm(
+            "upgrade",
+            release,
+            str(chart.CHART),
+            "--namespace",
+            namespace,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "120s",
+        )
+        assert [p["metadata"]["uid"] for p in _pods(cluster, namespace, release)] == [
+            first["metadata"]["uid"]
+        ]
+        # ... a settings change gives a new pod (the checksum annotation changed).
         cluster.helm(
             "upgrade",
             release,

@@ -20,6 +20,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import localcluster
 import pytest
 import yaml
 
@@ -27,7 +28,10 @@ from ferryman import settings as operator_settings
 from harness import chart
 from harness.chart import find, render
 
-K8S_SCHEMA_VERSION = "1.36.0"  # the local control plane's minor (hack/cluster/versions.env)
+# kubernetes-validate's schemas for the local control plane's minor version.
+K8S_SCHEMA_VERSION = ".".join(
+    [*localcluster.read_versions()["KUBERNETES_VERSION"].lstrip("v").split(".")[:2], "0"]
+)
 WATCH = ["team-a", "team-b"]
 
 
