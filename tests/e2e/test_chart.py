@@ -152,6 +152,11 @@ INVALID: list[tuple[str, list[str], str]] = [
         ],
         "at '/metrics/service/enabled': value must be true",
     ),
+    (
+        "alerts without metrics",
+        ["--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.port=0"],
+        "at '/metrics/port': minimum: got 0, want 1",
+    ),
     ("unknown key", ["--set", "replica=1"], "additional properties 'replica' not allowed"),
 ]
 
