@@ -404,3 +404,10 @@ def test_notes_name_the_next_three_commands() -> None:
         "examples/rollouts/canary-service.yaml",
     ):
         assert path in notes and (chart.ROOT / path).exists()
+
+
+def test_an_ipv6_probe_address_is_bracketed_in_the_liveness_url() -> None:
+    (container,) = _deployment(render({"probes": {"address": "::", "port": 8081}}))["spec"][
+        "template"
+    ]["spec"]["containers"]
+    assert "--liveness=http://[::]:8081/healthz" in container["args"]
