@@ -192,6 +192,13 @@ def _pods(cluster: Cluster, namespace: str, release: str) -> list[dict[str, Any]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
+def _cluster_roles(cluster: Cluster, release: str) -> list[str]:
+    out = cluster.kubectl(
+        "get", "clusterroles", "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
+    ).stdout
+    return out.split()
+
+
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -230,6 +237,7 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
         assert "rollout status deployment/" + fullname in proc.stdout  # NOTES
         dep = cluster.get_json("deployment", fullname, namespace)
         assert dep is not None and dep["status"].get("readyReplicas") == 1
+        assert _cluster_roles(cluster, release) != []
         (first,) = _pods(cluster, namespace, release)
         assert _ready(first)
         checksum = first["metadata"]["annotations"]["checksum/config"]
@@ -289,7 +297,7 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
         cluster.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s")
         installed = False
         assert cluster.get_json("deployment", fullname, namespace) is None
-        assert cluster.get_json("clusterrole", fullname) is None
+        assert _cluster_roles(cluster, release) == []
         for path in sorted((chart.ROOT / "crds").glob("*.yaml")):
             assert cluster.get_json("crd", path.name.removesuffix(".yaml")) is not None
         for mv in mvs:
