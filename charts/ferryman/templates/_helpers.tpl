@@ -1,0 +1,71 @@
+{{/*
+The release's full name: the release name when it already contains "ferryman"
+(release ferryman -> "ferryman"), else "<release>-ferryman"; at most 63 characters.
+*/}}
+{{- define "ferryman.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ferryman.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select the operator's pod (never change on upgrade). */}}
+{{- define "ferryman.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels on every object of the release. */}}
+{{- define "ferryman.labels" -}}
+helm.sh/chart: {{ include "ferryman.chart" . }}
+{{ include "ferryman.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ferryman
+{{- end -}}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "ferryman.serviceAccountName" -}}
+{{- default (include "ferryman.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/* The operator image: repository@digest when a digest is set, else repository:tag
+(tag "" = the chart's appVersion). */}}
+{{- define "ferryman.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Provider Secret names (sorted, unique): the only Secrets the operator may read. */}}
+{{- define "ferryman.providerSecrets" -}}
+{{- $names := list -}}
+{{- range $name, $p := .Values.settings.providers -}}
+{{- if $p.secretName -}}{{- $names = append $names $p.secretName -}}{{- end -}}
+{{- end -}}
+{{- $names | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/* The operator's settings file (ferryman.settings.Settings, camelCase keys). */}}
+{{- define "ferryman.settings" -}}
+providers: {{ .Values.settings.providers | default dict | toJson }}
+allowInlineAddresses: {{ .Values.settings.allowInlineAddresses }}
+storageInitializerImage: {{ default (include "ferryman.image" .) .Values.settings.storageInitializerImage | quote }}
+metricsAddress: {{ .Values.metrics.address | quote }}
+metricsPort: {{ .Values.metrics.port }}
+jsonLogs: {{ eq .Values.logFormat "json" }}
+{{- end -}}
+
+{{/* Checks values.schema.json cannot express (it cannot compare two values). */}}
+{{- define "ferryman.validate" -}}
+{{- if and .Values.metrics.port (eq (int .Values.metrics.port) (int .Values.probes.port)) -}}
+{{- fail (printf "metrics.port and probes.port must differ (both %v)" .Values.probes.port) -}}
+{{- end -}}
+{{- end -}}
