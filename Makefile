@@ -48,7 +48,7 @@ status:
 test: venv deps cluster-build argocd-lua
 	bash hack/run-tests.sh $(PYTEST_ARGS)
 
-unit: venv
+unit: venv argocd-lua
 	bash hack/run-tests.sh -m "not e2e" $(PYTEST_ARGS)
 
 e2e: venv deps cluster-build

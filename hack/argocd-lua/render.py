@@ -74,7 +74,12 @@ def cm_data(root: Path) -> dict[str, _Literal]:
                 if (d / "action.lua").exists()
             ]
             data[f"resource.customizations.actions.{suffix}"] = _Literal(
-                _dump({"discovery.lua": _script(actions / "discovery.lua"), "definitions": definitions})
+                _dump(
+                    {
+                        "discovery.lua": _script(actions / "discovery.lua"),
+                        "definitions": definitions,
+                    }
+                )
             )
     return data
 
