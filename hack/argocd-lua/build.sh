@@ -8,7 +8,8 @@
 # repository; the tagged gitops-engine module of the same version is used instead).
 # Argo CD v3.6 needs Go >= 1.27, so the Go toolchain is pinned here and downloaded by
 # the go command itself when the machine's Go is older. A warm run costs nothing; a cold
-# one (empty Go build cache) is ~5-6 minutes on 2 cores.
+# one (empty Go build cache) took 7m40s on 2 busy cores (load 7-11), most of it compiling
+# argo-cd's API types and their Kubernetes/gRPC dependencies.
 # Prints the binary's path on stdout (logs go to stderr). Usage: build.sh
 set -euo pipefail
 
@@ -28,7 +29,7 @@ if [ "$(cat "$out/.recipe" 2>/dev/null)" = "$recipe" ] && [ -x "$out/argocd-lua"
   log "argo-cd $version: cached"
 else
   start=$(date +%s)
-  log "argo-cd $version: compiling (cold: ~5-6 minutes on 2 cores)"
+  log "argo-cd $version: compiling (cold Go cache: 5-8 minutes on 2 cores)"
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
   (cd "$here" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/argocd-lua" .)
   printf '%s' "$recipe" >"$out.tmp/.recipe"

@@ -2,6 +2,8 @@ module ferryman.local/hack/argocd-lua
 
 go 1.27.0
 
+toolchain go1.27.3
+
 replace (
 	github.com/golang/protobuf => github.com/golang/protobuf v1.5.4
 	github.com/grpc-ecosystem/grpc-gateway => github.com/grpc-ecosystem/grpc-gateway v1.16.0
