@@ -50,13 +50,13 @@ status:
 	$(PYTHON) hack/cluster/localcluster.py status
 
 # The README's test command: everything from a fresh clone, then every test.
-test: venv deps cluster-build tools-build
+test: venv deps cluster-build tools-build argocd-lua
 	bash hack/run-tests.sh $(PYTEST_ARGS)
 
-unit: venv tools-build
+unit: venv tools-build argocd-lua
 	bash hack/run-tests.sh -m "not e2e" $(PYTEST_ARGS)
 
-e2e: venv deps cluster-build
+e2e: venv deps cluster-build tools-build argocd-lua
 	bash hack/run-tests.sh -m e2e $(PYTEST_ARGS)
 
 lint: venv
@@ -85,3 +85,13 @@ demo: venv deps cluster-build
 
 clean: down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Argo CD health checks and actions (charts/argocd/resource_customizations): render them
+# into argocd-cm and argo-cd chart values (a unit test fails on drift), and build the Go
+# harness that runs them through Argo CD's own Lua package (cached, hack/argocd-lua/build.sh).
+.PHONY: argocd argocd-lua
+argocd: venv
+	$(PY) hack/argocd-lua/render.py
+
+argocd-lua:
+	bash hack/argocd-lua/build.sh >/dev/null

@@ -473,10 +473,28 @@ def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Deci
     version Ready for the traffic it carries) set on every decision."""
     d = _decide_action(spec, status, observed)
     _availability(spec, d, observed)
+    _standard_conditions(d, observed)
     return d
 
 
-AVAILABLE = "Available"
+AVAILABLE = conditions.AVAILABLE
+
+
+def _standard_conditions(d: Decision, observed: Observed) -> None:
+    """Ready, Progressing, Paused, Reconciling and Stalled from the decided status
+    (``plan.conditions.rollout_conditions``; docs/rollouts.md, "What status tells")."""
+    s = d.status
+    last = s.history[-1] if s.history else None
+    s.conditions = conditions.rollout_conditions(
+        s.conditions,
+        phase=s.phase.value if s.phase else None,
+        pause_reason=s.pause.reason.value if s.pause else None,
+        candidate=s.candidate_version,
+        stopped=last is not None and last.outcome == HistoryOutcome.STOPPED,
+        message=s.message or "",
+        generation=observed.generation,
+        now=observed.now,
+    )
 
 
 def _availability(spec: RolloutSpec, d: Decision, observed: Observed) -> None:
@@ -504,15 +522,15 @@ def _availability(spec: RolloutSpec, d: Decision, observed: Observed) -> None:
         s.conditions,
         type=AVAILABLE,
         status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
-        reason="StableReady" if ok else "StableNotReady",
+        reason=conditions.REASON_STABLE_READY if ok else conditions.REASON_STABLE_NOT_READY,
         message=text,
         generation=observed.generation,
         now=observed.now,
     )
     if not ok and (old is None or old.status != ConditionStatus.FALSE):
-        d.events.append(Event("Warning", "StableNotReady", text))
+        d.events.append(Event("Warning", conditions.REASON_STABLE_NOT_READY, text))
     elif ok and old is not None and old.status == ConditionStatus.FALSE:
-        d.events.append(Event("Normal", "StableReady", text))
+        d.events.append(Event("Normal", conditions.REASON_STABLE_READY, text))
     if not ok:
         # Look again soon: readiness changes wake the daemon, but make sure.
         d.wake_in(5.0)
