@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import localcluster
 import yaml
 
 from harness.kube import Cluster
@@ -56,18 +58,20 @@ def values(
 
 
 def render(
-    cluster: Cluster, vals: dict[str, Any], *, release: str = RELEASE, workdir: Path
+    helm_bin: str, vals: dict[str, Any], *, release: str = RELEASE, workdir: Path
 ) -> list[dict[str, Any]]:
     """The chart's ServiceAccount and RBAC objects as ``helm template`` renders them for
-    ``release`` in OPERATOR_NAMESPACE. Raises AssertionError when helm fails."""
+    ``release`` in OPERATOR_NAMESPACE (no cluster needed). Raises AssertionError when
+    helm fails."""
     workdir.mkdir(parents=True, exist_ok=True)
     values_file = workdir / f"values-{release}.yaml"
     values_file.write_text(yaml.safe_dump(vals))
     args = ["template", release, str(CHART_DIR), "-n", OPERATOR_NAMESPACE, "-f", str(values_file)]
     for t in RBAC_TEMPLATES:
         args += ["--show-only", t]
-    out = cluster.helm(*args).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    proc = subprocess.run([helm_bin, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"helm {' '.join(args)}: {proc.stderr}"
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
 @dataclass(frozen=True)
@@ -178,19 +182,40 @@ def _triples(events: Iterable[dict[str, Any]], decision: str) -> set[Triple]:
         resource = ref["resource"]
         if ref.get("subresource"):
             resource += "/" + ref["subresource"]
-        out.add((e["verb"], ref.get("apiGroup") or "", resource))
+        group = ref.get("apiGroup") or ""
+        out.add((e["verb"], group, resource))
+        if e["verb"] == "patch" and (e.get("responseStatus") or {}).get("code") == 201:
+            # A server-side apply that created the object: the API server authorized
+            # `create` as well (the audit event names only the request's verb, patch).
+            out.add(("create", group, resource))
     return out
 
 
 def used(events: Iterable[dict[str, Any]]) -> set[Triple]:
     """Triples of the resource requests the authorizer allowed (requests to
-    non-resource URLs such as discovery, and denied requests, are not counted)."""
+    non-resource URLs such as discovery, and denied requests, are not counted). A patch
+    answered 201 Created (server-side apply of a new object) also counts as `create`."""
     return _triples(events, "allow")
 
 
 def denied(events: Iterable[dict[str, Any]]) -> set[Triple]:
-    """Triples of resource requests the authorizer refused (a missing permission)."""
-    return _triples(events, "forbid")
+    """Triples of resource requests refused for a missing permission: the authorizer
+    said forbid, or (a server-side apply of a new object) it allowed the patch and the
+    API server's own `create` check answered 403."""
+    events = list(events)
+    out = _triples(events, "forbid")
+    for e in events:
+        ref = e.get("objectRef") or {}
+        if (
+            ref.get("resource")
+            and e["verb"] == "patch"
+            and (e.get("responseStatus") or {}).get("code") == 403
+        ):
+            resource = ref["resource"] + (
+                f"/{ref['subresource']}" if ref.get("subresource") else ""
+            )
+            out.add(("create", ref.get("apiGroup") or "", resource))
+    return out
 
 
 def unused(
@@ -198,6 +223,19 @@ def unused(
 ) -> set[Triple]:
     """Granted triples never used, minus the allow-list."""
     return granted_ - used_ - set(allowed)
+
+
+def now() -> dt.datetime:
+    """The current time, aware UTC (to compare with audit timestamps)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def audit_log() -> Path:
+    """The local control plane's audit log; AssertionError when there is none (a
+    cluster given by FERRYMAN_TEST_KUBECONFIG has no log this harness can read)."""
+    path = localcluster.Layout().audit_log
+    assert path.exists(), f"no audit log at {path}: the local control plane writes it"
+    return path
 
 
 def parse_since(value: str) -> dt.datetime:
