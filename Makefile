@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: crds help test unit e2e lint demo up down status deps venv cluster-build clean
+.PHONY: crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
@@ -63,6 +63,16 @@ lint: venv
 # Regenerate crds/ from the pydantic models (a unit test fails when they drift).
 crds: venv
 	$(PY) -m ferryman.api.crds --out crds
+	$(PY) hack/chart_crds.py
+
+# The chart's CRD templates from crds/ (a unit test fails when they drift).
+chart-crds: venv
+	$(PY) hack/chart_crds.py
+
+# docs/install.md's values reference from the chart's values.schema.json (a unit test
+# fails when they drift).
+chart-docs: venv
+	$(PY) hack/chart_values_doc.py
 
 # The README's main command.
 demo: venv deps cluster-build

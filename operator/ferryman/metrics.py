@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from ferryman.api.rollout import HistoryCause, HistoryEntry, HistoryOutcome, RolloutPhase
+from ferryman.api.rollout import (
+    HistoryCause,
+    HistoryEntry,
+    HistoryOutcome,
+    PauseStatus,
+    RolloutPhase,
+)
 
 REGISTRY = CollectorRegistry()
 
@@ -18,6 +24,13 @@ PHASE = Gauge(
     "ferryman_rollout_phase",
     "1 for the Rollout's current phase, 0 for the others",
     ["namespace", "rollout", "phase"],
+    registry=REGISTRY,
+)
+PAUSED_SINCE = Gauge(
+    "ferryman_rollout_paused_since_timestamp_seconds",
+    "While a Rollout is Paused: when the pause began (Unix seconds), by pause reason "
+    "(Step, Manual, Inconclusive, AnalysisError); no series while it is not paused",
+    ["namespace", "rollout", "reason"],
     registry=REGISTRY,
 )
 WEIGHT = Gauge(
@@ -104,9 +117,24 @@ def observe_phase(namespace: str, rollout: str, phase: RolloutPhase | None) -> N
         PHASE.labels(namespace, rollout, p.value).set(1 if p == phase else 0)
 
 
+def observe_pause(namespace: str, rollout: str, pause: PauseStatus | None) -> None:
+    """Keep exactly one ``PAUSED_SINCE`` series for a paused Rollout (its reason, its
+    ``since``), none for one that is not paused. A pause without ``since`` keeps the
+    value it had, so an alert on its age survives the operator's reconciles."""
+    current = [
+        labels for labels in list(PAUSED_SINCE._metrics) if labels[:2] == (namespace, rollout)
+    ]
+    keep = (namespace, rollout, pause.reason.value) if pause is not None else None
+    for labels in current:
+        if labels != keep:
+            PAUSED_SINCE.remove(*labels)
+    if pause is not None and pause.since is not None:
+        PAUSED_SINCE.labels(namespace, rollout, pause.reason.value).set(pause.since.timestamp())
+
+
 def forget(namespace: str, rollout: str) -> None:
     """Drop a deleted Rollout's series."""
-    for metric in (PHASE, WEIGHT, ROLLBACKS, ENDED, PROMOTIONS, MEASUREMENTS, VALUE):
+    for metric in (PHASE, PAUSED_SINCE, WEIGHT, ROLLBACKS, ENDED, PROMOTIONS, MEASUREMENTS, VALUE):
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, rollout):
                 metric.remove(*labels)

@@ -62,3 +62,10 @@ metricsAddress: {{ .Values.metrics.address | quote }}
 metricsPort: {{ .Values.metrics.port }}
 jsonLogs: {{ eq .Values.logFormat "json" }}
 {{- end -}}
+
+{{/* Checks values.schema.json cannot express (it cannot compare two values). */}}
+{{- define "ferryman.validate" -}}
+{{- if and .Values.metrics.port (eq (int .Values.metrics.port) (int .Values.probes.port)) -}}
+{{- fail (printf "metrics.port and probes.port must differ (both %v)" .Values.probes.port) -}}
+{{- end -}}
+{{- end -}}

@@ -614,6 +614,7 @@ def _record_metrics(
 ) -> None:
     ns, name = rollout.metadata.namespace, rollout.metadata.name
     metrics.observe_phase(ns, name, status.phase)
+    metrics.observe_pause(ns, name, status.pause)
     if status.weights is not None:
         metrics.WEIGHT.labels(ns, name, "stable").set(status.weights.stable)
         metrics.WEIGHT.labels(ns, name, "candidate").set(status.weights.candidate)

@@ -1,0 +1,402 @@
+"""The Helm chart rendered offline (``helm lint``/``helm template``, no API server):
+CRDs equal to crds/, the Deployment's security and probes, the settings the operator
+reads, the checksum that restarts it, offline schema validation, the alert rules under
+promtool, and NOTES.
+
+Offline validation uses ``kubernetes-validate`` (PyPI; it ships the Kubernetes JSON
+schemas, so it costs one pip install, against kubeconform's Go build plus a schema set to
+produce) for built-in kinds, and the ServiceMonitor/PrometheusRule CRD schemas from the
+prometheus-operator Go module for those two. test_chart.py applies the same renders to the
+API server with ``--dry-run=server``.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from ferryman import settings as operator_settings
+from harness import chart
+from harness.chart import find, render
+
+K8S_SCHEMA_VERSION = "1.36.0"  # the local control plane's minor (hack/cluster/versions.env)
+WATCH = ["team-a", "team-b"]
+
+
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """A CRD's OpenAPI schema as JSON schema that also refuses unknown fields (the API
+    server prunes them silently; a typo in the chart would go unnoticed)."""
+    out = copy.deepcopy(schema)
+    stack = [out]
+    while stack:
+        node = stack.pop()
+        props = node.get("properties")
+        if (
+            isinstance(props, dict)
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            node["additionalProperties"] = False
+        for value in node.values():
+            if isinstance(value, dict):
+                stack.append(value)
+                stack.extend(v for v in value.values() if isinstance(v, dict))
+            elif isinstance(value, list):
+                stack.extend(v for v in value if isinstance(v, dict))
+    return out
+
+
+def validate_offline(docs: list[dict[str, Any]]) -> list[str]:
+    """Every rendered object against its schema; the kinds validated."""
+    monitoring = {
+        c["spec"]["names"]["kind"]: _strict(c["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+        for c in chart.monitoring_crds().values()
+    }
+    kinds = []
+    for doc in docs:
+        if doc["kind"] in monitoring:
+            jsonschema.Draft7Validator(monitoring[doc["kind"]]).validate(doc)
+        else:
+            kubernetes_validate.validate(doc, K8S_SCHEMA_VERSION, strict=True)
+        kinds.append(doc["kind"])
+    return kinds
+
+
+def _deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (dep,) = find(docs, "Deployment")
+    return dep
+
+
+def _settings_text(docs: list[dict[str, Any]]) -> str:
+    (cm,) = find(docs, "ConfigMap")
+    text: str = cm["data"]["settings.yaml"]
+    return text
+
+
+def test_helm_lint_strict_with_defaults_and_everything_on() -> None:
+    chart.helm("lint", "--strict", str(chart.CHART))
+    everything = chart.set_args(chart.everything_on(WATCH))
+    chart.helm("lint", "--strict", str(chart.CHART), *everything)
+
+
+def test_chart_crds_equal_crds_dir_except_annotations_and_labels() -> None:
+    docs = find(render(), "CustomResourceDefinition")
+    on_disk = {
+        p.name: yaml.safe_load(p.read_text()) for p in sorted((chart.ROOT / "crds").glob("*.yaml"))
+    }
+    assert sorted(d["metadata"]["name"] + ".yaml" for d in docs) == sorted(on_disk)
+    for doc in docs:
+        source = on_disk[doc["metadata"]["name"] + ".yaml"]
+        rendered_meta = doc.pop("metadata")
+        source_meta = source.pop("metadata")
+        assert doc == source, f"{source_meta['name']}: rendered CRD differs from crds/"
+        assert rendered_meta["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert source_meta["labels"].items() <= rendered_meta["labels"].items()
+        assert rendered_meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert set(rendered_meta) == {"name", "labels", "annotations"}
+
+
+def test_crds_follow_install_and_keep() -> None:
+    assert (
+        find(render({"crds": {"install": False, "keep": True}}), "CustomResourceDefinition") == []
+    )
+    loose = find(render({"crds": {"install": True, "keep": False}}), "CustomResourceDefinition")
+    assert len(loose) == 2
+    assert all("annotations" not in d["metadata"] for d in loose)
+
+
+def test_rendered_objects_validate_offline() -> None:
+    assert sorted(set(validate_offline(render()))) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    kinds = validate_offline(render(chart.everything_on(WATCH)))
+    assert {"PrometheusRule", "ServiceMonitor", "Role", "RoleBinding"} <= set(kinds)
+
+
+def test_offline_validation_catches_a_wrong_field() -> None:
+    """The offline check is not vacuous: a typo in a field is refused for both kinds of
+    schema."""
+    docs = render(chart.everything_on(WATCH))
+    dep = copy.deepcopy(_deployment(docs))
+    dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, K8S_SCHEMA_VERSION, strict=True)
+    (monitor,) = find(docs, "ServiceMonitor")
+    monitor = copy.deepcopy(monitor)
+    monitor["spec"]["endpoints"][0]["intervall"] = "15s"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_offline([monitor])
+
+
+def test_deployment_is_recreate_restricted_and_probed() -> None:
+    docs = render()
+    dep = _deployment(docs)
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["replicas"] == 1
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "ferryman"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    assert container["image"] == "ghcr.io/ferryman-dev/ferryman:0.1.0"
+    # kopf serves its liveness endpoint at the URL's path: /healthz on the probes port.
+    assert "--liveness=http://0.0.0.0:8081/healthz" in container["args"]
+    assert "--settings=/etc/ferryman/settings.yaml" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--namespace")]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8000, "probes": 8081}
+    assert {
+        "name": "FERRYMAN_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    } in container["env"]
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+
+
+def test_deployment_with_everything_on() -> None:
+    dep = _deployment(render(chart.everything_on(WATCH)))
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # The digest wins over the tag.
+    assert container["image"] == "registry.example.com/ml/ferryman@sha256:" + "ab" * 32
+    assert container["imagePullPolicy"] == "Always"
+    assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert pod["serviceAccountName"] == "ferryman-op"
+    assert [a for a in container["args"] if a.startswith("--namespace")] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+    assert "--liveness=http://0.0.0.0:9081/healthz" in container["args"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    assert "nodeAffinity" in pod["affinity"]
+    meta = dep["spec"]["template"]["metadata"]
+    assert meta["labels"]["team"] == "ml-platform"
+    assert meta["annotations"]["example.com/owner"] == "ml-platform"
+    (svc,) = find(render(chart.everything_on(WATCH)), "Service")
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+
+
+def test_settings_configmap_is_what_the_operator_loads(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text(_settings_text(render()))
+    loaded = operator_settings.load(path, environ={"FERRYMAN_NAMESPACE": "ferryman-system"})
+    assert loaded.providers == {}
+    assert loaded.allow_inline_addresses is False
+    # "" -> the operator image of the same version.
+    assert loaded.storage_initializer_image == "ghcr.io/ferryman-dev/ferryman:0.1.0"
+    assert (loaded.metrics_address, loaded.metrics_port) == ("0.0.0.0", 8000)
+    assert loaded.json_logs is True
+    assert loaded.namespace == "ferryman-system"
+
+    values = chart.everything_on(WATCH)
+    path.write_text(_settings_text(render(values)))
+    loaded = operator_settings.load(path, environ={})
+    assert loaded.model_dump(by_alias=True, exclude_defaults=True)["providers"] == {
+        "default": {"address": "http://prometheus.monitoring:9090", "secretName": "prom-token"},
+        "thanos": {
+            "address": "https://thanos.monitoring:10902",
+            "secretName": "thanos-basic",
+            "timeoutSeconds": 10.0,
+            "caFile": "/etc/ssl/certs/ca-certificates.crt",
+        },
+    }
+    assert loaded.allow_inline_addresses is True
+    assert loaded.storage_initializer_image == "registry.example.com/ml/storage-init:1.0.0"
+    assert (loaded.metrics_address, loaded.metrics_port) == ("0.0.0.0", 9000)
+    assert loaded.json_logs is False
+
+    # Without a storage-initializer image of its own, the digest-pinned operator image.
+    values["settings"]["storageInitializerImage"] = ""
+    path.write_text(_settings_text(render(values)))
+    assert operator_settings.load(path, environ={}).storage_initializer_image == (
+        "registry.example.com/ml/ferryman@sha256:" + "ab" * 32
+    )
+
+
+def _checksum(values: dict[str, Any] | None) -> str:
+    meta = _deployment(render(values))["spec"]["template"]["metadata"]
+    checksum: str = meta["annotations"]["checksum/config"]
+    return checksum
+
+
+def test_checksum_follows_the_settings_and_nothing_else() -> None:
+    base = _checksum(None)
+    assert len(base) == 64
+    assert _checksum({"settings": {"allowInlineAddresses": True}}) != base
+    assert _checksum({"logFormat": "full"}) != base
+    assert _checksum({"metrics": {"port": 9100}}) != base
+    assert _checksum({"podLabels": {"team": "x"}, "replicas": 0}) == base
+
+
+def test_rbac_scope_and_provider_secrets_render() -> None:
+    cluster_docs = render()
+    assert [d["metadata"]["name"] for d in find(cluster_docs, "ClusterRole")] == ["ferryman"]
+    assert find(cluster_docs, "Role") == []
+    docs = render(chart.everything_on(WATCH))
+    roles = find(docs, "Role")
+    assert (
+        sorted(r["metadata"]["namespace"] for r in roles if r["metadata"]["name"] == "ferryman")
+        == WATCH
+    )
+    (secrets_role,) = [r for r in roles if r["metadata"]["name"] == "ferryman-provider-secrets"]
+    assert secrets_role["metadata"]["namespace"] == "ferryman-system"
+    assert secrets_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["prom-token", "thanos-basic"],
+            "verbs": ["get"],
+        }
+    ]
+
+
+def test_metrics_service_and_monitor() -> None:
+    assert find(render({"metrics": {"port": 0}}), "Service") == []
+    docs = render(chart.everything_on(WATCH))
+    (svc,) = find(docs, "Service")
+    (monitor,) = find(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= svc["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    ]
+    pod_labels = _deployment(docs)["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+
+
+PROMTOOL_TESTS = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # A first rollback at minute 3 (the counter series is born with it), a second one
+      # at minute 150.
+      - series: 'ferryman_rollbacks_total{namespace="ml",rollout="fraud",reason="analysis"}'
+        values: '_ _ _ 1x146 2x150'
+      # Paused by an inconclusive analysis since t=0; another Rollout paused for a step.
+      - series: >-
+          ferryman_rollout_paused_since_timestamp_seconds{namespace="ml", rollout="fraud",
+          reason="Inconclusive"}
+        values: '0x100'
+      - series: >-
+          ferryman_rollout_paused_since_timestamp_seconds{namespace="ml", rollout="churn",
+          reason="Step"}
+        values: '0x100'
+      # The operator is scraped for 10 minutes, then is down.
+      - series: 'up{job="ferryman-metrics",namespace="ferryman-system"}'
+        values: '1x10 0x100'
+    alert_rule_test:
+      - {eval_time: 2m, alertname: FerrymanRolloutRolledBack, exp_alerts: []}
+      - eval_time: 5m
+        alertname: FerrymanRolloutRolledBack
+        exp_alerts:
+          - exp_labels: {namespace: ml, rollout: fraud, reason: analysis, severity: warning}
+            exp_annotations:
+              summary: Rollout ml/fraud rolled back (analysis) in the last hour
+              description: See `kubectl ferryman history fraud --namespace ml`.
+      - {eval_time: 100m, alertname: FerrymanRolloutRolledBack, exp_alerts: []}
+      - eval_time: 155m
+        alertname: FerrymanRolloutRolledBack
+        exp_alerts:
+          - exp_labels: {namespace: ml, rollout: fraud, reason: analysis, severity: warning}
+            exp_annotations:
+              summary: Rollout ml/fraud rolled back (analysis) in the last hour
+              description: See `kubectl ferryman history fraud --namespace ml`.
+      - {eval_time: 29m, alertname: FerrymanRolloutPausedForAnalysis, exp_alerts: []}
+      - eval_time: 31m
+        alertname: FerrymanRolloutPausedForAnalysis
+        exp_alerts:
+          - exp_labels: {namespace: ml, rollout: fraud, reason: Inconclusive, severity: warning}
+            exp_annotations:
+              summary: Rollout ml/fraud paused by analysis (Inconclusive) for more than 30 minutes
+              description: >-
+                See `kubectl ferryman status fraud --namespace ml`,
+                then promote, retry or abort it.
+      - {eval_time: 9m, alertname: FerrymanOperatorDown, exp_alerts: []}
+      - {eval_time: 13m, alertname: FerrymanOperatorDown, exp_alerts: []}
+      - eval_time: 20m
+        alertname: FerrymanOperatorDown
+        exp_alerts:
+          - exp_labels: {severity: critical}
+            exp_annotations:
+              summary: The ferryman operator in ferryman-system is down or not scraped
+              description: >-
+                No Rollout progresses or rolls back while it is down. See
+                `kubectl --namespace ferryman-system get pods
+                -l app.kubernetes.io/instance=ferryman`.
+"""
+
+
+def test_alert_rules_fire_when_they_should_under_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    assert Path(promtool).exists(), "promtool not found (Debian's prometheus package: make deps)"
+    (rule,) = find(render({"metrics": {"prometheusRule": {"enabled": True}}}), "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    (tmp_path / "tests.yaml").write_text(PROMTOOL_TESTS)
+    for args in (["check", "rules", "rules.yaml"], ["test", "rules", "tests.yaml"]):
+        proc = subprocess.run(
+            [promtool, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, f"promtool {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_paused_alert_threshold_follows_the_value() -> None:
+    values = {"metrics": {"prometheusRule": {"enabled": True, "pausedForMinutes": 45}}}
+    (rule,) = find(render(values), "PrometheusRule")
+    (paused,) = [
+        r
+        for r in rule["spec"]["groups"][0]["rules"]
+        if r["alert"] == "FerrymanRolloutPausedForAnalysis"
+    ]
+    assert paused["expr"].strip().endswith("> 2700")
+
+
+def test_notes_name_the_next_three_commands() -> None:
+    out = chart.helm(
+        "install",
+        "ferryman",
+        str(chart.CHART),
+        "--namespace",
+        "ferryman-system",
+        "--dry-run=client",
+    ).stdout
+    notes = out.split("NOTES:", 1)[1]
+    assert "kubectl --namespace ferryman-system rollout status deployment/ferryman" in notes
+    assert "kubectl apply --namespace <your-namespace> -f examples/modelversions/" in notes
+    assert "kubectl ferryman status fraud-detector --namespace <your-namespace> --watch" in notes
+    for path in (
+        "examples/modelversions/fraud-detector.yaml",
+        "examples/rollouts/canary-service.yaml",
+    ):
+        assert path in notes and (chart.ROOT / path).exists()
