@@ -101,7 +101,18 @@ def test_the_audit_log_counts_only_allowed_resource_requests_of_the_identity_sin
         event("get", "apps", "deployments", at="2026-11-30T11:59:59.999999Z"),  # before
         event("list", "", "pods", user="system:serviceaccount:ferryman-system:other"),
         event("get", "", "secrets", decision="forbid", code=403),
-        event("patch", "", "services", code=403),  # apply of a new object: create refused
+        {  # a server-side apply of a new object: the patch allowed, the create refused
+            **event("patch", "", "services", code=403),
+            "responseStatus": {
+                "code": 403,
+                "message": 'services "a" is forbidden: User "x" cannot create resource '
+                '"services" in API group "" in the namespace "ns"',
+            },
+        },
+        {  # an admission policy's 403 is not a missing permission
+            **event("patch", "apps", "deployments", code=403),
+            "responseStatus": {"code": 403, "message": "denied by policy p"},
+        },
         {**event("get", "", "x"), "objectRef": None, "requestURI": "/apis"},  # discovery
         event("patch", "ferryman.dev", "rollouts/status"),
         event("patch", "apps", "deployments", code=201),  # apply that created
@@ -110,7 +121,7 @@ def test_the_audit_log_counts_only_allowed_resource_requests_of_the_identity_sin
     since = rbac.parse_since("2026-11-30T12:00:00Z")
     events = list(rbac.read_audit(log, user=USER, since=since))
     assert rbac.used(events) == {
-        ("patch", "", "services"),
+        ("patch", "", "services"),  # allowed by the authorizer, refused afterwards
         ("patch", "ferryman.dev", "rollouts/status"),
         ("patch", "apps", "deployments"),
         ("create", "apps", "deployments"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -200,23 +201,23 @@ def used(events: Iterable[dict[str, Any]]) -> set[Triple]:
     return _triples(events, "allow")
 
 
+# The API server's words when an authorization check inside a request fails, e.g. the
+# `create` it checks for a server-side apply of a new object.
+_CANNOT = re.compile(r'cannot (\S+) resource "([^"]+)" in API group "([^"]*)"')
+
+
 def denied(events: Iterable[dict[str, Any]]) -> set[Triple]:
-    """Triples of resource requests refused for a missing permission: the authorizer
-    said forbid, or (a server-side apply of a new object) it allowed the patch and the
-    API server's own `create` check answered 403."""
+    """Triples refused for a missing permission: requests the authorizer refused, and
+    checks inside an allowed request that failed with 403 (a server-side apply of a new
+    object also needs `create`). Other 403s (admission policies) are not counted."""
     events = list(events)
     out = _triples(events, "forbid")
     for e in events:
-        ref = e.get("objectRef") or {}
-        if (
-            ref.get("resource")
-            and e["verb"] == "patch"
-            and (e.get("responseStatus") or {}).get("code") == 403
-        ):
-            resource = ref["resource"] + (
-                f"/{ref['subresource']}" if ref.get("subresource") else ""
-            )
-            out.add(("create", ref.get("apiGroup") or "", resource))
+        status = e.get("responseStatus") or {}
+        match = _CANNOT.search(status.get("message") or "") if status.get("code") == 403 else None
+        if match:
+            verb, resource, group = match.groups()
+            out.add((verb, group, resource))
     return out
 
 
