@@ -200,6 +200,8 @@ def test_namespaced_scope_canary_rollback_and_blue_green_promotion(
     assert ("patch", "gateway.networking.k8s.io", "httproutes") in used
     refused = rbac.denied(events)
     assert refused <= KOPF_OBSERVATION, refused - KOPF_OBSERVATION
+    # ... and kopf said so, once, and went on (docs/install.md, RBAC).
+    assert "Not enough permissions to list namespaces" in op.logs()
     outside = {
         (e["objectRef"].get("namespace"), e["annotations"]["authorization.k8s.io/decision"])
         for e in events
