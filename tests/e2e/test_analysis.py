@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +193,19 @@ def test_no_traffic_is_inconclusive_and_pauses_then_resumes(
     st = r.status(cluster, namespace)
     assert st["phase"] == "Paused" and st["weights"]["candidate"] == 30
     assert st.get("rolledBackVersions") is None  # never rolled back for lack of data
+    # The pause's start, by reason, for the chart's paused-for-analysis alert.
+    since = datetime.fromisoformat(st["pause"]["since"].replace("Z", "+00:00")).timestamp()
+    labels = {"namespace": namespace, "rollout": "fraud"}
+    paused_since = "ferryman_rollout_paused_since_timestamp_seconds"
+
+    def scraped(reason: str) -> float | None:
+        text = urllib.request.urlopen(analysing_operator.metrics_url, timeout=5).read().decode()
+        return metric_value(text, paused_since, reason=reason, **labels)
+
+    wait_for(lambda: scraped("Inconclusive") == since, timeout=30, message="pause gauge")
     dataplane.set("1.1.0", traffic=1)
     stable_on(cluster, namespace, "1.1.0")
+    wait_for(lambda: scraped("Inconclusive") is None, timeout=30, message="pause gauge gone")
 
 
 def test_prometheus_outage_pauses_and_never_rolls_back(

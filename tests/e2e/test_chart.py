@@ -8,10 +8,9 @@ Sharing the cluster: the CRDs are cluster-wide and every e2e session applies the
 server-side apply (``ferryman_crds``). Only the lifecycle test installs them through the
 chart (``crds.install=true``, identical content, so harmless to tests running beside it);
 helm refuses objects that carry another owner's metadata, so it installs with
-``--take-ownership``, and with ``--force-conflicts`` (helm 4 applies server-side, and the
-API server drops the generated schema's empty ``properties: {}``, so the applied value
-of the atomic ``spec.versions`` differs from the live one and conflicts with the
-fixture's field manager although the content is the same); afterwards it removes the
+``--take-ownership``; and without ``--force-conflicts``: helm 4 applies server-side,
+and with equal content it shares the fields with the fixture's field manager (each xdist
+worker's session re-applies them) instead of conflicting; afterwards it removes the
 release-ownership annotations it left on the kept CRDs, so no later install finds them
 owned by a release that no longer exists.
 Every test uses its own release name and namespaces (never release ``ferryman`` in
@@ -153,6 +152,11 @@ INVALID: list[tuple[str, list[str], str]] = [
         ],
         "at '/metrics/service/enabled': value must be true",
     ),
+    (
+        "alerts without metrics",
+        ["--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.port=0"],
+        "at '/metrics/port': minimum: got 0, want 1",
+    ),
     ("unknown key", ["--set", "replica=1"], "additional properties 'replica' not allowed"),
 ]
 
@@ -188,6 +192,13 @@ def _pods(cluster: Cluster, namespace: str, release: str) -> list[dict[str, Any]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
+def _cluster_roles(cluster: Cluster, release: str) -> list[str]:
+    out = cluster.kubectl(
+        "get", "clusterroles", "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
+    ).stdout
+    return out.split()
+
+
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -218,7 +229,6 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
             "--namespace",
             namespace,
             "--take-ownership",
-            "--force-conflicts",
             "--wait",
             "--timeout",
             "120s",
@@ -227,6 +237,7 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
         assert "rollout status deployment/" + fullname in proc.stdout  # NOTES
         dep = cluster.get_json("deployment", fullname, namespace)
         assert dep is not None and dep["status"].get("readyReplicas") == 1
+        assert _cluster_roles(cluster, release) != []
         (first,) = _pods(cluster, namespace, release)
         assert _ready(first)
         checksum = first["metadata"]["annotations"]["checksum/config"]
@@ -241,7 +252,23 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
         assert len(mvs) >= 2
         cluster.apply(example.read_text(), namespace=models)
 
-        # A settings change gives a new pod (the checksum annotation changed).
+        # An upgrade that changes nothing leaves the operator running (the checksum is
+        # deterministic) ...
+        cluster.helm(
+            "upgrade",
+            release,
+            str(chart.CHART),
+            "--namespace",
+            namespace,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "120s",
+        )
+        assert [p["metadata"]["uid"] for p in _pods(cluster, namespace, release)] == [
+            first["metadata"]["uid"]
+        ]
+        # ... a settings change gives a new pod (the checksum annotation changed).
         cluster.helm(
             "upgrade",
             release,
@@ -270,7 +297,7 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
         cluster.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s")
         installed = False
         assert cluster.get_json("deployment", fullname, namespace) is None
-        assert cluster.get_json("clusterrole", fullname) is None
+        assert _cluster_roles(cluster, release) == []
         for path in sorted((chart.ROOT / "crds").glob("*.yaml")):
             assert cluster.get_json("crd", path.name.removesuffix(".yaml")) is not None
         for mv in mvs:

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,3 +48,24 @@ def test_a_crd_label_the_chart_would_override_is_refused() -> None:
     }
     with pytest.raises(ValueError, match=r"app.kubernetes.io/name would be overridden"):
         _generator().template("x.yaml", doc)
+
+
+def test_generated_crds_hold_no_empty_map_or_list_the_server_would_drop() -> None:
+    """The API server omits empty maps and lists of a CRD's schema; one left in crds/
+    makes the applied CRD differ from the live one forever (server-side apply conflicts
+    between kubectl and helm, a permanent diff in Argo CD). ``subresources.status: {}``
+    is the one empty object the API keeps."""
+    found = []
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        stack: list[tuple[str, object]] = [(path.name, yaml.safe_load(path.read_text()))]
+        while stack:
+            where, node = stack.pop()
+            if isinstance(node, dict):
+                if not node and not where.endswith(".subresources.status"):
+                    found.append(where)
+                stack.extend((f"{where}.{k}", v) for k, v in node.items())
+            elif isinstance(node, list):
+                if not node:
+                    found.append(where)
+                stack.extend((f"{where}[{i}]", v) for i, v in enumerate(node))
+    assert found == []

@@ -73,7 +73,11 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
         if key == "const":
             out["enum"] = [value]
         elif key == "properties":
-            out["properties"] = {k: structural(v, defs) for k, v in value.items()}
+            # An empty map is dropped by the API server: applying it would leave a
+            # permanent difference from the live CRD (a server-side apply conflict with
+            # another field manager, an out-of-sync diff in GitOps tools).
+            if value:
+                out["properties"] = {k: structural(v, defs) for k, v in value.items()}
         elif key == "items":
             out["items"] = structural(value, defs)
         elif key == "additionalProperties":
