@@ -6,6 +6,12 @@
 - ``namespace``: a fresh namespace per test, deleted afterwards.
 - ``operator``: ``python -m ferryman`` as a subprocess watching the test's namespace.
 - ``prometheus`` (session): a real Prometheus on 127.0.0.1 scraping test exporters.
+- ``operator_identity`` (session): the chart's ServiceAccount and cluster-scope RBAC,
+  applied once for all xdist workers; every ``operator_factory`` process runs as it.
+
+Tests marked ``after_suite`` (the RBAC-minimality check of the audit log) are deselected
+unless pytest runs with ``--after-suite``, which selects only them: hack/run-tests.sh
+runs them in a second invocation after a full-suite run.
 
 Tests under ``tests/e2e`` are marked ``e2e`` automatically, so ``-m "not e2e"`` runs the
 pure unit layer without any cluster.
@@ -13,6 +19,8 @@ pure unit layer without any cluster.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +28,7 @@ from pathlib import Path
 import localcluster
 import pytest
 
+from harness import rbac
 from harness.kube import Cluster, open_cluster
 from harness.operator import OperatorProcess
 from harness.prometheus import PrometheusServer
@@ -27,10 +36,23 @@ from harness.prometheus import PrometheusServer
 E2E_DIR = Path(__file__).parent / "e2e"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--after-suite",
+        action="store_true",
+        help="run only the tests marked after_suite (they read what the whole suite did)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+    after = config.getoption("--after-suite")
+    keep = [i for i in items if (i.get_closest_marker("after_suite") is not None) == after]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -62,13 +84,15 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture
 def operator_factory(
-    cluster: Cluster, namespace: str, tmp_path: Path
+    cluster: Cluster, namespace: str, tmp_path: Path, operator_identity: rbac.Identity
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """Make (not start) operator processes for the test namespace; all are stopped
-    at teardown and the last log lines are printed when the test failed."""
+    """Make (not start) operator processes for the test namespace, authenticated as the
+    chart's ServiceAccount; all are stopped at teardown and the last log lines are
+    printed when the test failed."""
     made: list[OperatorProcess] = []
 
     def make(**kwargs: object) -> OperatorProcess:
+        kwargs.setdefault("kubeconfig", operator_identity.kubeconfig)
         op = OperatorProcess(
             cluster, namespaces=[namespace], log_dir=tmp_path / "operator", **kwargs
         )  # type: ignore[arg-type]
@@ -95,3 +119,27 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         yield server
     finally:
         server.stop()
+
+
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory all xdist workers of this run share (the parent of their basetemps)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def operator_identity(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> rbac.Identity:
+    """The chart's ServiceAccount ``ferryman-system:ferryman`` with its cluster-scope RBAC
+    (release ``ferryman``; providers name the Secrets tests use), applied under a file
+    lock by the first worker; every worker then uses the same token kubeconfig."""
+    shared = shared_dir(tmp_path_factory) / "operator-identity"
+    shared.mkdir(parents=True, exist_ok=True)
+    kubeconfig = shared / "kubeconfig"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not kubeconfig.exists():
+            objects = rbac.render(
+                cluster.helm_bin, rbac.values(secrets=rbac.PROVIDER_SECRETS), workdir=shared
+            )
+            return rbac.provision(cluster, objects, kubeconfig=kubeconfig)
+    return rbac.Identity(rbac.OPERATOR_NAMESPACE, rbac.RELEASE, kubeconfig)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from e2e import rollouts as r
+from harness import rbac
 from harness.dataplane import DataPlane
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
@@ -57,13 +58,14 @@ def dataplane(
 
 
 @pytest.fixture
-def settings_file(tmp_path: Path, prometheus: PrometheusServer, namespace: str) -> Path:
+def settings_file(tmp_path: Path, prometheus: PrometheusServer) -> Path:
     path = tmp_path / "settings.yaml"
     path.write_text(
         json.dumps(
             {
                 "providers": {"default": {"address": prometheus.url}},
-                "namespace": namespace,
+                # The operator's own namespace, where provider Secrets live.
+                "namespace": rbac.OPERATOR_NAMESPACE,
                 "storageInitializerImage": "",
             }
         )
@@ -398,24 +400,24 @@ def test_credentials_are_never_sent_to_an_inline_address(
 
     configured, inline = FakePrometheus(), FakePrometheus()
     try:
-        cluster.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "prom-creds",
-            "-n",
-            namespace,
-            "--from-literal=token=s3cret",
+        # The Secret lives where the real deployment keeps it: in the operator's
+        # namespace, under a name the chart grants `get` on (harness.rbac).
+        secret = rbac.PROVIDER_SECRETS[0]
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": secret, "namespace": rbac.OPERATOR_NAMESPACE},
+                "stringData": {"token": "s3cret"},
+            }
         )
         settings = tmp_path / "settings.yaml"
         settings.write_text(
             json.dumps(
                 {
-                    "providers": {
-                        "default": {"address": configured.url, "secretName": "prom-creds"}
-                    },
+                    "providers": {"default": {"address": configured.url, "secretName": secret}},
                     "allowInlineAddresses": True,
-                    "namespace": namespace,
+                    "namespace": rbac.OPERATOR_NAMESPACE,
                     "storageInitializerImage": "",
                 }
             )

@@ -27,8 +27,12 @@ class OperatorProcess:
         log_dir: Path,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        kubeconfig: Path | None = None,
     ) -> None:
         self.cluster = cluster
+        # The operator's own credentials (the chart's ServiceAccount, harness.rbac);
+        # None: the cluster's admin kubeconfig, as the tests themselves use.
+        self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_dir = log_dir
         self.extra_env = env or {}
@@ -68,6 +72,7 @@ class OperatorProcess:
                 stdin=subprocess.DEVNULL,
                 env={
                     **self.cluster.env,
+                    **({"KUBECONFIG": str(self.kubeconfig)} if self.kubeconfig else {}),
                     "FERRYMAN_METRICS_PORT": str(self.metrics_port),
                     **self.extra_env,
                     **(env or {}),
