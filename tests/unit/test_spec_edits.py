@@ -247,6 +247,16 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
         # The new plan starts from its first stage: at this instant only its leading
         # setWeight steps can move the weight up, and never past a pause or preview.
         allowed = max(committed, leading_weight(new_plan))
+        if machine.ratio_mode(new) and all(
+            isinstance(s, machine.SetWeight)
+            or (isinstance(s, machine.Preview) and s.auto_after == timedelta(0))
+            for s in new_plan
+        ):
+            # Nothing holds the new plan before its promotion, and on plain Services
+            # scaling the candidate to full size behind the live Service is the promotion
+            # itself (docs/rollouts.md, "Plain-Service capacity"): its pods may take their
+            # share as they turn Ready.
+            allowed = 100
         assert within(sim, new, candidate, allowed, pods_before), (weight, committed, new_plan)
         if promoted(sim, candidate):
             assert all(
@@ -545,3 +555,29 @@ def test_fingerprints_are_short_deterministic_and_ignore_what_does_not_matter() 
     assert machine.plan_fingerprint(blue_green) != machine.plan_fingerprint(base)
     stricter = canary_spec([{"setWeight": 10}], analysis=ANALYSES[2])
     assert machine.analysis_fingerprint(stricter) != machine.analysis_fingerprint(base)
+
+
+def test_a_preview_edited_into_a_small_canary_on_plain_services_scales_down_before_selecting() -> (
+    None
+):
+    """A blue-green preview (candidate Ready, behind the preview Service only) edited into
+    a canary that holds at 10% over plain Services. The live Service selects every Ready
+    pod of the candidate, so no more than the one pod 10% needs may be behind it (not 3
+    of 6 pods: 50%)."""
+    base: dict[str, Any] = {
+        "model": "fraud",
+        "target": {"version": "1.0.0"},
+        "replicas": 3,
+        "trafficRouting": {"service": {}},
+    }
+    old = RolloutSpec.model_validate({**base, "strategy": {"blueGreen": {}}})
+    new = RolloutSpec.model_validate(
+        {**base, "strategy": {"canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}}}
+    )
+    sim = mid_rollout(old, [("unready", 1)])
+    assert in_flight(sim.status) and candidate_pods(sim, "1.1.0") == 0
+    edit(sim, new)
+    assert candidate_pods(sim, "1.1.0") <= machine.needed(3, 10), sim.status.message
+    for _ in range(20):
+        sim.reconcile()
+        assert candidate_pods(sim, "1.1.0") <= machine.needed(3, 10), sim.status.message
