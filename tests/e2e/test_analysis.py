@@ -402,15 +402,7 @@ def test_credentials_are_never_sent_to_an_inline_address(
     try:
         # The Secret lives where the real deployment keeps it: in the operator's
         # namespace, under a name the chart grants `get` on (harness.rbac).
-        secret = rbac.PROVIDER_SECRETS[0]
-        cluster.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": secret, "namespace": rbac.OPERATOR_NAMESPACE},
-                "stringData": {"token": "s3cret"},
-            }
-        )
+        secret = rbac.apply_provider_secret(cluster)
         settings = tmp_path / "settings.yaml"
         settings.write_text(
             json.dumps(

@@ -112,15 +112,7 @@ def test_namespaced_scope_canary_rollback_and_blue_green_promotion(
     assert not can_i(cluster, user, "list", "rollouts.ferryman.dev", "-A")
     assert not can_i(cluster, user, "list", "namespaces")
     assert not can_i(cluster, user, "patch", "deployments", "-n", "default")
-    secret = rbac.PROVIDER_SECRETS[0]
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": secret, "namespace": rbac.OPERATOR_NAMESPACE},
-            "stringData": {"token": "s3cret"},
-        }
-    )
+    secret = rbac.apply_provider_secret(cluster)
     settings = tmp_path / "settings.yaml"
     settings.write_text(
         json.dumps(

@@ -248,3 +248,19 @@ def parse_since(value: str) -> dt.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed
+
+
+def apply_provider_secret(cluster: Cluster, token: str = "s3cret") -> str:
+    """The provider Secret the e2e operator may read (bearer ``token``), where the real
+    deployment keeps it: in OPERATOR_NAMESPACE, under the name the chart grants `get` on.
+    Returns its name."""
+    name = PROVIDER_SECRETS[0]
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": OPERATOR_NAMESPACE},
+            "stringData": {"token": token},
+        }
+    )
+    return name
