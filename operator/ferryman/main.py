@@ -57,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     asyncio.run(
         kopf.operator(
-            memo=kopf.Memo(settings=operator_settings, wakeups=wakeups.shared()),
+            memo=kopf.Memo(
+                settings=operator_settings, wakeups=wakeups.shared(), namespaces=namespaces
+            ),
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=args.liveness,

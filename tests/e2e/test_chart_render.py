@@ -305,8 +305,9 @@ def test_metrics_service_and_monitor() -> None:
     assert monitor["metadata"]["labels"]["release"] == "prom"
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= svc["metadata"]["labels"].items()
+    # honorLabels: the metrics' own `namespace` (the Rollout's) survives the scrape.
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "honorLabels": True}
     ]
     pod_labels = _deployment(docs)["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()

@@ -179,3 +179,19 @@ def test_actions_are_recorded_as_handled() -> None:
     sim.reconcile("retry")
     assert sim.status.handled_action_id == "id-1"
     assert any(e.reason == "ActionRejected" for e in sim.events)
+
+
+def test_a_target_set_back_to_the_stable_version_after_an_abort_is_healthy() -> None:
+    """A reverted release in Git (target back to the stable version) makes the Rollout
+    Healthy; while the spec still asks for the aborted version it stays Aborted."""
+    sim = healthy_sim()
+    retarget(sim, "1.1.0")
+    sim.reconcile()
+    sim.tick()
+    sim.reconcile("abort")
+    sim.tick(5)
+    assert sim.status.phase == RolloutPhase.ABORTED
+    retarget(sim, "1.0.0")
+    sim.reconcile()
+    assert sim.status.phase == RolloutPhase.HEALTHY, sim.status.message
+    assert sim.route == machine.Route(stable="1.0.0")

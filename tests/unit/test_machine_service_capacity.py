@@ -261,3 +261,20 @@ def test_no_decision_removes_ready_capacity_behind_the_live_service(
     # Settled: the stable alone, at full size and Ready, behind the Service.
     assert sim.route is not None and sim.status.candidate_version is None
     assert sim.available.get(sim.route.stable) == replicas
+
+
+@settings(max_examples=60, deadline=None)
+@given(replicas=st.integers(1, 7), weight=st.integers(1, 99))
+def test_a_settled_step_on_plain_services_keeps_the_stable_available(
+    replicas: int, weight: int
+) -> None:
+    """The stable sized by ferryman's own plan for any split is Available: its need is
+    what the candidate does not carry (an odd split rounds the candidate's share up),
+    so Argo CD never shows a healthy plain-Service canary as Degraded."""
+    sim = service_sim([{"setWeight": weight}, {"pause": {}}], replicas=replicas)
+    sim.run_until(lambda s: s.status.stable_version is not None)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.PAUSED)
+    sim.tick(5)
+    available = next(c for c in sim.status.conditions or [] if c.type == "Available")
+    assert available.status == "True", available.message

@@ -19,6 +19,11 @@ FINALIZER = f"{PREFIX}/finalizer"
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Apply ferryman's kopf settings before any watch starts, and connect the client."""
     apply_settings(settings)
+    if getattr(memo, "namespaces", None):
+        # Explicit namespaces (namespaced RBAC scope): nothing to discover. Scanning would
+        # list namespaces and CRDs cluster-wide, which a Role-only ServiceAccount may not,
+        # and kopf retries each refusal for about a minute before it starts serving.
+        settings.scanning.disabled = True
     if getattr(memo, "kube", None) is None:
         memo.kube = await Kube.connect()
     settings_ = getattr(memo, "settings", None)

@@ -509,7 +509,13 @@ def _availability(spec: RolloutSpec, d: Decision, observed: Observed) -> None:
         if d.route is not None
         else (s.weights.stable if s.weights is not None else 100)
     )
-    want = needed(spec.replicas, weight)
+    # Plain Services size the stable for what the candidate does not carry (_ratio_sizing):
+    # an odd split rounds the candidate's share up, so the stable's need is the rest.
+    want = (
+        spec.replicas - needed(spec.replicas, 100 - weight)
+        if ratio_mode(spec)
+        else needed(spec.replicas, weight)
+    )
     dep = observed.deployments.get(s.stable_version)
     ready = dep.available if dep is not None else 0
     ok = ready >= want
@@ -703,7 +709,10 @@ def _warm_previous(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Decisi
 def _steady(spec: RolloutSpec, s: RolloutStatus, observed: Observed) -> Decision:
     assert s.stable_version is not None
     route = Route(stable=s.stable_version)
-    if s.phase not in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.REJECTED):
+    ended = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.REJECTED)
+    # A rollback stays visible while the spec still asks for the version it refused; a
+    # spec that names the stable version again (a reverted release in Git) is satisfied.
+    if s.phase not in ended or spec.target.version == s.stable_version:
         s.phase = RolloutPhase.HEALTHY
         s.message = f"stable {s.stable_version} serves 100%"
     s.candidate_version, s.current_step, s.pause, s.canary_weight = None, None, None, None
