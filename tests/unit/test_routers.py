@@ -2,7 +2,8 @@
 Gateway API's traffic-splitting and request-mirroring HTTPRoute examples (weighted
 backendRefs; a RequestMirror filter with ``percent``), Istio's weighted routing and
 mirroring VirtualService examples (``route[].weight``, ``mirror``, ``mirrorPercentage``).
-Run with FERRYMAN_UPDATE_GOLDEN=1 to rewrite them after an intended change."""
+Run with FERRYMAN_UPDATE_GOLDEN=1 to rewrite them after an intended change (locally: under
+CI the switch is refused, a CI run only compares)."""
 
 from __future__ import annotations
 
@@ -59,11 +60,34 @@ def build(router: Router, route: Route) -> dict[str, Any]:
     )
 
 
+def update_golden() -> bool:
+    """FERRYMAN_UPDATE_GOLDEN rewrites the golden files; under CI that would make every
+    comparison pass against itself, so the switch fails the test there."""
+    if not os.environ.get("FERRYMAN_UPDATE_GOLDEN"):
+        return False
+    if os.environ.get("CI"):
+        pytest.fail(
+            "FERRYMAN_UPDATE_GOLDEN is refused under CI: rewrite golden files locally, commit them"
+        )
+    return True
+
+
+def test_the_golden_update_switch_is_refused_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FERRYMAN_UPDATE_GOLDEN", "1")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="refused under CI"):
+        update_golden()
+    monkeypatch.delenv("CI")
+    assert update_golden() is True
+    monkeypatch.delenv("FERRYMAN_UPDATE_GOLDEN")
+    assert update_golden() is False
+
+
 @pytest.mark.parametrize(("name", "router", "route"), CASES, ids=[c[0] for c in CASES])
 def test_router_output_matches_golden_file(name: str, router: Router, route: Route) -> None:
     path = GOLDEN / f"{name}.yaml"
     got = build(router, route)
-    if os.environ.get("FERRYMAN_UPDATE_GOLDEN"):
+    if update_golden():
         path.write_text(yaml.safe_dump(got, sort_keys=False))
     assert got == yaml.safe_load(path.read_text())
 
