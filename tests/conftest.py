@@ -24,6 +24,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import localcluster
 import pytest
@@ -91,7 +92,7 @@ def operator_factory(
     printed when the test failed."""
     made: list[OperatorProcess] = []
 
-    def make(**kwargs: object) -> OperatorProcess:
+    def make(**kwargs: Any) -> OperatorProcess:
         kwargs.setdefault("kubeconfig", operator_identity.kubeconfig)
         op = OperatorProcess(
             cluster, namespaces=[namespace], log_dir=tmp_path / "operator", **kwargs

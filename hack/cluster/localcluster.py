@@ -45,7 +45,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -415,9 +415,9 @@ def _port_open(port: int) -> bool:
 
 def _wait(
     what: str,
-    check: callable,
+    check: Callable[[], object],
     timeout: float,
-    pid: int | None = None,  # type: ignore[valid-type]
+    pid: int | None = None,
     layout: Layout | None = None,
     name: str = "",
 ) -> None:

@@ -90,7 +90,7 @@ def _set(path: str, value: Any) -> Callable[[Manifest], None]:
 
 
 _DELETE = object()
-SERVICE = {"service": {}}
+SERVICE: dict[str, Any] = {"service": {}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
 SHADOW = {"shadow": {"mirrorPercent": 50, "duration": "15m", "then": "stop"}}
 

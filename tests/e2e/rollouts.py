@@ -93,7 +93,7 @@ def act(cluster: Cluster, ns: str, action: str, name: str = "fraud") -> str:
 
 def http_route(cluster: Cluster, ns: str, name: str = "fraud") -> dict[str, int] | None:
     try:
-        obj = cluster.custom.get_namespaced_custom_object(
+        obj: Any = cluster.custom.get_namespaced_custom_object(
             "gateway.networking.k8s.io", "v1", ns, "httproutes", name
         )
     except Exception:
@@ -104,7 +104,7 @@ def http_route(cluster: Cluster, ns: str, name: str = "fraud") -> dict[str, int]
 def available(cluster: Cluster, ns: str) -> dict[str, tuple[int, int]]:
     """Deployment name -> (spec replicas, available replicas)."""
     deps = cluster.apps.list_namespaced_deployment(ns).items
-    return {d.metadata.name: (d.spec.replicas or 0, d.status.available_replicas or 0) for d in deps}
+    return {d.metadata.name: (d.spec.replicas or 0, d.status.available_replicas or 0) for d in deps}  # type: ignore[misc]
 
 
 class Sampler:

@@ -154,7 +154,7 @@ class Drive:
         if name is not None:
             self.named.setdefault(name, obj)
 
-    def once(self, step: str, do: Callable[[], None]) -> None:
+    def once(self, step: str, do: Callable[[], object]) -> None:
         if step not in self.done:
             self.done.add(step)
             do()
@@ -175,7 +175,7 @@ class Drive:
             phase, stable = st.get("phase"), st.get("stableVersion")
             if phase == "Healthy" and stable == "1.0.0" and name not in ("unready", "invalid"):
                 self.named.setdefault("healthy-first", obj)
-                self.once(f"{name}/retarget", lambda n=name: self.retarget(n))
+                self.once(f"{name}/retarget", lambda n=name: self.retarget(n))  # type: ignore[misc]
             if name == "unready" and phase == "Healthy":
                 self.once("unready", lambda: r.set_unready(self.cluster, self.ns, UNREADY))
             if name == "canary" and phase == "Paused":

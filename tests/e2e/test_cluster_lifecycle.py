@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import localcluster
@@ -24,9 +25,9 @@ def _port_open(port: int) -> bool:
 
 
 @pytest.fixture
-def second_cluster(tmp_path: Path) -> localcluster.Layout:
+def second_cluster(tmp_path: Path) -> Iterator[localcluster.Layout]:
     layout = localcluster.Layout(workdir=tmp_path / "cluster", ports=free_block())
-    yield layout  # type: ignore[misc]
+    yield layout
     localcluster.down(layout, quiet=True)
 
 

@@ -43,7 +43,7 @@ def test_deleting_a_deployment_garbage_collects_replicasets_and_pods(
     wait_for(lambda: available(cluster, "gc", namespace) == 2, timeout=60, message="2 available")
     replicasets = cluster.apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items
     assert len(replicasets) == 1
-    assert replicasets[0].metadata.owner_references[0].kind == "Deployment"
+    assert replicasets[0].metadata.owner_references[0].kind == "Deployment"  # type: ignore[index]
 
     cluster.kubectl("delete", "deployment", "gc", "-n", namespace)
     wait_for(

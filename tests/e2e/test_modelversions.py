@@ -48,8 +48,8 @@ def test_examples_register_and_show_in_kubectl_get(
     ]
     for name in names:
         wait_for(
-            lambda n=name: phase(cluster, n, namespace) == "Registered",
-            timeout=30,  # type: ignore[misc]
+            lambda n=name: phase(cluster, n, namespace) == "Registered",  # type: ignore[misc]
+            timeout=30,
             message=f"{name} Registered",
         )
     table = cluster.kubectl("get", "mv", "-n", namespace).stdout
@@ -113,9 +113,9 @@ def test_duplicate_model_version_and_handover(
         message="operator back",
     )
     assert (
-        cluster.get_json("modelversion", "fraud-b", namespace)["metadata"]["resourceVersion"]
+        cluster.get_json("modelversion", "fraud-b", namespace)["metadata"]["resourceVersion"]  # type: ignore[index]
         == before
-    )  # type: ignore[index]
+    )
 
     # Deleting the original hands the version to the oldest remaining claim.
     cluster.kubectl("delete", "mv", "fraud-a", "-n", namespace)

@@ -25,9 +25,8 @@ LONG = "1.0.0-rc." + "x" * 60  # field case 09: versions of 71 characters, equal
 def _pods_selected(cluster: Cluster, ns: str, service: str) -> set[str]:
     svc = cluster.get_json("service", service, ns) or {}
     selector = ",".join(f"{k}={v}" for k, v in svc["spec"]["selector"].items())
-    return {
-        p.metadata.name for p in cluster.core.list_namespaced_pod(ns, label_selector=selector).items
-    }
+    pods = cluster.core.list_namespaced_pod(ns, label_selector=selector).items
+    return {p.metadata.name for p in pods}  # type: ignore[misc]
 
 
 def _pods_of(cluster: Cluster, ns: str, deployment: str) -> set[str]:
@@ -35,7 +34,7 @@ def _pods_of(cluster: Cluster, ns: str, deployment: str) -> set[str]:
     selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
     pods = cluster.core.list_namespaced_pod(ns, label_selector=selector).items
     return {
-        p.metadata.name
+        p.metadata.name  # type: ignore[misc]
         for p in pods
         if (p.metadata.annotations or {}).get("ferryman.dev/model-version") == deployment
     }

@@ -34,9 +34,11 @@ def finished(cluster: Cluster, ns: str) -> bool:
 
 
 def assert_no_duplicates(cluster: Cluster, ns: str) -> None:
-    deployments = [d.metadata.name for d in cluster.apps.list_namespaced_deployment(ns).items]
+    deployments: list[Any] = [
+        d.metadata.name for d in cluster.apps.list_namespaced_deployment(ns).items
+    ]
     assert sorted(deployments) in (["fraud-1-0-0", "fraud-1-1-0"], ["fraud-1-1-0"]), deployments
-    routes = cluster.custom.list_namespaced_custom_object(
+    routes = cluster.custom.list_namespaced_custom_object(  # type: ignore[index]
         "gateway.networking.k8s.io", "v1", ns, "httproutes"
     )["items"]
     assert [x["metadata"]["name"] for x in routes] == ["fraud"]

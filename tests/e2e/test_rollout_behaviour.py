@@ -64,8 +64,8 @@ def test_candidate_made_unready_loses_its_weight_and_gets_it_back(
         timeout=60,
         message="candidate at 50%",
     )
-    pod = (
-        cluster.core.list_namespaced_pod(namespace, label_selector="ferryman.dev/version=1.1.0")
+    pod: str = (
+        cluster.core.list_namespaced_pod(namespace, label_selector="ferryman.dev/version=1.1.0")  # type: ignore[assignment]
         .items[0]
         .metadata.name
     )
@@ -108,9 +108,9 @@ def test_track_latest_rolls_each_new_version_and_retries_only_on_request(
     )
     cluster.apply(rollout, namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="1.0.0")
-    generation = cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"][
+    generation = cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"][  # type: ignore[index]
         "generation"
-    ]  # type: ignore[index]
+    ]
     cluster.apply(r.versions("1.1.0"), namespace=namespace)
     wait_for(
         lambda: healthy_on(cluster, namespace, "1.1.0"), timeout=60, message="1.1.0 rolled out"
@@ -124,9 +124,9 @@ def test_track_latest_rolls_each_new_version_and_retries_only_on_request(
     assert st["stableVersion"] == "1.1.0" and st.get("candidateVersion") is None  # not retried
     # The Rollout itself was never touched: the operator never writes spec.
     assert (
-        cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"]["generation"]
+        cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"]["generation"]  # type: ignore[index]
         == generation
-    )  # type: ignore[index]
+    )
     r.act(cluster, namespace, "retry")
     wait_for(
         lambda: (

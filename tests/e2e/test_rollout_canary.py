@@ -51,7 +51,7 @@ def canary_rollout(version: str) -> dict[str, Any]:
 
 def route_weights(cluster: Cluster, namespace: str) -> dict[str, int] | None:
     try:
-        route = cluster.custom.get_namespaced_custom_object(
+        route: Any = cluster.custom.get_namespaced_custom_object(
             "gateway.networking.k8s.io", "v1", namespace, "httproutes", "fraud"
         )
     except Exception:

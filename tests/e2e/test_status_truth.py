@@ -166,7 +166,7 @@ def test_a_route_deleted_by_hand_is_written_again(
 ) -> None:
     """The routes ferryman writes are watched: deleting one wakes its Rollout."""
     kind = "httproute" if routing == "gateway" else "service"
-    spec = {} if routing == "gateway" else {"routing": r.SERVICE}
+    spec: dict[str, Any] = {} if routing == "gateway" else {"routing": r.SERVICE}
     cluster.apply(r.versions("1.0.0"), namespace=namespace)
     cluster.apply(r.rollout("1.0.0", **spec), namespace=namespace)
     wait_for(

@@ -15,7 +15,7 @@ from ferryman.plan import machine
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
-def canary_spec(steps: list[dict[str, Any]], **extra: Any) -> RolloutSpec:
+def canary_spec(steps: list[Any], **extra: Any) -> RolloutSpec:
     data: dict[str, Any] = {
         "model": "fraud",
         "target": {"version": "1.0.0"},
@@ -74,6 +74,7 @@ class Sim:
             act = machine.Action(action, f"id-{self.action_seq}")
         d = machine.decide(self.spec, self.status, self.observed(act))
         before = self.behind()
+        r: int | None
         # Execute in the handler's order: scale up, route, scale down, status.
         if d.deployments is not None:
             for v, r in d.deployments.items():

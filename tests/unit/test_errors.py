@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def test_a_storage_download_timeout_is_reported_with_its_cause(
     def timeout(*args: Any, **kwargs: Any) -> Any:
         raise TimeoutError
 
-    monkeypatch.setattr(storage_init.urllib.request, "urlopen", timeout)
+    monkeypatch.setattr(urllib.request, "urlopen", timeout)
     with pytest.raises(storage_init.StorageError) as caught:
         storage_init.fetch("https://127.0.0.1:9/m.onnx", "sha256:" + "a" * 64, tmp_path)
     assert str(caught.value) == "cannot download https://127.0.0.1:9/m.onnx: TimeoutError"

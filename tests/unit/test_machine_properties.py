@@ -25,6 +25,7 @@ def specs(draw: st.DrawFn) -> RolloutSpec:
     """Any valid strategy over any router that supports it."""
     steps = draw(st.lists(STEP, min_size=1, max_size=6))
     kind = draw(st.sampled_from(["canary", "blueGreen", "shadow"]))
+    strategy: dict[str, object]
     if kind == "canary":
         router, strategy = draw(st.sampled_from(sorted(ROUTERS))), {"canary": {"steps": steps}}
     elif kind == "blueGreen":

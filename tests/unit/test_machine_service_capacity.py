@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferryman.analysis.evaluate import record_round
-from ferryman.api.rollout import Measurement, RolloutPhase, Verdict
+from ferryman.api.rollout import Measurement, RolloutPhase, Verdict, Weights
 from ferryman.plan import machine
 from unit.machine_sim import Sim, canary_spec, retarget
 from unit.test_machine_properties import STEP
@@ -20,7 +20,7 @@ from unit.test_machine_properties import STEP
 SERVICE: dict[str, Any] = {"service": {}}
 
 
-def service_sim(steps: list[dict[str, Any]], replicas: int = 4, **extra: Any) -> Sim:
+def service_sim(steps: list[Any], replicas: int = 4, **extra: Any) -> Sim:
     sim = Sim(canary_spec(steps, replicas=replicas, trafficRouting=SERVICE, **extra))
     sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
     return sim
@@ -64,7 +64,7 @@ def test_unready_candidate_gives_its_share_back_to_the_stable() -> None:
     sim.tick()
     assert sim.replicas == {"1.0.0": 2, "1.1.0": 2} and sim.route.candidate_weight == 50
     sim.tick()
-    assert sim.status.weights == machine.Weights(stable=50, candidate=50, mirror_percent=0)
+    assert sim.status.weights == Weights(stable=50, candidate=50, mirror_percent=0)
     no_capacity_lost(sim)
 
 
@@ -81,7 +81,7 @@ def test_abort_keeps_the_candidate_behind_the_service_until_the_stable_is_ready(
     assert sim.route == machine.Route(stable="1.0.0")
     assert sim.replicas == {"1.0.0": 4}
     assert "keeps its current pods" not in (sim.status.message or "")
-    assert sim.status.weights == machine.Weights(stable=100, candidate=0, mirror_percent=0)
+    assert sim.status.weights == Weights(stable=100, candidate=0, mirror_percent=0)
     no_capacity_lost(sim)
 
 
@@ -194,9 +194,7 @@ def test_ratio_weights_are_the_ready_pods_behind_the_service() -> None:
         "b": machine.DeploymentState(2, 1),
     }
     both = machine.Route(stable="a", candidate="b", candidate_weight=50)
-    assert machine.ratio_weights(both, deps) == machine.Weights(
-        stable=75, candidate=25, mirror_percent=0
-    )
+    assert machine.ratio_weights(both, deps) == Weights(stable=75, candidate=25, mirror_percent=0)
     only = machine.Route(stable="a", candidate="b", candidate_weight=0)
     assert machine.ratio_weights(only, deps).candidate == 0
     full = machine.Route(stable="a", candidate="b", candidate_weight=100)
