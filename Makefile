@@ -15,10 +15,10 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
-	@echo "make test    install everything needed, then run unit and e2e tests"
+	@echo "make test    install everything needed, lint (make lint), then run unit and e2e tests"
 	@echo "make unit    unit tests only (no cluster)"
 	@echo "make e2e     e2e tests only (local control plane, or FERRYMAN_TEST_KUBECONFIG)"
-	@echo "make lint    ruff, mypy --strict, import-linter"
+	@echo "make lint    ruff check and format, mypy (operator strict, tests checked), import-linter"
 	@echo "make up / down / status   the local control plane (hack/cluster/)"
 
 $(VENV)/.installed: pyproject.toml
@@ -49,8 +49,9 @@ down:
 status:
 	$(PYTHON) hack/cluster/localcluster.py status
 
-# The README's test command: everything from a fresh clone, then every test.
-test: venv deps cluster-build tools-build argocd-lua
+# The README's test command (and CI's only one): everything from a fresh clone, the lint
+# tools first (a few seconds; they fail before the cluster is built), then every test.
+test: lint deps cluster-build tools-build argocd-lua
 	bash hack/run-tests.sh $(PYTEST_ARGS)
 
 unit: venv tools-build argocd-lua
@@ -61,7 +62,7 @@ e2e: venv deps cluster-build tools-build argocd-lua
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests hack
-	$(VENV)/bin/ruff format --check operator
+	$(VENV)/bin/ruff format --check operator tests hack
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
