@@ -74,7 +74,7 @@ class Sim:
             act = machine.Action(action, f"id-{self.action_seq}")
         d = machine.decide(self.spec, self.status, self.observed(act))
         before = self.behind()
-        # Execute in the handler's order: scale up, route, scale down, status.
+        # Execute in the executor's order (handlers.executor): scale up, route, scale down, status.
         if d.deployments is not None:
             for v, r in d.deployments.items():
                 if r >= self.replicas.get(v, 0):
