@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cases.api_cases import model_version
+from ferryman import metrics
 from ferryman.api.common import ConditionStatus
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutPhase
@@ -304,3 +305,25 @@ def test_the_daemon_decides_again_at_once_on_a_status_conflict(
     asyncio.run(daemon(name=NAME, namespace=NS, body=body, memo={"wakeups": {}}, stopped=stopped))
     assert read == ["7", "8"]
     assert timeouts[0] == 0.0  # no backoff after a conflict
+
+
+def test_metrics_count_a_rollback_once_by_its_structured_cause() -> None:
+    sim = paused_at_ten()
+    rollout = rollout_of(sim)
+    kube = cluster(sim, rollout)
+    written = rollout.status.model_dump(by_alias=True, mode="json")
+    done = run(kube, snapshot(sim, rollout, kube), decide(sim, rollout, "abort"))
+    metrics.forget(NS, NAME)
+
+    def sample(name: str, **labels: str) -> float:
+        where = {"namespace": NS, "rollout": NAME, **labels}
+        return metrics.REGISTRY.get_sample_value(name, where) or 0.0
+
+    for _ in range(2):  # the second reconcile reads the entry back: not counted again
+        at = done.route_written_at
+        metrics.record_reconcile(rollout, done.status, written, at, measured=False)
+        written = done.status.model_dump(by_alias=True, mode="json")
+        assert sample("ferryman_rollbacks_total", reason="abort") == 1.0
+        assert sample("ferryman_rollouts_ended_total", outcome="Aborted") == 1.0
+        assert sample("ferryman_rollout_weight", role="stable") == 100.0
+    metrics.forget(NS, NAME)
