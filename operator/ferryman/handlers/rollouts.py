@@ -34,12 +34,7 @@ from ferryman.api import names
 from ferryman.api.common import GROUP, VERSION, event_message
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import (
-    PLURAL,
-    Rollout,
-    RolloutPhase,
-    action_key,
-)
+from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import executor, killpoints, roles, wakeups
