@@ -8,6 +8,9 @@ See docs/metrics.md.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from ferryman.api.rollout import (
@@ -15,7 +18,9 @@ from ferryman.api.rollout import (
     HistoryEntry,
     HistoryOutcome,
     PauseStatus,
+    Rollout,
     RolloutPhase,
+    RolloutStatus,
 )
 
 REGISTRY = CollectorRegistry()
@@ -110,6 +115,49 @@ def ended(namespace: str, rollout: str, entry: HistoryEntry) -> None:
     elif entry.outcome in ROLLBACK_OUTCOMES:
         reason = ROLLBACK_REASON[entry.cause] if entry.cause is not None else "other"
         ROLLBACKS.labels(namespace, rollout, reason).inc()
+
+
+def record_reconcile(
+    rollout: Rollout,
+    status: RolloutStatus,
+    written: dict[str, Any],
+    route_written_at: datetime | None,
+    *,
+    measured: bool,
+) -> None:
+    """The metrics of one reconcile: phase, pause and weights as ``status`` says; each
+    history entry newer than those in ``written`` (the status as read) counted by its
+    structured outcome and cause (``ended``), with an analysis rollback's duration from
+    the measurement that decided it to ``route_written_at``; this round's measurements
+    when ``measured``."""
+    ns, name = rollout.metadata.namespace, rollout.metadata.name
+    observe_phase(ns, name, status.phase)
+    observe_pause(ns, name, status.pause)
+    if status.weights is not None:
+        WEIGHT.labels(ns, name, "stable").set(status.weights.stable)
+        WEIGHT.labels(ns, name, "candidate").set(status.weights.candidate)
+        WEIGHT.labels(ns, name, "mirror").set(status.weights.mirror_percent)
+    seen = [datetime.fromisoformat(h["at"]) for h in written.get("history") or []]
+    last = max(seen) if seen else None
+    fresh = [h for h in status.history or [] if last is None or h.at > last]
+    for entry in fresh:
+        ended(ns, name, entry)
+        if entry.cause in (HistoryCause.ANALYSIS, HistoryCause.BAKE_ANALYSIS):
+            decided = [
+                m
+                for m in (status.analysis.measurements if status.analysis else None) or []
+                if m.verdict == "Failed"
+            ]
+            if route_written_at is not None and decided:
+                ROLLBACK_DURATION.observe(
+                    max((route_written_at - decided[-1].at).total_seconds(), 0.0)
+                )
+    if measured and status.analysis and rollout.spec.analysis:
+        latest = (status.analysis.measurements or [])[-len(rollout.spec.analysis.metrics) :]
+        for m in latest:
+            MEASUREMENTS.labels(ns, name, m.metric, m.verdict.value).inc()
+            if m.value is not None:
+                VALUE.labels(ns, name, m.metric).set(m.value)
 
 
 def observe_phase(namespace: str, rollout: str, phase: RolloutPhase | None) -> None:

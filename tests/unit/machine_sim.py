@@ -75,7 +75,7 @@ class Sim:
         d = machine.decide(self.spec, self.status, self.observed(act))
         before = self.behind()
         r: int | None
-        # Execute in the handler's order: scale up, route, scale down, status.
+        # Execute in the executor's order (handlers.executor): scale up, route, scale down, status.
         if d.deployments is not None:
             for v, r in d.deployments.items():
                 if r >= self.replicas.get(v, 0):

@@ -1,6 +1,6 @@
 """A write the API server refuses is reported, not retried in a tight loop: ``Kube.apply``
 turns the client-side HTTP errors into ``ApplyRejected`` (and lets transient ones through);
-the Rollout handler turns them into the ``ApplyFailed`` condition and one Warning Event;
+the executor turns them into the ``ApplyFailed`` condition and one Warning Event;
 names that cannot name ferryman's objects make the Rollout Invalid before any write."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cases.api_cases import model_version, rollout
 from ferryman.api.common import ConditionStatus
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutStatus
+from ferryman.handlers import executor
 from ferryman.handlers import rollouts as handler
 from ferryman.kube.client import ApplyRejected, Kube
 from ferryman.plan import machine
@@ -67,26 +68,26 @@ def _rollout(name: str = "fraud") -> Rollout:
 
 def test_apply_failed_condition_and_one_event_per_new_failure() -> None:
     ro, status = _rollout(), RolloutStatus()
-    failure = handler.ApplyFailure("the API server refused Service x (HTTP 422): bad")
-    assert handler._set_apply_failed(ro, status, [failure], NOW) == failure
+    failure = executor.ApplyFailure("the API server refused Service x (HTTP 422): bad")
+    assert executor.set_apply_failed(ro, status, [failure], NOW) == failure
     (cond,) = status.conditions or []
     assert (cond.type, cond.status, cond.reason) == ("ApplyFailed", ConditionStatus.TRUE, "Refused")
     assert cond.message == failure
     # The same refusal again: no second Event.
-    assert handler._set_apply_failed(ro, status, [failure], NOW) is None
+    assert executor.set_apply_failed(ro, status, [failure], NOW) is None
     # Accepted at last: the condition turns False, no Event.
-    assert handler._set_apply_failed(ro, status, [], NOW) is None
+    assert executor.set_apply_failed(ro, status, [], NOW) is None
     (cond,) = status.conditions or []
     assert cond.status == ConditionStatus.FALSE and cond.reason == "Applied"
     # A Rollout that never failed gets no such condition.
     fresh = RolloutStatus()
-    assert handler._set_apply_failed(ro, fresh, [], NOW) is None and not fresh.conditions
+    assert executor.set_apply_failed(ro, fresh, [], NOW) is None and not fresh.conditions
 
 
 def test_apply_failed_message_fits_the_status_schema() -> None:
     status = RolloutStatus()
-    failures = [handler.ApplyFailure("x" * 1000) for _ in range(5)]
-    message = handler._set_apply_failed(_rollout(), status, failures, NOW)
+    failures = [executor.ApplyFailure("x" * 1000) for _ in range(5)]
+    message = executor.set_apply_failed(_rollout(), status, failures, NOW)
     assert message is not None and len(message) <= 2048
 
 

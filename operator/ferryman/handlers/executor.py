@@ -1,0 +1,444 @@
+"""Execution of one ``plan.machine.Decision``: the ordered writes, behind a small write
+Protocol (``Writer``: get / apply / delete / patch_status, which ``kube.Kube`` is).
+
+The order keeps DESIGN.md §2's invariants at every instant:
+1. create and scale up Deployments (with their Service and PDB);
+2. write the route (weights only ever go to replicas that are already Ready), then the
+   Services named after the Rollout (stable, blue-green preview);
+3. scale down and delete (capacity goes only after the route stopped using it);
+4. write status.
+Before any write, an existing object of the same name must be ours (owner reference to
+this Rollout); a foreign one is left untouched and reported in the ``OwnershipConflict``
+condition. A write the API server refuses (an invalid object, a forbidden write:
+``kube.ApplyRejected``), or a scale-up that fails otherwise, holds back the scale-down but
+never the route write (the decision gives weight only to replicas it observed Ready, and a
+rollback's route write must never wait), and is reported in the ``ApplyFailed`` condition,
+the status message and a Warning Event; it is tried again after ``APPLY_FAILED_RETRY``
+seconds, at the next analysis round or when something changes, never in a tight loop.
+
+The executor posts no Events itself: it returns them (``Executed.events``) for the handler
+to post, after the decision's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ferryman.api import names
+from ferryman.api.common import ConditionStatus, clip
+from ferryman.api.modelversion import ModelVersion
+from ferryman.api.rollout import MAX_METRICS, PLURAL, Rollout, RolloutStatus
+from ferryman.errors import describe
+from ferryman.handlers.killpoints import kill_point
+from ferryman.kube.client import ApplyRejected, Conflict, Rejected
+from ferryman.plan import labels, machine, serving
+from ferryman.plan.conditions import set_condition
+from ferryman.routing import Router
+from ferryman.routing.service import ServiceRouter
+
+log = logging.getLogger(__name__)
+
+OWNERSHIP = "OwnershipConflict"
+APPLY_FAILED = "ApplyFailed"
+APPLY_FAILED_RETRY = 60.0  # seconds until a refused write is tried again unprompted
+MESSAGE_MAX = 2048  # status.message and condition messages (api/)
+STATUS_WRITE = "StatusWriteFailed"
+# What a status write that the API server refused falls back to: the fields that keep
+# traffic decisions safe on the next reconcile (a rollback stays rolled back), without
+# the parts that can grow (history, analysis measurements).
+ESSENTIAL_STATUS = (
+    "phase",
+    "pause",
+    "stableVersion",
+    "candidateVersion",
+    "previousStableVersion",
+    "currentStep",
+    "canaryWeight",
+    "stepStartedAt",
+    "stageSince",
+    "scaleDownAt",
+    "weights",
+    "rolledBackVersions",
+    "handledActionId",
+    "lastAction",
+    "observedGeneration",
+    "planHash",
+    "analysisHash",
+)
+
+
+class Writer(Protocol):
+    """The writes (and the reads they are conditioned on) the executor makes."""
+
+    async def get(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None: ...
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+
+    async def patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> None: ...
+
+
+class ApplyFailure(str):
+    """A problem that is a write the API server refused (not a foreign object)."""
+
+
+@dataclass
+class Snapshot:
+    """What the handler read before deciding, as the executor needs it."""
+
+    rollout: Rollout  # as read (its status: what the decision was made from)
+    router: Router
+    route: dict[str, Any] | None  # the route object as it is (None: none)
+    foreign_route: bool  # that route exists and is someone else's
+    blocked: str | None  # why nothing may advance (a foreign route), else None
+    by_version: dict[str, ModelVersion]  # served versions' ModelVersions
+    deployments: dict[str, machine.DeploymentState]  # by version
+    deployment_names: dict[str, str]  # by version
+    written: dict[str, Any]  # status as read, dumped: a status equal to it is not written
+    now: datetime
+    init_image: str | None = None
+
+
+@dataclass
+class Executed:
+    status: RolloutStatus  # what status now says (written, unless ``refused``)
+    wrote: bool  # whether status was written
+    refused: Rejected | None = None  # a refused status write, for the daemon to back off
+    route_written_at: datetime | None = None
+    failures: bool = False  # some write was refused: retry after APPLY_FAILED_RETRY
+    # Events to post, in order: a failed status write's, the decision's, then Warnings
+    # about foreign objects and refused writes.
+    events: list[machine.Event] = field(default_factory=list)
+
+
+async def execute(kube: Writer, seen: Snapshot, decision: machine.Decision) -> Executed:
+    """Write ``decision`` in order (module docstring). Raises ``kube.Conflict`` when the
+    Rollout changed since it was read (the status write is conditioned on its
+    resourceVersion): the daemon decides again on the fresh state."""
+    rollout, router, by_version = seen.rollout, seen.router, seen.by_version
+    ns, name, now = rollout.metadata.namespace, rollout.metadata.name, seen.now
+    foreign_route, existing_route = seen.foreign_route, seen.route
+    services = {v: mv.metadata.name for v, mv in by_version.items()}
+    reverse = {n: v for v, n in services.items()}
+    status = decision.status
+    problems: list[str] = [f"blocked: {seen.blocked}"] if seen.blocked else []
+    if existing_route is not None and not foreign_route:
+        read = router.read(existing_route, reverse)
+        if read is not None:
+            status.weights = _observed_weights(rollout, read, seen.deployments)
+    elif foreign_route or existing_route is None:
+        # No route of ours carries traffic: status claims none.
+        status.weights = None
+
+    route_written_at: datetime | None = None
+    if decision.deployments is not None:
+        # 1. create and scale up
+        for version, replicas in decision.deployments.items():
+            mv = by_version.get(version)
+            if mv is None:
+                continue
+            current = seen.deployments.get(version)
+            if current is None or replicas >= current.replicas:
+                try:
+                    await _apply_version(kube, rollout, mv, replicas, seen.init_image, problems)
+                except Exception as e:  # a failing webhook, a timeout: reported below
+                    log.warning("%s/%s: scale-up of %s failed: %s", ns, name, version, e)
+                    problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
+        kill_point("after-scale-up")
+    route_ok = not foreign_route
+    if decision.route is not None and not foreign_route:
+        # 2. the route. It is written even when a scale-up above failed: the decision gives
+        # weight only to replicas it observed Ready, so the route never needs this
+        # reconcile's scale-up, and a rollback's route write must never wait for one.
+        obj = router.build(
+            name=name,
+            namespace=ns,
+            route=decision.route,
+            services=services,
+            port=serving.service_port(rollout),
+            metadata={
+                "labels": {labels.ROLLOUT: labels.label_value(name), labels.MANAGED_BY: "ferryman"},
+                "ownerReferences": [labels.owner_reference(rollout)],
+            },
+        )
+        applied = await _apply_owned(kube, rollout, obj, problems, existing=existing_route)
+        route_written_at = datetime.now(UTC)
+        route_ok = applied is not None
+        if applied is not None:
+            read = router.read(applied, reverse)
+            status.weights = _observed_weights(rollout, read, seen.deployments)
+        kill_point("after-route-write")
+        if not isinstance(router, ServiceRouter):
+            # With a mesh or Gateway API, a Service named after the Rollout still gives
+            # in-cluster clients a stable name; with plain Services the route is that one.
+            await _apply_stable_service(kube, rollout, status.stable_version, by_version, problems)
+    elif decision.route is not None:
+        route_ok = False
+    if rollout.spec.strategy.blue_green is not None and not problems and route_ok:
+        await _sync_preview(kube, rollout, by_version.get(decision.preview or ""), problems)
+    if decision.deployments is not None and not problems and route_ok:
+        # 3. scale down and delete: only once the route no longer needs the capacity
+        for version, current in seen.deployments.items():
+            target = decision.deployments.get(version)
+            mv = by_version.get(version)
+            if target is None:
+                await _delete_version(kube, ns, seen.deployment_names[version])
+            elif target < current.replicas and mv is not None:
+                await _apply_version(kube, rollout, mv, target, seen.init_image, problems)
+    events = list(decision.events)
+    if decision.route is not None and not route_ok:
+        # The decision's route was not written, so the decision did not happen: keep the
+        # status it was made from (with this round's analysis and the weights as they
+        # are) and say why, rather than claim a weight or a promotion the route never got.
+        kept = rollout.status.model_copy(deep=True)
+        kept.weights, kept.observed_generation = status.weights, status.observed_generation
+        status, events = kept, []
+
+    # 4. status
+    failures = [p for p in problems if isinstance(p, ApplyFailure)]
+    foreign = [p for p in problems if not isinstance(p, ApplyFailure)]
+    status.conditions = (
+        set_condition(
+            status.conditions,
+            type=OWNERSHIP,
+            status=ConditionStatus.TRUE if foreign else ConditionStatus.FALSE,
+            reason="ForeignObject" if foreign else "AllOwned",
+            message="; ".join(foreign) if foreign else "every object ferryman writes is its own",
+            generation=rollout.metadata.generation,
+            now=now,
+        )
+        if foreign or any(c.type == OWNERSHIP for c in status.conditions or [])
+        else status.conditions
+    )
+    new_failure = set_apply_failed(rollout, status, failures, now)
+    if problems:
+        status.message = clip("; ".join(problems), MESSAGE_MAX)
+    if any(c.type == STATUS_WRITE for c in status.conditions or []):
+        status.conditions = _status_write_condition(rollout, status, None, now)
+    kill_point("before-status-write")
+    new_status = status.model_dump(by_alias=True, mode="json")
+    wrote = new_status != seen.written
+    refused: Rejected | None = None
+    warnings: list[machine.Event] = []  # StatusWriteFailed first, as it happened
+    if wrote:
+        refused = await write_status(kube, rollout, status, new_status, now, warnings)
+        wrote = refused is None
+    warnings += events
+    if foreign:
+        warnings.append(machine.Event("Warning", OWNERSHIP, "; ".join(foreign)))
+    if new_failure:
+        warnings.append(machine.Event("Warning", APPLY_FAILED, new_failure))
+    return Executed(
+        status=status,
+        wrote=wrote,
+        refused=refused,
+        route_written_at=route_written_at,
+        failures=bool(failures),
+        events=warnings,
+    )
+
+
+def _status_write_condition(
+    rollout: Rollout, status: Any, failure: str | None, now: datetime
+) -> Any:
+    return set_condition(
+        status.conditions,
+        type=STATUS_WRITE,
+        status=ConditionStatus.TRUE if failure else ConditionStatus.FALSE,
+        reason="Rejected" if failure else "Written",
+        message=failure or "the last status write succeeded",
+        generation=rollout.metadata.generation,
+        now=now,
+    )
+
+
+async def write_status(
+    kube: Writer,
+    rollout: Rollout,
+    status: Any,
+    new_status: dict[str, Any],
+    now: datetime,
+    warnings: list[machine.Event],
+) -> Rejected | None:
+    """Write the decision's status. The route was written before this, so a refused
+    status write never holds back a rollback's traffic move; the refusal is reported
+    (Warning Event ``StatusWriteFailed``, appended to ``warnings``, and, if the API server
+    takes it, the condition of the same name with the essential fields of the decision),
+    and returned so the daemon retries with a backoff. Returns None when status was
+    written; a conflict (HTTP 409: the Rollout changed) is raised as it is."""
+    ns, name = rollout.metadata.namespace, rollout.metadata.name
+    try:
+        await kube.patch_status(
+            PLURAL, ns, name, new_status, resource_version=rollout.metadata.resource_version
+        )
+        return None
+    except Conflict:
+        raise
+    except Exception as error:  # refused (4xx), or failed (5xx, timeout): same fallback
+        e = (
+            error
+            if isinstance(error, Rejected)
+            else Rejected(f"status of {PLURAL}/{ns}/{name}", 0, describe(error))
+        )
+        failure = clip(f"status write refused by the API server: {e}", 1024)
+        warnings.append(machine.Event("Warning", STATUS_WRITE, failure))
+        status.conditions = _status_write_condition(rollout, status, failure, now)
+        dumped = status.model_dump(by_alias=True, mode="json")
+        essential = {k: dumped.get(k) for k in ESSENTIAL_STATUS}
+        essential["conditions"] = dumped.get("conditions")
+        essential["message"] = clip(f"{status.message or ''} ({failure})", 512)
+        analysis = dumped.get("analysis")
+        if analysis:
+            # Counters, evidence clock and schedule, with the latest round only: without
+            # them the next reconcile would count from stale values.
+            analysis["measurements"] = (analysis.get("measurements") or [])[-MAX_METRICS:]
+            essential["analysis"] = analysis
+        try:
+            await kube.patch_status(
+                PLURAL, ns, name, essential, resource_version=rollout.metadata.resource_version
+            )
+        except Exception as again:
+            log.error("essential status of %s/%s failed too: %s", ns, name, describe(again))
+        return e
+
+
+def set_apply_failed(
+    rollout: Rollout, status: Any, failures: Sequence[str], now: datetime
+) -> str | None:
+    """Set the ``ApplyFailed`` condition (True with the refused writes, False once a
+    reconcile has none); returns the message of a failure not reported before, for the
+    Warning Event (so a write refused again and again posts one Event, not one a minute).
+    """
+    old = next((c for c in status.conditions or [] if c.type == APPLY_FAILED), None)
+    if not failures and old is None:
+        return None
+    message = clip("; ".join(failures), MESSAGE_MAX) if failures else "every write was accepted"
+    status.conditions = set_condition(
+        status.conditions,
+        type=APPLY_FAILED,
+        status=ConditionStatus.TRUE if failures else ConditionStatus.FALSE,
+        reason="Refused" if failures else "Applied",
+        message=message,
+        generation=rollout.metadata.generation,
+        now=now,
+    )
+    reported = old is not None and old.status == ConditionStatus.TRUE and old.message == message
+    return message if failures and not reported else None
+
+
+def _observed_weights(
+    rollout: Rollout, read: machine.Route | None, deployments: dict[str, machine.DeploymentState]
+) -> Any:
+    """Weights as the route really carries them: with plain Services the share of Ready
+    pods behind the live Service, with a mesh or Gateway API the route's weights; None
+    without a route of ours."""
+    if read is None:
+        return None
+    if machine.ratio_mode(rollout.spec):
+        return machine.ratio_weights(read, deployments)
+    return machine.weights_of(read)
+
+
+async def _apply_owned(
+    kube: Writer,
+    rollout: Rollout,
+    obj: dict[str, Any],
+    problems: list[str],
+    *,
+    existing: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Apply ``obj`` if no object of that name exists or it is this Rollout's own; else
+    leave it untouched, add the problem and return None. ``existing``: the object as just
+    read, when the caller has it (saves a GET)."""
+    meta = obj["metadata"]
+    if existing is None:
+        existing = await kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if existing is not None and not labels.is_owned_by(existing, rollout):
+        problems.append(
+            f"{obj['kind']} {meta['name']} exists and is not owned by this Rollout; left untouched"
+        )
+        return None
+    try:
+        return await kube.apply(obj)
+    except ApplyRejected as e:
+        log.warning("%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
+        problems.append(
+            ApplyFailure(
+                f"the API server refused {e.kind} {e.name} (HTTP {e.status}): "
+                + clip(e.reason, 512)
+            )
+        )
+        return None
+
+
+async def _apply_version(
+    kube: Writer,
+    rollout: Rollout,
+    mv: ModelVersion,
+    replicas: int,
+    init_image: str | None,
+    problems: list[str],
+) -> None:
+    before = len(problems)
+    for obj in (
+        serving.service(mv, rollout),
+        serving.pod_disruption_budget(mv, rollout),
+        serving.deployment(mv, rollout, replicas=replicas, init_image=init_image),
+    ):
+        await _apply_owned(kube, rollout, obj, problems)
+        if any(isinstance(p, ApplyFailure) for p in problems[before:]):
+            return  # no pods behind a Service or budget that could not be written
+
+
+async def _apply_stable_service(
+    kube: Writer,
+    rollout: Rollout,
+    stable: str | None,
+    by_version: dict[str, ModelVersion],
+    problems: list[str],
+) -> None:
+    """The Service named after the Rollout always selects the stable version's pods."""
+    mv = by_version.get(stable or "")
+    if mv is None:
+        return
+    svc = serving.service(mv, rollout)
+    svc["metadata"]["name"] = rollout.metadata.name
+    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/stable-version": mv.spec.version}
+    await _apply_owned(kube, rollout, svc, problems)
+
+
+async def _sync_preview(
+    kube: Writer, rollout: Rollout, mv: ModelVersion | None, problems: list[str]
+) -> None:
+    """Blue-green: ``<rollout>-preview`` selects the candidate while there is one."""
+    name = names.preview_service(rollout.metadata.name)
+    if mv is None:
+        existing = await kube.get("v1", "Service", rollout.metadata.namespace, name)
+        if existing is not None and labels.is_owned_by(existing, rollout):
+            await kube.delete("v1", "Service", rollout.metadata.namespace, name)
+        return
+    svc = serving.service(mv, rollout)
+    svc["metadata"]["name"] = name
+    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/preview-version": mv.spec.version}
+    await _apply_owned(kube, rollout, svc, problems)
+
+
+async def _delete_version(kube: Writer, namespace: str, name: str) -> None:
+    await kube.delete("apps/v1", "Deployment", namespace, name)
+    await kube.delete("v1", "Service", namespace, name)
+    await kube.delete("policy/v1", "PodDisruptionBudget", namespace, name)

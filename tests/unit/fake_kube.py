@@ -1,0 +1,111 @@
+"""An in-memory fake of the executor's write Protocol (``handlers.executor.Writer``): it
+holds the objects, records every write in order and raises ``Unexpected`` on anything the
+executor must never do (an unknown kind, an object without an owner, a write over
+someone else's object, a status write to an object it does not hold)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ferryman.kube.client import Conflict
+
+Obj = dict[str, Any]
+KINDS = frozenset(
+    {
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("networking.istio.io/v1", "VirtualService"),
+    }
+)
+PLURALS = frozenset({"rollouts", "modelversions"})
+
+
+class Unexpected(AssertionError):
+    """A call the executor must not make."""
+
+
+def _owner_uids(obj: Obj) -> set[str]:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return {str(r.get("uid")) for r in refs if r.get("kind") == "Rollout"}
+
+
+@dataclass
+class FakeKube:
+    objects: dict[tuple[str, str, str, str], Obj] = field(default_factory=dict)
+    # (plural, namespace, name) -> {"resourceVersion": str, "status": dict}
+    statuses: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    # The writes in order: ("apply" | "delete", kind, name) and ("status", plural, name).
+    writes: list[tuple[str, str, str]] = field(default_factory=list)
+    refuse: dict[tuple[str, str], Exception] = field(default_factory=dict)  # apply errors
+    status_errors: list[Exception] = field(default_factory=list)  # next patch_status errors
+
+    @staticmethod
+    def _check_kind(api_version: str, kind: str) -> None:
+        if (api_version, kind) not in KINDS:
+            raise Unexpected(f"unexpected kind {api_version} {kind}")
+
+    def put(self, obj: Obj) -> None:
+        meta = obj["metadata"]
+        key = (obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        self.objects[key] = copy.deepcopy(obj)
+
+    def put_status(self, plural: str, namespace: str, name: str, rv: str, status: Obj) -> None:
+        self.statuses[(plural, namespace, name)] = {"resourceVersion": rv, "status": status}
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        self._check_kind(api_version, kind)
+        found = self.objects.get((api_version, kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def apply(self, obj: Obj) -> Obj:
+        self._check_kind(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        key = (obj["apiVersion"], obj["kind"], meta.get("namespace"), meta.get("name"))
+        if not key[2] or not key[3]:
+            raise Unexpected(f"apply without namespace and name: {meta}")
+        mine = _owner_uids(obj)
+        if not mine:
+            raise Unexpected(f"{obj['kind']} {key[3]} applied without a Rollout owner")
+        existing = self.objects.get(key)
+        if existing is not None and not (_owner_uids(existing) & mine):
+            raise Unexpected(f"{obj['kind']} {key[3]} of someone else overwritten")
+        if (obj["kind"], key[3]) in self.refuse:
+            raise self.refuse[(obj["kind"], key[3])]
+        self.writes.append(("apply", obj["kind"], key[3]))
+        self.objects[key] = copy.deepcopy(obj)
+        return copy.deepcopy(obj)
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self._check_kind(api_version, kind)
+        existing = self.objects.pop((api_version, kind, namespace, name), None)
+        if existing is not None and not _owner_uids(existing):
+            raise Unexpected(f"deleted {kind} {name} that ferryman does not own")
+        self.writes.append(("delete", kind, name))
+
+    async def patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Obj,
+        *,
+        resource_version: str | None = None,
+    ) -> None:
+        held = self.statuses.get((plural, namespace, name))
+        if plural not in PLURALS or held is None:
+            raise Unexpected(f"status write to {plural}/{namespace}/{name}, not held")
+        if self.status_errors:
+            raise self.status_errors.pop(0)
+        if resource_version and resource_version != held["resourceVersion"]:
+            raise Conflict(f"{plural}/{namespace}/{name} changed; decide again")
+        held["status"] = {**held["status"], **copy.deepcopy(status)}
+        held["resourceVersion"] = str(int(held["resourceVersion"]) + 1)
+        self.writes.append(("status", plural, name))
+
+    def deployment_replicas(self, namespace: str, name: str) -> int | None:
+        found = self.objects.get(("apps/v1", "Deployment", namespace, name))
+        return None if found is None else int(found["spec"]["replicas"])
