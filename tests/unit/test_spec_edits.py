@@ -27,6 +27,8 @@ from ferryman.api.rollout import (
     Verdict,
 )
 from ferryman.plan import machine
+from ferryman.plan.route import Route
+from ferryman.plan.stages import Pause, Preview, SetWeight, Stage, stages
 from unit.machine_sim import Sim, canary_spec
 from unit.test_machine_properties import ROUTERS, STEP
 
@@ -161,30 +163,30 @@ def in_flight(status: RolloutStatus) -> bool:
     )
 
 
-def manual(stage: machine.Stage) -> bool:
+def manual(stage: Stage) -> bool:
     """A stage only `kubectl ferryman promote` passes."""
-    return (isinstance(stage, machine.Pause) and stage.duration is None) or (
-        isinstance(stage, machine.Preview) and stage.auto_after is None
+    return (isinstance(stage, Pause) and stage.duration is None) or (
+        isinstance(stage, Preview) and stage.auto_after is None
     )
 
 
-def leading_weight(plan: list[machine.Stage]) -> int:
+def leading_weight(plan: list[Stage]) -> int:
     """The highest weight the plan's leading setWeight steps reach (no time passes)."""
     w = 0
     for stage in plan:
-        if not isinstance(stage, machine.SetWeight):
+        if not isinstance(stage, SetWeight):
             break
         w = max(w, stage.weight)
     return w
 
 
-def weight_before_gate(plan: list[machine.Stage]) -> int | None:
+def weight_before_gate(plan: list[Stage]) -> int | None:
     """The highest setWeight before the plan's first manual gate; None without one."""
     w = 0
     for stage in plan:
         if manual(stage):
             return w
-        if isinstance(stage, machine.SetWeight):
+        if isinstance(stage, SetWeight):
             w = max(w, stage.weight)
     return None
 
@@ -237,8 +239,8 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
     candidate = before.candidate_version
     assert candidate is not None
     committed = before.canary_weight or 0
-    new_plan = machine.stages(new)
-    plan_changed = machine.stages(old) != new_plan
+    new_plan = stages(new)
+    plan_changed = stages(old) != new_plan
     analysis_changed = old.analysis != new.analysis
     pods_before = candidate_pods(sim, candidate)
     edit(sim, new)
@@ -248,8 +250,7 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
         # setWeight steps can move the weight up, and never past a pause or preview.
         allowed = max(committed, leading_weight(new_plan))
         if machine.ratio_mode(new) and all(
-            isinstance(s, machine.SetWeight)
-            or (isinstance(s, machine.Preview) and s.auto_after == timedelta(0))
+            isinstance(s, SetWeight) or (isinstance(s, Preview) and s.auto_after == timedelta(0))
             for s in new_plan
         ):
             # Nothing holds the new plan before its promotion, and on plain Services
@@ -260,8 +261,8 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
         assert within(sim, new, candidate, allowed, pods_before), (weight, committed, new_plan)
         if promoted(sim, candidate):
             assert all(
-                isinstance(s, machine.SetWeight)
-                or (isinstance(s, machine.Preview) and s.auto_after == timedelta(0))
+                isinstance(s, SetWeight)
+                or (isinstance(s, Preview) and s.auto_after == timedelta(0))
                 for s in new_plan
             ), new_plan
     if analysis_changed and new.analysis is not None and committed > 0:
@@ -284,8 +285,8 @@ def test_without_user_actions_an_edit_never_passes_the_new_plans_first_manual_ga
     old, new = scenario
     sim = mid_rollout(old, ops)
     before = copy.deepcopy(sim.status)
-    new_plan = machine.stages(new)
-    if not in_flight(before) or machine.stages(old) == new_plan:
+    new_plan = stages(new)
+    if not in_flight(before) or stages(old) == new_plan:
         return
     gate = weight_before_gate(new_plan)
     if gate is None:
@@ -449,7 +450,7 @@ def test_canary_to_shadow_mirrors_only_then_follows_its_then() -> None:
     shadow = {"mirrorPercent": 100, "duration": "20s", "then": "canary", "steps": FIELD_CASE}
     edit(sim, with_strategy(sim.spec, {"shadow": shadow}))
     sim.tick(1)
-    assert sim.route == machine.Route(
+    assert sim.route == Route(
         stable="1.0.0", candidate="1.1.0", candidate_weight=0, mirror_percent=100
     )
     sim.run_until(lambda s: s.status.current_step == 4 and s.status.phase == RolloutPhase.PAUSED)

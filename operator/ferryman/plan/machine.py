@@ -34,7 +34,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,161 +58,20 @@ from ferryman.api.rollout import (
 )
 from ferryman.plan import actions, conditions, gates, semver
 from ferryman.plan.actions import ActionName as ActionName
+from ferryman.plan.decision import Action as Action
+from ferryman.plan.decision import Decision, Event
+from ferryman.plan.decision import DeploymentState as DeploymentState
+from ferryman.plan.decision import Observed as Observed
+from ferryman.plan.decision import VersionRecord as VersionRecord
 from ferryman.plan.durations import parse_duration
+from ferryman.plan.route import Route as Route
+from ferryman.plan.route import weights_of as weights_of
+from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stage, Stop, stages
 
-
-@dataclass(frozen=True)
-class Action:
-    """A user intent from ``kubectl ferryman`` (annotation with a nonce)."""
-
-    name: str
-    id: str
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    """A ModelVersion of the Rollout's model."""
-
-    name: str
-    version: str
-    duplicate: bool = False
-    metrics: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeploymentState:
-    replicas: int
-    available: int
-
-
-@dataclass(frozen=True)
-class Route:
-    """Traffic: ``candidate_weight`` percent to the candidate, the rest to stable."""
-
-    stable: str
-    candidate: str | None = None
-    candidate_weight: int = 0
-    mirror_percent: int = 0
-
-    @property
-    def stable_weight(self) -> int:
-        return 100 - self.candidate_weight
-
-
-@dataclass(frozen=True)
-class Observed:
-    versions: tuple[VersionRecord, ...]
-    deployments: Mapping[str, DeploymentState]  # by version
-    now: datetime
-    generation: int = 0
-    route: Route | None = None  # the live route as read back (plain Services only)
-    action: Action | None = None
-    conflict: str | None = None  # another Rollout that already serves this model
-    invalid: str | None = None  # a problem the handler found (unknown provider, ...)
-    # The route cannot be written (a same-named object belongs to someone else): hold.
-    blocked: str | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
-@dataclass
-class Decision:
-    status: RolloutStatus
-    # Replicas per served version; versions not listed lose their Deployment. None: leave
-    # every Deployment as it is.
-    deployments: dict[str, int] | None
-    # None: leave the route as it is (nothing is Ready to route to yet, or Invalid).
-    route: Route | None
-    events: list[Event] = field(default_factory=list)
-    requeue_after: float | None = None
-    # Blue-green: the version the preview Service selects (None: no preview Service).
-    preview: str | None = None
-    # Whether the pending user action was applied, or why the path taken could not
-    # (``decide`` records the verdict in status.lastAction).
-    action_applied: bool = False
-    action_refusal: str | None = None
-
-    def wake_in(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
-        self.requeue_after = (
-            seconds if self.requeue_after is None else min(self.requeue_after, seconds)
-        )
-
-
-@dataclass(frozen=True)
-class SetWeight:
-    weight: int
-
-
-@dataclass(frozen=True)
-class Pause:
-    duration: timedelta | None
-    text: str
-
-
-@dataclass(frozen=True)
-class Shadow:
-    """Mirror ``percent`` of live traffic to the candidate for ``duration``."""
-
-    percent: int
-    duration: timedelta
-    text: str
-
-
-@dataclass(frozen=True)
-class Preview:
-    """Blue-green: the candidate at full size behind the preview Service, mirrored."""
-
-    mirror: int
-    auto_after: timedelta | None
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Shadow with ``then: stop``: remove the candidate and report; stable untouched."""
-
-
-Stage = SetWeight | Pause | Shadow | Preview | Stop
-
-
-def stages(spec: RolloutSpec) -> list[Stage]:
-    """The strategy as a list of stages; promotion follows the last one."""
-    strategy = spec.strategy
-
-    def canary(steps: list[Any]) -> list[Stage]:
-        out: list[Stage] = []
-        for step in steps:
-            if step.set_weight is not None:
-                out.append(SetWeight(step.set_weight))
-            else:
-                d = step.pause.duration
-                out.append(Pause(parse_duration(d) if d else None, d or ""))
-        return out
-
-    if strategy.canary is not None:
-        return canary(list(strategy.canary.steps))
-    if strategy.blue_green is not None:
-        bg = strategy.blue_green
-        auto = bg.auto_promotion_seconds
-        return [
-            Preview(
-                bg.preview_mirror_percent or 0,
-                timedelta(seconds=auto) if auto is not None else None,
-            )
-        ]
-    assert strategy.shadow is not None
-    sh = strategy.shadow
-    first: list[Stage] = [Shadow(sh.mirror_percent, parse_duration(sh.duration), sh.duration)]
-    if sh.then == "canary":
-        return first + canary(list(sh.steps or []))
-    if sh.then == "stop":
-        return [*first, Stop()]
-    return first
+# Temporary: handlers/rollouts.py (split in parallel by the executor work, issue 11 §2)
+# still spells ``machine.Action``, ``DeploymentState``, ``Observed``, ``VersionRecord``,
+# ``Route`` and ``weights_of``; they live in plan.decision and plan.route, and these
+# ``X as X`` re-exports go when that split lands (routers and the CLI never use them).
 
 
 def _digest(value: object) -> str:
@@ -455,16 +314,6 @@ def _remember_rolled_back(status: RolloutStatus, version: str) -> None:
     newest ``MAX_HISTORY``), so ``track: latest`` and a restart never retry it."""
     kept = [v for v in status.rolled_back_versions or [] if v != version]
     status.rolled_back_versions = [*kept, version]
-
-
-def weights_of(route: Route | None) -> Weights:
-    if route is None:
-        return Weights(stable=100, candidate=0, mirror_percent=0)
-    return Weights(
-        stable=route.stable_weight,
-        candidate=route.candidate_weight,
-        mirror_percent=route.mirror_percent,
-    )
 
 
 def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Decision:
