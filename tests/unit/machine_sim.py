@@ -11,6 +11,7 @@ from typing import Any
 
 from ferryman.api.rollout import RolloutSpec, RolloutStatus
 from ferryman.plan import machine
+from ferryman.plan.capacity import selected
 from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed, VersionRecord
 from ferryman.plan.route import Route
 
@@ -53,7 +54,7 @@ class Sim:
         """Ready pods the live Service (plain-Service router) selects now."""
         if self.route is None:
             return 0
-        return sum(self.available.get(v, 0) for v in machine.selected(self.route, self.replicas))
+        return sum(self.available.get(v, 0) for v in selected(self.route, self.replicas))
 
     def observed(self, action: Action | None = None) -> Observed:
         return Observed(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ferryman.analysis.evaluate import record_round
 from ferryman.api.rollout import Measurement, RolloutPhase, Verdict, Weights
-from ferryman.plan import machine
+from ferryman.plan.capacity import ratio_weights
 from ferryman.plan.decision import DeploymentState
 from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec, retarget
@@ -196,13 +196,13 @@ def test_ratio_weights_are_the_ready_pods_behind_the_service() -> None:
         "b": DeploymentState(2, 1),
     }
     both = Route(stable="a", candidate="b", candidate_weight=50)
-    assert machine.ratio_weights(both, deps) == Weights(stable=75, candidate=25, mirror_percent=0)
+    assert ratio_weights(both, deps) == Weights(stable=75, candidate=25, mirror_percent=0)
     only = Route(stable="a", candidate="b", candidate_weight=0)
-    assert machine.ratio_weights(only, deps).candidate == 0
+    assert ratio_weights(only, deps).candidate == 0
     full = Route(stable="a", candidate="b", candidate_weight=100)
-    assert machine.ratio_weights(full, deps).candidate == 100
+    assert ratio_weights(full, deps).candidate == 100
     none_ready = {"a": DeploymentState(4, 0), "b": DeploymentState(2, 0)}
-    assert machine.ratio_weights(both, none_ready).candidate == 50  # nominal
+    assert ratio_weights(both, none_ready).candidate == 50  # nominal
 
 
 OPS = st.one_of(

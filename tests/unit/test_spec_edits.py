@@ -26,8 +26,10 @@ from ferryman.api.rollout import (
     RolloutStatus,
     Verdict,
 )
-from ferryman.plan import machine
+from ferryman.plan.capacity import needed, ratio_mode, selected
+from ferryman.plan.evidence import analysis_target
 from ferryman.plan.route import Route
+from ferryman.plan.spec_edits import analysis_fingerprint, plan_fingerprint
 from ferryman.plan.stages import Pause, Preview, SetWeight, Stage, stages
 from unit.machine_sim import Sim, canary_spec
 from unit.test_machine_properties import ROUTERS, STEP
@@ -113,7 +115,7 @@ AFTER = st.one_of(
 def measure(sim: Sim) -> None:
     """A Successful round of every metric, when analysis would run now."""
     analysis = sim.spec.analysis
-    if analysis is None or machine.analysis_target(sim.spec, sim.status) is None:
+    if analysis is None or analysis_target(sim.spec, sim.status) is None:
         return
     ms = [
         Measurement(metric=m.name, value=0.0, verdict=Verdict.SUCCESSFUL, at=sim.now)
@@ -209,7 +211,7 @@ def candidate_pods(sim: Sim, candidate: str) -> int:
     stable version (a promotion is checked on its own)."""
     if sim.route is None or sim.route.candidate != candidate:
         return 0
-    if candidate not in machine.selected(sim.route, sim.replicas):
+    if candidate not in selected(sim.route, sim.replicas):
         return 0
     return sim.available.get(candidate, 0)
 
@@ -219,8 +221,8 @@ def within(sim: Sim, spec: RolloutSpec, candidate: str, bound: int, pods_before:
     weight is a share of pods, so the check is in Ready candidate pods behind the live
     Service: no more than before the edit, or than ``bound`` needs (a 1% step already
     takes one whole pod)."""
-    if machine.ratio_mode(spec):
-        allowed = max(pods_before, machine.needed(spec.replicas, bound))
+    if ratio_mode(spec):
+        allowed = max(pods_before, needed(spec.replicas, bound))
         return candidate_pods(sim, candidate) <= allowed
     weight = sim.route.candidate_weight if sim.route and sim.route.candidate == candidate else 0
     return weight <= bound
@@ -249,7 +251,7 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
         # The new plan starts from its first stage: at this instant only its leading
         # setWeight steps can move the weight up, and never past a pause or preview.
         allowed = max(committed, leading_weight(new_plan))
-        if machine.ratio_mode(new) and all(
+        if ratio_mode(new) and all(
             isinstance(s, SetWeight) or (isinstance(s, Preview) and s.auto_after == timedelta(0))
             for s in new_plan
         ):
@@ -547,15 +549,15 @@ def test_fingerprints_are_short_deterministic_and_ignore_what_does_not_matter() 
         analysis={**ANALYSES[1], "interval": "1m", "failureLimit": 3},  # type: ignore[dict-item]
     )
     # Pinned: a new fingerprint scheme would restart every rollout in flight on upgrade.
-    assert machine.plan_fingerprint(base) == machine.plan_fingerprint(same) == "fefe1438a006"
-    assert machine.analysis_fingerprint(base) == machine.analysis_fingerprint(same)
-    assert machine.analysis_fingerprint(base) == "682e5d8cb027"
+    assert plan_fingerprint(base) == plan_fingerprint(same) == "fefe1438a006"
+    assert analysis_fingerprint(base) == analysis_fingerprint(same)
+    assert analysis_fingerprint(base) == "682e5d8cb027"
     longer = canary_spec([{"setWeight": 10}, {"pause": {"duration": "2m"}}])
-    assert machine.plan_fingerprint(longer) != machine.plan_fingerprint(base)
+    assert plan_fingerprint(longer) != plan_fingerprint(base)
     blue_green = with_strategy(base, {"blueGreen": {}})
-    assert machine.plan_fingerprint(blue_green) != machine.plan_fingerprint(base)
+    assert plan_fingerprint(blue_green) != plan_fingerprint(base)
     stricter = canary_spec([{"setWeight": 10}], analysis=ANALYSES[2])
-    assert machine.analysis_fingerprint(stricter) != machine.analysis_fingerprint(base)
+    assert analysis_fingerprint(stricter) != analysis_fingerprint(base)
 
 
 def test_a_preview_edited_into_a_small_canary_on_plain_services_scales_down_before_selecting() -> (
@@ -578,7 +580,7 @@ def test_a_preview_edited_into_a_small_canary_on_plain_services_scales_down_befo
     sim = mid_rollout(old, [("unready", 1)])
     assert in_flight(sim.status) and candidate_pods(sim, "1.1.0") == 0
     edit(sim, new)
-    assert candidate_pods(sim, "1.1.0") <= machine.needed(3, 10), sim.status.message
+    assert candidate_pods(sim, "1.1.0") <= needed(3, 10), sim.status.message
     for _ in range(20):
         sim.reconcile()
-        assert candidate_pods(sim, "1.1.0") <= machine.needed(3, 10), sim.status.message
+        assert candidate_pods(sim, "1.1.0") <= needed(3, 10), sim.status.message
