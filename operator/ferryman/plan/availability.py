@@ -8,11 +8,7 @@ these are computed after the decision is made, whatever path made it.
 from __future__ import annotations
 
 from ferryman.api.common import ConditionStatus
-from ferryman.api.rollout import (
-    HistoryOutcome,
-    RolloutPhase,
-    RolloutSpec,
-)
+from ferryman.api.rollout import HistoryOutcome, RolloutPhase, RolloutSpec
 from ferryman.plan import conditions
 from ferryman.plan.capacity import needed, ratio_mode
 from ferryman.plan.decision import Decision, Event, Observed

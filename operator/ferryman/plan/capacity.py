@@ -16,10 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from ferryman.api.rollout import (
-    RolloutSpec,
-    Weights,
-)
+from ferryman.api.rollout import RolloutSpec, Weights
 from ferryman.plan.decision import Decision, DeploymentState, Observed
 from ferryman.plan.route import Route, weights_of
 

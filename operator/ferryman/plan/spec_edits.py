@@ -15,11 +15,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from ferryman.api.rollout import (
-    PauseReason,
-    RolloutSpec,
-    RolloutStatus,
-)
+from ferryman.api.rollout import PauseReason, RolloutSpec, RolloutStatus
 from ferryman.plan.decision import Event
 from ferryman.plan.evidence import mark_weight_change
 from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stage, stages
