@@ -9,6 +9,7 @@ machine.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ferryman.analysis import evaluate
@@ -25,7 +26,7 @@ from ferryman.api.rollout import (
 )
 from ferryman.plan.actions import ActionName
 from ferryman.plan.capacity import needed, ratio_mode, ratio_sizing, supported
-from ferryman.plan.decision import Action, Decision, Event, Observed
+from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed
 from ferryman.plan.endings import promote, rollback, stop_shadow, warm_previous
 from ferryman.plan.evidence import (
     analysis_hold,
@@ -36,7 +37,7 @@ from ferryman.plan.evidence import (
 )
 from ferryman.plan.route import Route, weights_of
 from ferryman.plan.spec_edits import follow_spec_edits
-from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stop, stages
+from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stage, Stop, stages
 
 
 def progress(
@@ -84,10 +85,7 @@ def progress(
 
     d = Decision(status=s, deployments=None, route=None, events=events)
     d.action_refusal = refusal
-    waiting_for_pods = False
     want = needed(replicas, committed)  # candidate replicas to ask for
-    mirror = 0
-    preview = False
     s.phase = RolloutPhase.PROGRESSING
     analysis = spec.analysis
     hold = False
@@ -113,101 +111,24 @@ def progress(
             # Keep traffic where it is; analysis keeps running and lifts the hold.
             s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
             hold = True
-    while not hold and i < len(plan):
-        stage = plan[i]
+    walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
+    while not hold and walk.i < len(plan):
+        stage = plan[walk.i]
         if isinstance(stage, SetWeight):
-            w = stage.weight
-            want = max(needed(replicas, w), needed(replicas, committed))
-            if w > committed and not has_evidence(spec, s, had_traffic(plan, i, committed)):
-                s.message = f"step {i}: waiting for analysis evidence before weight {w}%"
-                wake_for_measurement(s, now, d)
-                break
-            if ready_for(needed(replicas, w)):
-                committed, i = w, i + 1
-                s.step_started_at, s.stage_since = now, None
-                mark_weight_change(spec, s, now)
-                events.append(Event("Normal", "Weight", f"candidate {candidate} at {w}%"))
-                continue
-            waiting_for_pods = True
-            s.message = (
-                f"step {i}: waiting for {needed(replicas, w)} Ready replicas of "
-                f"{candidate} for weight {w}% ({available} Ready)"
-            )
+            advanced = set_weight(walk, stage)
+        elif isinstance(stage, Pause):
+            advanced = pause(walk, stage)
+        elif isinstance(stage, Shadow):
+            advanced = shadow(walk, stage)
+        elif isinstance(stage, Preview):
+            advanced = preview(walk, stage)
+        else:
+            assert isinstance(stage, Stop)
+            return stop_shadow(spec, s, observed, events)
+        if not advanced:
             break
-        if isinstance(stage, Pause):
-            if s.pause is None or s.pause.reason != PauseReason.STEP:
-                s.pause = PauseStatus(reason=PauseReason.STEP, since=now, message="")
-            if stage.duration is not None:
-                until = (s.pause.since or now) + stage.duration
-                if now >= until:
-                    s.pause, s.step_started_at, i = None, now, i + 1
-                    continue
-                s.pause.message = f"step {i}: pause {stage.text}"
-                d.wake_in((until - now).total_seconds())
-            else:
-                s.pause.message = f"step {i}: paused until `kubectl ferryman promote`"
-            s.phase, s.message = RolloutPhase.PAUSED, s.pause.message
-            break
-        if isinstance(stage, Shadow):
-            committed = no_live_weight(spec, s, now, committed, candidate, events, "a shadow")
-            want = max(needed(replicas, stage.percent), 1 if stage.percent else 0)
-            if not ready_for(want):
-                waiting_for_pods = True
-                s.message = (
-                    f"shadow: waiting for {want} Ready replicas of {candidate} ({available} Ready)"
-                )
-                if s.stage_since is not None:
-                    # Pods turned unready mid-shadow: stop mirroring, keep the clock.
-                    waiting_for_pods = False
-                break
-            if s.stage_since is None:
-                s.stage_since = now
-                mark_weight_change(spec, s, now)
-                events.append(
-                    Event(
-                        "Normal", "Shadow", f"mirroring {stage.percent}% of traffic to {candidate}"
-                    )
-                )
-            until = s.stage_since + stage.duration
-            if now >= until:
-                s.stage_since, s.step_started_at, i = None, now, i + 1
-                want = needed(replicas, committed)
-                continue
-            mirror = stage.percent
-            s.message = f"shadow: mirroring {stage.percent}% to {candidate} for {stage.text}"
-            d.wake_in((until - now).total_seconds())
-            break
-        if isinstance(stage, Preview):
-            committed = no_live_weight(spec, s, now, committed, candidate, events, "a preview")
-            want = replicas
-            preview = True
-            if not ready_for(replicas):
-                waiting_for_pods = True
-                s.message = (
-                    f"preview: waiting for {replicas} Ready replicas of {candidate} "
-                    f"({available} Ready)"
-                )
-                break
-            if s.stage_since is None:
-                s.stage_since = now
-                mark_weight_change(spec, s, now)
-                events.append(Event("Normal", "PreviewReady", f"preview of {candidate} is Ready"))
-            mirror = stage.mirror
-            if stage.auto_after is not None:
-                until = s.stage_since + stage.auto_after
-                if now >= until:
-                    s.stage_since, s.step_started_at, i = None, now, i + 1
-                    preview = False
-                    continue
-                d.wake_in((until - now).total_seconds())
-                text = f"preview Ready; auto-promotion at {until.isoformat()}"
-            else:
-                text = "preview Ready; waiting for `kubectl ferryman promote`"
-            s.pause = PauseStatus(reason=PauseReason.STEP, since=s.stage_since, message=text)
-            s.phase, s.message = RolloutPhase.PAUSED, text
-            break
-        assert isinstance(stage, Stop)
-        return stop_shadow(spec, s, observed, events)
+    i, committed, want = walk.i, walk.committed, walk.want
+    mirror, preview_on, waiting_for_pods = walk.mirror, walk.preview, walk.waiting_for_pods
     s.current_step, s.canary_weight = i, committed
     if s.phase != RolloutPhase.PAUSED:
         s.pause = None
@@ -245,7 +166,7 @@ def progress(
             # Plain Services select every candidate pod: scaling it to full size is the
             # promotion itself, so it waits for the evidence like a weight increase.
             want = needed(replicas, committed)
-        preview = bool(spec.strategy.blue_green)
+        preview_on = bool(spec.strategy.blue_green)
 
     if waiting_for_pods and deadline_passed(spec, s, now, d):
         reason = (
@@ -301,7 +222,7 @@ def progress(
         )
         d.deployments = {stable: replicas, candidate: max(want, needed(replicas, committed))}
     d.route = route
-    d.preview = candidate if preview else None
+    d.preview = candidate if preview_on else None
     s.weights = weights_of(route)
     warm_previous(spec, s, now, d)
     return d
@@ -341,3 +262,140 @@ def newly_withdrawn(s: RolloutStatus, weight: int) -> bool:
     now (``s.weights``, as read back) carries more. The Warning Event is posted once per
     withdrawal, not on every reconcile while the pods stay unready."""
     return s.weights is None or s.weights.candidate > weight
+
+
+@dataclass
+class Walk:
+    """Where the stage loop stands: the position ``i`` in the plan, the weight the steps
+    have ``committed``, and what the stage it stopped at asks for: ``want`` candidate
+    replicas, ``mirror`` percent, the ``preview`` Service, whether it is
+    ``waiting_for_pods``. Each stage function advances it (returns True: on to the next
+    stage) or stops there (False)."""
+
+    spec: RolloutSpec
+    s: RolloutStatus
+    d: Decision
+    plan: list[Stage]
+    now: datetime
+    candidate: str
+    dep: DeploymentState | None
+    i: int
+    committed: int
+    want: int
+    mirror: int = 0
+    preview: bool = False
+    waiting_for_pods: bool = False
+
+    @property
+    def available(self) -> int:
+        return self.dep.available if self.dep else 0
+
+    def ready_for(self, count: int) -> bool:
+        return self.dep is not None and self.dep.replicas >= count and self.available >= count
+
+
+def set_weight(w: Walk, stage: SetWeight) -> bool:
+    """A canary step: weight ``stage.weight`` once the candidate's Ready replicas carry
+    it, and (for an increase) once analysis has evidence since the last weight change."""
+    spec, s, now, replicas, candidate = w.spec, w.s, w.now, w.spec.replicas, w.candidate
+    weight = stage.weight
+    w.want = max(needed(replicas, weight), needed(replicas, w.committed))
+    if weight > w.committed and not has_evidence(spec, s, had_traffic(w.plan, w.i, w.committed)):
+        s.message = f"step {w.i}: waiting for analysis evidence before weight {weight}%"
+        wake_for_measurement(s, now, w.d)
+        return False
+    if w.ready_for(needed(replicas, weight)):
+        w.committed, w.i = weight, w.i + 1
+        s.step_started_at, s.stage_since = now, None
+        mark_weight_change(spec, s, now)
+        w.d.events.append(Event("Normal", "Weight", f"candidate {candidate} at {weight}%"))
+        return True
+    w.waiting_for_pods = True
+    s.message = (
+        f"step {w.i}: waiting for {needed(replicas, weight)} Ready replicas of "
+        f"{candidate} for weight {weight}% ({w.available} Ready)"
+    )
+    return False
+
+
+def pause(w: Walk, stage: Pause) -> bool:
+    """A pause step: for its duration, or until ``kubectl ferryman promote``."""
+    s, now = w.s, w.now
+    if s.pause is None or s.pause.reason != PauseReason.STEP:
+        s.pause = PauseStatus(reason=PauseReason.STEP, since=now, message="")
+    if stage.duration is not None:
+        until = (s.pause.since or now) + stage.duration
+        if now >= until:
+            s.pause, s.step_started_at, w.i = None, now, w.i + 1
+            return True
+        s.pause.message = f"step {w.i}: pause {stage.text}"
+        w.d.wake_in((until - now).total_seconds())
+    else:
+        s.pause.message = f"step {w.i}: paused until `kubectl ferryman promote`"
+    s.phase, s.message = RolloutPhase.PAUSED, s.pause.message
+    return False
+
+
+def shadow(w: Walk, stage: Shadow) -> bool:
+    """Mirror ``stage.percent`` of live traffic to the candidate for ``stage.duration``,
+    once enough of its replicas are Ready (no live weight meanwhile)."""
+    spec, s, now, replicas, candidate = w.spec, w.s, w.now, w.spec.replicas, w.candidate
+    w.committed = no_live_weight(spec, s, now, w.committed, candidate, w.d.events, "a shadow")
+    w.want = max(needed(replicas, stage.percent), 1 if stage.percent else 0)
+    if not w.ready_for(w.want):
+        w.waiting_for_pods = True
+        s.message = (
+            f"shadow: waiting for {w.want} Ready replicas of {candidate} ({w.available} Ready)"
+        )
+        if s.stage_since is not None:
+            # Pods turned unready mid-shadow: stop mirroring, keep the clock.
+            w.waiting_for_pods = False
+        return False
+    if s.stage_since is None:
+        s.stage_since = now
+        mark_weight_change(spec, s, now)
+        w.d.events.append(
+            Event("Normal", "Shadow", f"mirroring {stage.percent}% of traffic to {candidate}")
+        )
+    until = s.stage_since + stage.duration
+    if now >= until:
+        s.stage_since, s.step_started_at, w.i = None, now, w.i + 1
+        w.want = needed(replicas, w.committed)
+        return True
+    w.mirror = stage.percent
+    s.message = f"shadow: mirroring {stage.percent}% to {candidate} for {stage.text}"
+    w.d.wake_in((until - now).total_seconds())
+    return False
+
+
+def preview(w: Walk, stage: Preview) -> bool:
+    """Blue-green: the candidate at full size behind the preview Service (mirrored
+    ``stage.mirror`` percent), until auto-promotion or ``kubectl ferryman promote``."""
+    spec, s, now, replicas, candidate = w.spec, w.s, w.now, w.spec.replicas, w.candidate
+    w.committed = no_live_weight(spec, s, now, w.committed, candidate, w.d.events, "a preview")
+    w.want = replicas
+    w.preview = True
+    if not w.ready_for(replicas):
+        w.waiting_for_pods = True
+        s.message = (
+            f"preview: waiting for {replicas} Ready replicas of {candidate} ({w.available} Ready)"
+        )
+        return False
+    if s.stage_since is None:
+        s.stage_since = now
+        mark_weight_change(spec, s, now)
+        w.d.events.append(Event("Normal", "PreviewReady", f"preview of {candidate} is Ready"))
+    w.mirror = stage.mirror
+    if stage.auto_after is not None:
+        until = s.stage_since + stage.auto_after
+        if now >= until:
+            s.stage_since, s.step_started_at, w.i = None, now, w.i + 1
+            w.preview = False
+            return True
+        w.d.wake_in((until - now).total_seconds())
+        text = f"preview Ready; auto-promotion at {until.isoformat()}"
+    else:
+        text = "preview Ready; waiting for `kubectl ferryman promote`"
+    s.pause = PauseStatus(reason=PauseReason.STEP, since=s.stage_since, message=text)
+    s.phase, s.message = RolloutPhase.PAUSED, text
+    return False
