@@ -11,6 +11,9 @@ from typing import Any
 
 from ferryman.api.rollout import RolloutSpec, RolloutStatus
 from ferryman.plan import machine
+from ferryman.plan.capacity import selected
+from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed, VersionRecord
+from ferryman.plan.route import Route
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -39,8 +42,8 @@ class Sim:
     available: dict[str, int] = field(default_factory=dict)  # Ready pods
     broken: set[str] = field(default_factory=set)  # versions that never get Ready
     unready: dict[str, int] = field(default_factory=dict)  # pods a test made unready
-    route: machine.Route | None = None
-    events: list[machine.Event] = field(default_factory=list)
+    route: Route | None = None
+    events: list[Event] = field(default_factory=list)
     writes: list[tuple[str, Any]] = field(default_factory=list)  # ordered "API writes"
     action_seq: int = 0
     blocked: str | None = None  # the route belongs to someone else
@@ -51,14 +54,13 @@ class Sim:
         """Ready pods the live Service (plain-Service router) selects now."""
         if self.route is None:
             return 0
-        return sum(self.available.get(v, 0) for v in machine.selected(self.route, self.replicas))
+        return sum(self.available.get(v, 0) for v in selected(self.route, self.replicas))
 
-    def observed(self, action: machine.Action | None = None) -> machine.Observed:
-        return machine.Observed(
-            versions=tuple(machine.VersionRecord(f"fraud-{v}", v) for v in self.versions),
+    def observed(self, action: Action | None = None) -> Observed:
+        return Observed(
+            versions=tuple(VersionRecord(f"fraud-{v}", v) for v in self.versions),
             deployments={
-                v: machine.DeploymentState(r, self.available.get(v, 0))
-                for v, r in self.replicas.items()
+                v: DeploymentState(r, self.available.get(v, 0)) for v, r in self.replicas.items()
             },
             now=self.now,
             route=self.route,
@@ -67,11 +69,11 @@ class Sim:
             blocked=self.blocked,
         )
 
-    def reconcile(self, action: str | None = None) -> machine.Decision:
+    def reconcile(self, action: str | None = None) -> Decision:
         act = None
         if action:
             self.action_seq += 1
-            act = machine.Action(action, f"id-{self.action_seq}")
+            act = Action(action, f"id-{self.action_seq}")
         d = machine.decide(self.spec, self.status, self.observed(act))
         before = self.behind()
         r: int | None
@@ -101,7 +103,7 @@ class Sim:
         self.events += d.events
         return d
 
-    def tick(self, seconds: float = 1.0) -> machine.Decision:
+    def tick(self, seconds: float = 1.0) -> Decision:
         """Time passes; pods become Ready; the operator reconciles."""
         self.now += timedelta(seconds=seconds)
         for v, r in self.replicas.items():

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferryman.api.rollout import ActionResult, RolloutPhase, RolloutStatus
-from ferryman.plan import actions, machine
+from ferryman.plan import actions
+from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec
 
 STEPS = [{"setWeight": 50}, {"pause": {}}]
@@ -134,7 +135,7 @@ def test_case_31_undo_after_the_previous_stable_was_scaled_away_is_rejected() ->
     assert last is not None and last.id == sim.status.handled_action_id == "id-2"
     assert last.result == ActionResult.REJECTED and last.action == "undo"
     assert "previous stable version 1.0.0 still warm and Ready" in last.message
-    assert sim.status.stable_version == "1.1.0" and sim.route == machine.Route(stable="1.1.0")
+    assert sim.status.stable_version == "1.1.0" and sim.route == Route(stable="1.1.0")
     assert any(e.reason == "ActionRejected" and last.message in e.message for e in sim.events)
 
 
@@ -144,7 +145,7 @@ def test_undo_while_the_previous_stable_is_warm_is_applied() -> None:
     last = sim.status.last_action
     assert last is not None and last.result == ActionResult.APPLIED
     assert "1.0.0 is stable again" in last.message
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")
 
 
 def test_an_action_sent_past_the_cli_is_rejected_with_the_same_reason() -> None:

@@ -21,7 +21,7 @@ from ferryman.api.rollout import Rollout, RolloutStatus
 from ferryman.handlers import executor
 from ferryman.handlers import rollouts as handler
 from ferryman.kube.client import ApplyRejected, Kube
-from ferryman.plan import machine
+from ferryman.plan.decision import VersionRecord
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mdots.v1.2.0"}}
@@ -91,8 +91,8 @@ def test_apply_failed_message_fits_the_status_schema() -> None:
     assert message is not None and len(message) <= 2048
 
 
-def _versions(*mvs: ModelVersion) -> tuple[tuple[machine.VersionRecord, ...], dict[str, Any]]:
-    records = tuple(machine.VersionRecord(m.metadata.name, m.spec.version) for m in mvs)
+def _versions(*mvs: ModelVersion) -> tuple[tuple[VersionRecord, ...], dict[str, Any]]:
+    records = tuple(VersionRecord(m.metadata.name, m.spec.version) for m in mvs)
     return records, {m.spec.version: m for m in mvs}
 
 

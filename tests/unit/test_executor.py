@@ -19,6 +19,8 @@ from ferryman.api.rollout import Rollout, RolloutPhase
 from ferryman.handlers import executor
 from ferryman.kube.client import ApplyRejected, Conflict, Rejected
 from ferryman.plan import labels, machine, serving
+from ferryman.plan.decision import Action, DeploymentState
+from ferryman.plan.route import Route
 from ferryman.routing.gatewayapi import GatewayAPIRouter
 from unit.fake_kube import FakeKube, Unexpected
 from unit.machine_sim import Sim, canary_spec, retarget
@@ -67,7 +69,7 @@ def router(rollout: Rollout) -> GatewayAPIRouter:
     return GatewayAPIRouter(rollout.spec.traffic_routing.gateway_api)
 
 
-def route_object(rollout: Rollout, route: machine.Route, owner: dict[str, Any]) -> dict[str, Any]:
+def route_object(rollout: Rollout, route: Route, owner: dict[str, Any]) -> dict[str, Any]:
     versions = {route.stable, route.candidate} - {None}
     return router(rollout).build(
         name=NAME,
@@ -106,7 +108,7 @@ def snapshot(sim: Sim, rollout: Rollout, kube: FakeKube) -> executor.Snapshot:
         blocked=f"HTTPRoute {NAME} exists and is not owned by this Rollout" if foreign else None,
         by_version={v: mv_of(v) for v in sim.versions},
         deployments={
-            v: machine.DeploymentState(r, sim.available.get(v, 0)) for v, r in sim.replicas.items()
+            v: DeploymentState(r, sim.available.get(v, 0)) for v, r in sim.replicas.items()
         },
         deployment_names={v: f"fraud-{v}" for v in sim.replicas},
         written=rollout.status.model_dump(by_alias=True, mode="json"),
@@ -115,7 +117,7 @@ def snapshot(sim: Sim, rollout: Rollout, kube: FakeKube) -> executor.Snapshot:
 
 
 def decide(sim: Sim, rollout: Rollout, action: str | None = None, **observed: Any) -> Any:
-    seen = sim.observed(machine.Action(action, "id-1") if action else None)
+    seen = sim.observed(Action(action, "id-1") if action else None)
     return machine.decide(rollout.spec, rollout.status, dataclasses.replace(seen, **observed))
 
 
@@ -132,7 +134,7 @@ def test_a_rollback_writes_the_route_then_scales_down_then_status() -> None:
     rollout = rollout_of(sim)
     kube = cluster(sim, rollout)
     decision = decide(sim, rollout, "abort")
-    assert decision.route == machine.Route(stable="1.0.0")
+    assert decision.route == Route(stable="1.0.0")
     assert "1.1.0" not in decision.deployments  # the candidate goes
     done = run(kube, snapshot(sim, rollout, kube), decision)
     writes = kube.writes
@@ -143,7 +145,7 @@ def test_a_rollback_writes_the_route_then_scales_down_then_status() -> None:
     # Nothing of the candidate's capacity goes before the route stops sending it traffic.
     assert all(w[2] != "fraud-1.1.0" for w in writes[:route]), writes
     assert writes[-1] == ("status", "rollouts", NAME)
-    assert router(rollout).read(kube.objects[ROUTE], {"fraud-1.0.0": "1.0.0"}) == machine.Route(
+    assert router(rollout).read(kube.objects[ROUTE], {"fraud-1.0.0": "1.0.0"}) == Route(
         stable="1.0.0"
     )
     assert done.wrote and done.refused is None and done.route_written_at is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ferryman.api.rollout import RolloutPhase
-from ferryman.plan import machine
+from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec, retarget
 
 STEPS = [{"setWeight": 10}, {"pause": {"duration": "5s"}}, {"setWeight": 50}, {"pause": {}}]
@@ -23,7 +23,7 @@ def test_first_rollout_goes_straight_to_stable_once_ready() -> None:
     sim.tick()
     assert sim.status.phase == RolloutPhase.HEALTHY
     assert sim.status.stable_version == "1.0.0" and sim.status.candidate_version is None
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")
     assert [h.outcome for h in sim.status.history or []] == ["Promoted"]
 
 
@@ -52,7 +52,7 @@ def test_canary_steps_pause_and_promote() -> None:
     sim.tick()
     assert sim.status.phase == RolloutPhase.HEALTHY
     assert (sim.status.stable_version, sim.status.previous_stable_version) == ("1.1.0", "1.0.0")
-    assert sim.route == machine.Route(stable="1.1.0")
+    assert sim.route == Route(stable="1.1.0")
     assert sim.status.history[-1].outcome == "Promoted"  # type: ignore[index]
     # The old stable stays warm for scaleDownDelaySeconds (60), then goes.
     sim.tick(30)
@@ -78,7 +78,7 @@ def test_candidate_that_never_gets_ready_is_rolled_back_at_the_deadline() -> Non
     d = sim.reconcile()
     assert d.requeue_after is not None and d.requeue_after <= 120
     sim.run_until(lambda s: s.status.phase == RolloutPhase.ROLLED_BACK, seconds=10)
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")
     assert "1.1.0" not in sim.replicas
     assert sim.status.rolled_back_versions == ["1.1.0"]
     assert "progress deadline" in sim.status.history[-1].reason  # type: ignore[index]
@@ -98,7 +98,7 @@ def test_rollback_writes_the_route_before_any_scale_down() -> None:
     assert sim.status.phase == RolloutPhase.ABORTED
     kinds = [w[0] for w in sim.writes]
     assert kinds == ["route", "delete"], sim.writes
-    assert sim.writes[0][1] == machine.Route(stable="1.0.0")
+    assert sim.writes[0][1] == Route(stable="1.0.0")
 
 
 def test_unready_candidate_loses_its_weight_and_gets_it_back() -> None:
@@ -127,7 +127,7 @@ def test_new_target_mid_rollout_returns_traffic_to_stable_first() -> None:
     retarget(sim, "1.2.0")
     sim.reconcile()
     assert sim.status.candidate_version == "1.2.0" and sim.status.current_step == 0
-    assert sim.route == machine.Route(stable="1.0.0", candidate="1.2.0", candidate_weight=0)
+    assert sim.route == Route(stable="1.0.0", candidate="1.2.0", candidate_weight=0)
     assert "1.1.0" not in sim.replicas
     assert sim.status.history[-1].outcome == "Superseded"  # type: ignore[index]
     assert "1.1.0" not in (sim.status.rolled_back_versions or [])  # superseded, not failed
@@ -142,7 +142,7 @@ def test_track_latest_skips_rolled_back_until_retry() -> None:
     assert sim.status.candidate_version == "1.1.0"
     sim.run_until(lambda s: s.status.phase == RolloutPhase.ROLLED_BACK, seconds=10)
     sim.tick(10)
-    assert sim.status.candidate_version is None and sim.route == machine.Route(stable="1.0.0")
+    assert sim.status.candidate_version is None and sim.route == Route(stable="1.0.0")
     sim.versions.append("1.2.0")  # a newer version starts at once
     sim.reconcile()
     assert sim.status.candidate_version == "1.2.0"
@@ -194,4 +194,4 @@ def test_a_target_set_back_to_the_stable_version_after_an_abort_is_healthy() -> 
     retarget(sim, "1.0.0")
     sim.reconcile()
     assert sim.status.phase == RolloutPhase.HEALTHY, sim.status.message
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")

@@ -8,7 +8,8 @@ from typing import Any
 
 from ferryman.analysis.evaluate import record_round
 from ferryman.api.rollout import Measurement, PauseReason, RolloutPhase, RolloutSpec, Verdict
-from ferryman.plan import machine
+from ferryman.plan.decision import Observed, VersionRecord
+from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec
 
 ANALYSIS = {
@@ -116,14 +117,14 @@ def test_promotion_needs_evidence_then_bake_breach_returns_to_previous() -> None
     sim.tick()
     measure(sim, Verdict.SUCCESSFUL)
     sim.run_until(lambda s: s.status.phase == RolloutPhase.BAKING)
-    assert sim.route == machine.Route(stable="1.1.0")
+    assert sim.route == Route(stable="1.1.0")
     assert sim.replicas.get("1.0.0") == 4  # previous stable kept warm during bake
     measure(sim, Verdict.FAILED, 0.3)
     measure(sim, Verdict.FAILED, 0.3)
     sim.tick()
     assert sim.status.phase == RolloutPhase.ROLLED_BACK
     assert sim.status.stable_version == "1.0.0"
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")
     assert "bake analysis" in sim.status.history[-1].reason  # type: ignore[index]
 
 
@@ -149,15 +150,15 @@ def test_gate_failure_rejects_before_any_deployment() -> None:
     )
     original = sim.observed
 
-    def observed(action: Any = None) -> machine.Observed:
+    def observed(action: Any = None) -> Observed:
         o = original(action)
         records = tuple(
-            machine.VersionRecord(
+            VersionRecord(
                 v.name, v.version, metrics={"auc": 0.941 if v.version == "1.0.0" else 0.92}
             )
             for v in o.versions
         )
-        return machine.Observed(
+        return Observed(
             versions=records, deployments=o.deployments, now=o.now, action=o.action, generation=1
         )
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferryman.api.rollout import RolloutSpec
-from ferryman.plan import machine
+from ferryman.plan.capacity import needed, ratio_mode, supported
 from unit.machine_sim import Sim, canary_spec
 
 ROUTERS = {
@@ -74,7 +74,7 @@ OPS = st.one_of(
 
 def check(sim: Sim, writes_before: int) -> None:
     route = sim.route
-    ratio = machine.ratio_mode(sim.spec)
+    ratio = ratio_mode(sim.spec)
     if route is not None and ratio:
         # Plain Services: capacity never drops below replicas while traffic shifts.
         total = sim.replicas.get(route.stable, 0) + (
@@ -88,11 +88,11 @@ def check(sim: Sim, writes_before: int) -> None:
         if route.candidate is not None and (route.candidate_weight > 0 or route.mirror_percent > 0):
             # No weight beyond what the candidate's Ready replicas carry.
             ready = sim.available.get(route.candidate, 0)
-            assert route.candidate_weight <= machine.supported(sim.spec.replicas, ready)
+            assert route.candidate_weight <= supported(sim.spec.replicas, ready)
             if route.mirror_percent:
                 assert ready >= 1  # never mirror to a candidate without Ready replicas
         if route.stable_weight > 0:
-            assert sim.replicas.get(route.stable, 0) >= machine.needed(
+            assert sim.replicas.get(route.stable, 0) >= needed(
                 sim.spec.replicas, route.stable_weight
             )
     # Within one reconcile, capacity goes only after the route stopped using it.

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from ferryman.analysis.evaluate import record_round
 from ferryman.api.rollout import Measurement, RolloutPhase, Verdict, Weights
-from ferryman.plan import machine
+from ferryman.plan.capacity import ratio_weights
+from ferryman.plan.decision import DeploymentState
+from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec, retarget
 from unit.test_machine_properties import STEP
 
@@ -49,7 +51,7 @@ def test_unready_candidate_gives_its_share_back_to_the_stable() -> None:
     sim.unready["1.1.0"] = 2
     sim.tick()
     assert sim.replicas["1.0.0"] == 4  # scaled back up at once
-    assert sim.route == machine.Route(stable="1.0.0", candidate="1.1.0", candidate_weight=0)
+    assert sim.route == Route(stable="1.0.0", candidate="1.1.0", candidate_weight=0)
     assert sim.status.weights is not None and sim.status.weights.candidate == 0
     assert sim.status.canary_weight == 50  # the nominal step weight is kept
     assert sim.status.phase == RolloutPhase.PAUSED
@@ -78,7 +80,7 @@ def test_abort_keeps_the_candidate_behind_the_service_until_the_stable_is_ready(
     assert 0 < sim.route.candidate_weight < 100
     assert "keeps its current pods" in (sim.status.message or "")
     sim.tick()  # the stable is Ready at 4: now the Service drops the candidate
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")
     assert sim.replicas == {"1.0.0": 4}
     assert "keeps its current pods" not in (sim.status.message or "")
     assert sim.status.weights == Weights(stable=100, candidate=0, mirror_percent=0)
@@ -92,8 +94,8 @@ def test_abort_switches_at_once_when_the_stable_is_already_ready() -> None:
     sim.tick()  # the stable is back at 4 Ready
     writes = len(sim.writes)
     sim.reconcile("abort")
-    assert sim.route == machine.Route(stable="1.0.0")
-    assert sim.writes[writes:] == [("route", machine.Route(stable="1.0.0")), ("delete", "1.1.0")]
+    assert sim.route == Route(stable="1.0.0")
+    assert sim.writes[writes:] == [("route", Route(stable="1.0.0")), ("delete", "1.1.0")]
     no_capacity_lost(sim)
 
 
@@ -105,7 +107,7 @@ def test_rollback_from_a_full_weight_step_waits_for_the_stable() -> None:
     assert sim.replicas == {"1.0.0": 4, "1.1.0": 4}
     assert sim.route is not None and sim.route.candidate == "1.1.0"
     sim.tick()
-    assert sim.route == machine.Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
+    assert sim.route == Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
     no_capacity_lost(sim)
 
 
@@ -136,7 +138,7 @@ def test_analysis_rollback_at_half_waits_for_the_stable_then_switches() -> None:
     assert sim.replicas == {"1.0.0": 4, "1.1.0": 2}  # 2 stable pods are not Ready yet
     assert sim.route is not None and sim.route.candidate == "1.1.0"
     sim.tick()
-    assert sim.route == machine.Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
+    assert sim.route == Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
     assert [h.outcome for h in sim.status.history or []][-1] == "RolledBack"
     no_capacity_lost(sim)
 
@@ -146,7 +148,7 @@ def test_progress_deadline_with_a_never_ready_candidate_switches_at_once() -> No
     retarget(sim, "1.1.0")
     sim.broken.add("1.1.0")
     sim.run_until(lambda s: s.status.phase == RolloutPhase.ROLLED_BACK)
-    assert sim.route == machine.Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
+    assert sim.route == Route(stable="1.0.0") and sim.replicas == {"1.0.0": 4}
     no_capacity_lost(sim)
 
 
@@ -162,7 +164,7 @@ def test_new_target_mid_canary_keeps_capacity_and_starts_the_new_candidate_after
     sim.tick()
     assert "1.1.0" not in sim.replicas and sim.replicas["1.2.0"] == 2
     sim.run_until(lambda s: s.status.phase == RolloutPhase.PAUSED and s.replicas["1.0.0"] == 2)
-    assert sim.route == machine.Route(stable="1.0.0", candidate="1.2.0", candidate_weight=50)
+    assert sim.route == Route(stable="1.0.0", candidate="1.2.0", candidate_weight=50)
     no_capacity_lost(sim)
 
 
@@ -190,17 +192,17 @@ def test_a_warm_previous_stable_is_not_behind_the_live_service_during_a_canary()
 
 def test_ratio_weights_are_the_ready_pods_behind_the_service() -> None:
     deps = {
-        "a": machine.DeploymentState(4, 3),
-        "b": machine.DeploymentState(2, 1),
+        "a": DeploymentState(4, 3),
+        "b": DeploymentState(2, 1),
     }
-    both = machine.Route(stable="a", candidate="b", candidate_weight=50)
-    assert machine.ratio_weights(both, deps) == Weights(stable=75, candidate=25, mirror_percent=0)
-    only = machine.Route(stable="a", candidate="b", candidate_weight=0)
-    assert machine.ratio_weights(only, deps).candidate == 0
-    full = machine.Route(stable="a", candidate="b", candidate_weight=100)
-    assert machine.ratio_weights(full, deps).candidate == 100
-    none_ready = {"a": machine.DeploymentState(4, 0), "b": machine.DeploymentState(2, 0)}
-    assert machine.ratio_weights(both, none_ready).candidate == 50  # nominal
+    both = Route(stable="a", candidate="b", candidate_weight=50)
+    assert ratio_weights(both, deps) == Weights(stable=75, candidate=25, mirror_percent=0)
+    only = Route(stable="a", candidate="b", candidate_weight=0)
+    assert ratio_weights(only, deps).candidate == 0
+    full = Route(stable="a", candidate="b", candidate_weight=100)
+    assert ratio_weights(full, deps).candidate == 100
+    none_ready = {"a": DeploymentState(4, 0), "b": DeploymentState(2, 0)}
+    assert ratio_weights(both, none_ready).candidate == 50  # nominal
 
 
 OPS = st.one_of(

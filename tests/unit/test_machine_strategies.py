@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ferryman.api.rollout import RolloutPhase, RolloutSpec
-from ferryman.plan import machine
+from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec
 
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
@@ -41,16 +41,16 @@ def test_blue_green_previews_then_flips_in_one_write() -> None:
     d = sim.reconcile()
     assert sim.replicas["1.1.0"] == 4  # full size
     assert d.preview == "1.1.0"
-    assert sim.route == machine.Route(stable="1.0.0", candidate="1.1.0")  # no mirror yet
+    assert sim.route == Route(stable="1.0.0", candidate="1.1.0")  # no mirror yet
     d = sim.tick()
     assert sim.status.phase == RolloutPhase.PAUSED and d.preview == "1.1.0"
-    assert sim.route == machine.Route(stable="1.0.0", candidate="1.1.0", mirror_percent=20)
+    assert sim.route == Route(stable="1.0.0", candidate="1.1.0", mirror_percent=20)
     sim.tick(500)
     assert sim.route.candidate_weight == 0  # manual promotion: waits
     sim.writes.clear()
     sim.reconcile("promote")
-    assert sim.route == machine.Route(stable="1.1.0")
-    assert [w for w in sim.writes if w[0] == "route"] == [("route", machine.Route(stable="1.1.0"))]
+    assert sim.route == Route(stable="1.1.0")
+    assert [w for w in sim.writes if w[0] == "route"] == [("route", Route(stable="1.1.0"))]
     assert sim.status.stable_version == "1.1.0"
 
 
@@ -82,11 +82,11 @@ def test_shadow_then_promote_mirrors_then_promotes() -> None:
     sim.reconcile()
     assert sim.replicas["1.1.0"] == 2  # enough for 50% of the traffic, mirrored
     sim.tick()
-    assert sim.route == machine.Route(stable="1.0.0", candidate="1.1.0", mirror_percent=50)
+    assert sim.route == Route(stable="1.0.0", candidate="1.1.0", mirror_percent=50)
     sim.tick(5)
     assert sim.route.mirror_percent == 50 and sim.route.candidate_weight == 0
     sim.run_until(lambda s: s.status.stable_version == "1.1.0")
-    assert sim.route == machine.Route(stable="1.1.0")
+    assert sim.route == Route(stable="1.1.0")
 
 
 def test_shadow_then_canary_continues_with_steps() -> None:
@@ -96,7 +96,7 @@ def test_shadow_then_canary_continues_with_steps() -> None:
     sim.tick()
     sim.tick(11)  # shadow done: mirror off, canary 25%
     sim.tick()
-    assert sim.route == machine.Route(stable="1.0.0", candidate="1.1.0", candidate_weight=25)
+    assert sim.route == Route(stable="1.0.0", candidate="1.1.0", candidate_weight=25)
     assert sim.status.phase == RolloutPhase.PAUSED
     sim.reconcile("promote")
     sim.tick()
@@ -110,7 +110,7 @@ def test_shadow_then_stop_leaves_stable_untouched() -> None:
     sim.tick()
     sim.run_until(lambda s: s.status.candidate_version is None)
     assert sim.status.phase == RolloutPhase.HEALTHY and sim.status.stable_version == "1.0.0"
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")
     assert "1.1.0" not in sim.replicas
     assert sim.status.history[-1].outcome == "Stopped"  # type: ignore[index]
     sim.tick(100)
@@ -152,10 +152,10 @@ def test_undo_returns_to_the_warm_previous_stable() -> None:
     sim.run_until(lambda s: s.status.stable_version == "1.1.0")
     sim.reconcile("undo")
     assert sim.status.stable_version == "1.0.0" and sim.status.phase == RolloutPhase.ROLLED_BACK
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")
     assert sim.status.rolled_back_versions == ["1.1.0"]
     sim.tick(500)
-    assert sim.route == machine.Route(stable="1.0.0")  # not re-rolled while GitOps says 1.1.0
+    assert sim.route == Route(stable="1.0.0")  # not re-rolled while GitOps says 1.1.0
 
 
 def test_undo_without_a_warm_previous_version_is_rejected() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from ferryman import metrics
 from ferryman.api.rollout import HistoryCause, HistoryEntry, HistoryOutcome, RolloutPhase, Verdict
-from ferryman.plan import machine
+from ferryman.plan.decision import Observed, VersionRecord
 from unit import test_machine_analysis as analysis
 from unit import test_machine_strategies as strategies
 from unit.machine_sim import Sim, canary_spec
@@ -107,16 +107,14 @@ def gates_reject() -> Sim:
     sim = healthy(Sim(canary_spec(STEPS, gates={"offlineMetrics": [{"name": "auc", "min": 0.9}]})))
     original = sim.observed
 
-    def observed(action: Any = None) -> machine.Observed:
+    def observed(action: Any = None) -> Observed:
         # 1.1.0 has no auc: a missing metric fails the gate.
         o = original(action)
         records = tuple(
-            machine.VersionRecord(
-                v.name, v.version, metrics={"auc": 0.95} if v.version == "1.0.0" else {}
-            )
+            VersionRecord(v.name, v.version, metrics={"auc": 0.95} if v.version == "1.0.0" else {})
             for v in o.versions
         )
-        return machine.Observed(
+        return Observed(
             versions=records, deployments=o.deployments, now=o.now, action=o.action, generation=1
         )
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from ferryman.api.rollout import GatewayAPIRouting, IstioRouting
-from ferryman.plan.machine import Route
+from ferryman.plan.route import Route
 from ferryman.routing import Router
 from ferryman.routing.gatewayapi import GatewayAPIRouter
 from ferryman.routing.istio import IstioRouter

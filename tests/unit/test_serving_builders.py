@@ -12,7 +12,7 @@ from cases.api_cases import model_version, rollout
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
 from ferryman.plan import labels, serving
-from ferryman.plan.machine import Route
+from ferryman.plan.route import Route
 from ferryman.routing.service import ServiceRouter
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -26,7 +26,11 @@ from ferryman.api.rollout import (
     RolloutStatus,
     Verdict,
 )
-from ferryman.plan import machine
+from ferryman.plan.capacity import needed, ratio_mode, selected
+from ferryman.plan.evidence import analysis_target
+from ferryman.plan.route import Route
+from ferryman.plan.spec_edits import analysis_fingerprint, plan_fingerprint
+from ferryman.plan.stages import Pause, Preview, SetWeight, Stage, stages
 from unit.machine_sim import Sim, canary_spec
 from unit.test_machine_properties import ROUTERS, STEP
 
@@ -111,7 +115,7 @@ AFTER = st.one_of(
 def measure(sim: Sim) -> None:
     """A Successful round of every metric, when analysis would run now."""
     analysis = sim.spec.analysis
-    if analysis is None or machine.analysis_target(sim.spec, sim.status) is None:
+    if analysis is None or analysis_target(sim.spec, sim.status) is None:
         return
     ms = [
         Measurement(metric=m.name, value=0.0, verdict=Verdict.SUCCESSFUL, at=sim.now)
@@ -161,30 +165,30 @@ def in_flight(status: RolloutStatus) -> bool:
     )
 
 
-def manual(stage: machine.Stage) -> bool:
+def manual(stage: Stage) -> bool:
     """A stage only `kubectl ferryman promote` passes."""
-    return (isinstance(stage, machine.Pause) and stage.duration is None) or (
-        isinstance(stage, machine.Preview) and stage.auto_after is None
+    return (isinstance(stage, Pause) and stage.duration is None) or (
+        isinstance(stage, Preview) and stage.auto_after is None
     )
 
 
-def leading_weight(plan: list[machine.Stage]) -> int:
+def leading_weight(plan: list[Stage]) -> int:
     """The highest weight the plan's leading setWeight steps reach (no time passes)."""
     w = 0
     for stage in plan:
-        if not isinstance(stage, machine.SetWeight):
+        if not isinstance(stage, SetWeight):
             break
         w = max(w, stage.weight)
     return w
 
 
-def weight_before_gate(plan: list[machine.Stage]) -> int | None:
+def weight_before_gate(plan: list[Stage]) -> int | None:
     """The highest setWeight before the plan's first manual gate; None without one."""
     w = 0
     for stage in plan:
         if manual(stage):
             return w
-        if isinstance(stage, machine.SetWeight):
+        if isinstance(stage, SetWeight):
             w = max(w, stage.weight)
     return None
 
@@ -207,7 +211,7 @@ def candidate_pods(sim: Sim, candidate: str) -> int:
     stable version (a promotion is checked on its own)."""
     if sim.route is None or sim.route.candidate != candidate:
         return 0
-    if candidate not in machine.selected(sim.route, sim.replicas):
+    if candidate not in selected(sim.route, sim.replicas):
         return 0
     return sim.available.get(candidate, 0)
 
@@ -217,8 +221,8 @@ def within(sim: Sim, spec: RolloutSpec, candidate: str, bound: int, pods_before:
     weight is a share of pods, so the check is in Ready candidate pods behind the live
     Service: no more than before the edit, or than ``bound`` needs (a 1% step already
     takes one whole pod)."""
-    if machine.ratio_mode(spec):
-        allowed = max(pods_before, machine.needed(spec.replicas, bound))
+    if ratio_mode(spec):
+        allowed = max(pods_before, needed(spec.replicas, bound))
         return candidate_pods(sim, candidate) <= allowed
     weight = sim.route.candidate_weight if sim.route and sim.route.candidate == candidate else 0
     return weight <= bound
@@ -237,8 +241,8 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
     candidate = before.candidate_version
     assert candidate is not None
     committed = before.canary_weight or 0
-    new_plan = machine.stages(new)
-    plan_changed = machine.stages(old) != new_plan
+    new_plan = stages(new)
+    plan_changed = stages(old) != new_plan
     analysis_changed = old.analysis != new.analysis
     pods_before = candidate_pods(sim, candidate)
     edit(sim, new)
@@ -247,9 +251,8 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
         # The new plan starts from its first stage: at this instant only its leading
         # setWeight steps can move the weight up, and never past a pause or preview.
         allowed = max(committed, leading_weight(new_plan))
-        if machine.ratio_mode(new) and all(
-            isinstance(s, machine.SetWeight)
-            or (isinstance(s, machine.Preview) and s.auto_after == timedelta(0))
+        if ratio_mode(new) and all(
+            isinstance(s, SetWeight) or (isinstance(s, Preview) and s.auto_after == timedelta(0))
             for s in new_plan
         ):
             # Nothing holds the new plan before its promotion, and on plain Services
@@ -260,8 +263,8 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
         assert within(sim, new, candidate, allowed, pods_before), (weight, committed, new_plan)
         if promoted(sim, candidate):
             assert all(
-                isinstance(s, machine.SetWeight)
-                or (isinstance(s, machine.Preview) and s.auto_after == timedelta(0))
+                isinstance(s, SetWeight)
+                or (isinstance(s, Preview) and s.auto_after == timedelta(0))
                 for s in new_plan
             ), new_plan
     if analysis_changed and new.analysis is not None and committed > 0:
@@ -284,8 +287,8 @@ def test_without_user_actions_an_edit_never_passes_the_new_plans_first_manual_ga
     old, new = scenario
     sim = mid_rollout(old, ops)
     before = copy.deepcopy(sim.status)
-    new_plan = machine.stages(new)
-    if not in_flight(before) or machine.stages(old) == new_plan:
+    new_plan = stages(new)
+    if not in_flight(before) or stages(old) == new_plan:
         return
     gate = weight_before_gate(new_plan)
     if gate is None:
@@ -449,7 +452,7 @@ def test_canary_to_shadow_mirrors_only_then_follows_its_then() -> None:
     shadow = {"mirrorPercent": 100, "duration": "20s", "then": "canary", "steps": FIELD_CASE}
     edit(sim, with_strategy(sim.spec, {"shadow": shadow}))
     sim.tick(1)
-    assert sim.route == machine.Route(
+    assert sim.route == Route(
         stable="1.0.0", candidate="1.1.0", candidate_weight=0, mirror_percent=100
     )
     sim.run_until(lambda s: s.status.current_step == 4 and s.status.phase == RolloutPhase.PAUSED)
@@ -546,15 +549,15 @@ def test_fingerprints_are_short_deterministic_and_ignore_what_does_not_matter() 
         analysis={**ANALYSES[1], "interval": "1m", "failureLimit": 3},  # type: ignore[dict-item]
     )
     # Pinned: a new fingerprint scheme would restart every rollout in flight on upgrade.
-    assert machine.plan_fingerprint(base) == machine.plan_fingerprint(same) == "fefe1438a006"
-    assert machine.analysis_fingerprint(base) == machine.analysis_fingerprint(same)
-    assert machine.analysis_fingerprint(base) == "682e5d8cb027"
+    assert plan_fingerprint(base) == plan_fingerprint(same) == "fefe1438a006"
+    assert analysis_fingerprint(base) == analysis_fingerprint(same)
+    assert analysis_fingerprint(base) == "682e5d8cb027"
     longer = canary_spec([{"setWeight": 10}, {"pause": {"duration": "2m"}}])
-    assert machine.plan_fingerprint(longer) != machine.plan_fingerprint(base)
+    assert plan_fingerprint(longer) != plan_fingerprint(base)
     blue_green = with_strategy(base, {"blueGreen": {}})
-    assert machine.plan_fingerprint(blue_green) != machine.plan_fingerprint(base)
+    assert plan_fingerprint(blue_green) != plan_fingerprint(base)
     stricter = canary_spec([{"setWeight": 10}], analysis=ANALYSES[2])
-    assert machine.analysis_fingerprint(stricter) != machine.analysis_fingerprint(base)
+    assert analysis_fingerprint(stricter) != analysis_fingerprint(base)
 
 
 def test_a_preview_edited_into_a_small_canary_on_plain_services_scales_down_before_selecting() -> (
@@ -577,7 +580,7 @@ def test_a_preview_edited_into_a_small_canary_on_plain_services_scales_down_befo
     sim = mid_rollout(old, [("unready", 1)])
     assert in_flight(sim.status) and candidate_pods(sim, "1.1.0") == 0
     edit(sim, new)
-    assert candidate_pods(sim, "1.1.0") <= machine.needed(3, 10), sim.status.message
+    assert candidate_pods(sim, "1.1.0") <= needed(3, 10), sim.status.message
     for _ in range(20):
         sim.reconcile()
-        assert candidate_pods(sim, "1.1.0") <= machine.needed(3, 10), sim.status.message
+        assert candidate_pods(sim, "1.1.0") <= needed(3, 10), sim.status.message

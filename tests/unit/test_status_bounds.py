@@ -31,6 +31,8 @@ from ferryman.api.rollout import (
     action_key,
 )
 from ferryman.plan import machine
+from ferryman.plan.decision import Action
+from ferryman.plan.route import Route
 from unit.machine_sim import T0, Sim, canary_spec
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "rollouts.ferryman.dev.yaml"
@@ -166,7 +168,7 @@ def test_long_query_failure_rolls_back_with_a_bounded_reason() -> None:
     fail_round(sim, "1.1.0")
     sim.tick()
     assert sim.status.phase == RolloutPhase.ROLLED_BACK
-    assert sim.route == machine.Route(stable="1.0.0")
+    assert sim.route == Route(stable="1.0.0")
     reason = (sim.status.history or [])[-1].reason
     assert "error-rate" in reason and TRUNCATED in reason
     check(sim.status)
@@ -237,7 +239,7 @@ def test_any_action_nonce_is_recorded_within_bounds_and_handled_once(nonce: str)
     sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
     start(sim, "1.1.0")
     key = action_key(nonce)
-    d = machine.decide(sim.spec, sim.status, sim.observed(machine.Action("promote", key)))
+    d = machine.decide(sim.spec, sim.status, sim.observed(Action("promote", key)))
     assert d.status.handled_action_id == key
     check(d.status)
     assert action_key(nonce) == key  # the same nonce maps to the same key: handled once

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from ferryman.api.common import ConditionStatus
 from ferryman.api.rollout import RolloutPhase
-from ferryman.plan import conditions, machine
+from ferryman.plan import conditions
+from ferryman.plan.availability import AVAILABLE
 from unit.machine_sim import Sim, canary_spec, retarget
 
 STEPS = [{"setWeight": 50}, {"pause": {}}]
@@ -21,7 +22,7 @@ def healthy() -> Sim:
 
 
 def available(sim: Sim) -> tuple[ConditionStatus, str] | None:
-    c = conditions.find(sim.status.conditions, machine.AVAILABLE)
+    c = conditions.find(sim.status.conditions, AVAILABLE)
     return (c.status, c.reason) if c else None
 
 

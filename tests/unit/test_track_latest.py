@@ -7,6 +7,7 @@ import pytest
 
 from ferryman.api.rollout import RolloutPhase, RolloutSpec
 from ferryman.plan import machine, semver
+from ferryman.plan.decision import VersionRecord
 from unit.machine_sim import Sim, canary_spec
 
 
@@ -32,8 +33,8 @@ def spec(include: bool | None = None) -> RolloutSpec:
     return canary_spec([{"setWeight": 50}], target=target)
 
 
-def records(*versions: str) -> tuple[machine.VersionRecord, ...]:
-    return tuple(machine.VersionRecord(f"fraud-{v}", v) for v in versions)
+def records(*versions: str) -> tuple[VersionRecord, ...]:
+    return tuple(VersionRecord(f"fraud-{v}", v) for v in versions)
 
 
 @pytest.mark.parametrize("include", [None, False])

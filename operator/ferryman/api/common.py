@@ -145,6 +145,12 @@ class ApiModel(BaseModel):
     )
 
 
+def model_rules(*items: dict[str, str]) -> ConfigDict:
+    """An ``ApiModel`` config with CEL rules (``cel``) on the object itself, for rules that
+    relate its fields (exactly one of, this one only with that one)."""
+    return ApiModel.model_config | ConfigDict(json_schema_extra=rules(*items))
+
+
 class ConditionStatus(StrEnum):
     TRUE = "True"
     FALSE = "False"

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import HistoryEntry, Rollout
-from ferryman.plan import machine, semver
+from ferryman.plan import semver, stages
 
 MEASUREMENTS_SHOWN = 6
 HISTORY_SHOWN = 8
@@ -24,7 +24,7 @@ def _short(text: str, width: int) -> str:
 
 def status(rollout: Rollout) -> str:
     s, spec = rollout.status, rollout.spec
-    plan = machine.stages(spec)
+    plan = stages.stages(spec)
     kind = (
         "canary" if spec.strategy.canary else "blueGreen" if spec.strategy.blue_green else "shadow"
     )

@@ -23,7 +23,7 @@ from ferryman.analysis.provider import MetricsProvider, Prometheus
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import AnalysisStatus, Measurement, Rollout, RolloutStatus, Verdict
 from ferryman.kube.client import Kube
-from ferryman.plan import machine
+from ferryman.plan import evidence
 from ferryman.plan.durations import parse_duration
 from ferryman.settings import Settings
 
@@ -89,8 +89,8 @@ async def provider_for(
     )
 
 
-def due(rollout: Rollout, now: datetime) -> machine.AnalysisTarget | None:
-    target = machine.analysis_target(rollout.spec, rollout.status)
+def due(rollout: Rollout, now: datetime) -> evidence.AnalysisTarget | None:
+    target = evidence.analysis_target(rollout.spec, rollout.status)
     if target is None:
         return None
     nxt = rollout.status.analysis.next_measurement_at if rollout.status.analysis else None
@@ -99,7 +99,7 @@ def due(rollout: Rollout, now: datetime) -> machine.AnalysisTarget | None:
 
 async def measure(
     rollout: Rollout,
-    target: machine.AnalysisTarget,
+    target: evidence.AnalysisTarget,
     provider: MetricsProvider,
     by_version: dict[str, ModelVersion],
     now: datetime,

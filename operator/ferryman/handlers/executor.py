@@ -1,4 +1,4 @@
-"""Execution of one ``plan.machine.Decision``: the ordered writes, behind a small write
+"""Execution of one ``plan.Decision``: the ordered writes, behind a small write
 Protocol (``Writer``: get / apply / delete / patch_status, which ``kube.Kube`` is).
 
 The order keeps DESIGN.md §2's invariants at every instant:
@@ -35,8 +35,11 @@ from ferryman.api.rollout import MAX_METRICS, PLURAL, Rollout, RolloutStatus
 from ferryman.errors import describe
 from ferryman.handlers.killpoints import kill_point
 from ferryman.kube.client import ApplyRejected, Conflict, Rejected
-from ferryman.plan import labels, machine, serving
+from ferryman.plan import labels, serving
+from ferryman.plan.capacity import ratio_mode, ratio_weights
 from ferryman.plan.conditions import set_condition
+from ferryman.plan.decision import Decision, DeploymentState, Event
+from ferryman.plan.route import Route, weights_of
 from ferryman.routing import Router
 from ferryman.routing.service import ServiceRouter
 
@@ -107,7 +110,7 @@ class Snapshot:
     foreign_route: bool  # that route exists and is someone else's
     blocked: str | None  # why nothing may advance (a foreign route), else None
     by_version: dict[str, ModelVersion]  # served versions' ModelVersions
-    deployments: dict[str, machine.DeploymentState]  # by version
+    deployments: dict[str, DeploymentState]  # by version
     deployment_names: dict[str, str]  # by version
     written: dict[str, Any]  # status as read, dumped: a status equal to it is not written
     now: datetime
@@ -123,10 +126,10 @@ class Executed:
     failures: bool = False  # some write was refused: retry after APPLY_FAILED_RETRY
     # Events to post, in order: a failed status write's, the decision's, then Warnings
     # about foreign objects and refused writes.
-    events: list[machine.Event] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
 
-async def execute(kube: Writer, seen: Snapshot, decision: machine.Decision) -> Executed:
+async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     """Write ``decision`` in order (module docstring). Raises ``kube.Conflict`` when the
     Rollout changed since it was read (the status write is conditioned on its
     resourceVersion): the daemon decides again on the fresh state."""
@@ -234,15 +237,15 @@ async def execute(kube: Writer, seen: Snapshot, decision: machine.Decision) -> E
     new_status = status.model_dump(by_alias=True, mode="json")
     wrote = new_status != seen.written
     refused: Rejected | None = None
-    warnings: list[machine.Event] = []  # StatusWriteFailed first, as it happened
+    warnings: list[Event] = []  # StatusWriteFailed first, as it happened
     if wrote:
         refused = await write_status(kube, rollout, status, new_status, now, warnings)
         wrote = refused is None
     warnings += events
     if foreign:
-        warnings.append(machine.Event("Warning", OWNERSHIP, "; ".join(foreign)))
+        warnings.append(Event("Warning", OWNERSHIP, "; ".join(foreign)))
     if new_failure:
-        warnings.append(machine.Event("Warning", APPLY_FAILED, new_failure))
+        warnings.append(Event("Warning", APPLY_FAILED, new_failure))
     return Executed(
         status=status,
         wrote=wrote,
@@ -273,7 +276,7 @@ async def write_status(
     status: Any,
     new_status: dict[str, Any],
     now: datetime,
-    warnings: list[machine.Event],
+    warnings: list[Event],
 ) -> Rejected | None:
     """Write the decision's status. The route was written before this, so a refused
     status write never holds back a rollback's traffic move; the refusal is reported
@@ -296,7 +299,7 @@ async def write_status(
             else Rejected(f"status of {PLURAL}/{ns}/{name}", 0, describe(error))
         )
         failure = clip(f"status write refused by the API server: {e}", 1024)
-        warnings.append(machine.Event("Warning", STATUS_WRITE, failure))
+        warnings.append(Event("Warning", STATUS_WRITE, failure))
         status.conditions = _status_write_condition(rollout, status, failure, now)
         dumped = status.model_dump(by_alias=True, mode="json")
         essential = {k: dumped.get(k) for k in ESSENTIAL_STATUS}
@@ -342,16 +345,16 @@ def set_apply_failed(
 
 
 def _observed_weights(
-    rollout: Rollout, read: machine.Route | None, deployments: dict[str, machine.DeploymentState]
+    rollout: Rollout, read: Route | None, deployments: dict[str, DeploymentState]
 ) -> Any:
     """Weights as the route really carries them: with plain Services the share of Ready
     pods behind the live Service, with a mesh or Gateway API the route's weights; None
     without a route of ours."""
     if read is None:
         return None
-    if machine.ratio_mode(rollout.spec):
-        return machine.ratio_weights(read, deployments)
-    return machine.weights_of(read)
+    if ratio_mode(rollout.spec):
+        return ratio_weights(read, deployments)
+    return weights_of(read)
 
 
 async def _apply_owned(

@@ -40,6 +40,9 @@ from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import executor, killpoints, roles, wakeups
 from ferryman.kube.client import Conflict, Kube, Rejected
 from ferryman.plan import actions, labels, machine
+from ferryman.plan.capacity import ratio_mode
+from ferryman.plan.decision import Action, DeploymentState, Observed, VersionRecord
+from ferryman.plan.evidence import analysis_target
 from ferryman.routing import Router
 from ferryman.routing.gatewayapi import GatewayAPIRouter
 from ferryman.routing.istio import IstioRouter
@@ -87,7 +90,7 @@ def deployments_by_rollout(
         return None
     # The same reading `kubectl ferryman undo` makes of the previous stable's Deployment.
     replicas, available = actions.deployment_readiness(body)
-    state = machine.DeploymentState(replicas=replicas, available=available)
+    state = DeploymentState(replicas=replicas, available=available)
     return {(namespace, rollout): (meta.get("name"), version, state)}
 
 
@@ -186,11 +189,11 @@ def _router(rollout: Rollout) -> Router:
     return ServiceRouter(model=rollout.spec.model, rollout=rollout.metadata.name)
 
 
-def _pending_action(rollout: Rollout) -> machine.Action | None:
+def _pending_action(rollout: Rollout) -> Action | None:
     annotations = rollout.metadata.annotations
     action_id, action = annotations.get(ACTION_ID), annotations.get(ACTION)
     if action and action_id and action_key(action_id) != rollout.status.handled_action_id:
-        return machine.Action(name=action, id=action_key(action_id))
+        return Action(name=action, id=action_key(action_id))
     return None
 
 
@@ -208,7 +211,7 @@ async def reconcile(
     mvs: list[ModelVersion] = list(indexes["modelversions_by_model"].get((ns, model), []))
     by_version = {mv.spec.version: mv for mv in mvs if mv.status.phase != "Duplicate"}
     records = tuple(
-        machine.VersionRecord(
+        VersionRecord(
             mv.metadata.name,
             mv.spec.version,
             mv.status.phase == "Duplicate",
@@ -256,7 +259,7 @@ async def reconcile(
         if foreign_route
         else None
     )
-    observed = machine.Observed(
+    observed = Observed(
         versions=records,
         deployments=deployments,
         now=now,
@@ -269,7 +272,7 @@ async def reconcile(
         # drops Ready capacity behind it.
         route=(
             router.read(existing_route, reverse)
-            if machine.ratio_mode(rollout.spec) and existing_route is not None and not foreign_route
+            if ratio_mode(rollout.spec) and existing_route is not None and not foreign_route
             else None
         ),
     )
@@ -305,7 +308,7 @@ async def reconcile(
     if executed.failures:
         # Refused writes are not retried in a tight loop ...
         delay = max(delay or 0.0, executor.APPLY_FAILED_RETRY)
-    if machine.analysis_target(rollout.spec, status) is not None:
+    if analysis_target(rollout.spec, status) is not None:
         # ... but analysis never waits for them: a failing candidate is still rolled back.
         wait = analysis_round.next_round_in(status, now)
         wait = 0.0 if wait is None else wait
@@ -319,7 +322,7 @@ async def reconcile(
 
 def _name_problem(
     rollout: Rollout,
-    records: tuple[machine.VersionRecord, ...],
+    records: tuple[VersionRecord, ...],
     by_version: dict[str, ModelVersion],
 ) -> str | None:
     """Why the Rollout's name, or its target ModelVersion's, cannot name the objects

@@ -42,7 +42,7 @@ def find(conditions: list[Condition] | None, type: str) -> Condition | None:
 # health check or a pipeline may read is one of these). Meanings (docs/rollouts.md, "What
 # status tells"):
 #   Available    the stable version has the Ready replicas its share of traffic needs
-#                (Deployment semantics; set by plan.machine once a stable version exists).
+#                (Deployment semantics; set by plan.availability once a stable version exists).
 #   Ready        the spec's target is stable at 100% with no rollback pending (kstatus'
 #                "Current"): `kubectl wait --for=condition=Ready` ends a pipeline step.
 #   Progressing  the operator is moving traffic (rolling out, or baking a promotion).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ferryman.plan.machine import Route
+from ferryman.plan.route import Route
 
 Obj = dict[str, Any]
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ferryman.api.rollout import IstioRouting
-from ferryman.plan.machine import Route
+from ferryman.plan.route import Route
 
 Obj = dict[str, Any]
 

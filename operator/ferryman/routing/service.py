@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ferryman.plan import labels
-from ferryman.plan.machine import Route
+from ferryman.plan.route import Route
 
 Obj = dict[str, Any]
 

@@ -1,0 +1,401 @@
+"""A candidate's progress through its stages: ``progress`` runs the strategy's stages
+from ``current_step`` as far as readiness, time and analysis evidence allow, then sizes
+the Deployments and the route for where that leaves the rollout (weight is never more
+than the candidate's Ready replicas carry). A user's promote or abort mid-rollout is
+applied here; a failed analysis or a passed progress deadline rolls back
+(``plan.endings``). Its own module because it is the largest single rule of the state
+machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ferryman.analysis import evaluate
+from ferryman.api.common import clip
+from ferryman.api.rollout import (
+    QUOTED_QUERY,
+    HistoryCause,
+    HistoryOutcome,
+    PauseReason,
+    PauseStatus,
+    RolloutPhase,
+    RolloutSpec,
+    RolloutStatus,
+)
+from ferryman.plan.actions import ActionName
+from ferryman.plan.capacity import needed, ratio_mode, ratio_sizing, supported
+from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed
+from ferryman.plan.endings import promote, rollback, stop_shadow, warm_previous
+from ferryman.plan.evidence import (
+    analysis_hold,
+    had_traffic,
+    has_evidence,
+    mark_weight_change,
+    wake_for_measurement,
+)
+from ferryman.plan.route import Route, weights_of
+from ferryman.plan.spec_edits import follow_spec_edits
+from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stage, Stop, stages
+
+
+def progress(
+    spec: RolloutSpec, s: RolloutStatus, observed: Observed, action: Action | None
+) -> Decision:
+    """Run the strategy's stages from ``current_step`` as far as readiness and time
+    allow, then size the Deployments and the route for where that leaves us."""
+    assert s.stable_version and s.candidate_version
+    now, replicas = observed.now, spec.replicas
+    stable, candidate = s.stable_version, s.candidate_version
+    plan = stages(spec)
+    ratio = ratio_mode(spec)
+    events: list[Event] = []
+    replanned = follow_spec_edits(spec, s, plan, now, events)
+    i = min(s.current_step or 0, len(plan))
+    committed = s.canary_weight or 0
+    dep = observed.deployments.get(candidate)
+    available = dep.available if dep else 0
+
+    def ready_for(count: int) -> bool:
+        return dep is not None and dep.replicas >= count and available >= count
+
+    refusal: str | None = None
+    if action is not None:
+        if action.name == ActionName.ABORT:
+            return rollback(
+                spec,
+                s,
+                observed,
+                phase=RolloutPhase.ABORTED,
+                reason="aborted by user",
+                outcome=HistoryOutcome.ABORTED,
+                cause=HistoryCause.USER,
+            )
+        if replanned and action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
+            # It was meant for a gate of the previous plan: never let it pass a new one.
+            refusal = (
+                "the plan changed in the same update and starts again from its first "
+                "step; promote again to pass its gates"
+            )
+        elif action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
+            i = len(plan) if action.name == ActionName.PROMOTE_FULL else min(i + 1, len(plan))
+            s.pause, s.stage_since, s.step_started_at = None, None, now
+            events.append(Event("Normal", "Promote", f"{action.name} by user"))
+
+    d = Decision(status=s, deployments=None, route=None, events=events)
+    d.action_refusal = refusal
+    want = needed(replicas, committed)  # candidate replicas to ask for
+    s.phase = RolloutPhase.PROGRESSING
+    analysis = spec.analysis
+    hold = False
+    if analysis is not None and s.analysis is not None:
+        failed = evaluate.failed_metric(s.analysis, analysis)
+        if failed is not None:
+            count = (s.analysis.failures or {}).get(failed.metric, 0)
+            reason = (
+                f"analysis: metric {failed.metric} failed {count} times (limit "
+                f"{analysis.failure_limit}): {failed.message}; threshold {failed.threshold}; "
+                f"query: {clip(failed.query, QUOTED_QUERY)}"
+            )
+            return rollback(
+                spec,
+                s,
+                observed,
+                phase=RolloutPhase.ROLLED_BACK,
+                reason=reason,
+                cause=HistoryCause.ANALYSIS,
+            )
+        held = analysis_hold(s, analysis, now)
+        if held is not None:
+            # Keep traffic where it is; analysis keeps running and lifts the hold.
+            s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
+            hold = True
+    walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
+    while not hold and walk.i < len(plan):
+        stage = plan[walk.i]
+        if isinstance(stage, SetWeight):
+            advanced = set_weight(walk, stage)
+        elif isinstance(stage, Pause):
+            advanced = pause(walk, stage)
+        elif isinstance(stage, Shadow):
+            advanced = shadow(walk, stage)
+        elif isinstance(stage, Preview):
+            advanced = preview(walk, stage)
+        else:
+            assert isinstance(stage, Stop)
+            return stop_shadow(spec, s, observed, events)
+        if not advanced:
+            break
+    i, committed, want = walk.i, walk.committed, walk.want
+    mirror, preview_on, waiting_for_pods = walk.mirror, walk.preview, walk.waiting_for_pods
+    s.current_step, s.canary_weight = i, committed
+    if s.phase != RolloutPhase.PAUSED:
+        s.pause = None
+
+    if i >= len(plan) and not hold:
+        # Promotion: the candidate takes 100% in one write once Ready at full size, and
+        # never without evidence from analysis.
+        evidence = has_evidence(spec, s, had_traffic(plan, len(plan) - 1, committed))
+        if ready_for(replicas) and evidence:
+            return promote(spec, s, observed, events)
+        if ready_for(replicas):
+            s.message = "promoting: waiting for analysis evidence"
+            wake_for_measurement(s, now, d)
+        # Until it is promoted, a candidate that was mirrored (blue-green preview, shadow)
+        # keeps its mirrored share: that is what the evidence is measured on.
+        last = plan[-1] if plan else None
+        keep = (
+            last.mirror
+            if isinstance(last, Preview)
+            else last.percent
+            if isinstance(last, Shadow)
+            else 0
+        )
+        if keep and ready_for(max(needed(replicas, keep), 1)):
+            mirror = keep
+        else:
+            waiting_for_pods = True
+            if not ready_for(replicas):
+                s.message = (
+                    f"promoting: waiting for {replicas} Ready replicas of {candidate} "
+                    f"({available} Ready)"
+                )
+        want = replicas
+        if ratio and committed > 0 and not evidence:
+            # Plain Services select every candidate pod: scaling it to full size is the
+            # promotion itself, so it waits for the evidence like a weight increase.
+            want = needed(replicas, committed)
+        preview_on = bool(spec.strategy.blue_green)
+
+    if waiting_for_pods and deadline_passed(spec, s, now, d):
+        reason = (
+            f"progress deadline: candidate {candidate} not Ready "
+            f"({available}/{want}) within {spec.progress_deadline_seconds}s"
+            if not ready_for(want)
+            else f"progress deadline: no analysis evidence for {candidate} within "
+            f"{spec.progress_deadline_seconds}s"
+        )
+        return rollback(
+            spec,
+            s,
+            observed,
+            phase=RolloutPhase.ROLLED_BACK,
+            reason=reason,
+            cause=HistoryCause.PROGRESS_DEADLINE,
+        )
+
+    if ratio:
+        # The weight is the replica ratio: the stable shrinks only by what the candidate
+        # carries with Ready replicas now, and grows back when they turn unready.
+        route, d.deployments = ratio_sizing(spec, stable, candidate, committed, want, available)
+        if route.candidate_weight < committed and newly_withdrawn(s, route.candidate_weight):
+            events.append(
+                Event(
+                    "Warning",
+                    "CandidateUnready",
+                    f"candidate {candidate} has {available} Ready replicas: weight "
+                    f"{committed}% withdrawn to {route.candidate_weight}%; stable {stable} "
+                    f"scaled back to {d.deployments[stable]} replicas",
+                )
+            )
+        prev = s.previous_stable_version
+        if spec.strategy.canary is not None and prev not in (None, stable, candidate):
+            # The live Service selects every version's pods while the candidate has
+            # weight: a warm previous stable would take live traffic, so it goes now
+            # (while the Service still selects the stable only).
+            s.scale_down_at = None
+    else:
+        # Never more weight or mirror than the candidate's Ready replicas carry now.
+        weight = min(committed, supported(replicas, available))
+        if weight < committed and newly_withdrawn(s, weight):
+            events.append(
+                Event(
+                    "Warning",
+                    "CandidateUnready",
+                    f"candidate {candidate} has {available} Ready replicas: weight "
+                    f"{committed}% withdrawn to {weight}%",
+                )
+            )
+        route = Route(
+            stable=stable, candidate=candidate, candidate_weight=weight, mirror_percent=mirror
+        )
+        d.deployments = {stable: replicas, candidate: max(want, needed(replicas, committed))}
+    d.route = route
+    d.preview = candidate if preview_on else None
+    s.weights = weights_of(route)
+    warm_previous(spec, s, now, d)
+    return d
+
+
+def deadline_passed(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Decision) -> bool:
+    if s.step_started_at is None:
+        return False
+    deadline = s.step_started_at + timedelta(seconds=spec.progress_deadline_seconds)
+    if now >= deadline:
+        return True
+    d.wake_in((deadline - now).total_seconds())
+    return False
+
+
+def no_live_weight(
+    spec: RolloutSpec,
+    s: RolloutStatus,
+    now: datetime,
+    committed: int,
+    candidate: str,
+    events: list[Event],
+    what: str,
+) -> int:
+    """Shadow and preview stages carry no live traffic: a candidate that a spec edit put
+    on one with live weight loses it at once (a decrease is always allowed)."""
+    if committed:
+        mark_weight_change(spec, s, now)
+        events.append(
+            Event("Normal", "Weight", f"candidate {candidate} at 0%: {what} has no live traffic")
+        )
+    return 0
+
+
+def newly_withdrawn(s: RolloutStatus, weight: int) -> bool:
+    """Whether withdrawing the candidate's weight to ``weight`` is news: the route it has
+    now (``s.weights``, as read back) carries more. The Warning Event is posted once per
+    withdrawal, not on every reconcile while the pods stay unready."""
+    return s.weights is None or s.weights.candidate > weight
+
+
+@dataclass
+class Walk:
+    """Where the stage loop stands: the position ``i`` in the plan, the weight the steps
+    have ``committed``, and what the stage it stopped at asks for: ``want`` candidate
+    replicas, ``mirror`` percent, the ``preview`` Service, whether it is
+    ``waiting_for_pods``. Each stage function advances it (returns True: on to the next
+    stage) or stops there (False)."""
+
+    spec: RolloutSpec
+    s: RolloutStatus
+    d: Decision
+    plan: list[Stage]
+    now: datetime
+    candidate: str
+    dep: DeploymentState | None
+    i: int
+    committed: int
+    want: int
+    mirror: int = 0
+    preview: bool = False
+    waiting_for_pods: bool = False
+
+    @property
+    def available(self) -> int:
+        return self.dep.available if self.dep else 0
+
+    def ready_for(self, count: int) -> bool:
+        return self.dep is not None and self.dep.replicas >= count and self.available >= count
+
+
+def set_weight(w: Walk, stage: SetWeight) -> bool:
+    """A canary step: weight ``stage.weight`` once the candidate's Ready replicas carry
+    it, and (for an increase) once analysis has evidence since the last weight change."""
+    spec, s, now, replicas, candidate = w.spec, w.s, w.now, w.spec.replicas, w.candidate
+    weight = stage.weight
+    w.want = max(needed(replicas, weight), needed(replicas, w.committed))
+    if weight > w.committed and not has_evidence(spec, s, had_traffic(w.plan, w.i, w.committed)):
+        s.message = f"step {w.i}: waiting for analysis evidence before weight {weight}%"
+        wake_for_measurement(s, now, w.d)
+        return False
+    if w.ready_for(needed(replicas, weight)):
+        w.committed, w.i = weight, w.i + 1
+        s.step_started_at, s.stage_since = now, None
+        mark_weight_change(spec, s, now)
+        w.d.events.append(Event("Normal", "Weight", f"candidate {candidate} at {weight}%"))
+        return True
+    w.waiting_for_pods = True
+    s.message = (
+        f"step {w.i}: waiting for {needed(replicas, weight)} Ready replicas of "
+        f"{candidate} for weight {weight}% ({w.available} Ready)"
+    )
+    return False
+
+
+def pause(w: Walk, stage: Pause) -> bool:
+    """A pause step: for its duration, or until ``kubectl ferryman promote``."""
+    s, now = w.s, w.now
+    if s.pause is None or s.pause.reason != PauseReason.STEP:
+        s.pause = PauseStatus(reason=PauseReason.STEP, since=now, message="")
+    if stage.duration is not None:
+        until = (s.pause.since or now) + stage.duration
+        if now >= until:
+            s.pause, s.step_started_at, w.i = None, now, w.i + 1
+            return True
+        s.pause.message = f"step {w.i}: pause {stage.text}"
+        w.d.wake_in((until - now).total_seconds())
+    else:
+        s.pause.message = f"step {w.i}: paused until `kubectl ferryman promote`"
+    s.phase, s.message = RolloutPhase.PAUSED, s.pause.message
+    return False
+
+
+def shadow(w: Walk, stage: Shadow) -> bool:
+    """Mirror ``stage.percent`` of live traffic to the candidate for ``stage.duration``,
+    once enough of its replicas are Ready (no live weight meanwhile)."""
+    spec, s, now, replicas, candidate = w.spec, w.s, w.now, w.spec.replicas, w.candidate
+    w.committed = no_live_weight(spec, s, now, w.committed, candidate, w.d.events, "a shadow")
+    w.want = max(needed(replicas, stage.percent), 1 if stage.percent else 0)
+    if not w.ready_for(w.want):
+        w.waiting_for_pods = True
+        s.message = (
+            f"shadow: waiting for {w.want} Ready replicas of {candidate} ({w.available} Ready)"
+        )
+        if s.stage_since is not None:
+            # Pods turned unready mid-shadow: stop mirroring, keep the clock.
+            w.waiting_for_pods = False
+        return False
+    if s.stage_since is None:
+        s.stage_since = now
+        mark_weight_change(spec, s, now)
+        w.d.events.append(
+            Event("Normal", "Shadow", f"mirroring {stage.percent}% of traffic to {candidate}")
+        )
+    until = s.stage_since + stage.duration
+    if now >= until:
+        s.stage_since, s.step_started_at, w.i = None, now, w.i + 1
+        w.want = needed(replicas, w.committed)
+        return True
+    w.mirror = stage.percent
+    s.message = f"shadow: mirroring {stage.percent}% to {candidate} for {stage.text}"
+    w.d.wake_in((until - now).total_seconds())
+    return False
+
+
+def preview(w: Walk, stage: Preview) -> bool:
+    """Blue-green: the candidate at full size behind the preview Service (mirrored
+    ``stage.mirror`` percent), until auto-promotion or ``kubectl ferryman promote``."""
+    spec, s, now, replicas, candidate = w.spec, w.s, w.now, w.spec.replicas, w.candidate
+    w.committed = no_live_weight(spec, s, now, w.committed, candidate, w.d.events, "a preview")
+    w.want = replicas
+    w.preview = True
+    if not w.ready_for(replicas):
+        w.waiting_for_pods = True
+        s.message = (
+            f"preview: waiting for {replicas} Ready replicas of {candidate} ({w.available} Ready)"
+        )
+        return False
+    if s.stage_since is None:
+        s.stage_since = now
+        mark_weight_change(spec, s, now)
+        w.d.events.append(Event("Normal", "PreviewReady", f"preview of {candidate} is Ready"))
+    w.mirror = stage.mirror
+    if stage.auto_after is not None:
+        until = s.stage_since + stage.auto_after
+        if now >= until:
+            s.stage_since, s.step_started_at, w.i = None, now, w.i + 1
+            w.preview = False
+            return True
+        w.d.wake_in((until - now).total_seconds())
+        text = f"preview Ready; auto-promotion at {until.isoformat()}"
+    else:
+        text = "preview Ready; waiting for `kubectl ferryman promote`"
+    s.pause = PauseStatus(reason=PauseReason.STEP, since=s.stage_since, message=text)
+    s.phase, s.message = RolloutPhase.PAUSED, text
+    return False
