@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from harness import rbac
 from harness.clusters import fresh_cluster
 from harness.kube import Cluster
 from harness.operator import OperatorProcess
@@ -89,3 +90,21 @@ def test_readme_install_and_release_on_a_fresh_cluster(tmp_path: Path) -> None:
             operator.stop()
         status = (cluster.get_json("mro", "fraud-detector", "fraud") or {})["status"]
         assert status["stableVersion"] == "1.3.0", status
+        # The chart's default mode (all namespaces) as its ServiceAccount, from this
+        # cluster's own audit log: kopf's CRD scanning is granted and used (the main
+        # suite's operators watch one namespace each: test_rbac_minimal allow-lists
+        # these two grants because of this test), and nothing was refused.
+        events = list(
+            rbac.read_audit(
+                tmp_path / "cluster" / "logs" / "audit.log",
+                user=f"system:serviceaccount:{namespace}:{name}",
+                since=rbac.parse_since("2000-01-01T00:00:00Z"),
+            )
+        )
+        used = rbac.used(events)
+        crds = "customresourcedefinitions"
+        assert {
+            ("list", "apiextensions.k8s.io", crds),
+            ("watch", "apiextensions.k8s.io", crds),
+        } <= used
+        assert not rbac.denied(events), rbac.denied(events)
