@@ -195,3 +195,20 @@ def test_a_target_set_back_to_the_stable_version_after_an_abort_is_healthy() -> 
     sim.reconcile()
     assert sim.status.phase == RolloutPhase.HEALTHY, sim.status.message
     assert sim.route == Route(stable="1.0.0")
+
+
+def test_available_stays_true_to_the_stable_while_the_rollout_is_invalid() -> None:
+    """`Invalid` changes nothing in traffic, but the stable keeps serving: `Available`
+    still describes it (so `kubectl wait --for=condition=Available` and Argo CD see a
+    stable that loses its pods while the spec names a version that does not exist)."""
+    sim = healthy_sim()
+    retarget(sim, "9.9.9")
+    sim.versions.remove("9.9.9")  # the target names no ModelVersion
+    sim.reconcile()
+    assert sim.status.phase == RolloutPhase.INVALID
+    sim.unready["1.0.0"] = 3
+    sim.tick(1)
+    sim.reconcile()
+    assert sim.status.phase == RolloutPhase.INVALID
+    available = next(c for c in sim.status.conditions or [] if c.type == "Available")
+    assert available.status == "False", available

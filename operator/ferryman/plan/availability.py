@@ -8,7 +8,7 @@ these are computed after the decision is made, whatever path made it.
 from __future__ import annotations
 
 from ferryman.api.common import ConditionStatus
-from ferryman.api.rollout import HistoryOutcome, RolloutPhase, RolloutSpec
+from ferryman.api.rollout import HistoryOutcome, RolloutSpec
 from ferryman.plan import conditions
 from ferryman.plan.capacity import needed, ratio_mode
 from ferryman.plan.decision import Decision, Event, Observed
@@ -38,7 +38,7 @@ def set_available(spec: RolloutSpec, d: Decision, observed: Observed) -> None:
     stable version has fewer Ready replicas than its share of traffic needs; True again
     (a Normal Event) when it recovers. No new phase: a rollout in progress keeps its."""
     s = d.status
-    if s.stable_version is None or s.phase == RolloutPhase.INVALID:
+    if s.stable_version is None:
         return
     weight = (
         d.route.stable_weight
