@@ -60,10 +60,12 @@ unit: venv tools-build argocd-lua
 e2e: venv deps cluster-build tools-build argocd-lua
 	bash hack/run-tests.sh -m e2e $(PYTEST_ARGS)
 
+# mypy's cache lives outside the repository (like the Go builds), so a fresh clone's
+# `make test` reuses it: mypy compares file hashes when mtimes differ.
 lint: venv
 	$(VENV)/bin/ruff check operator tests hack
 	$(VENV)/bin/ruff format --check operator tests hack
-	$(VENV)/bin/mypy
+	MYPY_CACHE_DIR="$${FERRYMAN_CACHE:-$$HOME/.cache/ferryman}/mypy" $(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 # Regenerate crds/ from the pydantic models (a unit test fails when they drift).

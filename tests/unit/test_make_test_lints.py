@@ -22,7 +22,9 @@ def test_make_test_runs_the_lint_tools_first() -> None:
     prerequisites, _ = target(makefile, "test")
     assert prerequisites[0] == "lint"
     _, recipe = target(makefile, "lint")
-    assert [line.replace("$(VENV)/bin/", "") for line in recipe] == [
+    # Environment assignments (mypy's cache outside the repository) are not the tool.
+    tools = [re.sub(r"^(\w+=\S+ )+", "", line) for line in recipe]
+    assert [line.replace("$(VENV)/bin/", "") for line in tools] == [
         "ruff check operator tests hack",
         "ruff format --check operator tests hack",
         "mypy",
