@@ -50,6 +50,11 @@ def route(cluster: Cluster, ns: str, router: str) -> dict[str, Any]:
     return {"selector-version": svc["spec"]["selector"].get("ferryman.dev/version", "*")}
 
 
+def condition(status: dict[str, Any], type_: str) -> str | None:
+    """The status ("True"/"False") of condition ``type_``, None when absent."""
+    return next((c["status"] for c in status.get("conditions") or [] if c["type"] == type_), None)
+
+
 def promote(cluster: Cluster, ns: str) -> None:
     cluster.kubectl(
         "annotate",
@@ -126,6 +131,14 @@ def test_example_rolls_out(
         else:
             assert st["weights"]["candidate"] == 50
             assert route(cluster, namespace, router) == {OLD: 50, NEW: 50}
+        # The stable sized by ferryman's own plan is Available at the paused step (on
+        # plain Services too, where 50% of 3 rounds the candidate's share up): Argo CD
+        # shows a healthy canary as Suspended, never Degraded.
+        wait_for(
+            lambda: condition(rollout_status(cluster, namespace), "Available") == "True",
+            timeout=30,
+            message="Available=True while paused at 50%",
+        )
         promote(cluster, namespace)
     elif strategy == "bluegreen":
         wait_for(
