@@ -14,6 +14,7 @@ from ferryman.plan import machine
 from ferryman.plan.capacity import selected
 from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed, VersionRecord
 from ferryman.plan.route import Route
+from ferryman.routing import router_for
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -63,6 +64,7 @@ class Sim:
                 v: DeploymentState(r, self.available.get(v, 0)) for v, r in self.replicas.items()
             },
             now=self.now,
+            capabilities=router_for(self.spec).capabilities,
             route=self.route,
             action=action,
             generation=1,

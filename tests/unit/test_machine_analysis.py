@@ -159,7 +159,12 @@ def test_gate_failure_rejects_before_any_deployment() -> None:
             for v in o.versions
         )
         return Observed(
-            versions=records, deployments=o.deployments, now=o.now, action=o.action, generation=1
+            versions=records,
+            deployments=o.deployments,
+            now=o.now,
+            capabilities=o.capabilities,
+            action=o.action,
+            generation=1,
         )
 
     sim.observed = observed  # type: ignore[method-assign]

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferryman.api.rollout import RolloutSpec
-from ferryman.plan.capacity import needed, ratio_mode, supported
+from ferryman.plan.capacity import needed, supported
+from ferryman.routing import router_for
 from unit.machine_sim import Sim, canary_spec
 
 ROUTERS = {
@@ -74,7 +75,7 @@ OPS = st.one_of(
 
 def check(sim: Sim, writes_before: int) -> None:
     route = sim.route
-    ratio = ratio_mode(sim.spec)
+    ratio = router_for(sim.spec).capabilities.weights_by_replicas
     if route is not None and ratio:
         # Plain Services: capacity never drops below replicas while traffic shifts.
         total = sim.replicas.get(route.stable, 0) + (

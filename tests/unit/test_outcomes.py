@@ -115,7 +115,12 @@ def gates_reject() -> Sim:
             for v in o.versions
         )
         return Observed(
-            versions=records, deployments=o.deployments, now=o.now, action=o.action, generation=1
+            versions=records,
+            deployments=o.deployments,
+            now=o.now,
+            capabilities=o.capabilities,
+            action=o.action,
+            generation=1,
         )
 
     sim.observed = observed  # type: ignore[method-assign]

@@ -36,7 +36,7 @@ GATEWAY = GatewayAPIRouter(
 ISTIO = IstioRouter(
     IstioRouting.model_validate({"hosts": ["fraud.acme.example"], "gateways": ["infra/ml-gateway"]})
 )
-SERVICE = ServiceRouter(model="fraud-detector", rollout="fraud-detector")
+SERVICE = ServiceRouter(model="fraud-detector")
 
 CASES: list[tuple[str, Router, Route]] = [
     ("httproute-canary", GATEWAY, Route("1.2.0", "1.3.0", candidate_weight=10)),

@@ -256,7 +256,7 @@ def test_the_live_service_selects_a_long_version_by_its_pods_labels() -> None:
         m["metadata"]["namespace"] = "risk"
         dep = serving.deployment(ModelVersion.model_validate(m), rollout_, replicas=1)
         pods[version] = dep["spec"]["template"]["metadata"]["labels"]
-    router = ServiceRouter(model="fraud", rollout="fraud")
+    router = ServiceRouter(model="fraud")
     for stable, other in ((a, b), (b, a)):
         svc = router.build(
             name="fraud",

@@ -26,11 +26,12 @@ from ferryman.api.rollout import (
     RolloutStatus,
     Verdict,
 )
-from ferryman.plan.capacity import needed, ratio_mode, selected
+from ferryman.plan.capacity import needed, selected
 from ferryman.plan.evidence import analysis_target
 from ferryman.plan.route import Route
 from ferryman.plan.spec_edits import analysis_fingerprint, plan_fingerprint
 from ferryman.plan.stages import Pause, Preview, SetWeight, Stage, stages
+from ferryman.routing import router_for
 from unit.machine_sim import Sim, canary_spec
 from unit.test_machine_properties import ROUTERS, STEP
 
@@ -221,7 +222,7 @@ def within(sim: Sim, spec: RolloutSpec, candidate: str, bound: int, pods_before:
     weight is a share of pods, so the check is in Ready candidate pods behind the live
     Service: no more than before the edit, or than ``bound`` needs (a 1% step already
     takes one whole pod)."""
-    if ratio_mode(spec):
+    if router_for(spec).capabilities.weights_by_replicas:
         allowed = max(pods_before, needed(spec.replicas, bound))
         return candidate_pods(sim, candidate) <= allowed
     weight = sim.route.candidate_weight if sim.route and sim.route.candidate == candidate else 0
@@ -251,7 +252,7 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
         # The new plan starts from its first stage: at this instant only its leading
         # setWeight steps can move the weight up, and never past a pause or preview.
         allowed = max(committed, leading_weight(new_plan))
-        if ratio_mode(new) and all(
+        if router_for(new).capabilities.weights_by_replicas and all(
             isinstance(s, SetWeight) or (isinstance(s, Preview) and s.auto_after == timedelta(0))
             for s in new_plan
         ):

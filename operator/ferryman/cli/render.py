@@ -9,6 +9,7 @@ from datetime import datetime
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import HistoryEntry, Rollout
 from ferryman.plan import semver, stages
+from ferryman.routing import router_for
 
 MEASUREMENTS_SHOWN = 6
 HISTORY_SHOWN = 8
@@ -28,13 +29,7 @@ def status(rollout: Rollout) -> str:
     kind = (
         "canary" if spec.strategy.canary else "blueGreen" if spec.strategy.blue_green else "shadow"
     )
-    router = (
-        "gatewayAPI"
-        if spec.traffic_routing.gateway_api
-        else "istio"
-        if spec.traffic_routing.istio
-        else "service"
-    )
+    router = router_for(spec).name
     w = s.weights
     lines = [
         f"Rollout {rollout.metadata.namespace}/{rollout.metadata.name} "

@@ -36,12 +36,11 @@ from ferryman.errors import describe
 from ferryman.handlers.killpoints import kill_point
 from ferryman.kube.client import ApplyRejected, Conflict, Rejected
 from ferryman.plan import labels, serving
-from ferryman.plan.capacity import ratio_mode, ratio_weights
+from ferryman.plan.capacity import ratio_weights
 from ferryman.plan.conditions import set_condition
 from ferryman.plan.decision import Decision, DeploymentState, Event
 from ferryman.plan.route import Route, weights_of
 from ferryman.routing import Router
-from ferryman.routing.service import ServiceRouter
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     if existing_route is not None and not foreign_route:
         read = router.read(existing_route, reverse)
         if read is not None:
-            status.weights = _observed_weights(rollout, read, seen.deployments)
+            status.weights = _observed_weights(router, read, seen.deployments)
     elif foreign_route or existing_route is None:
         # No route of ours carries traffic: status claims none.
         status.weights = None
@@ -184,9 +183,9 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         route_ok = applied is not None
         if applied is not None:
             read = router.read(applied, reverse)
-            status.weights = _observed_weights(rollout, read, seen.deployments)
+            status.weights = _observed_weights(router, read, seen.deployments)
         kill_point("after-route-write")
-        if not isinstance(router, ServiceRouter):
+        if not router.capabilities.owns_live_service:
             # With a mesh or Gateway API, a Service named after the Rollout still gives
             # in-cluster clients a stable name; with plain Services the route is that one.
             await _apply_stable_service(kube, rollout, status.stable_version, by_version, problems)
@@ -345,14 +344,14 @@ def set_apply_failed(
 
 
 def _observed_weights(
-    rollout: Rollout, read: Route | None, deployments: dict[str, DeploymentState]
+    router: Router, read: Route | None, deployments: dict[str, DeploymentState]
 ) -> Any:
     """Weights as the route really carries them: with plain Services the share of Ready
     pods behind the live Service, with a mesh or Gateway API the route's weights; None
     without a route of ours."""
     if read is None:
         return None
-    if ratio_mode(rollout.spec):
+    if router.capabilities.weights_by_replicas:
         return ratio_weights(read, deployments)
     return weights_of(read)
 

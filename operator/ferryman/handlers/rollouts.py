@@ -40,13 +40,9 @@ from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import executor, killpoints, roles, wakeups
 from ferryman.kube.client import Conflict, Kube, Rejected
 from ferryman.plan import actions, labels, machine
-from ferryman.plan.capacity import ratio_mode
 from ferryman.plan.decision import Action, DeploymentState, Observed, VersionRecord
 from ferryman.plan.evidence import analysis_target
-from ferryman.routing import Router
-from ferryman.routing.gatewayapi import GatewayAPIRouter
-from ferryman.routing.istio import IstioRouter
-from ferryman.routing.service import ServiceRouter
+from ferryman.routing import Watch, router_for, watched
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +100,21 @@ async def rollout_changed(
     wakeups.wake(memo, namespace, name)
 
 
-# The routes ferryman writes (and, with plain Services, the live Service): a route that is
-# deleted or edited by hand wakes its Rollout, which writes it again. kopf serves these
-# only where their CRDs exist (it warns about the others and skips them).
-@kopf.on.event(
-    "gateway.networking.k8s.io", "v1", "httproutes", labels={labels.MANAGED_BY: "ferryman"}
-)
-@kopf.on.event(
-    "networking.istio.io", "v1", "virtualservices", labels={labels.MANAGED_BY: "ferryman"}
-)
-@kopf.on.event("", "v1", "services", labels={labels.MANAGED_BY: "ferryman"})
 async def route_changed(
     *, namespace: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any
 ) -> None:
     wakeups.wake(memo, namespace, _owner_rollout(meta))
+
+
+# The Services ferryman writes, and the route objects of every registered router
+# (``routing.watched()``; with plain Services the route is the live Service): a route that
+# is deleted or edited by hand wakes its Rollout, which writes it again. kopf serves these
+# only where their CRDs exist (it warns about the others and skips them).
+SERVICES = Watch("", "v1", "services")
+for _watch in [SERVICES, *(w for w in watched() if w != SERVICES)]:
+    kopf.on.event(
+        _watch.group, _watch.version, _watch.plural, labels={labels.MANAGED_BY: "ferryman"}
+    )(route_changed)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={labels.MANAGED_BY: "ferryman"})
@@ -180,15 +177,6 @@ async def rollout_daemon(
     wakeups.events(memo).pop((namespace, name), None)
 
 
-def _router(rollout: Rollout) -> Router:
-    routing = rollout.spec.traffic_routing
-    if routing.gateway_api is not None:
-        return GatewayAPIRouter(routing.gateway_api)
-    if routing.istio is not None:
-        return IstioRouter(routing.istio)
-    return ServiceRouter(model=rollout.spec.model, rollout=rollout.metadata.name)
-
-
 def _pending_action(rollout: Rollout) -> Action | None:
     annotations = rollout.metadata.annotations
     action_id, action = annotations.get(ACTION_ID), annotations.get(ACTION)
@@ -247,7 +235,7 @@ async def reconcile(
 
     # The route as it is: ours (its weights are what status reports) or someone else's
     # (then nothing may advance, promote or scale down on the strength of it).
-    router = _router(rollout)
+    router = router_for(rollout.spec)
     services = {v: mv.metadata.name for v, mv in by_version.items()}
     reverse = {n: v for v, n in services.items()}
     existing_route = await kube.get(router.api_version, router.kind, ns, name)
@@ -263,16 +251,19 @@ async def reconcile(
         versions=records,
         deployments=deployments,
         now=now,
+        capabilities=router.capabilities,
         generation=rollout.metadata.generation,
         action=_pending_action(rollout),
         conflict=conflict,
         invalid=invalid,
         blocked=blocked,
-        # Plain Services: which pods the live Service selects now, so a decision never
-        # drops Ready capacity behind it.
+        # Weights by replica ratio (plain Services): which pods the live Service selects
+        # now, so a decision never drops Ready capacity behind it.
         route=(
             router.read(existing_route, reverse)
-            if ratio_mode(rollout.spec) and existing_route is not None and not foreign_route
+            if router.capabilities.weights_by_replicas
+            and existing_route is not None
+            and not foreign_route
             else None
         ),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ferryman.api.common import ConditionStatus
 from ferryman.api.rollout import HistoryOutcome, RolloutSpec
 from ferryman.plan import conditions
-from ferryman.plan.capacity import needed, ratio_mode
+from ferryman.plan.capacity import needed
 from ferryman.plan.decision import Decision, Event, Observed
 
 AVAILABLE = conditions.AVAILABLE
@@ -49,7 +49,7 @@ def set_available(spec: RolloutSpec, d: Decision, observed: Observed) -> None:
     # an odd split rounds the candidate's share up, so the stable's need is the rest.
     want = (
         spec.replicas - needed(spec.replicas, 100 - weight)
-        if ratio_mode(spec)
+        if observed.capabilities.weights_by_replicas
         else needed(spec.replicas, weight)
     )
     dep = observed.deployments.get(s.stable_version)

@@ -2,7 +2,8 @@
 rules where the weight *is* the replica ratio.
 
 Routers with weights need ``needed(replicas, w)`` Ready candidate replicas before weight
-``w`` is written (``supported`` is the inverse). Plain Services (``ratio_mode``) have no
+``w`` is written (``supported`` is the inverse). Plain Services (routers that declare
+``RouterCapabilities.weights_by_replicas``, read from ``Observed.capabilities``) have no
 weights to write: the live Service selects pods, so the stable is sized for what the
 candidate's Ready replicas really carry (``ratio_sizing``), the split is read from Ready
 pods (``ratio_weights``), and ``keep_capacity`` checks every decision against the live
@@ -19,11 +20,6 @@ from collections.abc import Iterable, Mapping
 from ferryman.api.rollout import RolloutSpec, Weights
 from ferryman.plan.decision import Decision, DeploymentState, Observed
 from ferryman.plan.route import Route, weights_of
-
-
-def ratio_mode(spec: RolloutSpec) -> bool:
-    """Plain Services: the weight is the replica ratio (stable + candidate = replicas)."""
-    return spec.traffic_routing.service is not None
 
 
 def selected(route: Route, versions: Iterable[str]) -> set[str]:

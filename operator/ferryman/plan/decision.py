@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ferryman.api.rollout import RolloutStatus
-from ferryman.plan.route import Route
+from ferryman.plan.route import Route, RouterCapabilities
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,11 @@ class Observed:
     versions: tuple[VersionRecord, ...]
     deployments: Mapping[str, DeploymentState]  # by version
     now: datetime
+    # What the Rollout's router can do (``ferryman.routing.router_for(spec).capabilities``).
+    capabilities: RouterCapabilities
     generation: int = 0
-    route: Route | None = None  # the live route as read back (plain Services only)
+    # The live route as read back (routers whose weights are replica ratios only).
+    route: Route | None = None
     action: Action | None = None
     conflict: str | None = None  # another Rollout that already serves this model
     invalid: str | None = None  # a problem the handler found (unknown provider, ...)

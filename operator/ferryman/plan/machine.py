@@ -17,10 +17,11 @@ Canary sizing (routers with weights): the stable Deployment stays at ``replicas`
 candidate is scaled to ``ceil(replicas * w / 100)`` Ready replicas before weight ``w`` is
 written, and weight is withdrawn from it when its pods turn unready.
 
-Plain Services (``ratio_mode``): the weight is the replica ratio, the stable is sized for
-what the candidate's Ready replicas really carry, and ``keep_capacity`` checks every
-decision against the live Service as read back (``Observed.route``) so that no write
-leaves fewer Ready pods behind it than ``min(now, replicas)``.
+Plain Services (``Observed.capabilities.weights_by_replicas``): the weight is the replica
+ratio, the stable is sized for what the candidate's Ready replicas really carry, and
+``keep_capacity`` checks every decision against the live Service as read back
+(``Observed.route``) so that no write leaves fewer Ready pods behind it than
+``min(now, replicas)``.
 
 Spec edits mid-rollout never skip a gate: the status records fingerprints of the plan
 (strategy kind and stages) and of the analysis the candidate follows; a different plan
@@ -53,7 +54,7 @@ from ferryman.api.rollout import (
 from ferryman.plan import actions, gates, semver
 from ferryman.plan.actions import ActionName
 from ferryman.plan.availability import set_available, set_standard_conditions
-from ferryman.plan.capacity import keep_capacity, ratio_mode, ratio_weights
+from ferryman.plan.capacity import keep_capacity, ratio_weights
 from ferryman.plan.decision import Action, Decision, Event, Observed, VersionRecord
 from ferryman.plan.endings import (
     add_history,
@@ -240,7 +241,7 @@ def _decide(
             and d.action_refusal is None
         )
     d.events[:0] = events
-    if ratio_mode(spec) and d.route is not None:
+    if observed.capabilities.weights_by_replicas and d.route is not None:
         keep_capacity(spec, observed, d)
         d.status.weights = ratio_weights(d.route, observed.deployments)
     d.action_applied = applied

@@ -25,7 +25,7 @@ from ferryman.api.rollout import (
     RolloutStatus,
 )
 from ferryman.plan.actions import ActionName
-from ferryman.plan.capacity import needed, ratio_mode, ratio_sizing, supported
+from ferryman.plan.capacity import needed, ratio_sizing, supported
 from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed
 from ferryman.plan.endings import promote, rollback, stop_shadow, warm_previous
 from ferryman.plan.evidence import (
@@ -49,7 +49,7 @@ def progress(
     now, replicas = observed.now, spec.replicas
     stable, candidate = s.stable_version, s.candidate_version
     plan = stages(spec)
-    ratio = ratio_mode(spec)
+    ratio = observed.capabilities.weights_by_replicas
     events: list[Event] = []
     replanned = follow_spec_edits(spec, s, plan, now, events)
     i = min(s.current_step or 0, len(plan))

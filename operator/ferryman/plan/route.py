@@ -1,8 +1,10 @@
 """The route: where traffic goes, as the state machine decides it and as a router reads it
-back.
+back; and what a router can do (``RouterCapabilities``), which the state machine reads from
+``Observed`` instead of asking which router the spec names.
 
 Its own module so routers (``ferryman.routing``) and the CLI share the vocabulary without
-importing the state machine.
+importing the state machine, and so the pure plan can read capabilities without importing
+the routers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ferryman.api.rollout import Weights
+
+
+@dataclass(frozen=True)
+class RouterCapabilities:
+    """What a router can do; each router declares its own (``ferryman.routing``), the
+    handler passes them to the plan in ``Observed.capabilities``.
+
+    - ``mirror``: it can mirror a percentage of traffic to the candidate (shadow,
+      blue-green preview mirroring). The CRD refuses mirroring for routers that cannot.
+    - ``weights_by_replicas``: it has no weights to write; the weight *is* the ratio of
+      Ready pods behind one live Service (``plan.capacity``: the stable is sized for what
+      the candidate carries, the split is read from Ready pods, no decision drops Ready
+      capacity behind the live Service).
+    - ``header_match``: its data plane can route by request header or cookie (declared
+      for A/B routing; nothing decides on it yet).
+    - ``owns_live_service``: the route object *is* the Service named after the Rollout;
+      otherwise the executor writes that Service itself (selecting the stable version) so
+      in-cluster clients keep one stable name.
+    """
+
+    mirror: bool
+    weights_by_replicas: bool
+    header_match: bool
+    owns_live_service: bool
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ferryman.api.rollout import GatewayAPIRouting
-from ferryman.plan.route import Route
+from ferryman.api.rollout import GatewayAPIRouting, RolloutSpec
+from ferryman.plan.route import Route, RouterCapabilities
 
 Obj = dict[str, Any]
 
 
 class GatewayAPIRouter:
+    name = "gatewayAPI"
+    capabilities = RouterCapabilities(
+        mirror=True, weights_by_replicas=False, header_match=True, owns_live_service=False
+    )
     api_version = "gateway.networking.k8s.io/v1"
     kind = "HTTPRoute"
     plural = "httproutes"
 
     def __init__(self, config: GatewayAPIRouting) -> None:
         self.config = config
+
+    @classmethod
+    def for_spec(cls, spec: RolloutSpec) -> GatewayAPIRouter | None:
+        config = spec.traffic_routing.gateway_api
+        return cls(config) if config is not None else None
 
     def build(
         self,

@@ -7,19 +7,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ferryman.api.rollout import IstioRouting
-from ferryman.plan.route import Route
+from ferryman.api.rollout import IstioRouting, RolloutSpec
+from ferryman.plan.route import Route, RouterCapabilities
 
 Obj = dict[str, Any]
 
 
 class IstioRouter:
+    name = "istio"
+    capabilities = RouterCapabilities(
+        mirror=True, weights_by_replicas=False, header_match=True, owns_live_service=False
+    )
     api_version = "networking.istio.io/v1"
     kind = "VirtualService"
     plural = "virtualservices"
 
     def __init__(self, config: IstioRouting) -> None:
         self.config = config
+
+    @classmethod
+    def for_spec(cls, spec: RolloutSpec) -> IstioRouter | None:
+        config = spec.traffic_routing.istio
+        return cls(config) if config is not None else None
 
     def build(
         self,

@@ -1,4 +1,5 @@
-"""Plain Services, no mesh: the Service named after the Rollout is the live one.
+"""Plain Services, no mesh: the Service named after the Rollout is the live one (the route
+object is that Service: ``owns_live_service``).
 
 - canary: the weight is the replica ratio. While the candidate carries weight, the
   Service selects both versions' pods (by model and Rollout), and the state machine
@@ -14,19 +15,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ferryman.api.rollout import RolloutSpec
 from ferryman.plan import labels
-from ferryman.plan.route import Route
+from ferryman.plan.route import Route, RouterCapabilities
 
 Obj = dict[str, Any]
 
 
 class ServiceRouter:
+    name = "service"
+    capabilities = RouterCapabilities(
+        mirror=False, weights_by_replicas=True, header_match=False, owns_live_service=True
+    )
     api_version = "v1"
     kind = "Service"
     plural = "services"
 
-    def __init__(self, *, model: str, rollout: str, target_port: str = "http") -> None:
-        self.model, self.rollout, self.target_port = model, rollout, target_port
+    def __init__(self, *, model: str, target_port: str = "http") -> None:
+        self.model, self.target_port = model, target_port
+
+    @classmethod
+    def for_spec(cls, spec: RolloutSpec) -> ServiceRouter | None:
+        return cls(model=spec.model) if spec.traffic_routing.service is not None else None
 
     def build(
         self,
@@ -38,9 +48,10 @@ class ServiceRouter:
         port: int,
         metadata: Obj,
     ) -> Obj:
+        # The live Service is named after its Rollout: it selects that Rollout's pods.
         selector = {
             labels.MODEL: labels.label_value(self.model),
-            labels.ROLLOUT: labels.label_value(self.rollout),
+            labels.ROLLOUT: labels.label_value(name),
         }
         if route.candidate is None or route.candidate_weight == 0:
             selector[labels.VERSION] = labels.label_value(route.stable)
