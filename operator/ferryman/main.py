@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import kopf
 
 from ferryman import handlers, settings
-from ferryman.handlers import wakeups
+from ferryman.handlers.context import Options, options_memo
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncio.run(
         kopf.operator(
             memo=kopf.Memo(
-                settings=operator_settings, wakeups=wakeups.shared(), namespaces=namespaces
+                options_memo(Options(settings=operator_settings, namespaces=tuple(namespaces)))
             ),
             clusterwide=not namespaces,
             namespaces=namespaces,

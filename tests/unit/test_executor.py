@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -17,6 +17,7 @@ from ferryman.api.common import ConditionStatus
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutPhase
 from ferryman.handlers import executor
+from ferryman.handlers.context import OperatorContext, install
 from ferryman.kube.client import ApplyRejected, Conflict, Rejected
 from ferryman.plan import labels, machine, serving
 from ferryman.plan.decision import Action, DeploymentState
@@ -304,7 +305,9 @@ def test_the_daemon_decides_again_at_once_on_a_status_conflict(
     monkeypatch.setattr(rollouts, "reconcile", reconcile)
     monkeypatch.setattr(asyncio, "wait_for", wait_for)
     daemon: Any = rollouts.rollout_daemon  # the function kopf registered
-    asyncio.run(daemon(name=NAME, namespace=NS, body=body, memo={"wakeups": {}}, stopped=stopped))
+    memo: dict[str, Any] = {}
+    install(memo, OperatorContext(kube=cast(Any, None), http=cast(Any, None)))
+    asyncio.run(daemon(name=NAME, namespace=NS, body=body, memo=memo, stopped=stopped))
     assert read == ["7", "8"]
     assert timeouts[0] == 0.0  # no backoff after a conflict
 

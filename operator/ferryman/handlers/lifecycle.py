@@ -1,4 +1,5 @@
-"""Operator startup and cleanup: kopf settings and the shared API client."""
+"""Operator startup and cleanup: kopf settings, and the operator context
+(``handlers.context``: the shared API client, HTTP session and wake-up events)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import aiohttp
 import kopf
 
 from ferryman import errors, metrics
+from ferryman.handlers.context import OperatorContext, install, options, started
 from ferryman.kube.client import Kube
 
 PREFIX = "ferryman.dev"
@@ -17,20 +19,25 @@ FINALIZER = f"{PREFIX}/finalizer"
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Apply ferryman's kopf settings before any watch starts, and connect the client."""
+    """Apply ferryman's kopf settings before any watch starts, and create the operator
+    context (connect the client) unless an earlier startup in this process did."""
     apply_settings(settings)
-    if getattr(memo, "namespaces", None):
+    opts = options(memo)
+    if opts.namespaces:
         # Explicit namespaces (namespaced RBAC scope): nothing to discover. Scanning would
         # list namespaces and CRDs cluster-wide, which a Role-only ServiceAccount may not,
         # and kopf retries each refusal for about a minute before it starts serving.
         settings.scanning.disabled = True
-    if getattr(memo, "kube", None) is None:
-        memo.kube = await Kube.connect()
-    settings_ = getattr(memo, "settings", None)
-    if settings_ is not None and not getattr(memo, "metrics_served", False):
+    ctx = started(memo)
+    if ctx is None:
+        kube = await Kube.connect()
+        # One HTTP session (one connection pool) for every metrics provider.
+        ctx = install(memo, OperatorContext(kube=kube, http=aiohttp.ClientSession(), options=opts))
+    settings_ = ctx.settings
+    if settings_ is not None and not ctx.metrics_served:
         try:
             metrics.serve(settings_.metrics_address, settings_.metrics_port)
-            memo.metrics_served = True
+            ctx.metrics_served = True
         except OSError as e:
             logging.getLogger(__name__).error(
                 "metrics endpoint %s:%s unavailable: %s",
@@ -38,9 +45,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
                 settings_.metrics_port,
                 errors.describe(e),
             )
-    if getattr(memo, "http", None) is None:
-        # One HTTP session (one connection pool) for every metrics provider.
-        memo.http = aiohttp.ClientSession()
 
 
 def apply_settings(settings: kopf.OperatorSettings) -> None:
@@ -66,9 +70,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
 
 @kopf.on.cleanup()
 async def disconnect(memo: kopf.Memo, **_: Any) -> None:
-    kube = getattr(memo, "kube", None)
-    if kube is not None:
-        await kube.close()
-    http = getattr(memo, "http", None)
-    if http is not None:
-        await http.close()
+    ctx = started(memo)
+    if ctx is not None:
+        await ctx.kube.close()
+        await ctx.http.close()

@@ -20,6 +20,7 @@ from ferryman.api.modelversion import KIND, PLURAL, ModelVersionPhase, ModelVers
 from ferryman.api.rollout import PLURAL as ROLLOUT_PLURAL
 from ferryman.api.rollout import RolloutStatus
 from ferryman.handlers import wakeups
+from ferryman.handlers.context import context
 from ferryman.kube.client import Kube
 from ferryman.plan import registry
 
@@ -115,9 +116,9 @@ async def modelversion_event(*, type: str, body: kopf.Body, memo: kopf.Memo, **k
         # The version may change hands: re-evaluate the others claiming it.
         alive = [c for c in claims if not c.deleting]
         for sibling in alive:
-            await _register(memo.kube, sibling, alive)
+            await _register(context(memo).kube, sibling, alive)
         return
-    await _register(memo.kube, reg, claims)
+    await _register(context(memo).kube, reg, claims)
 
 
 def _served(*, status: kopf.Status, **_: Any) -> bool:
@@ -134,7 +135,7 @@ async def guard_served_deletion(*, body: kopf.Body, memo: kopf.Memo, **kwargs: A
     index: kopf.Index[tuple[str, str], registry.ServedBy] = kwargs["rollouts_by_model"]
     blocker = registry.deletion_blocker(reg, index.get((reg.namespace, reg.model), []))
     if blocker:
-        await memo.kube.patch_status(
+        await context(memo).kube.patch_status(
             PLURAL,
             reg.namespace,
             reg.name,

@@ -38,7 +38,8 @@ from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import executor, killpoints, roles, wakeups
-from ferryman.kube.client import Conflict, Kube, Rejected
+from ferryman.handlers.context import context
+from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import actions, labels, machine
 from ferryman.plan.decision import Action, DeploymentState, Observed, VersionRecord
 from ferryman.plan.evidence import analysis_target
@@ -190,7 +191,8 @@ async def reconcile(
 ) -> tuple[float | None, bool]:
     """One reconcile; returns (seconds until the next one is due, whether status was
     written)."""
-    kube: Kube = memo.kube
+    ctx = context(memo)
+    kube = ctx.kube
     rollout = Rollout.model_validate(dict(body))
     ns, name, model = rollout.metadata.namespace, rollout.metadata.name, rollout.spec.model
     now = datetime.now(UTC)
@@ -217,14 +219,14 @@ async def reconcile(
     conflict = next(
         (r.rollout for r in others if (r.created or now, r.rollout) < (mine, name)), None
     )
-    settings = getattr(memo, "settings", None)
+    settings = ctx.settings
     invalid = _name_problem(rollout, records, by_version) or analysis_round.problems(
         rollout, settings
     )
     due = analysis_round.due(rollout, now) if invalid is None else None
     if due is not None and settings is not None:
         try:
-            provider = await analysis_round.provider_for(rollout, settings, memo.http, kube)
+            provider = await analysis_round.provider_for(rollout, settings, ctx.http, kube)
             rollout.status.analysis = await analysis_round.measure(
                 rollout, due, provider, by_version, now
             )
@@ -358,5 +360,5 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) ->
         for mv in kwargs["modelversions_by_model"].get((ns, model), [])
         if mv.status.rollout == rollout.metadata.name
     ]
-    await roles.update_roles(memo.kube, rollout, None, None, mvs, datetime.now(UTC))
+    await roles.update_roles(context(memo).kube, rollout, None, None, mvs, datetime.now(UTC))
     metrics.forget(ns, rollout.metadata.name)
