@@ -111,8 +111,8 @@ async def route_changed(
 # (``routing.watched()``; with plain Services the route is the live Service): a route that
 # is deleted or edited by hand wakes its Rollout, which writes it again. kopf serves these
 # only where their CRDs exist (it warns about the others and skips them).
-SERVICES = Watch("", "v1", "services")
-for _watch in [SERVICES, *(w for w in watched() if w != SERVICES)]:
+_SERVICES = Watch("", "v1", "services")
+for _watch in [_SERVICES, *(w for w in watched() if w != _SERVICES)]:
     kopf.on.event(
         _watch.group, _watch.version, _watch.plural, labels={labels.MANAGED_BY: "ferryman"}
     )(route_changed)
