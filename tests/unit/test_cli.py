@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 import ferryman.cli as cli_module
 from cases.api_cases import model_version, rollout
+from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
 from ferryman.cli import Cli, _parser, render
@@ -160,11 +161,11 @@ def settled_rollout() -> dict[str, Any]:
 
 def verdict(result: str, message: str) -> Any:
     def operator(obj: dict[str, Any]) -> None:
-        action_id = obj["metadata"]["annotations"]["ferryman.dev/action-id"]
+        action_id = obj["metadata"]["annotations"][ACTION_ID]
         obj["status"]["handledActionId"] = action_id
         obj["status"]["lastAction"] = {
             "id": action_id,
-            "action": obj["metadata"]["annotations"]["ferryman.dev/action"],
+            "action": obj["metadata"]["annotations"][ACTION],
             "result": result,
             "message": message,
         }
@@ -227,7 +228,7 @@ def test_a_verdict_for_another_nonce_is_not_taken_for_ours(
 ) -> None:
     def someone_else(obj: dict[str, Any]) -> None:
         # Another user's action replaced ours before the operator handled it.
-        obj["metadata"]["annotations"]["ferryman.dev/action-id"] = "other"
+        obj["metadata"]["annotations"][ACTION_ID] = "other"
         verdict("Applied", "theirs")(obj)
 
     _, code = run(monkeypatch, someone_else, "undo", "fraud")

@@ -19,12 +19,15 @@ from ferryman.api.rollout_limits import (
     MAX_ACTION_ID,
     MAX_ACTION_MESSAGE,
     MAX_HISTORY,
+    MAX_MEASUREMENT_MESSAGE,
     MAX_MEASUREMENTS,
     MAX_MESSAGE,
+    MAX_METRIC_NAME,
     MAX_METRICS,
     MAX_QUERY,
     MAX_REASON,
     MAX_STEPS,
+    MAX_THRESHOLD,
 )
 
 
@@ -84,7 +87,7 @@ class Verdict(StrEnum):
 class Measurement(ApiModel):
     """One evaluated measurement of one metric."""
 
-    metric: Annotated[str, bounded_text(63)] = Field(max_length=63)
+    metric: Annotated[str, bounded_text(MAX_METRIC_NAME)] = Field(max_length=MAX_METRIC_NAME)
     query: Annotated[str, bounded_text(MAX_QUERY)] = Field(
         "",
         max_length=MAX_QUERY,
@@ -93,11 +96,13 @@ class Measurement(ApiModel):
     )
     value: float | None = None
     stable_value: float | None = None
-    threshold: Annotated[str, bounded_text(256)] = Field(
-        "", max_length=256, description="The threshold it was judged by."
+    threshold: Annotated[str, bounded_text(MAX_THRESHOLD)] = Field(
+        "", max_length=MAX_THRESHOLD, description="The threshold it was judged by."
     )
     verdict: Verdict
-    message: Annotated[str, bounded_text(1024)] = Field("", max_length=1024)
+    message: Annotated[str, bounded_text(MAX_MEASUREMENT_MESSAGE)] = Field(
+        "", max_length=MAX_MEASUREMENT_MESSAGE
+    )
     at: datetime
 
 

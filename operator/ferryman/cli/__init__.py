@@ -32,6 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from ferryman import errors
+from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
@@ -187,9 +188,7 @@ class Cli:
             raise Failure(f"Rollout {name}: {refusal}")
         action_id = str(uuid.uuid4())
         patch: dict[str, Any] = {
-            "metadata": {
-                "annotations": {"ferryman.dev/action": action, "ferryman.dev/action-id": action_id}
-            }
+            "metadata": {"annotations": {ACTION: action, ACTION_ID: action_id}}
         }
         self.api.patch_namespaced_custom_object(
             GROUP,
@@ -223,7 +222,7 @@ class Cli:
             if r.status.handled_action_id == action_id:
                 # An operator that predates status.lastAction: handled, verdict unknown.
                 return f"handled (no verdict recorded by this operator version): {action}"
-            pending = r.metadata.annotations.get("ferryman.dev/action-id")
+            pending = r.metadata.annotations.get(ACTION_ID)
             if r.status.handled_action_id != action_id and pending not in (None, action_id):
                 raise Failure(
                     f"Rollout {name}: another action (id {pending}) replaced {action} before "
@@ -234,7 +233,7 @@ class Cli:
                     f"the operator gave no verdict on {action} within {wait_timeout:g}s "
                     "(is it running?); the action is still pending and will be applied "
                     "when the operator handles it; to withdraw it: kubectl annotate "
-                    f"rollout.ferryman.dev {name} ferryman.dev/action- ferryman.dev/action-id-"
+                    f"rollout.ferryman.dev {name} {ACTION}- {ACTION_ID}-"
                 )
             time.sleep(POLL_SECONDS)
 

@@ -31,6 +31,7 @@ import kopf
 
 from ferryman import metrics
 from ferryman.api import names
+from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.common import GROUP, VERSION, event_message
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
@@ -49,9 +50,6 @@ from ferryman.routing.istio import IstioRouter
 from ferryman.routing.service import ServiceRouter
 
 log = logging.getLogger(__name__)
-
-ACTION = "ferryman.dev/action"
-ACTION_ID = "ferryman.dev/action-id"
 
 
 def retry_delay(failures: int) -> float:
