@@ -161,6 +161,8 @@ ACTION_INPUTS = {
     "abort": "baking",
     "retry": "aborted",
     "undo": "healthy-warm",
+    "pause": "progressing",
+    "resume": "paused-manual",
 }
 
 

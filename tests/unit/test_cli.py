@@ -308,3 +308,60 @@ def test_a_bad_kubeconfig_or_an_unreachable_api_is_one_line_naming_its_cause(
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach the Kubernetes API: MaxRetryError: ")
     assert "\n" not in err.strip()
+
+
+def rolling_rollout(pause: str | None) -> dict[str, Any]:
+    obj = settled_rollout()
+    obj["status"] = {
+        "phase": "Paused" if pause else "Progressing",
+        "stableVersion": "1.3.1",
+        "candidateVersion": "1.4.0",
+        "currentStep": 1,
+        **({"pause": {"reason": pause}} if pause else {}),
+    }
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("action", "pause"), [("pause", None), ("pause", "Step"), ("resume", "Manual")]
+)
+def test_pause_and_resume_send_their_annotation_and_wait_for_the_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+    pause: str | None,
+) -> None:
+    api, code = run(
+        monkeypatch, verdict("Applied", "held"), action, "fraud", obj=rolling_rollout(pause)
+    )
+    out, _ = capsys.readouterr()
+    assert code == 0 and f"applied: {action}" in out
+    assert api.patches[0]["metadata"]["annotations"][ACTION] == action
+
+
+@pytest.mark.parametrize(
+    ("action", "pause", "expected"),
+    [
+        ("pause", "Manual", "already paused"),
+        ("resume", "Step", "promote passes a pause step"),
+        ("resume", None, "resume does not apply in phase Progressing"),
+    ],
+)
+def test_pause_and_resume_that_do_not_apply_are_refused_before_they_are_sent(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+    pause: str | None,
+    expected: str,
+) -> None:
+    api, code = run(
+        monkeypatch, verdict("Applied", ""), action, "fraud", obj=rolling_rollout(pause)
+    )
+    _, err = capsys.readouterr()
+    assert code == 1 and api.patches == [] and expected in err
+
+
+def test_pause_and_resume_are_commands() -> None:
+    for action in ("pause", "resume"):
+        args = _parser().parse_args([action, "fraud", "--wait-timeout", "5"])
+        assert (args.command, args.rollout, args.wait_timeout) == (action, "fraud", 5.0)

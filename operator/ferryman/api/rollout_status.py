@@ -176,7 +176,9 @@ class LastAction(ApiModel):
     ferryman.dev/action-id annotation); `kubectl ferryman` waits for it."""
 
     id: str = Field(max_length=128, description="The action's ferryman.dev/action-id.")
-    action: str = Field(max_length=32, description="promote, promote-full, abort, retry, undo.")
+    action: str = Field(
+        max_length=32, description="promote, promote-full, abort, retry, undo, pause, resume."
+    )
     result: ActionResult = Field(description="Applied or Rejected.")
     message: Annotated[str, bounded_text(MAX_ACTION_MESSAGE)] = Field(
         "", max_length=MAX_ACTION_MESSAGE, description="Why it was rejected, or what it did."

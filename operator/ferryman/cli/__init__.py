@@ -40,10 +40,11 @@ from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
 from ferryman.cli import render
 from ferryman.plan import actions, labels
 
-EPILOG = """actions (promote, abort, retry, undo) are annotations with a nonce on the Rollout
-(ferryman.dev/action, ferryman.dev/action-id); the operator applies each exactly once and
-records its verdict (status.lastAction). An action exits 0 when the operator applied it,
-1 when it does not apply or the operator rejected it (with the reason)."""
+EPILOG = """actions (promote, abort, retry, undo, pause, resume) are annotations with a
+nonce on the Rollout (ferryman.dev/action, ferryman.dev/action-id); the operator applies
+each exactly once and records its verdict (status.lastAction). An action exits 0 when
+the operator applied it, 1 when it does not apply or the operator rejected it (with the
+reason)."""
 
 POLL_SECONDS = 0.3
 
@@ -85,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         ("abort", "return all traffic to stable and stop the rollout"),
         ("retry", "retry a rolled-back, aborted or rejected version"),
         ("undo", "go back to the previous stable version while it is warm"),
+        ("pause", "hold a rolling-out Rollout at its current step (pause reason Manual)"),
+        ("resume", "continue a manually paused Rollout at the same step"),
     ):
         a = sub.add_parser(name, parents=[common], help=text)
         a.add_argument("rollout")
