@@ -40,8 +40,8 @@ from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
 from ferryman.cli import render
 from ferryman.plan import actions, labels
 
-EPILOG = """actions (promote, abort, retry, undo, pause, resume) are annotations with a
-nonce on the Rollout (ferryman.dev/action, ferryman.dev/action-id); the operator applies
+EPILOG = """actions are annotations with a nonce on the Rollout (ferryman.dev/action:
+promote, abort, retry, undo, pause, resume; ferryman.dev/action-id); the operator applies
 each exactly once and records its verdict (status.lastAction). An action exits 0 when
 the operator applied it, 1 when it does not apply or the operator rejected it (with the
 reason)."""
