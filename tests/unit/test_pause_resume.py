@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ferryman.api.rollout import ActionResult, PauseReason, RolloutPhase, Verdict
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from ferryman.api.rollout import ActionResult, PauseReason, RolloutPhase, RolloutSpec, Verdict
 from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec, retarget
 from unit.test_machine_analysis import ANALYSIS, measure
+from unit.test_machine_properties import specs
 from unit.test_machine_strategies import ISTIO, shadow, spec_with
 
 STEPS = [{"setWeight": 25}, {"pause": {"duration": "60s"}}, {"setWeight": 50}, {"pause": {}}]
@@ -172,3 +176,55 @@ def test_pause_holds_promotion_after_the_last_step() -> None:
         assert sim.status.stable_version == "1.0.0" and sim.route.candidate_weight == 50
     sim.reconcile("resume")
     sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    spec=specs(),
+    before=st.lists(st.integers(1, 20), max_size=6),
+    during=st.lists(st.integers(1, 90), min_size=1, max_size=10),
+    unready=st.integers(0, 3),
+)
+def test_a_manual_pause_holds_whatever_the_strategy_router_and_time(
+    spec: RolloutSpec, before: list[int], during: list[int], unready: int
+) -> None:
+    """Any valid strategy x router: from the moment a pause is applied until resume,
+    nothing moves on (step, committed weight, stable version), no deadline rolls back,
+    the route never carries more than it did; after resume promote --full promotes."""
+    sim = rolling(spec)
+    for seconds in before:
+        sim.tick(seconds)
+    sim.reconcile("pause")
+    last = sim.status.last_action
+    assert last is not None
+    if last.result != ActionResult.APPLIED:
+        # Only where the rule refuses it: not rolling out any more (a shadow that
+        # stopped, a promotion that already happened).
+        assert sim.status.phase not in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
+        event("pause refused: not rolling out")
+        return
+    event("paused")
+    step, weight, stable = (
+        sim.status.current_step,
+        sim.status.canary_weight,
+        sim.status.stable_version,
+    )
+    assert sim.route is not None
+    carried = (sim.route.candidate_weight, sim.route.mirror_percent)
+    for i, seconds in enumerate(during):
+        if i == 1 and unready:
+            sim.unready["1.1.0"] = unready  # pods come and go while paused
+        sim.tick(seconds)
+        st_ = sim.status
+        assert st_.phase == RolloutPhase.PAUSED and st_.pause is not None
+        assert st_.pause.reason == PauseReason.MANUAL
+        assert (st_.current_step, st_.canary_weight, st_.stable_version) == (step, weight, stable)
+        assert sim.route.candidate_weight <= carried[0] and sim.route.mirror_percent <= carried[1]
+    sim.unready.clear()
+    sim.reconcile("resume")
+    assert verdict(sim) == ("resume", ActionResult.APPLIED)
+    sim.tick()
+    if sim.status.phase in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED):
+        sim.reconcile("promote-full")
+    sim.run_until(lambda s: s.status.candidate_version is None, limit=300, seconds=5)
+    assert sim.status.phase in (RolloutPhase.HEALTHY, RolloutPhase.BAKING)
