@@ -19,7 +19,7 @@ from harness.operator import OperatorProcess
 
 pytestmark = pytest.mark.usefixtures("ferryman_crds")
 
-PAUSE_STEP = 10  # seconds
+PAUSE_STEP = 10  # seconds: long enough that `pause` lands before the step ends
 
 
 def ferryman(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,7 +70,7 @@ def test_pause_holds_and_resume_continues(
     again = ferryman(cluster, "pause", "fraud", "-n", ns)
     assert again.returncode == 1 and "already paused" in again.stderr
 
-    # Held for the whole window, well past the pause step's own 10 s.
+    # Held for the whole window, well past the pause step's own duration.
     end = time.monotonic() + PAUSE_STEP + 5
     while time.monotonic() < end:
         st = r.status(cluster, ns)
@@ -91,7 +91,7 @@ def test_pause_holds_and_resume_continues(
     st = r.status(cluster, ns)
     promoted = st["history"][-1]
     assert (promoted["version"], promoted["outcome"]) == ("1.1.0", "Promoted")
-    # The pause step counted its 10 s afresh from the resume, none of them while paused.
+    # The pause step counted its duration afresh from the resume, none of it while paused.
     assert at(promoted["at"]) >= resume_at + timedelta(seconds=PAUSE_STEP)
     assert resume_at - paused_since >= timedelta(seconds=PAUSE_STEP)
 
