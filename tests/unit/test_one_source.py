@@ -6,6 +6,7 @@ Lua in ``test_argocd.py``."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferryman.api.common import DURATION, DURATION_SECONDS
-from ferryman.api.rollout import Measurement, Verdict
+from ferryman.api.rollout import Measurement, Verdict, action_key
 from ferryman.api.rollout_limits import (
+    MAX_ACTION_ID,
+    MAX_ACTION_NAME,
     MAX_MEASUREMENT_MESSAGE,
     MAX_METRIC_NAME,
     MAX_METRIC_QUERY,
     MAX_QUERY,
     MAX_THRESHOLD,
 )
+from ferryman.plan import machine
+from ferryman.plan.decision import Action
 from ferryman.plan.durations import parse_duration
-from unit.machine_sim import T0
+from unit.machine_sim import T0, Sim, canary_spec
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "rollouts.ferryman.dev.yaml"
 SCHEMA: dict[str, Any] = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"][
@@ -98,3 +103,21 @@ def test_a_spec_metric_always_fits_its_measurement() -> None:
     query has room for the written one."""
     assert METRIC["properties"]["name"]["maxLength"] == MAX_METRIC_NAME
     assert METRIC["properties"]["query"]["maxLength"] == MAX_METRIC_QUERY <= MAX_QUERY
+
+
+def test_last_action_bounds_are_the_crds_and_the_clip() -> None:
+    """A free-text action name and a long nonce are recorded within the CRD's bounds."""
+    last_action = SCHEMA["status"]["properties"]["lastAction"]["properties"]
+    assert last_action["action"]["maxLength"] == MAX_ACTION_NAME
+    assert last_action["id"]["maxLength"] == MAX_ACTION_ID
+    sim = Sim(canary_spec([{"setWeight": 50}]))
+    sim.run_until(lambda s: s.status.stable_version is not None)
+    d = machine.decide(
+        sim.spec,
+        sim.status,
+        replace(sim.observed(), action=Action("x" * 100, action_key("n" * 300))),
+    )
+    last = d.status.last_action
+    assert last is not None and last.result == "Rejected"
+    assert len(last.action) == MAX_ACTION_NAME and last.id == action_key("n" * 300)
+    assert len(last.id) <= MAX_ACTION_ID

@@ -14,6 +14,7 @@ MAX_QUERY = 8192
 MAX_REASON = 2048
 MAX_MESSAGE = 2048
 MAX_ACTION_ID = 128
+MAX_ACTION_NAME = 32  # status.lastAction.action (the annotation is free text)
 # A query quoted in a reason or message is cut to this many characters: the full query is
 # in spec.analysis, the rendered one in the measurement.
 QUOTED_QUERY = 256

@@ -18,6 +18,7 @@ from ferryman.api.common import ApiModel, Conditions, ShortStr, bounded_text, ne
 from ferryman.api.rollout_limits import (
     MAX_ACTION_ID,
     MAX_ACTION_MESSAGE,
+    MAX_ACTION_NAME,
     MAX_HISTORY,
     MAX_MEASUREMENT_MESSAGE,
     MAX_MEASUREMENTS,
@@ -175,9 +176,10 @@ class LastAction(ApiModel):
     """The operator's verdict on the last user action it handled (its nonce, from the
     ferryman.dev/action-id annotation); `kubectl ferryman` waits for it."""
 
-    id: str = Field(max_length=128, description="The action's ferryman.dev/action-id.")
+    id: str = Field(max_length=MAX_ACTION_ID, description="The action's ferryman.dev/action-id.")
     action: str = Field(
-        max_length=32, description="promote, promote-full, abort, retry, undo, pause, resume."
+        max_length=MAX_ACTION_NAME,
+        description="promote, promote-full, abort, retry, undo, pause, resume.",
     )
     result: ActionResult = Field(description="Applied or Rejected.")
     message: Annotated[str, bounded_text(MAX_ACTION_MESSAGE)] = Field(
