@@ -1,10 +1,11 @@
 """A candidate's progress through its stages: ``progress`` runs the strategy's stages
 from ``current_step`` as far as readiness, time and analysis evidence allow, then sizes
 the Deployments and the route for where that leaves the rollout (weight is never more
-than the candidate's Ready replicas carry). A user's promote or abort mid-rollout is
-applied here; a failed analysis or a passed progress deadline rolls back
-(``plan.endings``). Its own module because it is the largest single rule of the state
-machine.
+than the candidate's Ready replicas carry). A user's promote, abort, pause or resume
+mid-rollout is applied here (pause and resume by ``plan.manual``; a manual pause holds
+the walk where it stands, ``hold_stage``); a failed analysis or a passed progress
+deadline rolls back (``plan.endings``). Its own module because it is the largest single
+rule of the state machine.
 """
 
 from __future__ import annotations
