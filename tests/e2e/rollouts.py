@@ -13,6 +13,7 @@ from typing import Any
 import localcluster
 
 from cases.api_cases import model_version
+from ferryman.api.annotations import ACTION, ACTION_ID
 from harness.kube import Cluster, wait_for
 
 GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "ml-gateway"}]}}
@@ -85,8 +86,8 @@ def act(cluster: Cluster, ns: str, action: str, name: str = "fraud") -> str:
         name,
         "-n",
         ns,
-        f"ferryman.dev/action={action}",
-        f"ferryman.dev/action-id={action_id}",
+        f"{ACTION}={action}",
+        f"{ACTION_ID}={action_id}",
     )
     return action_id
 

@@ -38,8 +38,7 @@ NEVER_READY = "ghcr.io/acme/never-ready:1"
 ABSENT = "ferryman_argocd_fixture_absent_series"
 UNREADY = "3.0.0"
 
-# Every key the drive below must reach (Paused/Manual is not reachable: nothing in
-# ferryman sets that pause reason yet; its fixture is hand-made from Paused/Step).
+# Every key the drive below must reach.
 REQUIRED = {
     "Rollout/WaitingForOperator",
     "Rollout/WaitingForOperator/NewGeneration",
@@ -49,6 +48,7 @@ REQUIRED = {
     "Rollout/Progressing",
     "Rollout/Baking",
     "Rollout/Paused/Step",
+    "Rollout/Paused/Manual",
     "Rollout/Paused/Inconclusive",
     "Rollout/Paused/AnalysisError",
     "Rollout/RolledBack",
@@ -102,6 +102,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "undo": {"strategy": {"canary": {"steps": [{"setWeight": 50}]}}, "scaleDownDelaySeconds": 600},
     "unready": {},
     "invalid": {},
+    # Paused/Step -> `pause` -> Paused/Manual.
+    "manual": {},
 }
 
 
@@ -188,6 +190,11 @@ class Drive:
                 self.record(obj, "aborted")
             if name == "stuck" and phase == "Progressing" and st.get("candidateVersion"):
                 self.record(obj, "progressing")
+            reason = (st.get("pause") or {}).get("reason")
+            if name == "manual" and phase == "Paused" and reason == "Step":
+                self.once("pause", lambda: r.act(self.cluster, self.ns, "pause", "manual"))
+            if name == "manual" and phase == "Paused" and reason == "Manual":
+                self.record(obj, "paused-manual")
             if name == "undo" and phase == "Healthy" and stable == "1.1.0":
                 self.record(obj, "healthy-warm")
                 self.once("undo", lambda: r.act(self.cluster, self.ns, "undo", "undo"))

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from e2e import rollouts as r
+from ferryman.api.annotations import ACTION_ID
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 
@@ -138,7 +139,7 @@ def an_action_overtaken_by_a_new_target_exits_1_with_the_operators_reason(
     )
     operator.kill()
     sent = (cluster.get_json("rollout.ferryman.dev", "fraud", ns) or {})["metadata"]
-    before = (sent.get("annotations") or {}).get("ferryman.dev/action-id")
+    before = (sent.get("annotations") or {}).get(ACTION_ID)
     cli = subprocess.Popen(
         [cluster.kubectl_bin, "ferryman", "promote", "fraud", "-n", ns],
         env=cluster.env,
@@ -151,7 +152,7 @@ def an_action_overtaken_by_a_new_target_exits_1_with_the_operators_reason(
             lambda: (
                 (cluster.get_json("rollout.ferryman.dev", "fraud", ns) or {})["metadata"]
                 .get("annotations", {})
-                .get("ferryman.dev/action-id")
+                .get(ACTION_ID)
                 not in (None, before)
             ),
             timeout=20,

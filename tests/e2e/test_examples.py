@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ferryman.api.annotations import ACTION, ACTION_ID
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 
@@ -63,8 +64,8 @@ def promote(cluster: Cluster, ns: str) -> None:
         "fraud-detector",
         "-n",
         ns,
-        "ferryman.dev/action=promote",
-        f"ferryman.dev/action-id={uuid.uuid4()}",
+        f"{ACTION}=promote",
+        f"{ACTION_ID}={uuid.uuid4()}",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from typing import Any
 
 import localcluster
 import pytest
@@ -20,6 +21,11 @@ NEVER_READY = "registry.example/never-ready:1"
 
 def phase_is(cluster: Cluster, ns: str, phase: str, name: str = "fraud") -> bool:
     return r.status(cluster, ns, name).get("phase") == phase
+
+
+def mv_status(cluster: Cluster, ns: str, version: str) -> dict[str, Any]:
+    obj = cluster.get_json("modelversion.ferryman.dev", "fraud-" + version.replace(".", "-"), ns)
+    return dict((obj or {}).get("status") or {})
 
 
 def healthy_on(cluster: Cluster, ns: str, version: str) -> bool:
@@ -316,6 +322,11 @@ def test_shadow_then_canary_or_stop(
         timeout=60,
         message="mirroring",
     )
+    wait_for(
+        lambda: mv_status(cluster, namespace, "1.1.0").get("role") == "shadow",
+        timeout=3,
+        message="1.1.0 has role shadow while mirrored",
+    )
     if then == "canary":
         wait_for(
             lambda: r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
@@ -324,6 +335,11 @@ def test_shadow_then_canary_or_stop(
         )
         st = r.status(cluster, namespace)
         assert st["phase"] == "Paused" and st["weights"]["mirrorPercent"] == 0
+        wait_for(
+            lambda: mv_status(cluster, namespace, "1.1.0").get("role") == "candidate",
+            timeout=10,
+            message="1.1.0 has role candidate on the canary steps",
+        )
         r.act(cluster, namespace, "promote")
         wait_for(lambda: healthy_on(cluster, namespace, "1.1.0"), timeout=60, message="promoted")
     else:
@@ -346,6 +362,8 @@ def test_shadow_then_canary_or_stop(
         )
         stable = cluster.get_json("deployment", "fraud-1-0-0", namespace) or {}
         assert stable["spec"]["replicas"] == 2  # stable untouched
+        shadowed = mv_status(cluster, namespace, "1.1.0")
+        assert shadowed["lastOutcome"]["outcome"] == "Stopped" and shadowed["role"] == "none"
     assert sampler.stop() == []
 
 
@@ -360,6 +378,11 @@ def test_blue_green_abort_returns_to_stable(
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
     r.retarget(cluster, namespace, "1.1.0")
     wait_for(lambda: phase_is(cluster, namespace, "Paused"), timeout=60, message="preview Ready")
+    wait_for(
+        lambda: mv_status(cluster, namespace, "1.1.0").get("role") == "preview",
+        timeout=10,
+        message="1.1.0 has role preview",
+    )
     aborted = cluster.kubectl("ferryman", "abort", "fraud", "-n", namespace)
     assert "applied: abort — phase Aborted" in aborted.stdout
     vs = cluster.get_json("virtualservice", "fraud", namespace) or {}
@@ -376,6 +399,12 @@ def test_blue_green_abort_returns_to_stable(
         timeout=30,
         message="preview and candidate removed",
     )
+    outcome = wait_for(
+        lambda: mv_status(cluster, namespace, "1.1.0").get("lastOutcome"),
+        timeout=10,
+        message="1.1.0's lastOutcome",
+    )
+    assert (outcome["outcome"], outcome["reason"]) == ("Aborted", "aborted by user")
 
 
 def test_service_router_replicas_follow_the_weights_at_every_sample(

@@ -26,6 +26,7 @@ from e2e.test_analysis import (  # the same fixtures and queries as the analysis
     settings_file,  # noqa: F401
     stable_on,
 )
+from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.common import TRUNCATED
 from harness.dataplane import DataPlane
 from harness.kube import Cluster, wait_for
@@ -90,8 +91,8 @@ def test_a_nonce_longer_than_status_holds_is_handled_once(
         "fraud",
         "-n",
         namespace,
-        "ferryman.dev/action=promote",
-        f"ferryman.dev/action-id={nonce}",
+        f"{ACTION}=promote",
+        f"{ACTION_ID}={nonce}",
     )
     wait_for(
         lambda: r.status(cluster, namespace).get("stableVersion") == "1.1.0",

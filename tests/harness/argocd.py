@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from ferryman.api.annotations import ACTION, ACTION_ID
+
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts" / "argocd"
 CM = CHARTS / "argocd-cm.yaml"
@@ -20,7 +22,7 @@ ROLLOUT = CUSTOM / "Rollout"
 MODELVERSION = CUSTOM / "ModelVersion"
 BUILD = ROOT / "hack" / "argocd-lua" / "build.sh"
 MODES = ("argocd-cm", "built-in")
-NONCE = "ferryman.dev/action-id"
+NONCE = ACTION_ID
 
 # Placeholders for what differs between runs, so a re-capture only shows real changes.
 FIXTURE_NAMESPACE = "ml"
@@ -159,6 +161,8 @@ ACTION_INPUTS = {
     "abort": "baking",
     "retry": "aborted",
     "undo": "healthy-warm",
+    "pause": "progressing",
+    "resume": "paused-manual",
 }
 
 
@@ -184,7 +188,7 @@ def with_action(obj: dict[str, Any], action: str) -> dict[str, Any]:
     out = copy.deepcopy(obj)
     ann = out["metadata"].setdefault("annotations", {})
     rv = out["metadata"].get("resourceVersion") or "0"
-    ann["ferryman.dev/action"] = action
+    ann[ACTION] = action
     ann[NONCE] = f"argocd-<os.time()>-{rv}"
     return out
 

@@ -62,6 +62,7 @@ def cli_refusal(sim: Sim, action: str) -> str | None:
 
 IN_FLIGHT = {"stable_version": "1.0.0", "candidate_version": "1.1.0"}
 SETTLED = {"stable_version": "1.1.0", "previous_stable_version": "1.0.0"}
+MANUAL = {**IN_FLIGHT, "pause": {"reason": "Manual"}}
 HISTORY = {"history": [{"version": "1.1.0", "outcome": "RolledBack", "at": "2026-11-22T10:00:00Z"}]}
 
 
@@ -71,7 +72,8 @@ def test_each_action_applies_only_in_its_phases(action: str, phase: RolloutPhase
     # A status where every other precondition holds: only the phase decides.
     status = RolloutStatus.model_validate(
         {
-            **(IN_FLIGHT if action in ("promote", "promote-full", "abort") else SETTLED),
+            **(IN_FLIGHT if action in ("promote", "promote-full", "abort", "pause") else SETTLED),
+            **(MANUAL if action == "resume" else {}),
             **HISTORY,
             "phase": phase,
         }

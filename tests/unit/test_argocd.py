@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.modelversion import ModelVersionPhase
 from ferryman.api.rollout import PauseReason, RolloutPhase
 from ferryman.plan.actions import ActionName
@@ -106,6 +107,18 @@ def test_two_actions_in_the_same_second_carry_different_nonces(action: str) -> N
     for r in results:
         assert r["sameSecond"], r
         first, second = r["first"], r["second"]
-        assert first["ferryman.dev/action"] == second["ferryman.dev/action"] == action
+        assert first[ACTION] == second[ACTION] == action
         assert first[argocd.NONCE] != second[argocd.NONCE], r
         assert re.fullmatch(rf"argocd-\d+-{argocd.FIXTURE_RESOURCE_VERSION}", first[argocd.NONCE])
+
+
+def test_the_lua_actions_write_the_operators_annotation_keys() -> None:
+    """Lua cannot import ``ferryman.api.annotations``: every action script sets exactly
+    the two keys the operator reads, spelled as there, and names its own action."""
+    scripts = sorted((argocd.ROLLOUT / "actions").glob("*/action.lua"))
+    assert {p.parent.name for p in scripts} == {a.value for a in ActionName}
+    for script in scripts:
+        text = script.read_text()
+        keys = set(re.findall(r'annotations\["([^"]+)"\]', text))
+        assert keys == {ACTION, ACTION_ID}, script
+        assert f'annotations["{ACTION}"] = "{script.parent.name}"' in text, script

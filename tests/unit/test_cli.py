@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 import ferryman.cli as cli_module
 from cases.api_cases import model_version, rollout
+from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
 from ferryman.cli import Cli, _parser, render
@@ -160,11 +161,11 @@ def settled_rollout() -> dict[str, Any]:
 
 def verdict(result: str, message: str) -> Any:
     def operator(obj: dict[str, Any]) -> None:
-        action_id = obj["metadata"]["annotations"]["ferryman.dev/action-id"]
+        action_id = obj["metadata"]["annotations"][ACTION_ID]
         obj["status"]["handledActionId"] = action_id
         obj["status"]["lastAction"] = {
             "id": action_id,
-            "action": obj["metadata"]["annotations"]["ferryman.dev/action"],
+            "action": obj["metadata"]["annotations"][ACTION],
             "result": result,
             "message": message,
         }
@@ -227,7 +228,7 @@ def test_a_verdict_for_another_nonce_is_not_taken_for_ours(
 ) -> None:
     def someone_else(obj: dict[str, Any]) -> None:
         # Another user's action replaced ours before the operator handled it.
-        obj["metadata"]["annotations"]["ferryman.dev/action-id"] = "other"
+        obj["metadata"]["annotations"][ACTION_ID] = "other"
         verdict("Applied", "theirs")(obj)
 
     _, code = run(monkeypatch, someone_else, "undo", "fraud")
@@ -307,3 +308,60 @@ def test_a_bad_kubeconfig_or_an_unreachable_api_is_one_line_naming_its_cause(
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach the Kubernetes API: MaxRetryError: ")
     assert "\n" not in err.strip()
+
+
+def rolling_rollout(pause: str | None) -> dict[str, Any]:
+    obj = settled_rollout()
+    obj["status"] = {
+        "phase": "Paused" if pause else "Progressing",
+        "stableVersion": "1.3.1",
+        "candidateVersion": "1.4.0",
+        "currentStep": 1,
+        **({"pause": {"reason": pause}} if pause else {}),
+    }
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("action", "pause"), [("pause", None), ("pause", "Step"), ("resume", "Manual")]
+)
+def test_pause_and_resume_send_their_annotation_and_wait_for_the_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+    pause: str | None,
+) -> None:
+    api, code = run(
+        monkeypatch, verdict("Applied", "held"), action, "fraud", obj=rolling_rollout(pause)
+    )
+    out, _ = capsys.readouterr()
+    assert code == 0 and f"applied: {action}" in out
+    assert api.patches[0]["metadata"]["annotations"][ACTION] == action
+
+
+@pytest.mark.parametrize(
+    ("action", "pause", "expected"),
+    [
+        ("pause", "Manual", "already paused"),
+        ("resume", "Step", "promote passes a pause step"),
+        ("resume", None, "resume does not apply in phase Progressing"),
+    ],
+)
+def test_pause_and_resume_that_do_not_apply_are_refused_before_they_are_sent(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+    pause: str | None,
+    expected: str,
+) -> None:
+    api, code = run(
+        monkeypatch, verdict("Applied", ""), action, "fraud", obj=rolling_rollout(pause)
+    )
+    _, err = capsys.readouterr()
+    assert code == 1 and api.patches == [] and expected in err
+
+
+def test_pause_and_resume_are_commands() -> None:
+    for action in ("pause", "resume"):
+        args = _parser().parse_args([action, "fraud", "--wait-timeout", "5"])
+        assert (args.command, args.rollout, args.wait_timeout) == (action, "fraud", 5.0)

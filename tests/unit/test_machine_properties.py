@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferryman.api.rollout import RolloutSpec
+from ferryman.plan.actions import ActionName
 from ferryman.plan.capacity import needed, supported
 from ferryman.routing import router_for
 from unit.machine_sim import Sim, canary_spec
@@ -64,9 +65,7 @@ OPS = st.one_of(
     st.tuples(st.just("tick"), st.integers(1, 40)),
     st.tuples(st.just("unready"), st.integers(1, 5)),
     st.tuples(st.just("unready"), st.integers(1, 5)),
-    st.tuples(
-        st.just("action"), st.sampled_from(["promote", "promote-full", "abort", "retry", "undo"])
-    ),
+    st.tuples(st.just("action"), st.sampled_from([a.value for a in ActionName])),
     # Healthy new versions are more interesting than broken ones: they carry weight.
     st.tuples(st.just("new-version"), st.sampled_from([False, False, False, True])),
     st.tuples(st.just("crash"), st.just(0)),

@@ -25,8 +25,13 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# Go-style durations as users write them: 30s, 2m, 1h30m, 1.5h, 250ms.
-DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# Go-style durations as users write them: 30s, 2m, 1h30m, 1.5h, 250ms. The one grammar:
+# the CRD pattern (DURATION) and the parser (plan.durations) are both built from these.
+DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}  # seconds per unit
+DURATION_NUMBER = r"[0-9]+(\.[0-9]+)?"
+# "ms" before "m": the alternation takes the first unit that matches.
+DURATION_UNIT = "(" + "|".join(DURATION_SECONDS) + ")"
+DURATION = rf"^({DURATION_NUMBER}{DURATION_UNIT})+$"
 
 
 # Bounded strings for list items and map values (a bound on the list alone does not bound

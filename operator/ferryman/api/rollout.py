@@ -33,6 +33,7 @@ from ferryman.api.rollout_analysis import Analysis, Bake, Gates, Metric, MinSamp
 from ferryman.api.rollout_limits import (
     MAX_ACTION_ID,
     MAX_ACTION_MESSAGE,
+    MAX_ACTION_NAME,
     MAX_GATES,
     MAX_HISTORY,
     MAX_MEASUREMENTS,
@@ -83,6 +84,7 @@ __all__ = [
     "KIND",
     "MAX_ACTION_ID",
     "MAX_ACTION_MESSAGE",
+    "MAX_ACTION_NAME",
     "MAX_GATES",
     "MAX_HISTORY",
     "MAX_MEASUREMENTS",

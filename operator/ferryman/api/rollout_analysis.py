@@ -16,7 +16,7 @@ from ferryman.api.common import (
     model_rules,
     rules,
 )
-from ferryman.api.rollout_limits import MAX_GATES, MAX_METRICS
+from ferryman.api.rollout_limits import MAX_GATES, MAX_METRIC_NAME, MAX_METRIC_QUERY, MAX_METRICS
 
 _ONE_THRESHOLD = (
     "has(self.min) || has(self.max) || has(self.maxIncreaseVsStable) || has(self.maxDropVsStable)"
@@ -71,12 +71,12 @@ class Metric(ApiModel):
     )
 
     name: str = Field(
-        max_length=63,
+        max_length=MAX_METRIC_NAME,
         description="Metric name (a DNS-1123 label), e.g. error-rate.",
         json_schema_extra=rules(dns_label_rule("metric name")),
     )
     query: str = Field(
-        max_length=4096,
+        max_length=MAX_METRIC_QUERY,
         description="PromQL instant query. Variables: {{model}}, {{version}}, {{namespace}}, "
         "{{workload}}, {{stableVersion}}, {{interval}}.",
         json_schema_extra=rules(cel(matches(r"\S"), "metric query must not be empty")),

@@ -18,13 +18,17 @@ from ferryman.api.common import ApiModel, Conditions, ShortStr, bounded_text, ne
 from ferryman.api.rollout_limits import (
     MAX_ACTION_ID,
     MAX_ACTION_MESSAGE,
+    MAX_ACTION_NAME,
     MAX_HISTORY,
+    MAX_MEASUREMENT_MESSAGE,
     MAX_MEASUREMENTS,
     MAX_MESSAGE,
+    MAX_METRIC_NAME,
     MAX_METRICS,
     MAX_QUERY,
     MAX_REASON,
     MAX_STEPS,
+    MAX_THRESHOLD,
 )
 
 
@@ -84,7 +88,7 @@ class Verdict(StrEnum):
 class Measurement(ApiModel):
     """One evaluated measurement of one metric."""
 
-    metric: Annotated[str, bounded_text(63)] = Field(max_length=63)
+    metric: Annotated[str, bounded_text(MAX_METRIC_NAME)] = Field(max_length=MAX_METRIC_NAME)
     query: Annotated[str, bounded_text(MAX_QUERY)] = Field(
         "",
         max_length=MAX_QUERY,
@@ -93,11 +97,13 @@ class Measurement(ApiModel):
     )
     value: float | None = None
     stable_value: float | None = None
-    threshold: Annotated[str, bounded_text(256)] = Field(
-        "", max_length=256, description="The threshold it was judged by."
+    threshold: Annotated[str, bounded_text(MAX_THRESHOLD)] = Field(
+        "", max_length=MAX_THRESHOLD, description="The threshold it was judged by."
     )
     verdict: Verdict
-    message: Annotated[str, bounded_text(1024)] = Field("", max_length=1024)
+    message: Annotated[str, bounded_text(MAX_MEASUREMENT_MESSAGE)] = Field(
+        "", max_length=MAX_MEASUREMENT_MESSAGE
+    )
     at: datetime
 
 
@@ -170,8 +176,11 @@ class LastAction(ApiModel):
     """The operator's verdict on the last user action it handled (its nonce, from the
     ferryman.dev/action-id annotation); `kubectl ferryman` waits for it."""
 
-    id: str = Field(max_length=128, description="The action's ferryman.dev/action-id.")
-    action: str = Field(max_length=32, description="promote, promote-full, abort, retry, undo.")
+    id: str = Field(max_length=MAX_ACTION_ID, description="The action's ferryman.dev/action-id.")
+    action: str = Field(
+        max_length=MAX_ACTION_NAME,
+        description="promote, promote-full, abort, retry, undo, pause, resume.",
+    )
     result: ActionResult = Field(description="Applied or Rejected.")
     message: Annotated[str, bounded_text(MAX_ACTION_MESSAGE)] = Field(
         "", max_length=MAX_ACTION_MESSAGE, description="Why it was rejected, or what it did."

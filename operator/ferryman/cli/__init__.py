@@ -32,6 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from ferryman import errors
+from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
@@ -39,10 +40,11 @@ from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
 from ferryman.cli import render
 from ferryman.plan import actions, labels
 
-EPILOG = """actions (promote, abort, retry, undo) are annotations with a nonce on the Rollout
-(ferryman.dev/action, ferryman.dev/action-id); the operator applies each exactly once and
-records its verdict (status.lastAction). An action exits 0 when the operator applied it,
-1 when it does not apply or the operator rejected it (with the reason)."""
+EPILOG = """actions are annotations with a nonce on the Rollout (ferryman.dev/action:
+promote, abort, retry, undo, pause, resume; ferryman.dev/action-id); the operator applies
+each exactly once and records its verdict (status.lastAction). An action exits 0 when
+the operator applied it, 1 when it does not apply or the operator rejected it (with the
+reason)."""
 
 POLL_SECONDS = 0.3
 
@@ -84,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         ("abort", "return all traffic to stable and stop the rollout"),
         ("retry", "retry a rolled-back, aborted or rejected version"),
         ("undo", "go back to the previous stable version while it is warm"),
+        ("pause", "hold a rolling-out Rollout at its current step (pause reason Manual)"),
+        ("resume", "continue a manually paused Rollout at the same step"),
     ):
         a = sub.add_parser(name, parents=[common], help=text)
         a.add_argument("rollout")
@@ -187,9 +191,7 @@ class Cli:
             raise Failure(f"Rollout {name}: {refusal}")
         action_id = str(uuid.uuid4())
         patch: dict[str, Any] = {
-            "metadata": {
-                "annotations": {"ferryman.dev/action": action, "ferryman.dev/action-id": action_id}
-            }
+            "metadata": {"annotations": {ACTION: action, ACTION_ID: action_id}}
         }
         self.api.patch_namespaced_custom_object(
             GROUP,
@@ -223,7 +225,7 @@ class Cli:
             if r.status.handled_action_id == action_id:
                 # An operator that predates status.lastAction: handled, verdict unknown.
                 return f"handled (no verdict recorded by this operator version): {action}"
-            pending = r.metadata.annotations.get("ferryman.dev/action-id")
+            pending = r.metadata.annotations.get(ACTION_ID)
             if r.status.handled_action_id != action_id and pending not in (None, action_id):
                 raise Failure(
                     f"Rollout {name}: another action (id {pending}) replaced {action} before "
@@ -234,7 +236,7 @@ class Cli:
                     f"the operator gave no verdict on {action} within {wait_timeout:g}s "
                     "(is it running?); the action is still pending and will be applied "
                     "when the operator handles it; to withdraw it: kubectl annotate "
-                    f"rollout.ferryman.dev {name} ferryman.dev/action- ferryman.dev/action-id-"
+                    f"rollout.ferryman.dev {name} {ACTION}- {ACTION_ID}-"
                 )
             time.sleep(POLL_SECONDS)
 

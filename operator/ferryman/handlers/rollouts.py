@@ -13,7 +13,7 @@ One reconcile: observe (the indexes, the route as it is), analyse (a due measure
 round), decide (``plan.machine.decide``), execute (``handlers.executor``: scale up, route,
 Services, scale down, delete, status, in that order, with the ownership checks), then post
 the Events, record the metrics (``metrics.record_reconcile``) and update the ModelVersions'
-roles (``handlers.roles``).
+roles, serving times and last outcomes (``plan.roles`` decides, ``handlers.roles`` writes).
 A Rollout or target ModelVersion whose name cannot name ferryman's objects (created before
 the CRDs refused such names) makes the Rollout ``Invalid`` before anything is written.
 The test-only kill points are in ``handlers.killpoints``.
@@ -31,10 +31,11 @@ import kopf
 
 from ferryman import metrics
 from ferryman.api import names
+from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.common import GROUP, VERSION, event_message
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import PLURAL, Rollout, RolloutPhase, action_key
+from ferryman.api.rollout import PLURAL, Rollout, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import executor, killpoints, roles, wakeups
@@ -46,9 +47,6 @@ from ferryman.plan.evidence import analysis_target
 from ferryman.routing import Watch, router_for, watched
 
 log = logging.getLogger(__name__)
-
-ACTION = "ferryman.dev/action"
-ACTION_ID = "ferryman.dev/action-id"
 
 
 def retry_delay(failures: int) -> float:
@@ -293,10 +291,7 @@ async def reconcile(
     metrics.record_reconcile(
         rollout, status, written, executed.route_written_at, measured=due is not None
     )
-    if status.phase != RolloutPhase.INVALID:
-        await roles.update_roles(
-            kube, rollout, status.stable_version, status.candidate_version, mvs, now
-        )
+    await roles.update_roles(kube, rollout, status, mvs, now)
     delay = decision.requeue_after
     if executed.failures:
         # Refused writes are not retried in a tight loop ...
@@ -360,5 +355,5 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) ->
         for mv in kwargs["modelversions_by_model"].get((ns, model), [])
         if mv.status.rollout == rollout.metadata.name
     ]
-    await roles.update_roles(context(memo).kube, rollout, None, None, mvs, datetime.now(UTC))
+    await roles.update_roles(context(memo).kube, rollout, None, mvs, datetime.now(UTC))
     metrics.forget(ns, rollout.metadata.name)

@@ -1,12 +1,13 @@
 """Which user action applies when: the one rule the CLI and the operator both ask.
 
-A user action (``kubectl ferryman promote|promote-full|abort|retry|undo``) arrives as an
-annotation with a nonce. ``kubectl ferryman`` asks ``refusal`` before it sends one, so a
-user gets a clear error at once; the state machine asks the same function when the action
-arrives, because the Rollout may have moved on in between. Either way the answer for an
-action that does not apply is a sentence naming why, never a silent no-op: the operator
-records its verdict for the action's nonce in ``status.lastAction`` (``Applied`` or
-``Rejected`` with that sentence), and the CLI waits for it and exits 1 on ``Rejected``.
+A user action (``kubectl ferryman promote|promote-full|abort|retry|undo|pause|resume``)
+arrives as an annotation with a nonce. ``kubectl ferryman`` asks ``refusal`` before it
+sends one, so a user gets a clear error at once; the state machine asks the same function
+when the action arrives, because the Rollout may have moved on in between. Either way the
+answer for an action that does not apply is a sentence naming why, never a silent no-op:
+the operator records its verdict for the action's nonce in ``status.lastAction``
+(``Applied`` or ``Rejected`` with that sentence), and the CLI waits for it and exits 1 on
+``Rejected``.
 
 The rule, per action:
 
@@ -17,6 +18,10 @@ The rule, per action:
   (as for undo: an abort is applied at once or refused, never left half done).
 - ``retry``: phase ``RolledBack``, ``Aborted`` or ``Rejected``, with a history entry (the
   version to retry).
+- ``pause``: phase ``Progressing`` or ``Paused`` with a candidate rolling out next to a
+  stable version, not already paused by a user (pause reason ``Manual``).
+- ``resume``: phase ``Paused`` with pause reason ``Manual`` (a candidate rolling out next
+  to a stable version).
 - ``undo``: phase ``Healthy`` with no candidate, a previous stable version, and that
   version still warm: its Deployment scaled to ``spec.replicas`` with that many Ready
   replicas (within ``scaleDownDelaySeconds``).
@@ -33,7 +38,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from ferryman.api.rollout import RolloutPhase, RolloutStatus
+from ferryman.api.rollout import PauseReason, RolloutPhase, RolloutStatus
 
 
 class ActionName(StrEnum):
@@ -42,6 +47,8 @@ class ActionName(StrEnum):
     ABORT = "abort"
     RETRY = "retry"
     UNDO = "undo"
+    PAUSE = "pause"
+    RESUME = "resume"
 
 
 PHASES: dict[ActionName, frozenset[RolloutPhase]] = {
@@ -54,6 +61,8 @@ PHASES: dict[ActionName, frozenset[RolloutPhase]] = {
         {RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.REJECTED}
     ),
     ActionName.UNDO: frozenset({RolloutPhase.HEALTHY}),
+    ActionName.PAUSE: frozenset({RolloutPhase.PROGRESSING, RolloutPhase.PAUSED}),
+    ActionName.RESUME: frozenset({RolloutPhase.PAUSED}),
 }
 
 
@@ -92,10 +101,22 @@ def refusal(action: str, status: RolloutStatus, *, previous_warm: bool) -> str |
             f"{name} does not apply in phase {phase.value if phase else 'Pending'} "
             f"(it applies in: {allowed})"
         )
-    if name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL) and not (
-        status.candidate_version and status.stable_version
-    ):
+    if name in (
+        ActionName.PROMOTE,
+        ActionName.PROMOTE_FULL,
+        ActionName.PAUSE,
+        ActionName.RESUME,
+    ) and not (status.candidate_version and status.stable_version):
         return f"{name} needs a candidate rolling out next to a stable version; there is none"
+    manual = status.pause is not None and status.pause.reason == PauseReason.MANUAL
+    if name == ActionName.PAUSE and manual:
+        return "the Rollout is already paused by a user (pause reason Manual); resume continues it"
+    if name == ActionName.RESUME and not manual:
+        reason = status.pause.reason.value if status.pause else "none"
+        return (
+            f"resume continues a manual pause (`kubectl ferryman pause`); this pause's reason "
+            f"is {reason}" + (": promote passes a pause step" if reason == "Step" else "")
+        )
     if name == ActionName.ABORT and phase == RolloutPhase.BAKING:
         if not status.previous_stable_version:
             return "abort during bake needs a previous stable version to return to; there is none"

@@ -41,7 +41,9 @@ from __future__ import annotations
 
 from ferryman.api.common import clip
 from ferryman.api.rollout import (
+    MAX_ACTION_ID,
     MAX_ACTION_MESSAGE,
+    MAX_ACTION_NAME,
     ActionResult,
     HistoryCause,
     HistoryEntry,
@@ -145,8 +147,8 @@ def _decide_action(spec: RolloutSpec, status: RolloutStatus, observed: Observed)
     if refused is not None:
         d.events.append(Event("Warning", "ActionRejected", f"{action.name}: {refused}"))
     s.last_action = LastAction(
-        id=action.id[:128],
-        action=action.name[:32],
+        id=action.id[:MAX_ACTION_ID],
+        action=action.name[:MAX_ACTION_NAME],
         result=ActionResult.APPLIED if refused is None else ActionResult.REJECTED,
         message=clip(refused if refused is not None else s.message or "", MAX_ACTION_MESSAGE),
         at=observed.now,

@@ -1,10 +1,11 @@
 """A candidate's progress through its stages: ``progress`` runs the strategy's stages
 from ``current_step`` as far as readiness, time and analysis evidence allow, then sizes
 the Deployments and the route for where that leaves the rollout (weight is never more
-than the candidate's Ready replicas carry). A user's promote or abort mid-rollout is
-applied here; a failed analysis or a passed progress deadline rolls back
-(``plan.endings``). Its own module because it is the largest single rule of the state
-machine.
+than the candidate's Ready replicas carry). A user's promote, abort, pause or resume
+mid-rollout is applied here (pause and resume by ``plan.manual``; a manual pause holds
+the walk where it stands, ``hold_stage``); a failed analysis or a passed progress
+deadline rolls back (``plan.endings``). Its own module because it is the largest single
+rule of the state machine.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ferryman.plan.evidence import (
     mark_weight_change,
     wake_for_measurement,
 )
+from ferryman.plan.manual import manual_action
 from ferryman.plan.route import Route, weights_of
 from ferryman.plan.spec_edits import follow_spec_edits
 from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stage, Stop, stages
@@ -82,6 +84,8 @@ def progress(
             i = len(plan) if action.name == ActionName.PROMOTE_FULL else min(i + 1, len(plan))
             s.pause, s.stage_since, s.step_started_at = None, None, now
             events.append(Event("Normal", "Promote", f"{action.name} by user"))
+        else:
+            manual_action(action, s, now, events)
 
     d = Decision(status=s, deployments=None, route=None, events=events)
     d.action_refusal = refusal
@@ -106,12 +110,21 @@ def progress(
                 reason=reason,
                 cause=HistoryCause.ANALYSIS,
             )
+    manual = s.pause is not None and s.pause.reason == PauseReason.MANUAL
+    if manual:
+        # A user's pause holds the rollout where it is (analysis keeps running, and a
+        # failure above still rolls back) until resume, promote or abort.
+        assert s.pause is not None
+        s.phase, s.message, hold = RolloutPhase.PAUSED, s.pause.message, True
+    elif analysis is not None and s.analysis is not None:
         held = analysis_hold(s, analysis, now)
         if held is not None:
             # Keep traffic where it is; analysis keeps running and lifts the hold.
             s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
             hold = True
     walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
+    if manual:
+        hold_stage(walk)
     while not hold and walk.i < len(plan):
         stage = plan[walk.i]
         if isinstance(stage, SetWeight):
@@ -133,13 +146,14 @@ def progress(
     if s.phase != RolloutPhase.PAUSED:
         s.pause = None
 
-    if i >= len(plan) and not hold:
+    if i >= len(plan) and (not hold or manual):
         # Promotion: the candidate takes 100% in one write once Ready at full size, and
-        # never without evidence from analysis.
+        # never without evidence from analysis (nor while a user holds it: then only the
+        # traffic it has is kept).
         evidence = has_evidence(spec, s, had_traffic(plan, len(plan) - 1, committed))
-        if ready_for(replicas) and evidence:
+        if ready_for(replicas) and evidence and not manual:
             return promote(spec, s, observed, events)
-        if ready_for(replicas):
+        if ready_for(replicas) and not manual:
             s.message = "promoting: waiting for analysis evidence"
             wake_for_measurement(s, now, d)
         # Until it is promoted, a candidate that was mirrored (blue-green preview, shadow)
@@ -155,8 +169,8 @@ def progress(
         if keep and ready_for(max(needed(replicas, keep), 1)):
             mirror = keep
         else:
-            waiting_for_pods = True
-            if not ready_for(replicas):
+            waiting_for_pods = not manual
+            if not ready_for(replicas) and not manual:
                 s.message = (
                     f"promoting: waiting for {replicas} Ready replicas of {candidate} "
                     f"({available} Ready)"
@@ -399,3 +413,19 @@ def preview(w: Walk, stage: Preview) -> bool:
     s.pause = PauseStatus(reason=PauseReason.STEP, since=s.stage_since, message=text)
     s.phase, s.message = RolloutPhase.PAUSED, text
     return False
+
+
+def hold_stage(w: Walk) -> None:
+    """What a manual pause keeps at the stage the walk stands on, without advancing or
+    starting anything: the committed weight (``Walk`` starts with it), a running shadow's
+    mirror (while its replicas are Ready), a blue-green preview and its mirror."""
+    stage = w.plan[w.i] if w.i < len(w.plan) else None
+    replicas = w.spec.replicas
+    if isinstance(stage, Shadow) and w.s.stage_since is not None:
+        w.want = max(needed(replicas, stage.percent), 1 if stage.percent else 0, w.want)
+        if w.ready_for(needed(replicas, stage.percent)):
+            w.mirror = stage.percent
+    elif isinstance(stage, Preview):
+        w.want, w.preview = replicas, True
+        if w.s.stage_since is not None and w.ready_for(replicas):
+            w.mirror = stage.mirror

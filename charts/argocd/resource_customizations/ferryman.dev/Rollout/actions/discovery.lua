@@ -11,11 +11,14 @@ local ended = phase == "RolledBack" or phase == "Aborted" or phase == "Rejected"
 local has_history = (st.history ~= nil and #st.history > 0)
   or (st.rolledBackVersions ~= nil and #st.rolledBackVersions > 0)
 local warm_previous = st.previousStableVersion ~= nil and st.scaleDownAt ~= nil
+local manual = st.pause ~= nil and st.pause.reason == "Manual"
 
 actions["promote"] = { ["disabled"] = not rolling }
 actions["promote-full"] = { ["disabled"] = not rolling }
 actions["abort"] = { ["disabled"] = not (rolling or (phase == "Baking" and warm_previous)) }
 actions["retry"] = { ["disabled"] = not (ended and has_history) }
+actions["pause"] = { ["disabled"] = not (rolling and not manual) }
+actions["resume"] = { ["disabled"] = not (rolling and phase == "Paused" and manual) }
 actions["undo"] = {
   ["disabled"] = not (phase == "Healthy" and st.candidateVersion == nil and warm_previous)
 }
