@@ -199,18 +199,32 @@ def one_run(
         dp.stop()
 
 
-def _wait_gone(cluster: Cluster, namespaces: list[str], timeout: float) -> bool:
-    """Whether every namespace is gone within ``timeout`` seconds."""
+def _release(cluster: Cluster, namespaces: list[str], timeout: float) -> bool:
+    """Delete the namespaces' Rollouts; whether, within ``timeout`` seconds, no Rollout
+    and no finalizer on a ModelVersion is left in them."""
+    live = {n.metadata.name for n in cluster.core.list_namespace().items if n.metadata}
+    mine = [ns for ns in namespaces if ns in live]
+    for ns in mine:
+        cluster.kubectl("delete", "rollout.ferryman.dev", "--all", "-n", ns, "--wait=false")
+
+    def held(ns: str) -> bool:
+        rollouts: Any = cluster.custom.list_namespaced_custom_object(
+            "ferryman.dev", "v1alpha1", ns, "rollouts"
+        )
+        versions: Any = cluster.custom.list_namespaced_custom_object(
+            "ferryman.dev", "v1alpha1", ns, "modelversions"
+        )
+        return bool(rollouts["items"]) or any(
+            mv["metadata"].get("finalizers") for mv in versions["items"]
+        )
+
     deadline = time.monotonic() + timeout
     while True:
-        left = {
-            (n.metadata.name if n.metadata else "") for n in cluster.core.list_namespace().items
-        } & set(namespaces)
-        if not left:
+        if not any(held(ns) for ns in mine):
             return True
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -319,15 +333,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in run.items()), flush=True)
             cluster.delete_namespace(ns)
     finally:
-        # Namespaces go while the operator still runs: it removes its finalizers.
-        for ns in namespaces:
-            cluster.delete_namespace(ns)
-        gone = _wait_gone(cluster, namespaces, timeout=60 if operator else 0)
+        # The Rollouts go while the operator still runs (it removes its finalizers, from
+        # them and from the ModelVersions they served); then nothing holds the namespaces.
+        released = _release(cluster, namespaces, timeout=60 if operator else 0)
         if operator is not None:
             operator.stop()
         prometheus.stop()
-        if not gone:
-            print("some bench namespaces are still terminating", file=sys.stderr)
+        for ns in namespaces:
+            cluster.delete_namespace(ns)
+        if not released:
+            print("some bench objects still carry ferryman's finalizers", file=sys.stderr)
         if started_here:
             localcluster.down()
     print(report(runs, failed, machine()), flush=True)
