@@ -427,8 +427,15 @@ def _watch_one(
             if left <= 0:
                 return
             w = watch.Watch()
+            # The server ends the watch at whole seconds; the client's read timeout ends it
+            # at the deadline when nothing happens (then the loop sees the deadline).
             for event in w.stream(
-                listing, *args, resource_version=rv, timeout_seconds=math.ceil(left), **kwargs
+                listing,
+                *args,
+                resource_version=rv,
+                timeout_seconds=math.ceil(left),
+                _request_timeout=left,
+                **kwargs,
             ):
                 if event["type"] == "ERROR":
                     raise RuntimeError(f"watch error: {event['object']}")
