@@ -335,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         # The Rollouts go while the operator still runs (it removes its finalizers, from
         # them and from the ModelVersions they served); then nothing holds the namespaces.
-        released = _release(cluster, namespaces, timeout=60 if operator else 0)
+        try:
+            released = _release(cluster, namespaces, timeout=60 if operator else 0)
+        except Exception as e:  # never leave the operator or Prometheus running
+            print(f"cleanup: {e}", file=sys.stderr)
+            released = False
         if operator is not None:
             operator.stop()
         prometheus.stop()

@@ -24,7 +24,7 @@ def test_rollback_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
         env=cluster.env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,  # the script bounds itself: 120 s of runs, then at most 60 s of cleanup
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
