@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build
+.PHONY: crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
@@ -20,6 +20,7 @@ help:
 	@echo "make e2e     e2e tests only (local control plane, or FERRYMAN_TEST_KUBECONFIG)"
 	@echo "make lint    ruff check and format, mypy (operator strict, tests checked), import-linter"
 	@echo "make up / down / status   the local control plane (hack/cluster/)"
+	@echo "make bench   benchmarks: print figures, never fail on a timing (docs/benchmarks.md)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
@@ -63,10 +64,19 @@ e2e: venv deps cluster-build tools-build argocd-lua
 # mypy's cache lives outside the repository (like the Go builds), so a fresh clone's
 # `make test` reuses it: mypy compares file hashes when mtimes differ.
 lint: venv
-	$(VENV)/bin/ruff check operator tests hack
-	$(VENV)/bin/ruff format --check operator tests hack
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
 	MYPY_CACHE_DIR="$${FERRYMAN_CACHE:-$$HOME/.cache/ferryman}/mypy" $(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Benchmarks (bench/, docs/benchmarks.md) against the local control plane or
+# FERRYMAN_TEST_KUBECONFIG: they print figures and never fail on a timing. The smoke
+# variant (one bounded run each) also runs inside `make test`, as tests/e2e/test_bench_smoke.py.
+bench: venv deps cluster-build
+	$(PY) -m bench.rollback
+
+bench-smoke: venv deps cluster-build
+	$(PY) -m bench.rollback --smoke
 
 # Regenerate crds/ from the pydantic models (a unit test fails when they drift).
 crds: venv

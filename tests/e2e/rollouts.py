@@ -1,5 +1,7 @@
-"""Helpers for e2e tests of Rollouts: manifests, readers, user actions and a sampler that
-watches the route and Deployments every 100 ms for invariant violations."""
+"""Helpers for e2e tests of Rollouts: manifests, readers, user actions, a sampler that
+watches the route and Deployments every 100 ms for invariant violations, and ``holds``,
+which checks that something stays true over a whole window (every change, not one look
+at the end)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import localcluster
@@ -335,3 +338,121 @@ def set_unready(cluster: Cluster, ns: str, version: str, unready: bool = True) -
     on-demand annotation, standing in for a failing readiness probe."""
     mark = f"{localcluster.UNREADY_ANNOTATION}{'=true' if unready else '-'}"
     cluster.kubectl("annotate", "pod", "-n", ns, "-l", f"ferryman.dev/version={version}", mark)
+
+
+# What ``holds`` can watch: custom objects by (group, version, plural), plus "deployments".
+WATCHED = {
+    "rollout": ("ferryman.dev", "v1alpha1", "rollouts"),
+    "modelversion": ("ferryman.dev", "v1alpha1", "modelversions"),
+    "httproute": ("gateway.networking.k8s.io", "v1", "httproutes"),
+}
+Check = Callable[[Any], object]
+
+
+def route_weights(obj: dict[str, Any] | None) -> dict[str, int] | None:
+    """An HTTPRoute object's backend weights (first rule), as ``http_route`` reads them."""
+    if obj is None:
+        return None
+    return {b["name"]: b["weight"] for b in obj["spec"]["rules"][0]["backendRefs"]}
+
+
+def holds(cluster: Cluster, ns: str, seconds: float, **checks: Check) -> dict[str, int]:
+    """Assert that every check stays true for ``seconds``, on every version of the object
+    the API server shows in that window: each named object is listed, then watched from
+    the list's resourceVersion, so no change is missed (a sleep-then-look is not enough).
+
+    ``checks`` maps a kind of ``WATCHED`` to a predicate on that object's dict (None while
+    it does not exist); the object is the one named ``fraud``, or ``kind__name=check``
+    (e.g. ``modelversion__fraud_1_0_0``: underscores stand for dashes) names another.
+    ``deployments=check`` gets ``{name: spec.replicas}`` of all the namespace's
+    Deployments. A predicate fails by returning something falsy or raising
+    an exception. Returns how many states each check saw (at least one each); raises
+    AssertionError naming the first failing state."""
+    deadline = time.monotonic() + seconds
+    failures: list[str] = []
+    seen: dict[str, int] = {key: 0 for key in checks}
+    lock = threading.Lock()
+
+    def judge(key: str, obj: Any) -> None:
+        with lock:
+            seen[key] += 1
+            try:
+                ok = checks[key](obj)
+            except Exception as e:  # a predicate that cannot read the state fails too
+                ok, obj = False, (obj, repr(e))
+            if not ok and not failures:
+                failures.append(f"{key} did not hold after {seen[key]} states: {obj!r}")
+
+    threads = [
+        threading.Thread(target=_watch_one, args=(cluster, ns, key, deadline, judge), daemon=True)
+        for key in checks
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 40)
+    assert not failures, failures[0]
+    assert all(n > 0 for n in seen.values()), f"a check saw no state: {seen}"
+    return seen
+
+
+def _watch_one(
+    cluster: Cluster, ns: str, key: str, deadline: float, judge: Callable[[str, Any], None]
+) -> None:
+    """List then watch one object (or the Deployments) until ``deadline``, calling
+    ``judge`` with each state; relists after a watch ends early or fails."""
+    from kubernetes import watch
+
+    kind, _, name = key.partition("__")
+    name = name.replace("_", "-") or "fraud"
+    if kind == "deployments":
+        replicas: dict[str, int] = {}
+        listing: Callable[..., Any] = cluster.apps.list_namespaced_deployment
+        args: tuple[Any, ...] = (ns,)
+        kwargs: dict[str, Any] = {}
+    else:
+        group, version, plural = WATCHED[kind]
+        listing = cluster.custom.list_namespaced_custom_object
+        args, kwargs = (group, version, ns, plural), {"field_selector": f"metadata.name={name}"}
+    while time.monotonic() < deadline:
+        try:
+            listed = listing(*args, **kwargs)
+            if kind == "deployments":
+                replicas = {d.metadata.name: d.spec.replicas for d in listed.items}
+                judge(key, dict(replicas))
+                rv = listed.metadata.resource_version
+            else:
+                judge(key, (listed["items"] or [None])[0])
+                rv = listed["metadata"]["resourceVersion"]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            w = watch.Watch()
+            # The server ends the watch at whole seconds; the client's read timeout ends it
+            # at the deadline when nothing happens (then the loop sees the deadline).
+            for event in w.stream(
+                listing,
+                *args,
+                resource_version=rv,
+                timeout_seconds=math.ceil(left),
+                _request_timeout=left,
+                **kwargs,
+            ):
+                if event["type"] == "ERROR":
+                    raise RuntimeError(f"watch error: {event['object']}")
+                obj, gone = event["object"], event["type"] == "DELETED"
+                if kind == "deployments":
+                    if gone:
+                        replicas.pop(obj.metadata.name, None)
+                    else:
+                        replicas[obj.metadata.name] = obj.spec.replicas
+                    judge(key, dict(replicas))
+                elif event["type"] != "BOOKMARK":
+                    judge(key, None if gone else obj)
+                if time.monotonic() >= deadline:
+                    w.stop()
+                    return
+        except Exception as e:  # a watch error or expiry: relist and carry on
+            if isinstance(e, AssertionError):
+                raise
+            time.sleep(0.1)

@@ -4,7 +4,6 @@ the real operator (a subprocess) measures, and rolls back, pauses or promotes.""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -18,7 +17,7 @@ from harness import rbac
 from harness.dataplane import DataPlane
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
-from harness.prometheus import SCRAPE_INTERVAL_S, PrometheusServer
+from harness.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.prometheus]
 
@@ -104,23 +103,26 @@ def test_candidate_going_bad_at_50_percent_is_rolled_back_with_the_reason(
         timeout=60,
         message="candidate at 50%",
     )
-    time.sleep(4)  # healthy at 50% for a while: no rollback
-    assert r.status(cluster, namespace)["phase"] == "Paused"
-    went_bad = time.monotonic()
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Paused",
+        timeout=30,
+        message="paused at 50%",
+    )
+    # Healthy at 50% for a while (two analysis intervals): no rollback, on every change.
+    r.holds(
+        cluster,
+        namespace,
+        2 * INTERVAL_S,
+        rollout=lambda o: o["status"]["phase"] == "Paused",
+        httproute=lambda o: r.route_weights(o) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
+    )
     dataplane.set("1.1.0", error_rate=0.2)
+    # How fast is measured by bench/rollback.py (docs/benchmarks.md), not asserted here.
     wait_for(
         lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
         timeout=60,
-        interval=0.1,
         message="RolledBack",
     )
-    elapsed = time.monotonic() - went_bad
-    bound = INTERVAL_S * (FAILURE_LIMIT + 1) + 2 * SCRAPE_INTERVAL_S
-    print(
-        f"rollback {elapsed:.1f}s after the candidate went bad (design bound {bound}s "
-        "+ the 3s rate window)"
-    )
-    assert elapsed <= bound + 3 + 3  # rate window and process scheduling on a busy machine
     assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
     st = r.status(cluster, namespace)
     reason = st["history"][-1]["reason"]
@@ -288,9 +290,13 @@ def test_offline_gate_rejects_before_any_deployment(
         message="Rejected",
     )
     assert "auc" in r.status(cluster, namespace)["history"][-1]["reason"]
-    time.sleep(2)
-    assert cluster.get_json("deployment", "fraud-1-1-0", namespace) is None
-    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+    r.holds(
+        cluster,
+        namespace,
+        2,
+        deployments=lambda d: "fraud-1-1-0" not in d,
+        httproute=lambda o: r.route_weights(o) == {"fraud-1-0-0": 100},
+    )
 
 
 def metric_value(text: str, name: str, **labels: str) -> float | None:

@@ -51,8 +51,8 @@ def test_never_ready_candidate_is_rolled_back_at_the_progress_deadline(
         timeout=30,
         message="candidate removed",
     )
-    time.sleep(2)
-    assert phase_is(cluster, namespace, "RolledBack")  # stays until a new target or retry
+    # Stays RolledBack until a new target or retry.
+    r.holds(cluster, namespace, 2, rollout=lambda o: o["status"]["phase"] == "RolledBack")
     assert sampler.stop() == []
 
 
@@ -125,9 +125,14 @@ def test_track_latest_rolls_each_new_version_and_retries_only_on_request(
     wait_for(
         lambda: phase_is(cluster, namespace, "RolledBack"), timeout=60, message="1.2.0 rolled back"
     )
-    time.sleep(3)
-    st = r.status(cluster, namespace)
-    assert st["stableVersion"] == "1.1.0" and st.get("candidateVersion") is None  # not retried
+    r.holds(  # not retried
+        cluster,
+        namespace,
+        3,
+        rollout=lambda o: (
+            o["status"]["stableVersion"] == "1.1.0" and o["status"].get("candidateVersion") is None
+        ),
+    )
     # The Rollout itself was never touched: the operator never writes spec.
     assert (
         cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"]["generation"]  # type: ignore[index]
@@ -247,12 +252,24 @@ def test_deleting_a_served_model_version_waits_and_deleting_the_rollout_cleans_u
         message="served ModelVersion protected",
     )
     cluster.kubectl("delete", "mv", "fraud-1-0-0", "-n", namespace, "--wait=false")
-    time.sleep(3)
-    mv = cluster.get_json("mv", "fraud-1-0-0", namespace)
-    assert mv is not None and mv["metadata"].get("deletionTimestamp")
-    blocked = [c for c in mv["status"]["conditions"] if c["type"] == "DeletionBlocked"]
-    assert blocked and "Rollout fraud still serves" in blocked[0]["message"]
-    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}  # still serving
+
+    def blocked(mv: dict[str, Any] | None) -> bool:
+        assert mv is not None and mv["metadata"].get("deletionTimestamp"), mv
+        conds = [c for c in mv["status"]["conditions"] if c["type"] == "DeletionBlocked"]
+        return bool(conds) and "Rollout fraud still serves" in conds[0]["message"]
+
+    wait_for(
+        lambda: blocked(cluster.get_json("mv", "fraud-1-0-0", namespace)),
+        timeout=30,
+        message="DeletionBlocked",
+    )
+    r.holds(  # the ModelVersion waits and keeps serving
+        cluster,
+        namespace,
+        3,
+        modelversion__fraud_1_0_0=blocked,
+        httproute=lambda o: r.route_weights(o) == {"fraud-1-0-0": 100},
+    )
 
     cluster.kubectl("delete", "rollout.ferryman.dev", "fraud", "-n", namespace)
     wait_for(

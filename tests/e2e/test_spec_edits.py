@@ -5,7 +5,6 @@ the steps or of the strategy kind restarts the new plan and never skips its manu
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -46,14 +45,17 @@ def paused_at_manual_gate(cluster: Cluster, ns: str, stable: str, candidate: str
 
 
 def never_promoted(cluster: Cluster, ns: str, candidate: str, seconds: float) -> None:
-    """Bounded watch: the candidate is not promoted (no user action is sent meanwhile)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        st = r.status(cluster, ns)
+    """Bounded watch: the candidate is not promoted in any version of the Rollout written
+    during ``seconds`` (no user action is sent meanwhile)."""
+
+    def check(obj: dict[str, Any]) -> bool:
+        st = obj.get("status") or {}
         assert st.get("stableVersion") != candidate, st
         outcomes = [h["outcome"] for h in st.get("history", []) if h["version"] == candidate]
         assert "Promoted" not in outcomes, st
-        time.sleep(0.2)
+        return True
+
+    r.holds(cluster, ns, seconds, rollout=check)
 
 
 def event_posted(cluster: Cluster, ns: str, reason: str) -> bool:

@@ -190,8 +190,10 @@ def test_refused_status_write_never_holds_back_the_rollback(
             message="StatusWriteFailed event",
         )
         assert "1.1.0" in (r.status(cluster, namespace).get("rolledBackVersions") or [])
-        time.sleep(3)  # the route stays on stable: the rollback is not undone
-        assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 100}
+        # The route stays on stable: the rollback is not undone.
+        r.holds(
+            cluster, namespace, 3, httproute=lambda o: r.route_weights(o) == {"fraud-1-0-0": 100}
+        )
     finally:
         cluster.kubectl(
             "delete",

@@ -56,13 +56,25 @@ def test_foreign_route_holds_the_rollout_and_claims_no_traffic(
     )
     r.retarget(cluster, namespace, "1.3.0")
     r.act(cluster, namespace, "promote-full")
-    time.sleep(4)  # give a wrong promotion every chance to happen
+
+    def held(obj: dict[str, Any]) -> bool:
+        st = obj["status"]
+        assert st.get("phase") == "Progressing" and st["message"].startswith("blocked:"), st
+        assert not st.get("stableVersion") and not st.get("history"), st
+        assert not st.get("weights"), st  # no weights claimed on a route that is not ours
+        return True
+
+    # Give a wrong promotion every chance to happen, and see every state meanwhile.
+    r.holds(
+        cluster,
+        namespace,
+        4,
+        rollout=held,
+        httproute=lambda o: r.route_weights(o) == {"legacy": 100},
+        deployments=lambda d: d == {},
+    )
     st = r.status(cluster, namespace)
-    assert st.get("phase") == "Progressing" and st["message"].startswith("blocked:")
-    assert not st.get("stableVersion") and not st.get("history")
-    assert not st.get("weights")  # no weights claimed on a route that is not ours
-    assert r.http_route(cluster, namespace) == {"legacy": 100}
-    assert cluster.apps.list_namespaced_deployment(namespace).items == []
+    held({"status": st})
     assert (st.get("lastAction") or {}).get("result") == "Rejected"
     assert "promote-full" in events(cluster, namespace, "ActionRejected")
     # Once the foreign route is gone, the Rollout carries on by itself.
@@ -108,12 +120,18 @@ def test_route_taken_over_mid_canary_stops_promotion_and_scale_down(
         timeout=30,
         message="OwnershipConflict=True",
     )
-    time.sleep(3)
-    st = r.status(cluster, namespace)
-    assert st["phase"] == "Paused" and st["stableVersion"] == "1.0.0"
-    assert not st.get("weights")
-    assert r.available(cluster, namespace)["fraud-1-0-0"][0] == 2  # not scaled down
-    assert r.http_route(cluster, namespace) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50}
+    r.holds(
+        cluster,
+        namespace,
+        3,
+        rollout=lambda o: (
+            o["status"]["phase"] == "Paused"
+            and o["status"]["stableVersion"] == "1.0.0"
+            and not o["status"].get("weights")
+        ),
+        deployments=lambda d: d.get("fraud-1-0-0") == 2,  # not scaled down
+        httproute=lambda o: r.route_weights(o) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
+    )
 
 
 def test_stable_without_ready_pods_is_not_available(

@@ -25,8 +25,8 @@ def test_make_test_runs_the_lint_tools_first() -> None:
     # Environment assignments (mypy's cache outside the repository) are not the tool.
     tools = [re.sub(r"^(\w+=\S+ )+", "", line) for line in recipe]
     assert [line.replace("$(VENV)/bin/", "") for line in tools] == [
-        "ruff check operator tests hack",
-        "ruff format --check operator tests hack",
+        "ruff check operator tests hack bench",
+        "ruff format --check operator tests hack bench",
         "mypy",
         "lint-imports",
     ]
