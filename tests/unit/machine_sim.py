@@ -57,9 +57,15 @@ def canary_spec(steps: list[Any], **extra: Any) -> RolloutSpec:
     return RolloutSpec.model_validate(data)
 
 
-def router_for(rollout: Rollout) -> Router:
+def handler_router(rollout: Rollout) -> Router:
     """The router the handler uses for ``rollout`` (the one place the simulator picks it)."""
     return rollouts._router(rollout)
+
+
+def by_replicas(spec: RolloutSpec) -> bool:
+    """Whether ``spec``'s router weighs by replicas, i.e. plain Services (the one place
+    the simulator asks)."""
+    return ratio_mode(spec)
 
 
 def _ready(obj: Obj) -> int:
@@ -199,7 +205,7 @@ class Sim:
                     "spec": self.spec.model_dump(by_alias=True, mode="json", exclude_none=True),
                 }
             )
-            self._base = (self.spec, rollout, router_for(rollout))
+            self._base = (self.spec, rollout, handler_router(rollout))
         return self._base[1], self._base[2]
 
     def model_version(self, version: str) -> ModelVersion:
@@ -280,7 +286,7 @@ class Sim:
             now=self.now,
             route=(
                 router.read(existing, self._reverse())
-                if ratio_mode(rollout.spec) and existing is not None and not foreign
+                if by_replicas(rollout.spec) and existing is not None and not foreign
                 else None
             ),
             action=action,
@@ -373,7 +379,7 @@ class Sim:
         """Ready pods the live Service (plain-Service router) selects now: the
         Deployments whose pod labels match its selector."""
         live = self.kube.objects.get(("v1", "Service", NS, NAME))
-        if not ratio_mode(self.spec) or live is None:
+        if not by_replicas(self.spec) or live is None:
             return 0
         selector = live["spec"]["selector"].items()
         return sum(
@@ -453,7 +459,7 @@ def route_moves_before_capacity_goes(sim: Sim, since: int = 0) -> None:
 def check_writes(sim: Sim, since: int = 0) -> None:
     """The order invariants of the executor's writes since moment ``since``, for the
     Rollout's router."""
-    if ratio_mode(sim.spec):
+    if by_replicas(sim.spec):
         no_capacity_lost(sim, since)
     else:
         route_moves_before_capacity_goes(sim, since)
