@@ -5,6 +5,7 @@ someone else's object, a status write to an object it does not hold)."""
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +24,11 @@ KINDS = frozenset(
 PLURALS = frozenset({"rollouts", "modelversions"})
 
 
-def _copy(value: Any) -> Any:
-    """A deep copy of JSON-shaped data (dicts, lists, scalars): what the API server hands
-    out and takes in, several times faster than ``copy.deepcopy``."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars), as the API server hands
+    out and takes in: a pickle round trip, about three times faster than
+    ``copy.deepcopy`` (the unit simulator copies every object it writes and reads)."""
+    return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
 
 
 class Unexpected(AssertionError):
@@ -60,7 +58,7 @@ class FakeKube:
     def put(self, obj: Obj) -> None:
         meta = obj["metadata"]
         key = (obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        self.objects[key] = _copy(obj)
+        self.objects[key] = json_copy(obj)
 
     def put_status(self, plural: str, namespace: str, name: str, rv: str, status: Obj) -> None:
         self.statuses[(plural, namespace, name)] = {"resourceVersion": rv, "status": status}
@@ -68,7 +66,7 @@ class FakeKube:
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         self._check_kind(api_version, kind)
         found = self.objects.get((api_version, kind, namespace, name))
-        return _copy(found) if found is not None else None
+        return json_copy(found) if found is not None else None
 
     async def apply(self, obj: Obj) -> Obj:
         self._check_kind(obj["apiVersion"], obj["kind"])
@@ -85,8 +83,8 @@ class FakeKube:
         if (obj["kind"], key[3]) in self.refuse:
             raise self.refuse[(obj["kind"], key[3])]
         self.writes.append(("apply", obj["kind"], key[3]))
-        self.objects[key] = _copy(obj)
-        return _copy(obj)
+        self.objects[key] = json_copy(obj)
+        return json_copy(obj)
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self._check_kind(api_version, kind)
@@ -111,7 +109,7 @@ class FakeKube:
             raise self.status_errors.pop(0)
         if resource_version and resource_version != held["resourceVersion"]:
             raise Conflict(f"{plural}/{namespace}/{name} changed; decide again")
-        held["status"] = {**held["status"], **_copy(status)}
+        held["status"] = {**held["status"], **json_copy(status)}
         held["resourceVersion"] = str(int(held["resourceVersion"]) + 1)
         self.writes.append(("status", plural, name))
 

@@ -35,7 +35,7 @@ from ferryman.plan.capacity import needed, ratio_mode
 from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed, VersionRecord
 from ferryman.plan.route import Route
 from ferryman.routing import Router
-from unit.fake_kube import FakeKube, Obj
+from unit.fake_kube import FakeKube, Obj, json_copy
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 NS, NAME, UID = "ml", "fraud", "uid-1"
@@ -155,8 +155,8 @@ class Sim:
     # Set: the route object is someone else's (ferryman's is handed over, or a foreign
     # one is there before ferryman wrote any); None: it is (again) this Rollout's.
     blocked: str | None = None
-    # The world right after every write of the executor and at the end of every
-    # reconcile, in order.
+    # The world right after every write of the executor that changed replicas or the
+    # route, and at the end of every reconcile, in order.
     moments: list[Moment] = field(default_factory=list)
     kube: Cluster = field(default_factory=Cluster)
     # Views of the fake (module docstring): desired and Ready replicas by version, the
@@ -303,7 +303,7 @@ class Sim:
         return executor.Snapshot(
             rollout=rollout,
             router=router,
-            route=copy.deepcopy(existing),
+            route=json_copy(existing),
             foreign_route=existing is not None and not labels.is_owned_by(existing, rollout),
             blocked=blocked,
             by_version={v: self.model_version(v) for v in self.versions},
@@ -371,9 +371,9 @@ class Sim:
             if route != self.route:
                 write = ("route", route)
             self.route = route
-        if write is not None:
+        if write is not None:  # other writes change neither capacity nor the route
             self.writes.append(write)
-        self._moment(write)
+            self._moment(write)
 
     def behind(self) -> int:
         """Ready pods the live Service (plain-Service router) selects now: the
