@@ -231,7 +231,7 @@ def test_a_status_conflict_is_not_written_over_and_is_retried_from_a_fresh_read(
 def test_a_refused_scale_up_still_writes_the_route_and_holds_the_scale_down() -> None:
     sim = paused_at_ten()
     # A leftover Deployment of an old version, which the decision would delete.
-    sim.replicas["0.9.0"], sim.available["0.9.0"] = 1, 1
+    sim.put_version("0.9.0", replicas=1, ready=1)
     sim.versions.append("0.9.0")
     rollout = rollout_of(sim)
     kube = cluster(sim, rollout)

@@ -16,7 +16,7 @@ from ferryman.api.rollout import Measurement, RolloutPhase, Verdict, Weights
 from ferryman.plan.capacity import ratio_weights
 from ferryman.plan.decision import DeploymentState
 from ferryman.plan.route import Route
-from unit.machine_sim import Sim, canary_spec, retarget
+from unit.machine_sim import Sim, canary_spec, no_capacity_lost, retarget
 from unit.test_machine_properties import STEP
 
 SERVICE: dict[str, Any] = {"service": {}}
@@ -37,12 +37,6 @@ def at_half(**extra: Any) -> Sim:
     assert sim.available == {"1.0.0": 2, "1.1.0": 2}
     assert sim.status.weights is not None and sim.status.weights.candidate == 50
     return sim
-
-
-def no_capacity_lost(sim: Sim) -> None:
-    replicas = sim.spec.replicas
-    for before, after in sim.capacity:
-        assert after >= min(before, replicas), sim.capacity
 
 
 def test_unready_candidate_gives_its_share_back_to_the_stable() -> None:
