@@ -30,7 +30,7 @@ from ferryman.plan.capacity import needed, selected
 from ferryman.plan.evidence import analysis_target
 from ferryman.plan.route import Route
 from ferryman.plan.spec_edits import analysis_fingerprint, plan_fingerprint
-from ferryman.plan.stages import Pause, Preview, SetWeight, Stage, stages
+from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stage, stages
 from ferryman.routing import router_for
 from unit.machine_sim import Sim, canary_spec
 from unit.test_machine_properties import ROUTERS, STEP
@@ -183,6 +183,16 @@ def leading_weight(plan: list[Stage]) -> int:
     return w
 
 
+def carries_traffic(plan: list[Stage]) -> bool:
+    """Whether any stage of ``plan`` sends the candidate live or mirrored traffic."""
+    return any(
+        (isinstance(stage, SetWeight) and stage.weight > 0)
+        or (isinstance(stage, Shadow) and stage.percent > 0)
+        or (isinstance(stage, Preview) and stage.mirror > 0)
+        for stage in plan
+    )
+
+
 def weight_before_gate(plan: list[Stage]) -> int | None:
     """The highest setWeight before the plan's first manual gate; None without one."""
     w = 0
@@ -269,9 +279,13 @@ def test_the_next_decision_after_an_edit_never_raises_beyond_the_new_spec(
                 for s in new_plan
             ), new_plan
     if analysis_changed and new.analysis is not None and committed > 0:
-        # Evidence for an increase (or promotion) is measured under the new analysis.
+        # Evidence for an increase (or promotion) is measured under the new analysis,
+        # unless a new plan gives the candidate no traffic at all before its promotion:
+        # then there is nothing to measure, as for a new candidate under that plan
+        # (docs/rollouts.md, "Spec edits mid-rollout").
         assert within(sim, new, candidate, committed, pods_before)
-        assert not promoted(sim, candidate)
+        if not (plan_changed and not carries_traffic(new_plan)):
+            assert not promoted(sim, candidate)
 
 
 @settings(max_examples=500, deadline=None)
@@ -585,3 +599,20 @@ def test_a_preview_edited_into_a_small_canary_on_plain_services_scales_down_befo
     for _ in range(20):
         sim.reconcile()
         assert candidate_pods(sim, "1.1.0") <= needed(3, 10), sim.status.message
+
+
+def test_an_edit_to_a_plan_without_traffic_needs_no_evidence_but_one_with_traffic_does() -> None:
+    """Found by the property test: a candidate at 1% under a plan without analysis; the
+    edit adds analysis and changes the steps. To ``[setWeight 0]`` the weight drops to 0
+    and the candidate is promoted like a new candidate under that plan (nothing to
+    measure); to ``[setWeight 5]`` it holds 1% until a measurement under the new
+    analysis passes."""
+    old = canary_spec([{"setWeight": 1}, {"pause": {"duration": "1s"}}], replicas=1)
+    for steps, promotes in (([{"setWeight": 0}], True), ([{"setWeight": 5}], False)):
+        sim = mid_rollout(old, [("tick", 1)])
+        assert sim.route is not None and sim.route.candidate_weight == 1
+        edit(sim, with_strategy(old, {"canary": {"steps": steps}}, analysis=ANALYSES[1]))
+        assert promoted(sim, "1.1.0") is promotes, steps
+        if not promotes:
+            assert sim.route.candidate_weight == 1
+            assert "evidence" in (sim.status.message or "")
