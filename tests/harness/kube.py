@@ -207,11 +207,42 @@ class Cluster:
             raise
 
     def delete_namespace(self, name: str) -> None:
+        """Delete namespace ``name`` (gone already: fine). A test's operator is stopped
+        before its namespace goes, so the finalizers it put on Rollouts and ModelVersions
+        are taken off first; otherwise every such namespace stays Terminating for the rest
+        of the run (and the API server keeps serving its objects to every watch)."""
+        self._release_finalizers(name)
         try:
             self.core.delete_namespace(name)
         except client.ApiException as e:
             if e.status != 404:
                 raise
+
+    def _release_finalizers(self, namespace: str) -> None:
+        for plural in ("rollouts", "modelversions"):
+            try:
+                found = self.custom.list_namespaced_custom_object(
+                    "ferryman.dev", "v1alpha1", namespace, plural
+                )
+            except client.ApiException as e:
+                if e.status == 404:  # no such CRD (or namespace) here
+                    continue
+                raise
+            for obj in found.get("items", []):
+                if not obj["metadata"].get("finalizers"):
+                    continue
+                try:
+                    self.custom.patch_namespaced_custom_object(
+                        "ferryman.dev",
+                        "v1alpha1",
+                        namespace,
+                        plural,
+                        obj["metadata"]["name"],
+                        {"metadata": {"finalizers": None}},
+                    )
+                except client.ApiException as e:
+                    if e.status != 404:
+                        raise
 
 
 def _binary(cached: Path, name: str) -> str:
