@@ -221,7 +221,7 @@ class Cluster:
     def _release_finalizers(self, namespace: str) -> None:
         for plural in ("rollouts", "modelversions"):
             try:
-                found: dict[str, Any] = self.custom.list_namespaced_custom_object(
+                found: Any = self.custom.list_namespaced_custom_object(
                     "ferryman.dev", "v1alpha1", namespace, plural
                 )
             except client.ApiException as e:
