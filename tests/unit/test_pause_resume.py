@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ferryman.api.rollout import ActionResult, PauseReason, RolloutPhase, RolloutSpec, Verdict
 from ferryman.plan.route import Route
+from ferryman.routing import router_for
 from unit.machine_sim import Sim, canary_spec, retarget
 from unit.test_machine_analysis import ANALYSIS, measure
 from unit.test_machine_properties import specs
@@ -168,7 +169,7 @@ def test_pause_holds_promotion_after_the_last_step() -> None:
     sim.reconcile("pause")
     sim.tick()
     sim.reconcile("resume")
-    sim.tick()
+    # Its pods stayed (and turned Ready) while paused, so the step applies at the resume.
     assert sim.route is not None and sim.route.candidate_weight == 50  # last step done
     sim.reconcile("pause")
     for _ in range(5):
@@ -209,8 +210,11 @@ def test_a_manual_pause_holds_whatever_the_strategy_router_and_time(
         sim.status.canary_weight,
         sim.status.stable_version,
     )
-    assert sim.route is not None
+    assert sim.route is not None and sim.status.weights is not None
     carried = (sim.route.candidate_weight, sim.route.mirror_percent)
+    share = sim.status.weights.candidate  # with plain Services: the Ready-pod split
+    asked = sim.replicas.get("1.1.0", 0)
+    keeps_pods = not (router_for(spec).capabilities.weights_by_replicas and (weight or 0) > 0)
     for i, seconds in enumerate(during):
         if i == 1 and unready:
             sim.unready["1.1.0"] = unready  # pods come and go while paused
@@ -220,6 +224,9 @@ def test_a_manual_pause_holds_whatever_the_strategy_router_and_time(
         assert st_.pause.reason == PauseReason.MANUAL
         assert (st_.current_step, st_.canary_weight, st_.stable_version) == (step, weight, stable)
         assert sim.route.candidate_weight <= carried[0] and sim.route.mirror_percent <= carried[1]
+        assert st_.weights is not None and st_.weights.candidate <= share
+        if keeps_pods:  # the pods a user may be looking at stay (module docstring)
+            assert sim.replicas.get("1.1.0", 0) >= asked
     sim.unready.clear()
     sim.reconcile("resume")
     assert verdict(sim) == ("resume", ActionResult.APPLIED)

@@ -25,7 +25,11 @@ from datetime import datetime
 
 from ferryman.api.rollout import PauseReason, PauseStatus, RolloutStatus
 from ferryman.plan.actions import ActionName
+from ferryman.plan.capacity import needed
 from ferryman.plan.decision import Action, Event
+from ferryman.plan.evidence import mark_weight_change
+from ferryman.plan.stages import Preview, SetWeight, Shadow
+from ferryman.plan.walk import Walk, no_live_weight
 
 
 def manual_action(action: Action, s: RolloutStatus, now: datetime, events: list[Event]) -> None:
@@ -45,3 +49,40 @@ def manual_action(action: Action, s: RolloutStatus, now: datetime, events: list[
         if s.stage_since is not None:
             s.stage_since = now
         events.append(Event("Normal", "Resumed", f"resumed by user at step {step}"))
+
+
+def hold_stage(w: Walk, weights_by_replicas: bool) -> None:
+    """What a manual pause keeps at the stage the walk stands on, without advancing or
+    starting anything (``w`` is changed in place):
+
+    - never more live traffic than that stage allows: a lower ``setWeight`` (a spec edit
+      restarted the plan at it) applies at once, and a shadow or preview stage has no
+      live weight (as without a pause, docs/rollouts.md "Spec edits mid-rollout");
+    - the candidate's pods as they are asked for (a user who pauses to look at pods that
+      do not turn Ready keeps them), except with a router that weighs by replicas once
+      the candidate has live weight: there its Ready pods are its traffic, so it keeps
+      exactly the pods the held weight needs and the split does not move;
+    - a running shadow's mirror (while its replicas are Ready), a blue-green preview and
+      its mirror.
+    """
+    stage = w.plan[w.i] if w.i < len(w.plan) else None
+    spec, s, replicas = w.spec, w.s, w.spec.replicas
+    if isinstance(stage, SetWeight) and stage.weight < w.committed:
+        mark_weight_change(spec, s, w.now)
+        w.d.events.append(Event("Normal", "Weight", f"candidate {w.candidate} at {stage.weight}%"))
+        w.committed = stage.weight
+    elif isinstance(stage, (Shadow, Preview)):
+        what = "a shadow" if isinstance(stage, Shadow) else "a preview"
+        w.committed = no_live_weight(spec, s, w.now, w.committed, w.candidate, w.d.events, what)
+    if weights_by_replicas and w.committed > 0:
+        w.want = needed(replicas, w.committed)
+    else:
+        w.want = max(w.want, needed(replicas, w.committed), w.dep.replicas if w.dep else 0)
+    if isinstance(stage, Shadow) and s.stage_since is not None:
+        w.want = max(needed(replicas, stage.percent), 1 if stage.percent else 0, w.want)
+        if w.ready_for(needed(replicas, stage.percent)):
+            w.mirror = stage.percent
+    elif isinstance(stage, Preview):
+        w.want, w.preview = replicas, True
+        if s.stage_since is not None and w.ready_for(replicas):
+            w.mirror = stage.mirror

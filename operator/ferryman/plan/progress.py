@@ -10,7 +10,6 @@ rule of the state machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ferryman.analysis import evaluate
@@ -27,7 +26,7 @@ from ferryman.api.rollout import (
 )
 from ferryman.plan.actions import ActionName
 from ferryman.plan.capacity import needed, ratio_sizing, supported
-from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed
+from ferryman.plan.decision import Action, Decision, Event, Observed
 from ferryman.plan.endings import promote, rollback, stop_shadow, warm_previous
 from ferryman.plan.evidence import (
     analysis_hold,
@@ -36,10 +35,11 @@ from ferryman.plan.evidence import (
     mark_weight_change,
     wake_for_measurement,
 )
-from ferryman.plan.manual import manual_action
+from ferryman.plan.manual import hold_stage, manual_action
 from ferryman.plan.route import Route, weights_of
 from ferryman.plan.spec_edits import follow_spec_edits
-from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stage, Stop, stages
+from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stop, stages
+from ferryman.plan.walk import Walk, no_live_weight
 
 
 def progress(
@@ -124,7 +124,7 @@ def progress(
             hold = True
     walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
     if manual:
-        hold_stage(walk)
+        hold_stage(walk, ratio)
     while not hold and walk.i < len(plan):
         stage = plan[walk.i]
         if isinstance(stage, SetWeight):
@@ -175,7 +175,8 @@ def progress(
                     f"promoting: waiting for {replicas} Ready replicas of {candidate} "
                     f"({available} Ready)"
                 )
-        want = replicas
+        if not manual:  # a manual pause keeps the candidate as hold_stage sized it
+            want = replicas
         if ratio and committed > 0 and not evidence:
             # Plain Services select every candidate pod: scaling it to full size is the
             # promotion itself, so it waits for the evidence like a weight increase.
@@ -252,60 +253,11 @@ def deadline_passed(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Decis
     return False
 
 
-def no_live_weight(
-    spec: RolloutSpec,
-    s: RolloutStatus,
-    now: datetime,
-    committed: int,
-    candidate: str,
-    events: list[Event],
-    what: str,
-) -> int:
-    """Shadow and preview stages carry no live traffic: a candidate that a spec edit put
-    on one with live weight loses it at once (a decrease is always allowed)."""
-    if committed:
-        mark_weight_change(spec, s, now)
-        events.append(
-            Event("Normal", "Weight", f"candidate {candidate} at 0%: {what} has no live traffic")
-        )
-    return 0
-
-
 def newly_withdrawn(s: RolloutStatus, weight: int) -> bool:
     """Whether withdrawing the candidate's weight to ``weight`` is news: the route it has
     now (``s.weights``, as read back) carries more. The Warning Event is posted once per
     withdrawal, not on every reconcile while the pods stay unready."""
     return s.weights is None or s.weights.candidate > weight
-
-
-@dataclass
-class Walk:
-    """Where the stage loop stands: the position ``i`` in the plan, the weight the steps
-    have ``committed``, and what the stage it stopped at asks for: ``want`` candidate
-    replicas, ``mirror`` percent, the ``preview`` Service, whether it is
-    ``waiting_for_pods``. Each stage function advances it (returns True: on to the next
-    stage) or stops there (False)."""
-
-    spec: RolloutSpec
-    s: RolloutStatus
-    d: Decision
-    plan: list[Stage]
-    now: datetime
-    candidate: str
-    dep: DeploymentState | None
-    i: int
-    committed: int
-    want: int
-    mirror: int = 0
-    preview: bool = False
-    waiting_for_pods: bool = False
-
-    @property
-    def available(self) -> int:
-        return self.dep.available if self.dep else 0
-
-    def ready_for(self, count: int) -> bool:
-        return self.dep is not None and self.dep.replicas >= count and self.available >= count
 
 
 def set_weight(w: Walk, stage: SetWeight) -> bool:
@@ -413,19 +365,3 @@ def preview(w: Walk, stage: Preview) -> bool:
     s.pause = PauseStatus(reason=PauseReason.STEP, since=s.stage_since, message=text)
     s.phase, s.message = RolloutPhase.PAUSED, text
     return False
-
-
-def hold_stage(w: Walk) -> None:
-    """What a manual pause keeps at the stage the walk stands on, without advancing or
-    starting anything: the committed weight (``Walk`` starts with it), a running shadow's
-    mirror (while its replicas are Ready), a blue-green preview and its mirror."""
-    stage = w.plan[w.i] if w.i < len(w.plan) else None
-    replicas = w.spec.replicas
-    if isinstance(stage, Shadow) and w.s.stage_since is not None:
-        w.want = max(needed(replicas, stage.percent), 1 if stage.percent else 0, w.want)
-        if w.ready_for(needed(replicas, stage.percent)):
-            w.mirror = stage.percent
-    elif isinstance(stage, Preview):
-        w.want, w.preview = replicas, True
-        if w.s.stage_since is not None and w.ready_for(replicas):
-            w.mirror = stage.mirror

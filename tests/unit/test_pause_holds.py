@@ -1,10 +1,9 @@
-"""Review 4 reproductions (findings handed to the lead): each is xfail(strict=True) and
-flips to a failure once the finding is fixed; then drop the marker (or the test, if a
-better one covers it)."""
+"""What a manual pause holds, case by case (found by a review as a user would try it):
+the pods it waited for stay, a spec edit's lower weight or traffic-free stage applies at
+once, and with plain Services the Ready-pod split does not grow while paused. The rule is
+``plan.manual.hold_stage``; the property test in test_pause_resume.py covers the rest."""
 
 from __future__ import annotations
-
-import pytest
 
 from ferryman.api.modelversion import Role
 from ferryman.api.rollout import PauseReason, RolloutPhase
@@ -20,10 +19,6 @@ def manually_paused_at_50() -> Sim:
     return sim
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review4 finding 2: manual pause keeps live weight on a preview candidate",
-)
 def test_strategy_edit_to_blue_green_while_manually_paused_drops_live_weight() -> None:
     """docs/rollouts.md: a candidate moved onto a preview loses its live weight at once."""
     sim = manually_paused_at_50()
@@ -34,9 +29,6 @@ def test_strategy_edit_to_blue_green_while_manually_paused_drops_live_weight() -
     assert sim.route is not None and sim.route.candidate_weight == 0, sim.route
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review4 finding 2: a lower first step of an edited plan waits for resume"
-)
 def test_lower_first_step_applies_at_once_while_manually_paused() -> None:
     """docs/rollouts.md: a setWeight of the new plan that is lower applies at once."""
     sim = manually_paused_at_50()
@@ -47,9 +39,6 @@ def test_lower_first_step_applies_at_once_while_manually_paused() -> None:
     assert sim.route is not None and sim.route.candidate_weight == 10, sim.route
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review4 finding 1: a manual pause scales the candidate it waits for down"
-)
 def test_pause_while_waiting_for_pods_keeps_the_candidates_pods() -> None:
     """docs/rollouts.md: whatever the rollout waited for (pods for the next weight ...) it
     does not move on -- but pausing must not delete the pods it was waiting for (a user
@@ -67,9 +56,6 @@ def test_pause_while_waiting_for_pods_keeps_the_candidates_pods() -> None:
     assert sim.replicas.get("1.1.0") == asked, sim.replicas
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review4 finding 3: plain Services: the Ready-pod split grows while paused"
-)
 def test_plain_service_pause_while_promotion_waits_for_pods_holds_the_split() -> None:
     """docs/rollouts.md: a manual pause holds the route's weights. With plain Services the
     weight is the Ready-pod ratio: a candidate asked to full size for promotion keeps
