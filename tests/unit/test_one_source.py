@@ -121,3 +121,23 @@ def test_last_action_bounds_are_the_crds_and_the_clip() -> None:
     assert last is not None and last.result == "Rejected"
     assert len(last.action) == MAX_ACTION_NAME and last.id == action_key("n" * 300)
     assert len(last.id) <= MAX_ACTION_ID
+
+
+def test_a_models_last_outcome_holds_any_history_reason() -> None:
+    """``lastOutcome.reason`` is the history entry's reason copied whole (plan.roles):
+    a reason at the history's bound fits the ModelVersion's field and its CRD schema (a
+    smaller bound there made the API server refuse the ModelVersion's status write)."""
+    from ferryman.api.modelversion import LastOutcome
+    from ferryman.api.rollout import HistoryEntry
+    from ferryman.api.rollout_limits import MAX_REASON
+
+    entry = HistoryEntry.model_validate(
+        {"version": "1.1.0", "outcome": "RolledBack", "at": T0, "reason": "r" * MAX_REASON}
+    )
+    assert LastOutcome.model_validate({"outcome": "RolledBack", "reason": entry.reason})
+    crd = yaml.safe_load(
+        (Path(__file__).parents[2] / "crds" / "modelversions.ferryman.dev.yaml").read_text()
+    )
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    reason = status["properties"]["lastOutcome"]["properties"]["reason"]
+    assert reason["maxLength"] == MAX_REASON == len(entry.reason)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
@@ -20,12 +20,14 @@ from ferryman.api.common import (
     Conditions,
     LongStr,
     ObjectMeta,
+    bounded_text,
     cel,
     dns_label_rule,
     matches,
     rules,
 )
 from ferryman.api.rollout import HistoryOutcome
+from ferryman.api.rollout_limits import MAX_REASON
 
 KIND = "ModelVersion"
 PLURAL = "modelversions"
@@ -172,7 +174,10 @@ class LastOutcome(ApiModel):
     outcome: Outcome = Field(
         description="Promoted, RolledBack, Aborted, Rejected, Superseded or Stopped."
     )
-    reason: str = Field("", max_length=1024, description="Why.")
+    # The history entry's reason, copied whole: one bound for both (rollout_limits).
+    reason: Annotated[str, bounded_text(MAX_REASON)] = Field(
+        "", max_length=MAX_REASON, description="Why."
+    )
     at: datetime | None = Field(None, description="When.")
 
 
@@ -187,8 +192,14 @@ class ModelVersionStatus(ApiModel):
     )
     rollout: str | None = Field(None, max_length=253, description="The Rollout that serves it.")
     last_outcome: LastOutcome | None = Field(None, description="How its last rollout ended.")
-    served_from: datetime | None = Field(None, description="When it started receiving traffic.")
-    served_until: datetime | None = Field(None, description="When it stopped receiving traffic.")
+    served_from: datetime | None = Field(
+        None,
+        description="When its Rollout took it on (as stable, candidate, shadow or preview; "
+        "a candidate may get traffic later, or never).",
+    )
+    served_until: datetime | None = Field(
+        None, description="When its Rollout let it go (phase Retired)."
+    )
     conditions: Conditions | None = None
     observed_generation: int | None = Field(
         None, description="The metadata.generation this status describes."
