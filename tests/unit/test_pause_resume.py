@@ -112,6 +112,9 @@ def test_manual_shows_over_an_analysis_hold_which_returns_after_resume() -> None
         measure(sim, Verdict.INCONCLUSIVE)
         sim.tick()
     assert sim.status.pause.reason == PauseReason.MANUAL  # type: ignore[union-attr]
+    # ... and the analysis trouble stays visible beside it (no measurement can roll back).
+    assert "paused by user" in (sim.status.message or "")
+    assert "inconclusive" in (sim.status.message or "").lower()
     sim.reconcile("resume")
     assert sim.status.pause.reason == PauseReason.INCONCLUSIVE  # type: ignore[union-attr]
 

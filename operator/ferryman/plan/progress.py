@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from ferryman.analysis import evaluate
 from ferryman.api.common import clip
 from ferryman.api.rollout import (
+    MAX_MESSAGE,
     QUOTED_QUERY,
     HistoryCause,
     HistoryOutcome,
@@ -116,6 +117,11 @@ def progress(
         # failure above still rolls back) until resume, promote or abort.
         assert s.pause is not None
         s.phase, s.message, hold = RolloutPhase.PAUSED, s.pause.message, True
+        held = analysis_hold(s, analysis, now) if analysis and s.analysis else None
+        if held is not None:
+            # The user's pause shows; analysis trouble stays visible beside it (while
+            # measurements fail to run, nothing can roll the candidate back).
+            s.message = clip(f"{s.pause.message}; analysis: {held.message}", MAX_MESSAGE)
     elif analysis is not None and s.analysis is not None:
         held = analysis_hold(s, analysis, now)
         if held is not None:
