@@ -396,6 +396,28 @@ def holds(cluster: Cluster, ns: str, seconds: float, **checks: Check) -> dict[st
     return seen
 
 
+def record(cluster: Cluster, ns: str, key: str, seconds: float) -> Callable[[], list[Any]]:
+    """Start recording every state of object ``key`` (named as in ``holds``) that the API
+    server shows in the next ``seconds``, in the background; the returned function waits
+    for the window to end and returns the states in order (for a state that may last
+    shorter than a poll takes on a busy machine)."""
+    states: list[Any] = []
+    deadline = time.monotonic() + seconds
+    thread = threading.Thread(
+        target=_watch_one,
+        args=(cluster, ns, key, deadline, lambda _key, obj: states.append(obj)),
+        daemon=True,
+    )
+    thread.start()
+
+    def finish() -> list[Any]:
+        thread.join(timeout=seconds + 30)
+        assert not thread.is_alive(), f"recording {key} did not end"
+        return states
+
+    return finish
+
+
 def _watch_one(
     cluster: Cluster, ns: str, key: str, deadline: float, judge: Callable[[str, Any], None]
 ) -> None:

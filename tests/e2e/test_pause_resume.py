@@ -7,7 +7,6 @@ roles and last outcomes follow."""
 from __future__ import annotations
 
 import subprocess
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,14 +69,24 @@ def test_pause_holds_and_resume_continues(
     again = ferryman(cluster, "pause", "fraud", "-n", ns)
     assert again.returncode == 1 and "already paused" in again.stderr
 
-    # Held for the whole window, well past the pause step's own duration.
-    end = time.monotonic() + PAUSE_STEP + 5
-    while time.monotonic() < end:
-        st = r.status(cluster, ns)
-        assert st["phase"] == "Paused" and pause_reason(st) == "Manual", st
-        assert st["stableVersion"] == "1.0.0" and st["weights"]["candidate"] == 50, st
-        assert r.http_route(cluster, ns) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50}
-        time.sleep(0.5)
+    # Held for the whole window (every state the API server shows), well past the pause
+    # step's own duration.
+    def held(o: Any) -> bool:
+        st = o["status"]
+        return (
+            st["phase"] == "Paused"
+            and pause_reason(st) == "Manual"
+            and st["stableVersion"] == "1.0.0"
+            and st["weights"]["candidate"] == 50
+        )
+
+    r.holds(
+        cluster,
+        ns,
+        PAUSE_STEP + 5,
+        rollout=held,
+        httproute=lambda o: r.route_weights(o) == {"fraud-1-0-0": 50, "fraud-1-1-0": 50},
+    )
 
     resumed = ferryman(cluster, "resume", "fraud", "-n", ns)
     assert resumed.returncode == 0, resumed.stderr

@@ -333,16 +333,14 @@ def test_shadow_then_canary_or_stop(
     cluster.apply(r.rollout("1.0.0", strategy={"shadow": shadow}), namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
     sampler = r.Sampler(cluster, namespace, replicas=2)
+    # The shadow lasts 3 s: every state of the candidate's ModelVersion is recorded (a
+    # poll can miss so short a window on a busy machine).
+    mv_states = r.record(cluster, namespace, "modelversion__fraud_1_1_0", 30)
     r.retarget(cluster, namespace, "1.1.0")
     wait_for(
         lambda: r.status(cluster, namespace).get("weights", {}).get("mirrorPercent") == 50,
         timeout=60,
         message="mirroring",
-    )
-    wait_for(
-        lambda: mv_status(cluster, namespace, "1.1.0").get("role") == "shadow",
-        timeout=3,
-        message="1.1.0 has role shadow while mirrored",
     )
     if then == "canary":
         wait_for(
@@ -382,6 +380,8 @@ def test_shadow_then_canary_or_stop(
         shadowed = mv_status(cluster, namespace, "1.1.0")
         assert shadowed["lastOutcome"]["outcome"] == "Stopped" and shadowed["role"] == "none"
     assert sampler.stop() == []
+    roles = [(o or {}).get("status", {}).get("role") for o in mv_states()]
+    assert "shadow" in roles, roles  # its role while it was mirrored
 
 
 def test_blue_green_abort_returns_to_stable(
