@@ -68,8 +68,11 @@ def test_short_names_and_columns() -> None:
         "Phase",
         "Available",
         "Step",
+        "Pause",
         "Age",
     ]
+    pause = docs["Rollout"]["spec"]["versions"][0]["additionalPrinterColumns"][-2]
+    assert (pause["jsonPath"], pause["priority"]) == (".status.pause.reason", 1)  # -o wide
 
 
 def test_cel_string_literal_escapes_backslashes_and_quotes() -> None:

@@ -229,6 +229,8 @@ def documents() -> dict[str, dict[str, Any]]:
                 _col("Phase", ".status.phase"),
                 _col("Available", '.status.conditions[?(@.type=="Available")].status'),
                 _col("Step", ".status.currentStep", "integer"),
+                # Why it is Paused (Step, Manual, Inconclusive, AnalysisError): -o wide.
+                _col("Pause", ".status.pause.reason", priority=1),
                 age,
             ],
             name_rules=names.ROLLOUT,
