@@ -18,7 +18,7 @@ from cases.api_cases import model_version, rollout
 from ferryman.api.common import ConditionStatus
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutStatus
-from ferryman.handlers import executor
+from ferryman.handlers import applied, executor
 from ferryman.handlers import rollouts as handler
 from ferryman.kube.client import ApplyRejected, Kube
 from ferryman.plan.decision import VersionRecord
@@ -68,7 +68,7 @@ def _rollout(name: str = "fraud") -> Rollout:
 
 def test_apply_failed_condition_and_one_event_per_new_failure() -> None:
     ro, status = _rollout(), RolloutStatus()
-    failure = executor.ApplyFailure("the API server refused Service x (HTTP 422): bad")
+    failure = applied.ApplyFailure("the API server refused Service x (HTTP 422): bad")
     assert executor.set_apply_failed(ro, status, [failure], NOW) == failure
     (cond,) = status.conditions or []
     assert (cond.type, cond.status, cond.reason) == ("ApplyFailed", ConditionStatus.TRUE, "Refused")
@@ -86,7 +86,7 @@ def test_apply_failed_condition_and_one_event_per_new_failure() -> None:
 
 def test_apply_failed_message_fits_the_status_schema() -> None:
     status = RolloutStatus()
-    failures = [executor.ApplyFailure("x" * 1000) for _ in range(5)]
+    failures = [applied.ApplyFailure("x" * 1000) for _ in range(5)]
     message = executor.set_apply_failed(_rollout(), status, failures, NOW)
     assert message is not None and len(message) <= 2048
 

@@ -33,8 +33,9 @@ from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import MAX_METRICS, PLURAL, Rollout, RolloutStatus
 from ferryman.errors import describe
+from ferryman.handlers.applied import ApplyFailure, Observed, apply_owned
 from ferryman.handlers.killpoints import kill_point
-from ferryman.kube.client import ApplyRejected, Conflict, Rejected
+from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import labels, serving
 from ferryman.plan.capacity import ratio_weights
 from ferryman.plan.conditions import set_condition
@@ -95,10 +96,6 @@ class Writer(Protocol):
     ) -> None: ...
 
 
-class ApplyFailure(str):
-    """A problem that is a write the API server refused (not a foreign object)."""
-
-
 @dataclass
 class Snapshot:
     """What the handler read before deciding, as the executor needs it."""
@@ -114,6 +111,9 @@ class Snapshot:
     written: dict[str, Any]  # status as read, dumped: a status equal to it is not written
     now: datetime
     init_image: str | None = None
+    # The Rollout's objects as kopf's indexes hold them: an object there is not read
+    # again, and not written when it already carries what the decision wants.
+    observed: Observed = field(default_factory=dict)
 
 
 @dataclass
@@ -157,7 +157,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
             current = seen.deployments.get(version)
             if current is None or replicas >= current.replicas:
                 try:
-                    await _apply_version(kube, rollout, mv, replicas, seen.init_image, problems)
+                    await _apply_version(kube, seen, mv, replicas, problems)
                 except Exception as e:  # a failing webhook, a timeout: reported below
                     log.warning("%s/%s: scale-up of %s failed: %s", ns, name, version, e)
                     problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
@@ -178,7 +178,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
                 "ownerReferences": [labels.owner_reference(rollout)],
             },
         )
-        applied = await _apply_owned(kube, rollout, obj, problems, existing=existing_route)
+        applied = await apply_owned(kube, rollout, obj, problems, existing=existing_route)
         route_written_at = datetime.now(UTC)
         route_ok = applied is not None
         if applied is not None:
@@ -188,11 +188,11 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         if not router.capabilities.owns_live_service:
             # With a mesh or Gateway API, a Service named after the Rollout still gives
             # in-cluster clients a stable name; with plain Services the route is that one.
-            await _apply_stable_service(kube, rollout, status.stable_version, by_version, problems)
+            await _apply_stable_service(kube, seen, status.stable_version, problems)
     elif decision.route is not None:
         route_ok = False
     if rollout.spec.strategy.blue_green is not None and not problems and route_ok:
-        await _sync_preview(kube, rollout, by_version.get(decision.preview or ""), problems)
+        await _sync_preview(kube, seen, by_version.get(decision.preview or ""), problems)
     if decision.deployments is not None and not problems and route_ok:
         # 3. scale down and delete: only once the route no longer needs the capacity
         for version, current in seen.deployments.items():
@@ -201,7 +201,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
             if target is None:
                 await _delete_version(kube, ns, seen.deployment_names[version])
             elif target < current.replicas and mv is not None:
-                await _apply_version(kube, rollout, mv, target, seen.init_image, problems)
+                await _apply_version(kube, seen, mv, target, problems)
     events = list(decision.events)
     if decision.route is not None and not route_ok:
         # The decision's route was not written, so the decision did not happen: keep the
@@ -356,88 +356,50 @@ def _observed_weights(
     return weights_of(read)
 
 
-async def _apply_owned(
-    kube: Writer,
-    rollout: Rollout,
-    obj: dict[str, Any],
-    problems: list[str],
-    *,
-    existing: dict[str, Any] | None = None,
-) -> dict[str, Any] | None:
-    """Apply ``obj`` if no object of that name exists or it is this Rollout's own; else
-    leave it untouched, add the problem and return None. ``existing``: the object as just
-    read, when the caller has it (saves a GET)."""
-    meta = obj["metadata"]
-    if existing is None:
-        existing = await kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    if existing is not None and not labels.is_owned_by(existing, rollout):
-        problems.append(
-            f"{obj['kind']} {meta['name']} exists and is not owned by this Rollout; left untouched"
-        )
-        return None
-    try:
-        return await kube.apply(obj)
-    except ApplyRejected as e:
-        log.warning("%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
-        problems.append(
-            ApplyFailure(
-                f"the API server refused {e.kind} {e.name} (HTTP {e.status}): "
-                + clip(e.reason, 512)
-            )
-        )
-        return None
-
-
 async def _apply_version(
-    kube: Writer,
-    rollout: Rollout,
-    mv: ModelVersion,
-    replicas: int,
-    init_image: str | None,
-    problems: list[str],
+    kube: Writer, seen: Snapshot, mv: ModelVersion, replicas: int, problems: list[str]
 ) -> None:
-    before = len(problems)
+    rollout, before = seen.rollout, len(problems)
     for obj in (
         serving.service(mv, rollout),
         serving.pod_disruption_budget(mv, rollout),
-        serving.deployment(mv, rollout, replicas=replicas, init_image=init_image),
+        serving.deployment(mv, rollout, replicas=replicas, init_image=seen.init_image),
     ):
-        await _apply_owned(kube, rollout, obj, problems)
+        await apply_owned(kube, rollout, obj, problems, observed=seen.observed)
         if any(isinstance(p, ApplyFailure) for p in problems[before:]):
             return  # no pods behind a Service or budget that could not be written
 
 
 async def _apply_stable_service(
-    kube: Writer,
-    rollout: Rollout,
-    stable: str | None,
-    by_version: dict[str, ModelVersion],
-    problems: list[str],
+    kube: Writer, seen: Snapshot, stable: str | None, problems: list[str]
 ) -> None:
     """The Service named after the Rollout always selects the stable version's pods."""
-    mv = by_version.get(stable or "")
+    rollout, mv = seen.rollout, seen.by_version.get(stable or "")
     if mv is None:
         return
     svc = serving.service(mv, rollout)
     svc["metadata"]["name"] = rollout.metadata.name
     svc["metadata"]["annotations"] = {f"{labels.PREFIX}/stable-version": mv.spec.version}
-    await _apply_owned(kube, rollout, svc, problems)
+    await apply_owned(kube, rollout, svc, problems, observed=seen.observed)
 
 
 async def _sync_preview(
-    kube: Writer, rollout: Rollout, mv: ModelVersion | None, problems: list[str]
+    kube: Writer, seen: Snapshot, mv: ModelVersion | None, problems: list[str]
 ) -> None:
     """Blue-green: ``<rollout>-preview`` selects the candidate while there is one."""
+    rollout = seen.rollout
     name = names.preview_service(rollout.metadata.name)
     if mv is None:
-        existing = await kube.get("v1", "Service", rollout.metadata.namespace, name)
+        existing = seen.observed.get(("Service", name)) or await kube.get(
+            "v1", "Service", rollout.metadata.namespace, name
+        )
         if existing is not None and labels.is_owned_by(existing, rollout):
             await kube.delete("v1", "Service", rollout.metadata.namespace, name)
         return
     svc = serving.service(mv, rollout)
     svc["metadata"]["name"] = name
     svc["metadata"]["annotations"] = {f"{labels.PREFIX}/preview-version": mv.spec.version}
-    await _apply_owned(kube, rollout, svc, problems)
+    await apply_owned(kube, rollout, svc, problems, observed=seen.observed)
 
 
 async def _delete_version(kube: Writer, namespace: str, name: str) -> None:

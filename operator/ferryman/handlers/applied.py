@@ -1,0 +1,115 @@
+"""The executor's writes of one object, with the ownership check and without the writes
+that would change nothing.
+
+Each reconcile asks for every object the Rollout serves with (per served version a
+Service, a PodDisruptionBudget and a Deployment; the route; the Services named after the
+Rollout). Applying them all each time cost a GET and a server-side apply per object
+(issue 12). ``apply_owned`` leaves the apply out when the object as observed (from kopf's
+index, or as the caller just read it) already carries it:
+1. every field of the desired object is there with the same value (``carries``: dict
+   keys may be more, lists have the same length and carry element by element), so a
+   field edited or removed by hand is written again;
+2. and its ``ferryman.dev/applied`` annotation is the hash of the desired object
+   (``stamp``), so a field ferryman stopped setting, which an apply would remove, still
+   makes the write happen (the annotation alone never decides: see 1).
+An object that is not observed is read first (it may be someone else's: then it is left
+untouched and the problem reported, as DESIGN.md §2 asks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ferryman.api.common import clip
+from ferryman.api.rollout import Rollout
+from ferryman.kube.client import ApplyRejected
+from ferryman.plan import labels
+
+if TYPE_CHECKING:
+    from ferryman.handlers.executor import Writer
+
+log = logging.getLogger(__name__)
+
+APPLIED = f"{labels.PREFIX}/applied"  # annotation: the hash of the object last applied
+
+Observed = Mapping[tuple[str, str], dict[str, Any]]  # (kind, name) -> object as observed
+
+
+class ApplyFailure(str):
+    """A problem that is a write the API server refused (not a foreign object)."""
+
+
+def stamp(obj: dict[str, Any]) -> dict[str, Any]:
+    """Set ``obj``'s APPLIED annotation to the sha256 (first 16 hex digits) of ``obj``
+    without that annotation, as sorted JSON; returns ``obj``."""
+    meta = obj.setdefault("metadata", {})
+    annotations = dict(meta.get("annotations") or {})
+    annotations.pop(APPLIED, None)
+    meta["annotations"] = annotations
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    annotations[APPLIED] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return obj
+
+
+def carries(observed: Any, desired: Any) -> bool:
+    """Whether ``observed`` holds every field of ``desired`` with the same value: dicts
+    may have more keys, lists must have the same length and carry element by element,
+    scalars must be equal and of the same JSON type."""
+    if isinstance(desired, dict):
+        return isinstance(observed, dict) and all(
+            k in observed and carries(observed[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(observed, list)
+            and len(observed) == len(desired)
+            and all(carries(o, d) for o, d in zip(observed, desired, strict=True))
+        )
+    if isinstance(desired, bool) or isinstance(observed, bool):
+        return observed is desired
+    return type(observed) is type(desired) and bool(observed == desired)
+
+
+async def apply_owned(
+    kube: Writer,
+    rollout: Rollout,
+    obj: dict[str, Any],
+    problems: list[str],
+    *,
+    existing: dict[str, Any] | None = None,
+    observed: Observed | None = None,
+) -> dict[str, Any] | None:
+    """Apply ``obj`` (stamped, see the module docstring) if no object of that name exists
+    or it is this Rollout's own; else leave it untouched, add the problem and return None.
+    ``existing``: the object as just read, when the caller has it; else ``observed`` (the
+    Rollout's objects in kopf's indexes) is looked up, and only then the object is read.
+    Returns the object as applied, or as observed when it already carried ``obj`` (no
+    write); a refused apply is added to ``problems`` as an ``ApplyFailure`` (None)."""
+    meta = obj["metadata"]
+    if existing is None and observed is not None:
+        existing = observed.get((obj["kind"], meta["name"]))
+    if existing is None:
+        existing = await kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if existing is not None and not labels.is_owned_by(existing, rollout):
+        problems.append(
+            f"{obj['kind']} {meta['name']} exists and is not owned by this Rollout; left untouched"
+        )
+        return None
+    stamp(obj)
+    if existing is not None and carries(existing, obj):
+        return existing
+    try:
+        return await kube.apply(obj)
+    except ApplyRejected as e:
+        log.warning("%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
+        problems.append(
+            ApplyFailure(
+                f"the API server refused {e.kind} {e.name} (HTTP {e.status}): "
+                + clip(e.reason, 512)
+            )
+        )
+        return None

@@ -1,0 +1,85 @@
+"""What a whole canary rollout costs in API requests (issue 12 §2): counts, not timings.
+
+One Rollout over Gateway API (replicas 1, steps [setWeight 50, pause 2s], no analysis)
+from creation to Healthy on 1.0.0, then retargeted to 1.1.0 until Healthy with the old
+version gone. The operator runs as the chart's ServiceAccount, so the local control
+plane's audit log (hack/cluster/localcluster.py AUDIT_POLICY) records each of its
+requests; the test counts those in the test's namespace by verb and resource, prints
+them (docs/api-requests.md keeps the figures) and fails when the requests that are not
+watches or lists exceed ``BOUND``: a reconcile that re-applied every object again
+(a GET and an apply each) would cost several times more.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import time
+
+import pytest
+
+from e2e import rollouts as r
+from harness import rbac
+from harness.kube import Cluster, wait_for
+from harness.operator import OperatorProcess
+
+pytestmark = pytest.mark.usefixtures("ferryman_crds")
+
+# Requests other than watch/list for the whole scenario (two rollouts, one of them with
+# two steps). Measured after the no-op-write skip: 40 on 2 cores (before: 141).
+BOUND = 60
+STRATEGY = {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}
+
+
+def _healthy_on(cluster: Cluster, ns: str, version: str) -> bool:
+    st = r.status(cluster, ns)
+    return (
+        st.get("phase") == "Healthy"
+        and st.get("stableVersion") == version
+        and st.get("candidateVersion") is None
+        and not st.get("scaleDownAt")
+    )
+
+
+def _count(ns: str, user: str, since: dt.datetime) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    for e in rbac.read_audit(rbac.audit_log(), user=user, since=since):
+        ref = e.get("objectRef") or {}
+        if ref.get("namespace") != ns or not ref.get("resource"):
+            continue
+        resource = ref["resource"] + ("/" + ref["subresource"] if ref.get("subresource") else "")
+        counts[f"{e['verb']} {resource}"] += 1
+    return counts
+
+
+def test_a_canary_rollout_costs_a_bounded_number_of_requests(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    user = f"system:serviceaccount:{rbac.OPERATOR_NAMESPACE}:{rbac.RELEASE}"
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    since = rbac.now()
+    cluster.apply(
+        r.rollout("1.0.0", strategy=STRATEGY, replicas=1, scaleDownDelaySeconds=0),
+        namespace=namespace,
+    )
+    wait_for(lambda: _healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="1.0.0")
+    r.retarget(cluster, namespace, "1.1.0")
+    wait_for(lambda: _healthy_on(cluster, namespace, "1.1.0"), timeout=90, message="1.1.0")
+    wait_for(
+        lambda: list(r.available(cluster, namespace)) == ["fraud-1-1-0"],
+        timeout=30,
+        message="only 1.1.0 is deployed",
+    )
+    # The audit log is written asynchronously: read it until two reads agree.
+    counts = _count(namespace, user, since)
+    for _ in range(20):
+        time.sleep(0.5)
+        again = _count(namespace, user, since)
+        if again == counts:
+            break
+        counts = again
+    for key, n in sorted(counts.items()):
+        print(f"  {n:4d}  {key}")
+    spent = sum(n for key, n in counts.items() if key.split()[0] not in ("watch", "list"))
+    print(f"requests other than watch/list: {spent} (bound {BOUND})")
+    assert spent <= BOUND, f"{spent} requests for one canary rollout (bound {BOUND}): {counts}"
