@@ -355,9 +355,15 @@ class Bench:
                 }
             )
         )
+        # The e2e suite's identity, values included: applying other values would change
+        # the rules under the e2e tests that share this cluster (the smoke runs in it).
         identity = rbac.provision(
             self.cluster,
-            rbac.render(self.cluster.helm_bin, rbac.values(), workdir=self.workdir / "identity"),
+            rbac.render(
+                self.cluster.helm_bin,
+                rbac.values(secrets=rbac.PROVIDER_SECRETS),
+                workdir=self.workdir / "identity",
+            ),
             kubeconfig=self.workdir / "identity" / "kubeconfig",
         )
         self.operator = OperatorProcess(

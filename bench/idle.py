@@ -55,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         create_all(bench, docs)
         applied = time.monotonic() - start
         try:
-            took = wait_healthy(bench, models, V1, start + limit)
+            wait_healthy(bench, models, V1, start + limit)
         except TimeoutError as e:
             print(f"time limit: {e}", flush=True)
             return 2
+        took = time.monotonic() - start
         created_rss = memory_mib(bench.pid)[0]
         print(
             f"{n} Rollouts created in {applied:.1f}s (kubectl create), all Healthy "
