@@ -63,12 +63,19 @@ def test_reaction_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
     out = run_smoke(cluster, "bench.reaction")
     reaction = spread_of("target write -> candidate Deployment (watch)", out)
     assert reaction and reaction.group(1) == "3", out  # one figure per Rollout
-    # Two step pauses per Rollout, each followed by a route write the audit log shows.
-    step = spread_of("pause elapsed -> route write (audit stageTimestamp)", out)
+    # Two step pauses per Rollout, each followed by new weights on the route watch.
+    step = spread_of("pause elapsed -> route weights received (watch)", out)
     assert step and step.group(1) == "6", out
     assert re.search(r"operator RSS \d+ MiB", out), out
     assert re.search(r"CPU operator: \d+\.\d+ s", out), out
     assert re.search(r"CPU control plane: \d+\.\d+ s", out), out
+    if not cluster.local:  # FERRYMAN_TEST_KUBECONFIG: no audit log to count from
+        assert "operator requests: no audit log for this cluster" in out, out
+        return
+    # The same route writes, in the audit log (matched to the watch with 250 ms of slack,
+    # so a very loaded machine may leave one unmatched: at least one, at most six).
+    audited = spread_of("pause elapsed -> route write (audit stageTimestamp)", out)
+    assert audited and 1 <= int(audited.group(1)) <= 6, out
     # The rollout's requests by verb and resource: at least the candidate Deployment's
     # creation and the route writes, and a total line.
     assert re.search(r"patch +deployments +\d+", out), out
@@ -81,5 +88,8 @@ def test_idle_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
     assert re.search(r"3 Rollouts created in \d+\.\d+s .* all Healthy \d+\.\d+s", out), out
     assert re.search(r"CPU operator: \d+\.\d+ s in \d+\.\d+ s \(\d+\.\d+ s/min\)", out), out
     assert re.search(r"operator RSS \d+ MiB", out), out
+    if not cluster.local:  # FERRYMAN_TEST_KUBECONFIG: no audit log to count from
+        assert "operator requests: no audit log for this cluster" in out, out
+        return
     assert "operator requests in the idle window, per minute:" in out, out
     assert re.search(r"all +\d+ +\d+\.\d+", out), out

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -52,6 +54,13 @@ def audit_of(tmp_path: Path, events: list[dict[str, Any]]) -> AuditLog:
 
 
 START, END = 1796032800.0, 1796032810.0  # 2026-11-30T10:00:00Z .. 10:00:10Z
+
+
+@pytest.fixture(autouse=True)
+def local_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit log is read only for the local control plane (not for a cluster of
+    FERRYMAN_TEST_KUBECONFIG, whose requests it does not hold)."""
+    monkeypatch.delenv("FERRYMAN_TEST_KUBECONFIG", raising=False)
 
 
 def test_requests_are_counted_once_by_verb_and_resource_in_the_window(tmp_path: Path) -> None:
@@ -99,6 +108,14 @@ def test_only_requests_after_the_log_was_opened_count(tmp_path: Path) -> None:
     with path.open("a") as f:
         f.write(json.dumps(event("patch", "services")) + "\n")
     assert dict(log.requests(START, END).by_verb) == {("patch", "services"): 1}
+
+
+def test_no_requests_are_read_for_another_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = audit_of(tmp_path, [event("get", "services")])
+    monkeypatch.setenv("FERRYMAN_TEST_KUBECONFIG", str(tmp_path / "kubeconfig"))
+    assert log.requests(START, END).total == 0
 
 
 def test_percentiles_are_nearest_rank() -> None:
