@@ -17,6 +17,10 @@ version B, one merge patch after another as fast as the client goes. Figures:
   microseconds, RFC 3339) + the pause's duration, to the operator's HTTPRoute write in
   the audit log (``stageTimestamp``, microseconds, the same machine's wall clock), and to
   the route watch's receipt of the new weights.
+- with ``--promote`` the pauses have no duration and the script writes the promote action
+  (``ferryman.dev/action`` + a fresh ``action-id``) as soon as the Rollout watch shows a
+  step pause: promote written (the patch's response, wall clock) -> the same route write
+  and watch receipt.
 - the operator's requests per Rollout for the whole wave (audit log, by verb and
   resource), non-2xx answers by code, operator CPU and RSS, control-plane CPU.
 
@@ -33,6 +37,8 @@ import hashlib
 import json
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +56,7 @@ from bench.harness import (
     to_wall,
     wall,
 )
+from ferryman.api.annotations import ACTION, ACTION_ID
 
 V1, V2 = "1.0.0", "1.1.0"
 
@@ -58,8 +65,9 @@ def names(n: int) -> list[str]:
     return [f"m{i:04d}" for i in range(n)]
 
 
-def manifests(model: str, pause_s: int, target: str = V1) -> list[dict[str, Any]]:
-    """Two ModelVersions (``<model>-a`` 1.0.0, ``<model>-b`` 1.1.0) and the Rollout."""
+def manifests(model: str, pause_s: int | None, target: str = V1) -> list[dict[str, Any]]:
+    """Two ModelVersions (``<model>-a`` 1.0.0, ``<model>-b`` 1.1.0) and the Rollout, whose
+    pauses last ``pause_s`` seconds (None: until promoted)."""
     out: list[dict[str, Any]] = []
     for suffix, version in (("a", V1), ("b", V2)):
         out.append(
@@ -78,7 +86,7 @@ def manifests(model: str, pause_s: int, target: str = V1) -> list[dict[str, Any]
                 },
             }
         )
-    pause = {"pause": {"duration": f"{pause_s}s"}}
+    pause = {"pause": {"duration": f"{pause_s}s"} if pause_s is not None else {}}
     out.append(
         {
             "apiVersion": "ferryman.dev/v1alpha1",
@@ -113,19 +121,26 @@ def healthy_on(bench: Bench, version: str) -> set[str]:
     }
 
 
-def wait_healthy(bench: Bench, models: list[str], version: str, deadline: float) -> float:
-    """Seconds until every one of ``models`` is Healthy on ``version``; raises
-    TimeoutError at ``deadline`` (monotonic)."""
+def wait_healthy(
+    bench: Bench,
+    models: list[str],
+    version: str,
+    deadline: float,
+    tick: Callable[[], None] | None = None,
+) -> float:
+    """Seconds until every one of ``models`` is Healthy on ``version``, calling ``tick``
+    (if given) every 0.1 s meanwhile; raises TimeoutError at ``deadline`` (monotonic)."""
     start = time.monotonic()
     while True:
+        if tick is not None:
+            tick()
         done = healthy_on(bench, version)
         if done >= set(models):
             return time.monotonic() - start
         if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"{len(set(models) - done)} of {len(models)} not Healthy on {version}"
-            )
-        time.sleep(0.25)
+            left = len(set(models) - done)
+            raise TimeoutError(f"{left} of {len(models)} not Healthy on {version}")
+        time.sleep(0.25 if tick is None else 0.1)
 
 
 def create_all(bench: Bench, docs: list[dict[str, Any]]) -> None:
@@ -141,14 +156,10 @@ def weights(route: dict[str, Any]) -> dict[str, int]:
     return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
 
 
-def step_figures(
-    model: str, pause_s: float, rollouts: Stamped, routes: Stamped, writes: list[Any]
-) -> tuple[list[float], list[float]]:
-    """For each step pause of ``model``'s rollout: pause end -> the operator's route
-    write (audit ``stageTimestamp``) and -> the route watch's receipt of new weights
-    (seconds; a pause whose route change was not received adds to neither)."""
-    audit, watched = [], []
-    ends = sorted(
+def pause_ends(model: str, pause_s: float, rollouts: Stamped) -> list[float]:
+    """When each timed step pause of ``model`` ended, by the operator's own clock:
+    ``status.pause.since`` + the duration (wall seconds)."""
+    return sorted(
         {
             wall(p["since"]) + pause_s
             for _, _, o in rollouts.versions(model)
@@ -156,11 +167,18 @@ def step_figures(
             if p.get("since")
         }
     )
+
+
+def route_reactions(
+    model: str, moments: list[float], routes: Stamped, writes: list[Any]
+) -> tuple[list[float], list[float]]:
+    """For each moment a step's condition was met (wall seconds): -> the operator's
+    route write (audit ``stageTimestamp``) and -> the route watch's receipt of new
+    weights (seconds; a moment whose route change was not received adds to neither)."""
+    audit, watched = [], []
     route_versions = routes.versions(model)
-    route_writes = sorted(
-        at for at, _, res, name in writes if res == "httproutes" and name == model
-    )
-    for end in ends:
+    route_writes = sorted(at for at, _, res, nm in writes if res == "httproutes" and nm == model)
+    for end in moments:
         before = [weights(o) for at, _, o in route_versions if to_wall(at) < end]
         changed = [
             to_wall(at)
@@ -180,11 +198,42 @@ def step_figures(
     return audit, watched
 
 
+class Promoter:
+    """Writes the promote action (``ferryman.dev/action`` and a fresh ``action-id``) on
+    each Rollout the Rollout watch shows in a new step pause, once per pause, and keeps
+    each write's response time (wall seconds) per Rollout."""
+
+    def __init__(self, bench: Bench, rollouts: Stamped) -> None:
+        self.bench, self.rollouts = bench, rollouts
+        self.done: set[tuple[str, str]] = set()
+        self.at: dict[str, list[float]] = {}
+
+    def __call__(self) -> None:
+        latest = {o["metadata"]["name"]: o for _, _, o in list(self.rollouts.seen)}
+        for name, obj in latest.items():
+            pause = (obj.get("status") or {}).get("pause") or {}
+            key = (name, str(pause.get("since")))
+            if pause.get("reason") != "Step" or key in self.done:
+                continue
+            self.done.add(key)
+            annotations = {ACTION: "promote", ACTION_ID: str(uuid.uuid4())}
+            self.bench.cluster.custom.patch_namespaced_custom_object(
+                "ferryman.dev", "v1alpha1", self.bench.namespace, "rollouts", name,
+                {"metadata": {"annotations": annotations}},
+            )  # fmt: skip
+            self.at.setdefault(name, []).append(time.time())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=50, help="Rollouts retargeted at once")
     parser.add_argument("--pause", type=int, default=2, help="each pause step's duration (s)")
     parser.add_argument("--time-limit", type=float, default=300, help="hard bound (s)")
+    parser.add_argument(
+        "--promote",
+        action="store_true",
+        help="pauses until promoted: time the promote annotation -> route write instead",
+    )
     parser.add_argument("--smoke", action="store_true", help="3 Rollouts, 1 s pauses, 60 s")
     args = parser.parse_args(argv)
     n, pause_s, limit = (3, 1, 60.0) if args.smoke else (args.rollouts, args.pause, args.time_limit)
@@ -194,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     with Bench("bench-reaction") as bench:
         audit = AuditLog()
         created = time.monotonic()
-        create_all(bench, [d for m in models for d in manifests(m, pause_s)])
+        pauses = None if args.promote else pause_s
+        create_all(bench, [d for m in models for d in manifests(m, pauses)])
         wait_healthy(bench, models, V1, deadline)
         to_healthy = time.monotonic() - created
         print(f"{n} Rollouts Healthy on {V1} {to_healthy:.1f}s after creation began", flush=True)
@@ -202,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         deps = Stamped(bench.cluster, bench.namespace, "deployments")
         routes = Stamped(bench.cluster, bench.namespace, "httproutes")
         rollouts = Stamped(bench.cluster, bench.namespace, "rollouts")
+        promoter = Promoter(bench, rollouts) if args.promote else None
         before = CpuSnapshot.take(bench.pid)
         t0 = time.time()
         written: dict[str, float] = {}
@@ -215,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         wave = written[models[-1]] - written[models[0]]
         ok = True
         try:
-            took = wait_healthy(bench, models, V2, deadline)
+            took = wait_healthy(bench, models, V2, deadline, tick=promoter)
             print(f"all {n} Healthy on {V2} {took:.1f}s after the last patch", flush=True)
         except TimeoutError as e:
             ok = False
@@ -235,17 +286,20 @@ def main(argv: list[str] | None = None) -> int:
         step_audit: list[float] = []
         step_watch: list[float] = []
         for m in models:
-            a, w_ = step_figures(m, pause_s, rollouts, routes, wave_requests.writes)
+            moments = promoter.at.get(m, []) if promoter else pause_ends(m, pause_s, rollouts)
+            a, w_ = route_reactions(m, moments, routes, wave_requests.writes)
             step_audit += a
             step_watch += w_
+        condition = "promote written" if promoter else "pause elapsed"
+        pauses_text = "pause until promoted" if promoter else f"pause {pause_s}s"
         lines = [
             f"reaction benchmark: {n} Rollouts (replicas 1, canary over Gateway API, steps "
-            f"setWeight 20, pause {pause_s}s, setWeight 60, pause {pause_s}s, no analysis); "
+            f"setWeight 20, {pauses_text}, setWeight 60, {pauses_text}, no analysis); "
             f"{machine()}",
             f"  {n} target patches sent in {wave:.2f}s",
             f"  target write -> candidate Deployment (watch): {spread(reaction)}",
-            f"  pause elapsed -> route write (audit stageTimestamp): {spread(step_audit)}",
-            f"  pause elapsed -> route weights received (watch): {spread(step_watch)}",
+            f"  {condition} -> route write (audit stageTimestamp): {spread(step_audit)}",
+            f"  {condition} -> route weights received (watch): {spread(step_watch)}",
             f"  operator RSS {rss:.0f} MiB (peak {peak:.0f} MiB)",
             *cpu_lines(after.since(before)),
         ]
