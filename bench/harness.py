@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -206,6 +207,34 @@ class AuditLog:
         self.path = path or localcluster.Layout().audit_log
         self.user = user
         self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self._scanned, self._last = self.offset, 0.0
+
+    def last_request(self) -> float:
+        """Wall seconds (``stageTimestamp``) of the user's latest completed request since
+        this object was made; 0.0 when there is none (or no log to read)."""
+        if not self.available:
+            return 0.0
+        with self.path.open("rb") as f:
+            f.seek(self._scanned)
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # a line being written: read it whole next time
+                self._scanned += len(raw)
+                if self.user.encode() not in raw:
+                    continue
+                event = json.loads(raw)
+                if (event.get("user") or {}).get("username") == self.user:
+                    self._last = max(self._last, wall(event["stageTimestamp"]))
+        return self._last
+
+    def wait_quiet(self, quiet: float, deadline: float) -> bool:
+        """Wait until the user has made no request for ``quiet`` seconds; False if
+        ``deadline`` (monotonic) came first. True at once when there is no log."""
+        while time.time() - self.last_request() < quiet:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+        return True
 
     @property
     def available(self) -> bool:
@@ -387,8 +416,11 @@ class Bench:
         try:
             self.cluster.kubectl(
                 "delete", "rollout.ferryman.dev", "--all", "-n", self.namespace,
-                "--wait=true", "--timeout=60s", check=False, timeout=90,
+                "--wait=true", "--timeout=120s", check=False, timeout=180,
             )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            # 1,000 Rollouts can take longer; delete_namespace takes the finalizers off.
+            print("cleanup: Rollouts not all gone within 180 s", file=sys.stderr)
         finally:
             if self.operator is not None:
                 self.operator.stop()

@@ -8,10 +8,11 @@ Set-up (bench/harness.py): ferryman's CRDs, one fresh namespace, one operator su
 as the chart's ServiceAccount. N Rollouts (default 300; the issue's figure is 1,000),
 each with its own model and one ModelVersion, replicas 1, canary over Gateway API, are
 created and waited on until all are Healthy (the time that takes is printed). After a
-settle period, an idle window of M minutes (default 2) in which nothing is written by
-this script. Figures: the operator's CPU seconds per minute and RSS, its API requests
-per minute by verb and resource (audit log; watch re-establishments are expected), the
-control plane's CPU per minute.
+settle period and once the operator has made no request for 10 s (the audit log; at
+1,000 Rollouts it catches up for ~30 s after the last Healthy), an idle window of M
+minutes (default 2) in which nothing is written by this script. Figures: the operator's
+CPU seconds per minute and RSS, its API requests per minute by verb and resource (audit
+log; watch re-establishments are expected), the control plane's CPU per minute.
 
 Run: ``python -m bench.idle`` from the repository root; ``--rollouts N``, ``--minutes M``,
 ``--time-limit S`` (default 600: bounds the wait for Healthy); ``--smoke`` is 3 Rollouts
@@ -37,13 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollouts", type=int, default=300, help="Healthy Rollouts held")
     parser.add_argument("--minutes", type=float, default=2, help="the idle window")
     parser.add_argument("--settle", type=float, default=15, help="seconds before the window")
+    parser.add_argument(
+        "--quiet", type=float, default=10, help="then wait until no request for this long (s)"
+    )
     parser.add_argument("--time-limit", type=float, default=600, help="bound on set-up (s)")
     parser.add_argument("--smoke", action="store_true", help="3 Rollouts, a 3 s window")
     args = parser.parse_args(argv)
     if args.smoke:
-        n, window, settle, limit = 3, 3.0, 0.0, 60.0
+        n, window, settle, quiet, limit = 3, 3.0, 0.0, 1.0, 60.0
     else:
-        n, window, settle, limit = args.rollouts, args.minutes * 60, args.settle, args.time_limit
+        n, window, limit = args.rollouts, args.minutes * 60, args.time_limit
+        settle, quiet = args.settle, args.quiet
     models = names(n)
     with Bench("bench-idle") as bench:
         audit = AuditLog()
@@ -67,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         time.sleep(settle)
+        # The operator may still be catching up after the last Healthy (at 1,000 Rollouts
+        # it re-applied objects for ~30 s): the window starts once it has been quiet.
+        healthy_at = time.monotonic()
+        if audit.wait_quiet(quiet, start + limit):
+            after_healthy = time.monotonic() - healthy_at + settle
+            print(
+                f"operator quiet for {quiet:.0f}s, {after_healthy:.1f}s after all were Healthy",
+                flush=True,
+            )
+        else:
+            print(f"operator never quiet for {quiet:.0f}s within the time limit", flush=True)
         before = CpuSnapshot.take(bench.pid)
         t0 = time.time()
         time.sleep(window)
@@ -76,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes = window / 60
         lines = [
             f"idle benchmark: {n} Healthy Rollouts, {window:.0f}s idle window after "
-            f"{settle:.0f}s settling; {machine()}",
+            f"{settle:.0f}s settling and {quiet:.0f}s without an operator request; {machine()}",
             f"  operator RSS {rss:.0f} MiB (peak {peak:.0f} MiB; {created_rss:.0f} MiB when "
             f"all were Healthy)",
             *cpu_lines(after.since(before)),

@@ -118,6 +118,26 @@ def test_no_requests_are_read_for_another_cluster(
     assert log.requests(START, END).total == 0
 
 
+def test_the_last_request_is_the_operators_latest_completed_one(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text("")
+    log = AuditLog(path)
+    written = json.dumps(event("get", "services", at="2026-11-30T10:00:05.500000Z"))
+    lines = [
+        json.dumps(event("get", "services", at="2026-11-30T10:00:03.500000Z")),
+        json.dumps(event("patch", "services", at="2026-11-30T10:00:02.500000Z")),
+        json.dumps(
+            event("get", "services", at="2026-11-30T10:00:09.500000Z", user="kubernetes-admin")
+        ),
+    ]
+    # The operator's next request is half-written when the log is first read.
+    path.write_text("\n".join(lines) + "\n" + written[:40])
+    assert log.last_request() == START + 3.6  # the stageTimestamp, not the admin's later one
+    with path.open("a") as f:
+        f.write(written[40:] + "\n")
+    assert log.last_request() == START + 5.6
+
+
 def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert [percentile(values, p) for p in (50, 95, 99, 100)] == [50.0, 95.0, 99.0, 100.0]
