@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke
+.PHONY: crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
@@ -77,6 +77,14 @@ bench: venv deps cluster-build
 
 bench-smoke: venv deps cluster-build
 	$(PY) -m bench.rollback --smoke
+	$(PY) -m bench.reaction --smoke
+	$(PY) -m bench.idle --smoke
+
+bench-reaction: venv deps cluster-build
+	$(PY) -m bench.reaction
+
+bench-idle: venv deps cluster-build
+	$(PY) -m bench.idle
 
 # Regenerate crds/ from the pydantic models (a unit test fails when they drift).
 crds: venv

@@ -28,26 +28,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for extra in (ROOT / "tests", ROOT / "hack" / "cluster"):
+for extra in (ROOT, ROOT / "tests", ROOT / "hack" / "cluster"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
 import localcluster  # noqa: E402
 from kubernetes import watch  # noqa: E402
 
+from bench.harness import machine, percentile, wall  # noqa: E402
 from e2e import rollouts as r  # noqa: E402
 from e2e.test_analysis import FAILURE_LIMIT, INTERVAL_S, analysis  # noqa: E402
 from harness import rbac  # noqa: E402
@@ -127,11 +125,6 @@ class Stamped:
 
 def phase(obj: dict[str, Any]) -> str | None:
     return (obj.get("status") or {}).get("phase")
-
-
-def wall(value: str) -> float:
-    """Seconds since the epoch of a timestamp the operator wrote."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def one_run(
@@ -227,11 +220,6 @@ def _release(cluster: Cluster, namespaces: list[str], timeout: float) -> bool:
         time.sleep(0.2)
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def report(runs: list[dict[str, float]], failed: int, machine: str) -> str:
     """The figures as text: per-figure p50 and max over the runs, and the ratio to the
     design bound for the headline figure."""
@@ -262,11 +250,6 @@ def report(runs: list[dict[str, float]], failed: int, machine: str) -> str:
             f"  max {max(route) / DESIGN_BOUND_S:.2f}"
         )
     return "\n".join(lines)
-
-
-def machine() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} CPUs, load average {load} (shared machines skew every figure)"
 
 
 def main(argv: list[str] | None = None) -> int:
