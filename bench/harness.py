@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -332,6 +333,17 @@ class Stamped:
     def versions(self, name: str) -> list[tuple[float, str, dict[str, Any]]]:
         """The versions of object ``name`` received so far, oldest first."""
         return [v for v in list(self.seen) if v[2]["metadata"]["name"] == name]
+
+    def first(
+        self, name: str, after: float, predicate: Callable[[dict[str, Any]], bool]
+    ) -> tuple[float, dict[str, Any]] | None:
+        """The first version of object ``name`` received at or after ``after``
+        (monotonic seconds) that satisfies ``predicate``, with its receive time; a
+        deletion is not a version."""
+        for at, kind, obj in self.versions(name):
+            if at >= after and kind != "DELETED" and predicate(obj):
+                return at, obj
+        return None
 
     def stop(self) -> None:
         self._stop.set()

@@ -31,9 +31,7 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +41,8 @@ for extra in (ROOT, ROOT / "tests", ROOT / "hack" / "cluster"):
         sys.path.insert(0, str(extra))
 
 import localcluster  # noqa: E402
-from kubernetes import watch  # noqa: E402
 
-from bench.harness import machine, percentile, wall  # noqa: E402
+from bench.harness import Stamped, machine, percentile, wall  # noqa: E402
 from e2e import rollouts as r  # noqa: E402
 from e2e.test_analysis import FAILURE_LIMIT, INTERVAL_S, analysis  # noqa: E402
 from harness import rbac  # noqa: E402
@@ -60,67 +57,6 @@ STABLE, CANDIDATE = "fraud-1-0-0", "fraud-1-1-0"
 # goes bad.
 DESIGN_BOUND_S = INTERVAL_S * (FAILURE_LIMIT + 1) + SCRAPE_INTERVAL_S
 RATE_WINDOW_S = 3  # the [3s] of the error-rate query: the errors fill it gradually
-
-
-@dataclass
-class Stamped:
-    """Each version of one object as a watch delivered it: (monotonic receive time,
-    object dict), the list before the watch included."""
-
-    cluster: Cluster
-    namespace: str
-    group: str
-    version: str
-    plural: str
-    name: str = "fraud"
-    seen: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._listed = threading.Event()
-        self._watch: Any = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        if not self._listed.wait(30):
-            raise TimeoutError(f"{self.plural}/{self.name}: no list within 30 s")
-
-    def _run(self) -> None:
-        api = self.cluster.custom.list_namespaced_custom_object
-        args = (self.group, self.version, self.namespace, self.plural)
-        selector = f"metadata.name={self.name}"
-        while not self._stop.is_set():
-            try:
-                listed: Any = api(*args, field_selector=selector)
-                for item in listed["items"]:
-                    self.seen.append((time.monotonic(), item))
-                self._listed.set()
-                self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-                for event in self._watch.stream(
-                    api,
-                    *args,
-                    field_selector=selector,
-                    resource_version=listed["metadata"]["resourceVersion"],
-                    timeout_seconds=60,
-                ):
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self.seen.append((time.monotonic(), event["object"]))
-                    if self._stop.is_set():
-                        return
-            except Exception:  # expiry or a dropped connection: list and watch again
-                time.sleep(0.05)
-
-    def first(self, after: float, predicate: Any) -> tuple[float, dict[str, Any]] | None:
-        """The first version received at or after ``after`` that satisfies ``predicate``."""
-        for at, obj in list(self.seen):
-            if at >= after and predicate(obj):
-                return at, obj
-        return None
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
-        self._thread.join(timeout=5)
 
 
 def phase(obj: dict[str, Any]) -> str | None:
@@ -155,18 +91,20 @@ def one_run(
             timeout=left(),
             message="candidate paused at 50%",
         )
-        route = Stamped(cluster, ns, "gateway.networking.k8s.io", "v1", "httproutes")
-        rollout = Stamped(cluster, ns, "ferryman.dev", "v1alpha1", "rollouts")
+        route = Stamped(cluster, ns, "httproutes")
+        rollout = Stamped(cluster, ns, "rollouts")
         try:
             went_bad, went_bad_wall = time.monotonic(), time.time()
             dp.set("1.1.0", error_rate=0.2)
             on_stable = wait_for(
-                lambda: route.first(went_bad, lambda o: r.route_weights(o) == {STABLE: 100}),
+                lambda: route.first(
+                    "fraud", went_bad, lambda o: r.route_weights(o) == {STABLE: 100}
+                ),
                 timeout=left(),
                 message="route 100% stable",
             )
             rolled_back = wait_for(
-                lambda: rollout.first(went_bad, lambda o: phase(o) == "RolledBack"),
+                lambda: rollout.first("fraud", went_bad, lambda o: phase(o) == "RolledBack"),
                 timeout=left(),
                 message="status RolledBack",
             )
