@@ -30,6 +30,7 @@ sys.path[:0] = [str(ROOT / "hack" / "cluster"), str(ROOT / "tests")]
 
 import localcluster  # noqa: E402
 
+from harness import rbac  # noqa: E402
 from harness.dataplane import DataPlane  # noqa: E402
 from harness.kube import Cluster, check_test_context  # noqa: E402
 from harness.operator import OperatorProcess  # noqa: E402
@@ -210,15 +211,27 @@ def main() -> int:
             json.dumps(
                 {
                     "providers": {"default": {"address": prometheus.url}},
-                    "namespace": NS,
+                    "namespace": rbac.OPERATOR_NAMESPACE,
                     "storageInitializerImage": "",
                 }
             )
         )
+        # The operator runs as the chart's ServiceAccount with the chart's RBAC (rendered
+        # by helm, a token from the TokenRequest API), as it would in a cluster: the demo
+        # shows that those rules are enough, not what an admin could do.
+        identity = rbac.provision(
+            cluster,
+            rbac.render(cluster.helm_bin, rbac.values(), workdir=work / "identity"),
+            kubeconfig=work / "identity" / "kubeconfig",
+        )
         operator = OperatorProcess(
-            cluster, namespaces=[NS], log_dir=work / "operator", args=[f"--settings={settings}"]
+            cluster,
+            namespaces=[NS],
+            log_dir=work / "operator",
+            args=[f"--settings={settings}"],
+            kubeconfig=identity.kubeconfig,
         ).start()
-        say("operator running (python -m ferryman)")
+        say(f"operator running (python -m ferryman, as {identity.username})")
 
         cluster.apply(
             [
