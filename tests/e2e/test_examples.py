@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ferryman.api.annotations import ACTION, ACTION_ID
+from harness.images import with_model_image
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 
@@ -79,15 +81,10 @@ def test_example_rolls_out(
     cluster: Cluster, namespace: str, operator: OperatorProcess, example: Path
 ) -> None:
     strategy, router = example.stem.split("-")
-    cluster.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        str(EXAMPLES / "modelversions" / "fraud-detector.yaml"),
-        "-f",
-        str(example),
-    )
+    # The example's ModelVersions as written, or serving FERRYMAN_TEST_MODEL_IMAGE.
+    versions = yaml.safe_load_all((EXAMPLES / "modelversions" / "fraud-detector.yaml").read_text())
+    cluster.apply(with_model_image([v for v in versions if v]), namespace=namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", str(example))
     wait_for(
         lambda: rollout_status(cluster, namespace).get("phase") == "Healthy",
         timeout=60,
