@@ -70,82 +70,77 @@ def pytest_env(kubeconfig: Path | None = None, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def nested_pytest(
-    *args: str, env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def nested_pytest(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``pytest *args`` in a new process (no xdist, no cache), output captured."""
+    return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", *args],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=timeout,
     )
 
 
-def collect(*runs: tuple[dict[str, str], list[str]]) -> list[tuple[set[str], int]]:
-    """For each (env, args): (node ids, number deselected) of ``pytest --collect-only -q
-    tests/e2e *args``; the runs go in parallel (collection is CPU-bound and a few seconds)."""
-    argv = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider"]
-    procs = [
-        subprocess.Popen(
-            [*argv, "--collect-only", "-q", "tests/e2e", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for env, args in runs
-    ]
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, out
-        ids = {line for line in out.splitlines() if line.startswith("tests/e2e/")}
-        found = SUMMARY.search(out)
-        assert found, out
-        assert int(found.group(1) or found.group(2)) == len(ids), out
-        results.append((ids, int(found.group(3) or 0)))
-    return results
+def collected(proc: subprocess.Popen[str]) -> tuple[set[str], int]:
+    """(node ids, number deselected) of a finished ``pytest --collect-only -q``."""
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    ids = {line for line in out.splitlines() if line.startswith("tests/e2e/")}
+    found = SUMMARY.search(out)
+    assert found, out
+    assert int(found.group(1) or found.group(2)) == len(ids), out
+    return ids, int(found.group(3) or 0)
 
 
-@pytest.fixture(scope="module")
-def other_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with fresh_cluster(tmp_path_factory.mktemp("other") / "cluster") as c:
+@pytest.fixture
+def other_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with fresh_cluster(tmp_path / "cluster") as c:
         yield c
 
 
-def test_on_another_cluster_exactly_the_marked_tests_are_deselected(
-    other_cluster: Cluster,
-) -> None:
-    local = pytest_env()
-    (marked, _), (here, deselected_here), (there, deselected_there) = collect(
-        (local, ["-m", " or ".join(LOCAL_PLANE_MARKERS)]),
-        (local, []),
-        (pytest_env(other_cluster.kubeconfig), []),
-    )
-    assert marked >= KNOWN_LOCAL_ONLY, KNOWN_LOCAL_ONLY - marked
-    assert there <= here
-    assert here - there == marked
-    assert deselected_there == deselected_here + len(marked)
-
-
-def test_an_unmarked_rollout_passes_on_another_cluster_and_the_marked_are_deselected(
+def test_on_another_cluster_only_the_marked_are_deselected_and_an_unmarked_one_passes(
     other_cluster: Cluster, tmp_path: Path
 ) -> None:
-    env = pytest_env(other_cluster.kubeconfig, **{MODEL_IMAGE_ENV: PROBE_IMAGE})
-    proc = nested_pytest(
-        f"{THIS}::test_model_image_reaches_the_served_deployment",
-        "tests/e2e/test_local_cluster.py",
-        "--basetemp",
-        str(tmp_path / "nested"),
-        env=env,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert f"{TEST_KUBECONFIG_ENV}={other_cluster.kubeconfig}" in out
-    # test_local_cluster.py: garbage collection is unmarked; the other four rely on kwok.
-    summary = out.strip().splitlines()[-1]
-    assert re.search(r"\b2 passed, 4 deselected\b", summary), summary
-    assert "skipped" not in summary, summary
+    # The real run and the three collections go in parallel: the run mostly waits on
+    # the cluster, collection is a few CPU-seconds each.
+    local, there_env = pytest_env(), pytest_env(other_cluster.kubeconfig)
+    procs = [
+        nested_pytest(
+            f"{THIS}::test_model_image_reaches_the_served_deployment",
+            "tests/e2e/test_local_cluster.py",
+            "--basetemp",
+            str(tmp_path / "nested"),
+            env=pytest_env(other_cluster.kubeconfig, **{MODEL_IMAGE_ENV: PROBE_IMAGE}),
+        ),
+        *(
+            nested_pytest("--collect-only", "-q", "tests/e2e", *args, env=env)
+            for env, args in (
+                (local, ["-m", " or ".join(LOCAL_PLANE_MARKERS)]),
+                (local, []),
+                (there_env, []),
+            )
+        ),
+    ]
+    try:
+        run, *collections = procs
+        (marked, _), (here, deselected_here), (there, deselected_there) = map(
+            collected, collections
+        )
+        assert marked >= KNOWN_LOCAL_ONLY, KNOWN_LOCAL_ONLY - marked
+        assert there <= here
+        assert here - there == marked
+        assert deselected_there == deselected_here + len(marked)
+
+        out, _ = run.communicate(timeout=300)
+        assert run.returncode == 0, out
+        assert f"{TEST_KUBECONFIG_ENV}={other_cluster.kubeconfig}" in out
+        # test_local_cluster.py: garbage collection is unmarked; the other four rely on kwok.
+        summary = out.strip().splitlines()[-1]
+        assert re.search(r"\b2 passed, 4 deselected\b", summary), summary
+        assert "skipped" not in summary, summary
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -98,6 +98,9 @@ def test_scores_follow_the_model_digest_and_files(tmp_path: Any) -> None:
         with model_server(MODEL_VERSION="1.0.0", MODEL_DIGEST=digest) as url:
             scores.append(call(url + "/predict", features)[1]["score"])
     assert scores[0] == scores[2] != scores[1]
+    # ferryman sets MODEL_DIR even when no initializer filled it: the digest decides.
+    with model_server(MODEL_DIGEST=DIGEST_A, MODEL_DIR=str(tmp_path / "absent")) as url:
+        assert call(url + "/predict", features)[1]["score"] == scores[0]
     (tmp_path / "model.onnx").write_bytes(b"weights")
     with model_server(MODEL_DIGEST=DIGEST_A, MODEL_DIR=str(tmp_path)) as url:
         from_file = call(url + "/predict", features)[1]["score"]
