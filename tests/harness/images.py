@@ -30,7 +30,9 @@ def with_model_image(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``objects`` as they are without FERRYMAN_TEST_MODEL_IMAGE; with it, copies whose
     ModelVersions serve that image the way the test model server needs: port 8080,
     readiness path /ready, no command or args (an example's ``--model-dir=...`` is for
-    its own fictional server)."""
+    its own fictional server) and no resource requests (an example asks 500m CPU and
+    1 GiB per replica for its fictional server; the test server needs a few MiB, and a
+    one-node kind cluster would leave pods Pending)."""
     if not os.environ.get(MODEL_IMAGE_ENV):
         return objects
     out = copy.deepcopy(objects)
@@ -41,4 +43,5 @@ def with_model_image(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
         serving.update(image=model_image(), port=SERVER_PORT, readinessPath=SERVER_READY_PATH)
         serving.pop("command", None)
         serving.pop("args", None)
+        serving.pop("resources", None)
     return out

@@ -2,7 +2,8 @@
 127.0.0.1: it answers /ready, /predict (deterministic scores from its model's digest, 400
 on bad input, injected 500s with MODEL_ERROR_EVERY) and /metrics, whose counters and
 histogram count exactly the /predict requests made. Its Dockerfile passes hadolint with
-every OCI label and pins prometheus-client to the operator's own pin."""
+every OCI label and pins prometheus-client to the operator's own pin. The suite's
+ModelVersions serve its image only when FERRYMAN_TEST_MODEL_IMAGE asks (harness.images)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import yaml
+
+from cases.api_cases import model_version
+from harness import images
 from image.test_lint import hadolint
 from image.tools import ROOT
 
@@ -122,3 +127,23 @@ def test_model_server_dockerfile_passes_hadolint_and_pins_prometheus_client() ->
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     pin = next(d for d in deps if d.startswith("prometheus-client=="))
     assert f"pip install --no-cache-dir {pin}\n" in (SERVER_DIR / "Dockerfile").read_text()
+
+
+def test_the_suite_serves_the_model_image_only_when_asked(monkeypatch: Any) -> None:
+    example = ROOT / "examples" / "modelversions" / "fraud-detector.yaml"
+    written = [d for d in yaml.safe_load_all(example.read_text()) if d]
+    others = [{"kind": "Rollout", "spec": {"serving": {"image": "x"}}}]
+    monkeypatch.delenv(images.MODEL_IMAGE_ENV, raising=False)
+    assert images.with_model_image(written + others) == written + others
+    assert images.model_image() == images.FICTIONAL_MODEL_IMAGE
+    monkeypatch.setenv(images.MODEL_IMAGE_ENV, "ghcr.io/ferryman-dev/test-model-server:e2e")
+    served = images.with_model_image(written + others)
+    assert served[len(written) :] == others
+    for mv in served[: len(written)]:
+        assert mv["spec"]["serving"] == {
+            "image": "ghcr.io/ferryman-dev/test-model-server:e2e",
+            "port": 8080,
+            "readinessPath": "/ready",
+        }
+    assert written[0]["spec"]["serving"]["args"] == ["--model-dir=/mnt/models"]  # a copy
+    assert model_version()["spec"]["serving"]["image"] == images.model_image()
