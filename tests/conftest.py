@@ -15,6 +15,13 @@ runs them in a second invocation after a full-suite run.
 
 Tests under ``tests/e2e`` are marked ``e2e`` automatically, so ``-m "not e2e"`` runs the
 pure unit layer without any cluster.
+
+Tests marked ``kwok`` (they rely on the local control plane's kwok pod stages: readiness
+delay, never-ready image, unready annotation, fictional images made Ready) or
+``audit_log`` (they read its API audit log) are deselected, and reported as deselected,
+whenever ``FERRYMAN_TEST_KUBECONFIG`` names the cluster: kind, any real cluster, or even
+another local control plane, whose controls the suite then does not rely on
+(docs/development.md).
 """
 
 from __future__ import annotations
@@ -35,6 +42,23 @@ from harness.operator import OperatorProcess
 from harness.prometheus import PrometheusServer
 
 E2E_DIR = Path(__file__).parent / "e2e"
+# Markers of tests that need the local control plane this suite starts itself.
+LOCAL_PLANE_MARKERS = ("kwok", "audit_log")
+TEST_KUBECONFIG_ENV = "FERRYMAN_TEST_KUBECONFIG"
+
+
+def needs_local_plane(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(m) is not None for m in LOCAL_PLANE_MARKERS)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    given = os.environ.get(TEST_KUBECONFIG_ENV)
+    if not given:
+        return None
+    return (
+        f"{TEST_KUBECONFIG_ENV}={given}: tests marked {' or '.join(LOCAL_PLANE_MARKERS)} "
+        "are deselected (they need the local control plane)"
+    )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +75,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
     after = config.getoption("--after-suite")
     keep = [i for i in items if (i.get_closest_marker("after_suite") is not None) == after]
+    if os.environ.get(TEST_KUBECONFIG_ENV):
+        keep = [i for i in keep if not needs_local_plane(i)]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
@@ -67,11 +93,15 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def local_cluster(cluster: Cluster) -> Cluster:
-    """The cluster, when the test relies on the local control plane's kwok stages
-    (readiness delay, the never-ready sentinel, unready on demand)."""
+def local_cluster(cluster: Cluster, request: pytest.FixtureRequest) -> Cluster:
+    """The cluster, for a test that relies on the local control plane's kwok stages
+    (readiness delay, the never-ready sentinel, unready on demand). Such a test must be
+    marked ``kwok`` (deselected on any other cluster); unmarked, or on another cluster
+    anyway, it fails rather than skips."""
+    if request.node.get_closest_marker("kwok") is None:
+        pytest.fail("a test using local_cluster must be marked @pytest.mark.kwok")
     if not cluster.local:
-        pytest.skip("needs the local control plane's simulated pods (kwok stages)")
+        pytest.fail(f"needs the local control plane's kwok stages, not {cluster.context}")
     return cluster
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.images import model_image
+
 Manifest = dict[str, Any]
 
 
@@ -26,7 +28,8 @@ def model_version(name: str = "mv", version: str = "1.3.0", model: str = "fraud"
             "model": model,
             "version": version,
             "artifact": {"uri": "s3://models/fraud/model.onnx", "digest": digest(version)},
-            "serving": {"image": "ghcr.io/acme/onnx-server:2.4.1"},
+            # fictional on the local control plane; FERRYMAN_TEST_MODEL_IMAGE elsewhere
+            "serving": {"image": model_image()},
         },
     }
 

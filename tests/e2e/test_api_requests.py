@@ -56,6 +56,7 @@ def _count(ns: str, user: str, since: dt.datetime) -> collections.Counter[str]:
     return counts
 
 
+@pytest.mark.audit_log
 def test_a_canary_rollout_costs_a_bounded_number_of_requests(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:

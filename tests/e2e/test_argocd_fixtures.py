@@ -203,6 +203,7 @@ class Drive:
         return REQUIRED - set(self.seen)
 
 
+@pytest.mark.kwok
 def test_every_phase_has_a_fixture_and_the_health_argocd_shows(
     cluster: Cluster,
     namespace: str,

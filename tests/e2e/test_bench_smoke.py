@@ -59,6 +59,8 @@ def spread_of(label: str, out: str) -> re.Match[str] | None:
     return re.search(pattern, out)
 
 
+# bench/reaction.py's ModelVersions run a fictional image only kwok makes Ready.
+@pytest.mark.kwok
 def test_reaction_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
     out = run_smoke(cluster, "bench.reaction")
     reaction = spread_of("target write -> candidate Deployment (watch)", out)
@@ -83,6 +85,8 @@ def test_reaction_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
     assert re.search(r"all +\d+ +\d+\.\d+", out), out
 
 
+# bench/reaction.py's ModelVersions run a fictional image only kwok makes Ready.
+@pytest.mark.kwok
 def test_idle_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
     out = run_smoke(cluster, "bench.idle")
     assert re.search(r"3 Rollouts created in \d+\.\d+s .* all Healthy \d+\.\d+s", out), out

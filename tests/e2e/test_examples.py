@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ferryman.api.annotations import ACTION, ACTION_ID
+from harness.images import model_image, with_model_image
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 
@@ -79,21 +81,24 @@ def test_example_rolls_out(
     cluster: Cluster, namespace: str, operator: OperatorProcess, example: Path
 ) -> None:
     strategy, router = example.stem.split("-")
-    cluster.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        str(EXAMPLES / "modelversions" / "fraud-detector.yaml"),
-        "-f",
-        str(example),
-    )
+    # The example's ModelVersions as written, or serving FERRYMAN_TEST_MODEL_IMAGE; sent
+    # as JSON (YAML 1.1's dump leaves strings like "3e-5" unquoted, kubectl reads numbers).
+    versions = yaml.safe_load_all((EXAMPLES / "modelversions" / "fraud-detector.yaml").read_text())
+    written = [v for v in versions if v]
+    docs = with_model_image(written)
+    cluster.apply("\n---\n".join(json.dumps(d) for d in docs), namespace=namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", str(example))
     wait_for(
         lambda: rollout_status(cluster, namespace).get("phase") == "Healthy",
         timeout=60,
         message="first version stable",
     )
     assert rollout_status(cluster, namespace)["stableVersion"] == "1.2.0"
+    (server,) = (cluster.get_json("deployment", OLD, namespace) or {})["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert server["image"] == model_image(written[0]["spec"]["serving"]["image"])
+    assert server.get("args") == docs[0]["spec"]["serving"].get("args")
     first = route(cluster, namespace, router)
     assert first in ({OLD: 100}, {"selector-version": "1.2.0"}), first
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 
 import localcluster
+import pytest
 
 from e2e.workloads import available, deployment, is_ready, pods, ready_condition
 from harness.kube import Cluster, wait_for
 
 
+@pytest.mark.kwok
 def test_deployment_becomes_available_after_the_readiness_delay(
     local_cluster: Cluster, namespace: str
 ) -> None:
@@ -56,6 +58,7 @@ def test_deleting_a_deployment_garbage_collects_replicasets_and_pods(
     )
 
 
+@pytest.mark.kwok
 def test_sentinel_image_pod_never_becomes_ready(local_cluster: Cluster, namespace: str) -> None:
     cluster = local_cluster
     cluster.apply(
@@ -78,6 +81,7 @@ def test_sentinel_image_pod_never_becomes_ready(local_cluster: Cluster, namespac
     assert available(cluster, "broken", namespace) == 0
 
 
+@pytest.mark.kwok
 def test_ready_pod_made_unready_and_back(local_cluster: Cluster, namespace: str) -> None:
     cluster = local_cluster
     cluster.apply(deployment("flaky", 2), namespace=namespace)
@@ -110,6 +114,7 @@ def test_ready_pod_made_unready_and_back(local_cluster: Cluster, namespace: str)
     )
 
 
+@pytest.mark.kwok
 def test_five_hundred_pods_of_one_deployment_become_ready(
     local_cluster: Cluster, namespace: str
 ) -> None:

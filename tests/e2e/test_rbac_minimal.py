@@ -64,6 +64,7 @@ def check(
     return problems
 
 
+@pytest.mark.audit_log
 def test_every_granted_permission_was_used_by_the_suite(cluster: Cluster, tmp_path: Path) -> None:
     since_text = os.environ.get(SINCE_ENV)
     assert since_text, (

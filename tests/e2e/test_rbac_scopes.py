@@ -97,6 +97,7 @@ def namespaced_identity(
     # and the provider-Secret Role in ferryman-system are shared by later runs.
 
 
+@pytest.mark.audit_log
 def test_namespaced_scope_canary_rollback_and_blue_green_promotion(
     cluster: Cluster,
     namespace: str,

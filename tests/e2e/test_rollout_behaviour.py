@@ -33,6 +33,7 @@ def healthy_on(cluster: Cluster, ns: str, version: str) -> bool:
     return st.get("phase") == "Healthy" and st.get("stableVersion") == version
 
 
+@pytest.mark.kwok
 def test_never_ready_candidate_is_rolled_back_at_the_progress_deadline(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -56,11 +57,10 @@ def test_never_ready_candidate_is_rolled_back_at_the_progress_deadline(
     assert sampler.stop() == []
 
 
+@pytest.mark.kwok
 def test_candidate_made_unready_loses_its_weight_and_gets_it_back(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    if not cluster.local:
-        pytest.skip("needs the local cluster's unready-on-demand pods")
     cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
     cluster.apply(r.rollout("1.0.0"), namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
@@ -102,6 +102,7 @@ def test_candidate_made_unready_loses_its_weight_and_gets_it_back(
     )
 
 
+@pytest.mark.kwok
 def test_track_latest_rolls_each_new_version_and_retries_only_on_request(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:

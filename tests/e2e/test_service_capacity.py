@@ -69,12 +69,11 @@ def warnings(cluster: Cluster, ns: str, reason: str) -> str:
     return out
 
 
+@pytest.mark.kwok
 def test_unready_candidate_on_a_plain_service_gives_capacity_back_to_the_stable(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     # Field case 05-service-canary-unready-candidate.
-    if not cluster.local:
-        pytest.skip("needs the local cluster's unready-on-demand pods")
     sampler = start_at_half(cluster, namespace)
     sampler.fault(2)
     r.set_unready(cluster, namespace, "1.1.0")

@@ -134,6 +134,7 @@ def test_route_taken_over_mid_canary_stops_promotion_and_scale_down(
     )
 
 
+@pytest.mark.kwok
 def test_stable_without_ready_pods_is_not_available(
     local_cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import localcluster
 
 from e2e.workloads import available
+from harness.images import model_image
 from harness.kube import Cluster
 
 
@@ -38,7 +39,8 @@ def test_helm_install_wait_of_a_tiny_chart(
         "spec:\n  replicas: {{ .Values.replicas }}\n"
         "  selector:\n    matchLabels: {app: {{ .Release.Name }}}\n"
         "  template:\n    metadata:\n      labels: {app: {{ .Release.Name }}}\n"
-        "    spec:\n      containers:\n      - {name: server, image: registry.example/tiny:1}\n"
+        "    spec:\n      containers:\n"
+        f"      - {{name: server, image: {model_image('registry.example/tiny:1')}}}\n"
     )
     cluster.helm("install", "tiny", str(chart), "-n", namespace, "--wait", "--timeout", "120s")
     # --wait returned only once the Deployment was available.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.images import model_image
 from harness.kube import Cluster
 
 
-def deployment(
-    name: str, replicas: int, image: str = "registry.example/model-server:1"
-) -> dict[str, Any]:
+def deployment(name: str, replicas: int, image: str | None = None) -> dict[str, Any]:
+    """A Deployment of ``replicas`` pods of ``image`` (default: the suite's model image,
+    harness.images)."""
+    image = image or model_image("registry.example/model-server:1")
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -129,6 +129,7 @@ def test_renovate_finds_every_pin_it_is_told_to_keep() -> None:
     assert found == {
         "python": "3.11-slim-bookworm",
         "build": dev_pin("build"),
+        "prometheus-client": "0.26.0",
         "github.com/rhysd/actionlint": "v1.7.12",
     }
 
