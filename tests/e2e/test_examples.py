@@ -81,12 +81,11 @@ def test_example_rolls_out(
     cluster: Cluster, namespace: str, operator: OperatorProcess, example: Path
 ) -> None:
     strategy, router = example.stem.split("-")
-    # The example's ModelVersions as written, or serving FERRYMAN_TEST_MODEL_IMAGE; sent
-    # as JSON (YAML 1.1's dump leaves strings like "3e-5" unquoted, kubectl reads numbers).
+    # The example's ModelVersions as written, or serving FERRYMAN_TEST_MODEL_IMAGE.
     versions = yaml.safe_load_all((EXAMPLES / "modelversions" / "fraud-detector.yaml").read_text())
     written = [v for v in versions if v]
     docs = with_model_image(written)
-    cluster.apply("\n---\n".join(json.dumps(d) for d in docs), namespace=namespace)
+    cluster.apply(docs, namespace=namespace)
     cluster.kubectl("apply", "-n", namespace, "-f", str(example))
     wait_for(
         lambda: rollout_status(cluster, namespace).get("phase") == "Healthy",

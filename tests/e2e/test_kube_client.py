@@ -169,3 +169,15 @@ def test_apply_refused_on_our_side_raises_apply_rejected(
     assert (rejected.kind, rejected.name, rejected.status) == ("ConfigMap", name, status)
     assert rejected.reason and "HTTP" not in rejected.reason  # the server's words
     assert cluster.get_json("configmap", name, namespace) is None
+
+
+def test_apply_keeps_strings_that_look_like_numbers(cluster: Cluster, namespace: str) -> None:
+    """Cluster.apply of objects keeps "3e-5" a string (a YAML 1.1 dump would leave it
+    unquoted and kubectl would send a number, which a ConfigMap refuses)."""
+    data = {"lr": "3e-5", "n": "1_000", "flag": "on", "v": "1.10"}
+    cluster.apply(
+        [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "numbers"}, "data": data}],
+        namespace=namespace,
+    )
+    got = cluster.get_json("configmap", "numbers", namespace)
+    assert got is not None and got["data"] == data

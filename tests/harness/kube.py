@@ -160,10 +160,12 @@ class Cluster:
         check: bool = True,
         server_side: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """kubectl apply of a manifest given as YAML text or as object(s)."""
+        """kubectl apply of a manifest given as YAML text or as object(s). Objects go as
+        JSON (a v1 List for several): a YAML 1.1 dump leaves strings such as "3e-5"
+        unquoted, and kubectl, reading YAML 1.2, would send a number."""
         if not isinstance(manifest, str):
             docs = manifest if isinstance(manifest, list) else [manifest]
-            manifest = yaml.safe_dump_all(docs)
+            manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
         args = ["apply", "-f", "-"]
         if namespace:
             args += ["-n", namespace]
