@@ -15,6 +15,11 @@ runs them in a second invocation after a full-suite run.
 
 Tests under ``tests/e2e`` are marked ``e2e`` automatically, so ``-m "not e2e"`` runs the
 pure unit layer without any cluster.
+
+Tests under ``tests/gitops`` (real Argo CD; they must run inside a private network
+namespace) are marked ``e2e`` and ``gitops`` and deselected unless pytest runs with
+``--gitops``, which selects only them: hack/run-tests.sh runs them through hack/netns.sh
+after a full-suite run (``make gitops`` alone).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from harness.operator import OperatorProcess
 from harness.prometheus import PrometheusServer
 
 E2E_DIR = Path(__file__).parent / "e2e"
+GITOPS_DIR = Path(__file__).parent / "gitops"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,14 +49,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run only the tests marked after_suite (they read what the whole suite did)",
     )
+    parser.addoption(
+        "--gitops",
+        action="store_true",
+        help="run only the tests under tests/gitops (real Argo CD; inside hack/netns.sh)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+        if GITOPS_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.gitops)
     after = config.getoption("--after-suite")
-    keep = [i for i in items if (i.get_closest_marker("after_suite") is not None) == after]
+    gitops = config.getoption("--gitops")
+    keep = [
+        i
+        for i in items
+        if (i.get_closest_marker("after_suite") is not None) == after
+        and (i.get_closest_marker("gitops") is not None) == gitops
+    ]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
