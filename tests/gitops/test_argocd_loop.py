@@ -174,6 +174,9 @@ def test_commits_drive_releases_and_argocd_shows_them_without_a_fight(
             quiet()
             time.sleep(1)
         assert len(seen) >= QUIET_S // 2
+        # Argo CD's own diff of live against Git (exit 1 on a difference, 2 on an error).
+        diff = argocd.cli_raw("app", "diff", APP)
+        assert diff.returncode == 0, diff.stdout + diff.stderr
         assert len(degraded["history"]) == 2, degraded["history"]
         now = owned_objects(cluster, namespace)
         for key, uid in owned.items():
@@ -232,5 +235,7 @@ def test_commits_drive_releases_and_argocd_shows_them_without_a_fight(
         end = app_health(argocd, "Healthy")
         assert end["sync"] == "Synced" and end["revision"] == good, end
         assert end["history"] == [first, bad, good], end["history"]
+        diff = argocd.cli_raw("app", "diff", APP)
+        assert diff.returncode == 0, diff.stdout + diff.stderr
     finally:
         argocd.delete_app(APP)
