@@ -37,8 +37,9 @@ ERRORS = (
 SAMPLES = f"sum(increase(model_requests_total{{{SEL}}}[3s]))"
 TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 TRACKING_LABEL = "app.kubernetes.io/instance"
-# Long enough for the controller to re-compare the app (RECONCILIATION, 10 s) twice.
-QUIET_S = 25
+# Long enough for the controller to re-compare the app (RECONCILIATION, 5 s) twice; a
+# fight shows sooner: every write to a tracked object makes Argo CD re-compare at once.
+QUIET_S = 12
 
 
 def wave(obj: dict[str, Any], n: int) -> dict[str, Any]:
@@ -173,7 +174,7 @@ def test_commits_drive_releases_and_argocd_shows_them_without_a_fight(
         while time.monotonic() < deadline:
             quiet()
             time.sleep(1)
-        assert len(seen) >= QUIET_S // 2
+        assert len(seen) >= 3, seen  # the window was sampled, not skipped
         # Argo CD's own diff of live against Git (exit 1 on a difference, 2 on an error).
         diff = argocd.cli_raw("app", "diff", APP)
         assert diff.returncode == 0, diff.stdout + diff.stderr

@@ -44,7 +44,7 @@ NAMESPACE = "argocd"
 ADMIN_PASSWORD = "ferryman-test-admin"  # a throwaway cluster's local admin, not a secret
 # How often the controller re-reads git and re-compares without an event (Argo CD's
 # default is 3 minutes; tests refresh the Application after each commit as a webhook would).
-RECONCILIATION = "10s"
+RECONCILIATION = "5s"
 
 
 def binary() -> Path:
