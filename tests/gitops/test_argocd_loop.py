@@ -3,8 +3,8 @@ self-heal holds the ModelVersions and the Rollout in a git repository; commits d
 releases, ferryman does everything that moves, and Argo CD shows it without fighting.
 
 1. A commit with 1.0.0: Argo CD syncs, ferryman makes it stable; the app is Healthy.
-2. A commit that registers 1.3.0 and targets it starts a canary; 1.3.0 fails its analysis
-   (the data plane's error injection), ferryman rolls back, and Argo CD shows the app
+2. A commit that registers 1.3.0 and targets it starts a canary; at 50% 1.3.0 fails its
+   analysis (the data plane's error injection), ferryman rolls back, and Argo CD shows the app
    Degraded with our health check's message, while it stays Synced on that commit: no
    new sync, no resource OutOfSync, nothing of ferryman's tracked or pruned.
 3. A commit with a good 1.4.0 pauses at the canary's manual step (Argo CD: Suspended);
@@ -126,8 +126,8 @@ def test_commits_drive_releases_and_argocd_shows_them_without_a_fight(
         s = app_health(argocd, "Healthy")
         assert set(s["resources"]) == in_git, dump(argocd.app(APP))
 
-        # 2. Register 1.3.0 and target it; 1.3.0 answers 20% errors.
-        dataplane.set("1.3.0", error_rate=0.2)
+        # 2. Register 1.3.0 and target it; once at 50% (paused for a human), 1.3.0
+        # answers 20% errors.
         bad = git_server.commit(repo(["1.0.0", "1.3.0"], "1.3.0"), "fraud 1.3.0")
         argocd.refresh(APP)
         synced_on(argocd, bad)
@@ -136,6 +136,7 @@ def test_commits_drive_releases_and_argocd_shows_them_without_a_fight(
             timeout=90,
             message="canary of 1.3.0 at 50%",
         )
+        dataplane.set("1.3.0", error_rate=0.2)
         wait_for(
             lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
             timeout=90,

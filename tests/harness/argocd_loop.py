@@ -59,6 +59,11 @@ def binary() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def _established(crd: dict[str, Any] | None) -> bool:
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
 def _log_tail(path: Path, lines: int = 30) -> str:
     if not path.exists():
         return ""
@@ -284,13 +289,16 @@ class ArgoCD:
         crds = self.bin.parent / "crds"
         for name in ("application-crd.yaml", "appproject-crd.yaml"):
             self.cluster.kubectl("apply", "--server-side", "-f", str(crds / name))
-        self.cluster.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/applications.argoproj.io",
-            "crd/appprojects.argoproj.io",
-        )
+
+        # Polled, not `kubectl wait`: that fails outright while a new CRD has no
+        # status.conditions yet.
+        def established() -> bool:
+            return all(
+                _established(self.cluster.get_json("crd", crd))
+                for crd in ("applications.argoproj.io", "appprojects.argoproj.io")
+            )
+
+        wait_for(established, timeout=60, interval=0.2, message="Argo CD's CRDs Established")
         if self.cluster.get_json("namespace", NAMESPACE) is None:
             self.cluster.kubectl("create", "namespace", NAMESPACE)
         self.cluster.apply(argocd_config(self.bin))
