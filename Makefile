@@ -18,6 +18,7 @@ help:
 	@echo "make test    install everything needed, lint (make lint), then run unit and e2e tests"
 	@echo "make unit    unit tests only (no cluster)"
 	@echo "make e2e     e2e tests only (local control plane, or FERRYMAN_TEST_KUBECONFIG)"
+	@echo "make gitops  the GitOps loop with real Argo CD only (tests/gitops, in a private network namespace)"
 	@echo "make lint    ruff check and format, mypy (operator strict, tests checked), import-linter"
 	@echo "make up / down / status   the local control plane (hack/cluster/)"
 	@echo "make bench   benchmarks: print figures, never fail on a timing (docs/benchmarks.md)"
@@ -52,7 +53,7 @@ status:
 
 # The README's test command (and CI's only one): everything from a fresh clone, the lint
 # tools first (a few seconds; they fail before the cluster is built), then every test.
-test: lint deps cluster-build tools-build argocd-lua
+test: lint deps cluster-build tools-build argocd-lua argocd-build
 	bash hack/run-tests.sh $(PYTEST_ARGS)
 
 unit: venv tools-build argocd-lua
@@ -116,3 +117,14 @@ argocd: venv
 
 argocd-lua:
 	bash hack/argocd-lua/build.sh >/dev/null
+
+# Real Argo CD for the GitOps loop test (docs/gitops.md, "The loop as tested"): its
+# multi-call binary, built and cached like the control plane (hack/argocd/build.sh), and
+# the test alone, inside a private network namespace (hack/gitops-tests.sh; `make test`
+# runs it after the main suite).
+.PHONY: argocd-build gitops
+argocd-build:
+	bash hack/argocd/build.sh >/dev/null
+
+gitops: venv deps cluster-build argocd-build
+	bash hack/gitops-tests.sh $(PYTEST_ARGS)

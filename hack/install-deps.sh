@@ -2,6 +2,7 @@
 # Installs what the tests and the demo need from Debian's packages, only when missing:
 #   prometheus  the real Prometheus server the analysis tests and the demo query
 #   openssl     certificates of the local control plane
+#   redis-server  Argo CD's cache in the GitOps loop test (tests/gitops/)
 # Go (to build the control plane) and Python >= 3.11 are prerequisites (README.md).
 # Idempotent and quiet when everything is present.
 set -euo pipefail
@@ -9,12 +10,14 @@ set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "[deps] installing Debian packages: ${need[*]}"
-# Never let a package start its service (Prometheus would listen on 0.0.0.0:9090):
+# Never let a package start its service (Prometheus would listen on 0.0.0.0:9090, Redis
+# on 6379):
 # the tests start their own on 127.0.0.1. policy-rc.d exit code 101 = "action forbidden".
 policy=/usr/sbin/policy-rc.d
 added_policy=0

@@ -18,6 +18,13 @@
 # log since $FERRYMAN_AUDIT_SINCE, the time the suite started, so it needs every other
 # test to have run first. After a partial selection it is not run (it would fail,
 # reporting the grants the partial run did not use).
+#
+# Then, after a full-suite run on the local control plane, the GitOps loop test
+# (tests/gitops, real Argo CD) runs by itself inside a private network namespace
+# (hack/netns.sh: some Argo CD listeners bind every interface) with a control plane of its
+# own there (work directory "$FERRYMAN_CLUSTER_DIR-gitops"), started and stopped by its
+# pytest session; `GITOPS=0` leaves it out. The Argo CD binary must already be built
+# (`make test` builds it first: the namespace has no network).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 workers="${FERRYMAN_TEST_WORKERS:-2}"
@@ -46,6 +53,11 @@ else
 fi
 if [ $started -eq 1 ]; then
   $cluster down
+fi
+if [ $# -eq 0 ] && [ -z "${FERRYMAN_TEST_KUBECONFIG:-}" ] && [ $rc -ne 5 ] && [ "${GITOPS:-1}" != "0" ]; then
+  bash hack/gitops-tests.sh
+  gitops=$?
+  [ $rc -eq 0 ] && rc=$gitops
 fi
 if [ $rc -eq 5 ]; then
   if [ $# -eq 2 ] && [ "$1" = "-m" ] && { [ "$2" = "not e2e" ] || [ "$2" = "e2e" ]; }; then

@@ -22,6 +22,11 @@ delay, never-ready image, unready annotation, fictional images made Ready) or
 whenever ``FERRYMAN_TEST_KUBECONFIG`` names the cluster: kind, any real cluster, or even
 another local control plane, whose controls the suite then does not rely on
 (docs/development.md).
+
+Tests under ``tests/gitops`` (real Argo CD; they must run inside a private network
+namespace) are marked ``e2e`` and ``gitops`` and deselected unless pytest runs with
+``--gitops``, which selects only them: hack/run-tests.sh runs them through hack/netns.sh
+after a full-suite run (``make gitops`` alone).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from harness.operator import OperatorProcess
 from harness.prometheus import PrometheusServer
 
 E2E_DIR = Path(__file__).parent / "e2e"
+GITOPS_DIR = Path(__file__).parent / "gitops"
 # Markers of tests that need the local control plane this suite starts itself.
 LOCAL_PLANE_MARKERS = ("kwok", "audit_log")
 TEST_KUBECONFIG_ENV = "FERRYMAN_TEST_KUBECONFIG"
@@ -67,14 +73,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run only the tests marked after_suite (they read what the whole suite did)",
     )
+    parser.addoption(
+        "--gitops",
+        action="store_true",
+        help="run only the tests under tests/gitops (real Argo CD; inside hack/netns.sh)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+        if GITOPS_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.gitops)
     after = config.getoption("--after-suite")
-    keep = [i for i in items if (i.get_closest_marker("after_suite") is not None) == after]
+    gitops = config.getoption("--gitops")
+    keep = [
+        i
+        for i in items
+        if (i.get_closest_marker("after_suite") is not None) == after
+        and (i.get_closest_marker("gitops") is not None) == gitops
+    ]
     if os.environ.get(TEST_KUBECONFIG_ENV):
         keep = [i for i in keep if not needs_local_plane(i)]
     if len(keep) != len(items):
