@@ -125,6 +125,7 @@ class Snapshot:
     # ``route`` is as just read (GET); False: an index entry, read again in a transition.
     route_read: bool = True
     ledger: Ledger | None = None  # this process's reads and writes (``handlers.ledger``)
+    fresh: frozenset[str] = frozenset()  # versions whose Deployment is read before a write
 
 
 @dataclass
@@ -153,25 +154,27 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     status = decision.status
     problems: list[str] = [f"blocked: {seen.blocked}"] if seen.blocked else []
     held = hold_capacity = False  # a ghost in the index; the route lagging (see below)
-    if children.transition(seen, decision):
-        # Nothing is skipped on an index entry; the route is read again if it came from one.
-        seen = dataclasses.replace(seen, observed={})
+    fresh = children.transition(seen, decision)
+    if fresh is not None:
+        # Read again: the route, if it came from the index, and the objects of ``fresh``.
+        observed = children.fresh_observed(seen, fresh, decision.status.stable_version)
+        seen = dataclasses.replace(seen, observed=observed, fresh=fresh)
         if not seen.route_read:
-            fresh = await kube.get(router.api_version, router.kind, ns, name)
-            note(seen.ledger, router.kind, ns, name, fresh)
+            route = await kube.get(router.api_version, router.kind, ns, name)
+            note(seen.ledger, router.kind, ns, name, route)
             # With weights by replica ratio the decision's capacity followed the route as
             # indexed: if it is not the route as it is, no capacity goes this round.
             hold_capacity = router.capabilities.weights_by_replicas and (
-                fresh is None
+                route is None
                 or seen.route is None
-                or router.read(fresh, reverse) != router.read(seen.route, reverse)
+                or router.read(route, reverse) != router.read(seen.route, reverse)
             )
-            theirs = fresh is not None and not labels.is_owned_by(fresh, rollout)
+            theirs = route is not None and not labels.is_owned_by(route, rollout)
             if theirs and not seen.foreign_route:
                 problems.append(
                     f"blocked: {router.kind} {name} exists and is not owned by this Rollout"
                 )
-            seen = dataclasses.replace(seen, route=fresh, foreign_route=theirs, route_read=True)
+            seen = dataclasses.replace(seen, route=route, foreign_route=theirs, route_read=True)
     foreign_route, existing_route = seen.foreign_route, seen.route
     if existing_route is not None and not foreign_route:
         read = router.read(existing_route, reverse)

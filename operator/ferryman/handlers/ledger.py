@@ -18,10 +18,12 @@ re-list to the indexers). So an entry is used (``lookup``) only while it is trus
    (the Ledger remembers the read), so a quiet object is not read on every reconcile.
    Purging on re-list would be exact but needs kopf internals; a GET whenever a skip
    leaves the Rollout depending on the object would be every skip, as before the indexes.
-What an entry may decide, and what is read fresh whatever the index says, is the
-executor's rule (``handlers.executor``): entries decide skips only in reconciles that
-neither move traffic weight nor remove capacity; every write and every delete is
-preceded by a GET (ownership is never checked on an entry).
+What a trusted entry may decide, and what is read fresh whatever the index says, is
+``handlers.children``'s rule: entries decide skips only where a stale one is harmless
+(not for the route nor for the versions a decision that moves weight or removes capacity
+relies on); every write and every delete is preceded by a GET (ownership is never
+checked on an entry). The Ledger keeps one small record per object this process wrote
+or read (deleted objects included) for the process's life.
 """
 
 from __future__ import annotations
