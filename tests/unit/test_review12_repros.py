@@ -14,6 +14,7 @@ from ferryman.handlers import applied, ledger, observed
 from ferryman.plan import labels
 from ferryman.plan.route import Route
 from unit.fake_kube import FakeKube, json_copy
+from unit.machine_sim import _set_ready
 from unit.test_applied import indexed
 from unit.test_executor import (
     NAME,
@@ -167,3 +168,28 @@ def test_review12_a_route_replaced_by_someone_else_is_force_applied_from_a_laggi
     seen.observed = indexed(kube)
     run(kube, seen, decide(sim, rollout, "abort"))
     assert kube.objects[ROUTE] == foreign
+
+
+def test_a_weight_move_onto_a_ghost_deployment_is_held_until_the_index_catches_up() -> None:
+    """The candidate's Deployment is gone but its index entries (Deployment index and
+    objects) are fresh; a promote would move weight onto it. The reconcile reads the
+    Deployment again, finds it missing: it is recreated, the route keeps its weights and
+    status is not advanced, and the decision is made again soon (``held``)."""
+    sim = paused_at_ten()
+    sim.reconcile("promote")  # the candidate scaled up for 50%
+    for obj in sim.kube.deployments():
+        _set_ready(obj, int(obj["spec"]["replicas"]))
+    sim._refresh()
+    rollout = rollout_of(sim)
+    kube = cluster(sim, rollout)
+    before = json_copy(kube.objects[ROUTE])
+    key = ("apps/v1", "Deployment", NS, "fraud-1.1.0")
+    seen = snapshot(sim, rollout, kube)
+    seen.observed = indexed(kube)  # the ghost's entry included
+    del kube.objects[key]
+    decision = decide(sim, rollout)
+    assert decision.route is not None and decision.route.candidate_weight == 50
+    done = run(kube, seen, decision)
+    assert done.held and key in kube.objects
+    assert kube.objects[ROUTE] == before
+    assert done.status.current_step == rollout.status.current_step
