@@ -9,6 +9,13 @@ the real state machine (``plan.machine.decide``) and has the real executor
 order. Pods become Ready one tick later (unless a version is marked broken or a test
 made some unready); a scale-down takes Ready pods away at once.
 
+With ``index_lag`` > 0 the executor also gets kopf's indexes of ferryman's objects
+(``Snapshot.observed``, the route from its entry), lagging: each object's entry is the
+object as it was at the end of one of the last ``index_lag`` reconciles, picked at random
+per object (so entries arrive late and out of order), filtered by the operator's own
+trust rule (``handlers.ledger.trusted``) with a ledger kept across reconciles. The
+Deployment index the decision is made from stays current.
+
 ``replicas``, ``available`` and ``route`` are views of the fake, refreshed after every
 write; ``writes`` is the executor's ordered writes in the state machine's vocabulary
 (("scale", (version, replicas)), ("route", Route), ("delete", version)), recorded only
@@ -21,6 +28,8 @@ Deployments' pod labels.
 from __future__ import annotations
 
 import copy
+import random
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +38,7 @@ from typing import Any
 from cases.api_cases import model_version
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutSpec, RolloutStatus
-from ferryman.handlers import executor, rollouts
+from ferryman.handlers import executor, ledger, rollouts
 from ferryman.plan import labels, machine, serving
 from ferryman.plan.capacity import needed
 from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed, VersionRecord
@@ -37,6 +46,7 @@ from ferryman.plan.route import Route
 from ferryman.routing import Router, router_for
 from unit.fake_kube import FakeKube, Obj, json_copy
 
+HISTORY = 8  # reconciles of objects kept with ``index_lag``
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 NS, NAME, UID = "ml", "fraud", "uid-1"
 DEPLOYMENT = ("apps/v1", "Deployment")
@@ -86,16 +96,29 @@ def _set_ready(obj: Obj, ready: int) -> None:
 @dataclass
 class Cluster(FakeKube):
     """The fake as a tiny cluster: applying a Deployment keeps its status (the API server
-    never takes status from an apply) with pods beyond the new size gone at once, and
-    every write is reported to ``on_write(op, before, after)``."""
+        never takes status from an apply) with pods beyond the new size gone at once, a spec
+        gets a new ``metadata.resourceVersion`` and a spec change raises ``metadata.generation``
+    (of all but Services, as the API server does), and every write is reported to
+        ``on_write(op, before, after)``."""
 
     on_write: Any = None
+    version: int = 0  # the last resourceVersion handed out
 
     async def apply(self, obj: Obj) -> Obj:
         meta = obj["metadata"]
         key = (obj["apiVersion"], obj["kind"], meta.get("namespace"), meta.get("name"))
         before = self.objects.get(key)  # replaced, never changed in place, by the apply
         applied = await super().apply(obj)
+        # The API server's resourceVersion, and generation (not on Services): one more on
+        # every spec change.
+        self.version += 1
+        self.objects[key]["metadata"]["resourceVersion"] = str(self.version)
+        applied["metadata"]["resourceVersion"] = str(self.version)
+        if obj["kind"] != "Service":
+            last = (before or {}).get("metadata", {}).get("generation", 0)
+            changed = before is None or before.get("spec") != obj.get("spec")
+            self.objects[key]["metadata"]["generation"] = last + 1 if changed else last
+            applied["metadata"]["generation"] = last + 1 if changed else last
         if (obj["apiVersion"], obj["kind"]) == DEPLOYMENT:
             held = self.objects[key]
             _set_ready(held, _ready(before) if before is not None else 0)
@@ -164,6 +187,10 @@ class Sim:
     replicas: dict[str, int] = field(default_factory=dict)
     available: dict[str, int] = field(default_factory=dict)
     route: Route | None = None
+    index_lag: int = 0  # reconciles the object indexes lag by (module docstring)
+    lag_seed: int = 0
+    ledger: ledger.Ledger = field(default_factory=dict)
+    _history: list[dict[Any, Obj]] = field(default_factory=list, repr=False)
     _mvs: dict[str, ModelVersion] = field(default_factory=dict, repr=False)
     _start: int = 0
     _base: tuple[RolloutSpec, Rollout, Router] | None = field(default=None, repr=False)
@@ -301,6 +328,13 @@ class Sim:
         router = self.base()[1]
         existing = self._route_object(router)
         index = self._index()
+        observed, route_read = self._lagging_index(), True
+        if (router.kind, NAME) in observed:
+            existing, route_read = observed[(router.kind, NAME)], False
+            theirs = not labels.is_owned_by(existing, rollout)
+            blocked = (
+                f"{router.kind} {NAME} exists and is not owned by this Rollout" if theirs else None
+            )
         return executor.Snapshot(
             rollout=rollout,
             router=router,
@@ -312,7 +346,24 @@ class Sim:
             deployment_names={v: n for (n, v, _st) in index},
             written=rollout.status.model_dump(by_alias=True, mode="json"),
             now=self.now,
+            observed=observed,
+            route_read=route_read,
+            ledger=self.ledger if self.index_lag else None,
         )
+
+    def _lagging_index(self) -> dict[tuple[str, str], Obj]:
+        """The trusted entries of a lagging index (module docstring); {} without lag."""
+        if not self.index_lag or not self._history:
+            return {}
+        rng = random.Random(self.lag_seed + len(self._history))
+        keys = {k for h in self._history[-self.index_lag :] for k in h}
+        out: dict[tuple[str, str], Obj] = {}
+        for key in sorted(keys):
+            obj = rng.choice(self._history[-self.index_lag :]).get(key)
+            entry = ledger.Entry(json_copy(obj), time.monotonic()) if obj else None
+            if entry is not None and ledger.trusted(entry, self.ledger, time.monotonic()):
+                out[(key[1], key[3])] = entry.obj
+        return out
 
     def reconcile(self, action: str | None = None) -> Decision:
         act = None
@@ -334,10 +385,17 @@ class Sim:
             raise done.refused
         self._moment(None)
         self._refresh()
+        if self.index_lag:
+            kept = max(self.index_lag, HISTORY) - 1  # a test may put back older objects
+            self._history = [*self._history[-kept:], json_copy(self.kube.objects)]
         self.status = RolloutStatus.model_validate(
             self.kube.statuses[("rollouts", NS, NAME)]["status"]
         )
         self.events += done.events
+        if done.held and act is not None:
+            # Held on a lagging index: the action's annotation is still unhandled, and the
+            # operator decides again HELD_RETRY seconds later (the index one event on).
+            return self.reconcile(action)
         return d
 
     @property

@@ -142,3 +142,17 @@ def test_carries_compares_values_lists_and_json_types() -> None:
     assert not applied.carries({"a": 1}, {"a": True})
     assert not applied.carries({}, {"a": None})
     assert not applied.carries({"a": {"b": 1}}, {"a": {"b": 2}})
+
+
+def test_carries_compares_resource_quantities_by_value_and_nothing_else() -> None:
+    """The API server stores ``cpu: 1`` as "1", 0.5 as "500m", "1000m" as "1"; other
+    fields keep their JSON types (a label "1" is no quantity)."""
+    res = {"resources": {"limits": {"cpu": 1, "memory": "1Gi"}, "requests": {"cpu": 0.5}}}
+    stored = {
+        "resources": {"limits": {"cpu": "1", "memory": "1024Mi"}, "requests": {"cpu": "500m"}}
+    }
+    assert applied.carries(stored, res)
+    assert not applied.carries({"resources": {"limits": {"cpu": "2", "memory": "1Gi"}}}, res)
+    assert applied.carries({"emptyDir": {"sizeLimit": "1000M"}}, {"emptyDir": {"sizeLimit": "1G"}})
+    assert not applied.carries({"labels": {"v": "1"}}, {"labels": {"v": 1}})
+    assert not applied.carries({"limits": "1"}, {"limits": 1})  # not a dict of quantities

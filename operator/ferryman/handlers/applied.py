@@ -12,8 +12,15 @@ index, or as the caller just read it) already carries it:
 2. and its ``ferryman.dev/applied`` annotation is the hash of the desired object
    (``stamp``), so a field ferryman stopped setting, which an apply would remove, still
    makes the write happen (the annotation alone never decides: see 1).
-An object that is not observed is read first (it may be someone else's: then it is left
-untouched and the problem reported, as DESIGN.md §2 asks).
+3. values the API server normalises are compared as it normalises them: resource
+   quantities (``resources.limits``/``requests``, ``sizeLimit``: ``cpu: 1`` comes back as
+   "1", 0.5 as "500m") by their value (``kube.quantity``).
+An object is written only after it was read (GET) just before: the ownership check (it
+may be someone else's: then it is left untouched and the problem reported, as DESIGN.md
+§2 asks) and the comparison run on the object as it is, never on an index entry, which
+may lag a replacement by a foreign object. Only a skip may be decided on the observed
+entry, and only when the caller allows it (``fresh`` False; ``handlers.executor`` says
+when). Reads, writes and deletes are noted in the Ledger (``handlers.observed``).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.api.common import clip
 from ferryman.api.rollout import Rollout
+from ferryman.handlers.ledger import Ledger, note
 from ferryman.kube.client import ApplyRejected
+from ferryman.kube.quantity import same_quantity
 from ferryman.plan import labels
 
 if TYPE_CHECKING:
@@ -37,6 +46,8 @@ log = logging.getLogger(__name__)
 APPLIED = f"{labels.PREFIX}/applied"  # annotation: the hash of the object last applied
 
 Observed = Mapping[tuple[str, str], dict[str, Any]]  # (kind, name) -> object as observed
+QUANTITIES = ("limits", "requests")  # dicts whose values are all quantities
+QUANTITY = ("sizeLimit",)  # a quantity itself
 
 
 class ApplyFailure(str):
@@ -55,13 +66,21 @@ def stamp(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def carries(observed: Any, desired: Any) -> bool:
+def carries(observed: Any, desired: Any, *, quantity: bool = False) -> bool:
     """Whether ``observed`` holds every field of ``desired`` with the same value: dicts
     may have more keys, lists must have the same length and carry element by element,
-    scalars must be equal and of the same JSON type."""
+    scalars must be equal and of the same JSON type, except quantities (the values of
+    ``QUANTITIES`` dicts and ``QUANTITY`` fields, or all scalars when ``quantity``),
+    equal by value (``same_quantity``)."""
     if isinstance(desired, dict):
         return isinstance(observed, dict) and all(
-            k in observed and carries(observed[k], v) for k, v in desired.items()
+            k in observed
+            and carries(
+                observed[k],
+                v,
+                quantity=quantity or k in QUANTITY or (k in QUANTITIES and isinstance(v, dict)),
+            )
+            for k, v in desired.items()
         )
     if isinstance(desired, list):
         return (
@@ -71,6 +90,8 @@ def carries(observed: Any, desired: Any) -> bool:
         )
     if isinstance(desired, bool) or isinstance(observed, bool):
         return observed is desired
+    if quantity:
+        return same_quantity(observed, desired)
     return type(observed) is type(desired) and bool(observed == desired)
 
 
@@ -81,29 +102,40 @@ async def apply_owned(
     problems: list[str],
     *,
     existing: dict[str, Any] | None = None,
+    read: bool = False,
     observed: Observed | None = None,
+    ledger: Ledger | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any] | None:
     """Apply ``obj`` (stamped, see the module docstring) if no object of that name exists
     or it is this Rollout's own; else leave it untouched, add the problem and return None.
-    ``existing``: the object as just read, when the caller has it; else ``observed`` (the
-    Rollout's objects in kopf's indexes) is looked up, and only then the object is read.
-    Returns the object as applied, or as observed when it already carried ``obj`` (no
-    write); a refused apply is added to ``problems`` as an ``ApplyFailure`` (None)."""
+    ``existing``: the object as just read (GET) when ``read`` (None: absent); ``observed``:
+    the Rollout's trusted index entries (``handlers.observed.lookup``), whose entry for
+    ``obj`` may decide a skip unless ``fresh``; any write is preceded by a read unless
+    ``read``. ``ledger``: noted each read and write. Returns the object as
+    applied, or as observed or read when it already carried ``obj`` (no write); a refused
+    apply is added to ``problems`` as an ``ApplyFailure`` (None)."""
     meta = obj["metadata"]
-    if existing is None and observed is not None:
-        existing = observed.get((obj["kind"], meta["name"]))
-    if existing is None:
-        existing = await kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    if existing is not None and not labels.is_owned_by(existing, rollout):
-        problems.append(
-            f"{obj['kind']} {meta['name']} exists and is not owned by this Rollout; left untouched"
-        )
-        return None
+    kind, ns, name = obj["kind"], meta["namespace"], meta["name"]
     stamp(obj)
+    found = observed.get((kind, name)) if observed is not None and not fresh else None
+    if (
+        not read
+        and found is not None
+        and labels.is_owned_by(found, rollout)
+        and carries(found, obj)
+    ):
+        return found
+    if not read:
+        existing = await kube.get(obj["apiVersion"], kind, ns, name)
+        note(ledger, kind, ns, name, existing)
+    if existing is not None and not labels.is_owned_by(existing, rollout):
+        problems.append(f"{kind} {name} exists and is not owned by this Rollout; left untouched")
+        return None
     if existing is not None and carries(existing, obj):
         return existing
     try:
-        return await kube.apply(obj)
+        answer = await kube.apply(obj)
     except ApplyRejected as e:
         log.warning("%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
         problems.append(
@@ -113,3 +145,29 @@ async def apply_owned(
             )
         )
         return None
+    note(ledger, kind, ns, name, answer)
+    return answer
+
+
+async def delete_owned(
+    kube: Writer,
+    rollout: Rollout,
+    api_version: str,
+    kind: str,
+    name: str,
+    problems: list[str],
+    ledger: Ledger | None = None,
+) -> None:
+    """Delete ``kind`` ``name`` in the Rollout's namespace if, read just before (never
+    from an index), it exists and is this Rollout's own; someone else's is left untouched
+    and reported in ``problems``."""
+    ns = rollout.metadata.namespace
+    existing = await kube.get(api_version, kind, ns, name)
+    if existing is None:
+        note(ledger, kind, ns, name, None)
+        return
+    if not labels.is_owned_by(existing, rollout):
+        problems.append(f"{kind} {name} exists and is not owned by this Rollout; left untouched")
+        return
+    await kube.delete(api_version, kind, ns, name)
+    note(ledger, kind, ns, name, None)

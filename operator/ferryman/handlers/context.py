@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ferryman.kube.client import Kube
 from ferryman.settings import Settings
+
+if TYPE_CHECKING:
+    from ferryman.handlers.ledger import Ledger
 
 CONTEXT = "ferryman_context"
 OPTIONS = "ferryman_options"
@@ -47,6 +50,9 @@ class OperatorContext:
     options: Options = field(default_factory=Options)
     wakeups: Wakeups = field(default_factory=dict)
     metrics_served: bool = False
+    # What this process last wrote or read of each object (``handlers.observed.Ledger``):
+    # an index entry older than that is not trusted.
+    ledger: Ledger = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings | None:

@@ -16,25 +16,31 @@ rollback's route write must never wait), and is reported in the ``ApplyFailed`` 
 the status message and a Warning Event; it is tried again after ``APPLY_FAILED_RETRY``
 seconds, at the next analysis round or when something changes, never in a tight loop.
 
+Which objects are read before being written, and when an index entry may decide a skip
+instead, is ``handlers.children``'s rule (DESIGN.md §2 at every instant also when kopf's
+indexes lag).
+
 The executor posts no Events itself: it returns them (``Executed.events``) for the handler
 to post, after the decision's own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ferryman.api import names
 from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import MAX_METRICS, PLURAL, Rollout, RolloutStatus
 from ferryman.errors import describe
+from ferryman.handlers import children
 from ferryman.handlers.applied import ApplyFailure, Observed, apply_owned
 from ferryman.handlers.killpoints import kill_point
+from ferryman.handlers.ledger import Ledger, note
 from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import labels, serving
 from ferryman.plan.capacity import ratio_weights
@@ -48,6 +54,7 @@ log = logging.getLogger(__name__)
 OWNERSHIP = "OwnershipConflict"
 APPLY_FAILED = "ApplyFailed"
 APPLY_FAILED_RETRY = 60.0  # seconds until a refused write is tried again unprompted
+HELD_RETRY = 1.0  # seconds until a decision held on a lagging index is made again
 MESSAGE_MAX = 2048  # status.message and condition messages (api/)
 STATUS_WRITE = "StatusWriteFailed"
 # What a status write that the API server refused falls back to: the fields that keep
@@ -102,7 +109,7 @@ class Snapshot:
 
     rollout: Rollout  # as read (its status: what the decision was made from)
     router: Router
-    route: dict[str, Any] | None  # the route object as it is (None: none)
+    route: dict[str, Any] | None  # the route object as read (None: none)
     foreign_route: bool  # that route exists and is someone else's
     blocked: str | None  # why nothing may advance (a foreign route), else None
     by_version: dict[str, ModelVersion]  # served versions' ModelVersions
@@ -111,9 +118,14 @@ class Snapshot:
     written: dict[str, Any]  # status as read, dumped: a status equal to it is not written
     now: datetime
     init_image: str | None = None
-    # The Rollout's objects as kopf's indexes hold them: an object there is not read
-    # again, and not written when it already carries what the decision wants.
+    # The Rollout's objects as kopf's indexes hold them (trusted entries only): an object
+    # there is not read again, and not written when it already carries what the decision
+    # wants, unless the decision is a transition (``handlers.children``).
     observed: Observed = field(default_factory=dict)
+    # ``route`` is as just read (GET); False: an index entry, read again in a transition.
+    route_read: bool = True
+    ledger: Ledger | None = None  # this process's reads and writes (``handlers.ledger``)
+    fresh: frozenset[str] = frozenset()  # versions whose Deployment is read before a write
 
 
 @dataclass
@@ -123,6 +135,9 @@ class Executed:
     refused: Rejected | None = None  # a refused status write, for the daemon to back off
     route_written_at: datetime | None = None
     failures: bool = False  # some write was refused: retry after APPLY_FAILED_RETRY
+    # The decision was made on an index that lagged the cluster and was held: decide again
+    # (``HELD_RETRY``) once the index has caught up.
+    held: bool = False
     # Events to post, in order: a failed status write's, the decision's, then Warnings
     # about foreign objects and refused writes.
     events: list[Event] = field(default_factory=list)
@@ -134,11 +149,33 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     resourceVersion): the daemon decides again on the fresh state."""
     rollout, router, by_version = seen.rollout, seen.router, seen.by_version
     ns, name, now = rollout.metadata.namespace, rollout.metadata.name, seen.now
-    foreign_route, existing_route = seen.foreign_route, seen.route
     services = {v: mv.metadata.name for v, mv in by_version.items()}
     reverse = {n: v for v, n in services.items()}
     status = decision.status
     problems: list[str] = [f"blocked: {seen.blocked}"] if seen.blocked else []
+    held = hold_capacity = False  # a ghost in the index; the route lagging (see below)
+    fresh = children.transition(seen, decision)
+    if fresh is not None:
+        # Read again: the route, if it came from the index, and the objects of ``fresh``.
+        observed = children.fresh_observed(seen, fresh, decision.status.stable_version)
+        seen = dataclasses.replace(seen, observed=observed, fresh=fresh)
+        if not seen.route_read:
+            route = await kube.get(router.api_version, router.kind, ns, name)
+            note(seen.ledger, router.kind, ns, name, route)
+            # With weights by replica ratio the decision's capacity followed the route as
+            # indexed: if it is not the route as it is, no capacity goes this round.
+            hold_capacity = router.capabilities.weights_by_replicas and (
+                route is None
+                or seen.route is None
+                or router.read(route, reverse) != router.read(seen.route, reverse)
+            )
+            theirs = route is not None and not labels.is_owned_by(route, rollout)
+            if theirs and not seen.foreign_route:
+                problems.append(
+                    f"blocked: {router.kind} {name} exists and is not owned by this Rollout"
+                )
+            seen = dataclasses.replace(seen, route=route, foreign_route=theirs, route_read=True)
+    foreign_route, existing_route = seen.foreign_route, seen.route
     if existing_route is not None and not foreign_route:
         read = router.read(existing_route, reverse)
         if read is not None:
@@ -157,13 +194,13 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
             current = seen.deployments.get(version)
             if current is None or replicas >= current.replicas:
                 try:
-                    await _apply_version(kube, seen, mv, replicas, problems)
+                    held = await children.apply_version(kube, seen, mv, replicas, problems) or held
                 except Exception as e:  # a failing webhook, a timeout: reported below
                     log.warning("%s/%s: scale-up of %s failed: %s", ns, name, version, e)
                     problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
         kill_point("after-scale-up")
-    route_ok = not foreign_route
-    if decision.route is not None and not foreign_route:
+    route_ok = not foreign_route and not held
+    if decision.route is not None and route_ok:
         # 2. the route. It is written even when a scale-up above failed: the decision gives
         # weight only to replicas it observed Ready, so the route never needs this
         # reconcile's scale-up, and a rollback's route write must never wait for one.
@@ -178,7 +215,16 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
                 "ownerReferences": [labels.owner_reference(rollout)],
             },
         )
-        applied = await apply_owned(kube, rollout, obj, problems, existing=existing_route)
+        applied = await apply_owned(
+            kube,
+            rollout,
+            obj,
+            problems,
+            existing=existing_route if seen.route_read else None,
+            read=seen.route_read,
+            observed={(router.kind, name): existing_route} if existing_route is not None else {},
+            ledger=seen.ledger,
+        )
         route_written_at = datetime.now(UTC)
         route_ok = applied is not None
         if applied is not None:
@@ -188,22 +234,23 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         if not router.capabilities.owns_live_service:
             # With a mesh or Gateway API, a Service named after the Rollout still gives
             # in-cluster clients a stable name; with plain Services the route is that one.
-            await _apply_stable_service(kube, seen, status.stable_version, problems)
+            await children.apply_stable_service(kube, seen, status.stable_version, problems)
     elif decision.route is not None:
         route_ok = False
     if rollout.spec.strategy.blue_green is not None and not problems and route_ok:
-        await _sync_preview(kube, seen, by_version.get(decision.preview or ""), problems)
-    if decision.deployments is not None and not problems and route_ok:
+        await children.sync_preview(kube, seen, by_version.get(decision.preview or ""), problems)
+    if decision.deployments is not None and not problems and route_ok and not hold_capacity:
         # 3. scale down and delete: only once the route no longer needs the capacity
         for version, current in seen.deployments.items():
             target = decision.deployments.get(version)
             mv = by_version.get(version)
             if target is None:
-                await _delete_version(kube, ns, seen.deployment_names[version])
+                await children.delete_version(kube, seen, seen.deployment_names[version], problems)
             elif target < current.replicas and mv is not None:
-                await _apply_version(kube, seen, mv, target, problems)
+                await children.apply_version(kube, seen, mv, target, problems)
     events = list(decision.events)
-    if decision.route is not None and not route_ok:
+    held = held or hold_capacity
+    if (decision.route is not None and not route_ok) or held:
         # The decision's route was not written, so the decision did not happen: keep the
         # status it was made from (with this round's analysis and the weights as they
         # are) and say why, rather than claim a weight or a promotion the route never got.
@@ -252,6 +299,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         route_written_at=route_written_at,
         failures=bool(failures),
         events=warnings,
+        held=held,
     )
 
 
@@ -354,55 +402,3 @@ def _observed_weights(
     if router.capabilities.weights_by_replicas:
         return ratio_weights(read, deployments)
     return weights_of(read)
-
-
-async def _apply_version(
-    kube: Writer, seen: Snapshot, mv: ModelVersion, replicas: int, problems: list[str]
-) -> None:
-    rollout, before = seen.rollout, len(problems)
-    for obj in (
-        serving.service(mv, rollout),
-        serving.pod_disruption_budget(mv, rollout),
-        serving.deployment(mv, rollout, replicas=replicas, init_image=seen.init_image),
-    ):
-        await apply_owned(kube, rollout, obj, problems, observed=seen.observed)
-        if any(isinstance(p, ApplyFailure) for p in problems[before:]):
-            return  # no pods behind a Service or budget that could not be written
-
-
-async def _apply_stable_service(
-    kube: Writer, seen: Snapshot, stable: str | None, problems: list[str]
-) -> None:
-    """The Service named after the Rollout always selects the stable version's pods."""
-    rollout, mv = seen.rollout, seen.by_version.get(stable or "")
-    if mv is None:
-        return
-    svc = serving.service(mv, rollout)
-    svc["metadata"]["name"] = rollout.metadata.name
-    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/stable-version": mv.spec.version}
-    await apply_owned(kube, rollout, svc, problems, observed=seen.observed)
-
-
-async def _sync_preview(
-    kube: Writer, seen: Snapshot, mv: ModelVersion | None, problems: list[str]
-) -> None:
-    """Blue-green: ``<rollout>-preview`` selects the candidate while there is one."""
-    rollout = seen.rollout
-    name = names.preview_service(rollout.metadata.name)
-    if mv is None:
-        existing = seen.observed.get(("Service", name)) or await kube.get(
-            "v1", "Service", rollout.metadata.namespace, name
-        )
-        if existing is not None and labels.is_owned_by(existing, rollout):
-            await kube.delete("v1", "Service", rollout.metadata.namespace, name)
-        return
-    svc = serving.service(mv, rollout)
-    svc["metadata"]["name"] = name
-    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/preview-version": mv.spec.version}
-    await apply_owned(kube, rollout, svc, problems, observed=seen.observed)
-
-
-async def _delete_version(kube: Writer, namespace: str, name: str) -> None:
-    await kube.delete("apps/v1", "Deployment", namespace, name)
-    await kube.delete("v1", "Service", namespace, name)
-    await kube.delete("policy/v1", "PodDisruptionBudget", namespace, name)

@@ -10,6 +10,7 @@ import aiohttp
 import kopf
 
 from ferryman import errors, metrics
+from ferryman.handlers import observed
 from ferryman.handlers.context import OperatorContext, install, options, started
 from ferryman.kube.client import Kube
 
@@ -61,6 +62,8 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    # Only ferryman's Deployments, Services, budgets and routes, selected by the server.
+    observed.label_selectors(settings)
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
     settings.posting.level = logging.INFO

@@ -39,7 +39,9 @@ from ferryman.api.rollout import PLURAL, Rollout, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import executor, killpoints, roles, wakeups
+from ferryman.handlers import observed as indexed
 from ferryman.handlers.context import context
+from ferryman.handlers.ledger import note
 from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import actions, labels, machine
 from ferryman.plan.decision import Action, DeploymentState, Observed, VersionRecord
@@ -238,7 +240,19 @@ async def reconcile(
     router = router_for(rollout.spec)
     services = {v: mv.metadata.name for v, mv in by_version.items()}
     reverse = {n: v for v, n in services.items()}
-    existing_route = await kube.get(router.api_version, router.kind, ns, name)
+    # ferryman's objects as kopf's indexes hold them, the trusted entries only
+    # (``handlers.observed``); the route is read when its index has no such entry.
+    known = indexed.lookup(
+        indexes,
+        ns,
+        [*services.values(), *dep_names.values(), *names.rollout_services(name)],
+        ctx.ledger,
+    )
+    existing_route = known.get((router.kind, name))
+    route_read = existing_route is None
+    if route_read:
+        existing_route = await kube.get(router.api_version, router.kind, ns, name)
+        note(ctx.ledger, router.kind, ns, name, existing_route)
     foreign_route = existing_route is not None and not labels.is_owned_by(existing_route, rollout)
     blocked = (
         f"{router.kind} {name} exists and is not owned by this Rollout: ferryman cannot "
@@ -282,6 +296,9 @@ async def reconcile(
             written=written,
             now=now,
             init_image=settings.storage_initializer_image if settings is not None else None,
+            observed=known,
+            route_read=route_read,
+            ledger=ctx.ledger,
         ),
         decision,
     )
@@ -296,6 +313,10 @@ async def reconcile(
     if executed.failures:
         # Refused writes are not retried in a tight loop ...
         delay = max(delay or 0.0, executor.APPLY_FAILED_RETRY)
+    if executed.held:
+        # A decision held on a lagging index is made again soon (the watch event that
+        # brings the index up to date usually wakes the Rollout first).
+        delay = min(delay, executor.HELD_RETRY) if delay is not None else executor.HELD_RETRY
     if analysis_target(rollout.spec, status) is not None:
         # ... but analysis never waits for them: a failing candidate is still rolled back.
         wait = analysis_round.next_round_in(status, now)

@@ -1,0 +1,172 @@
+"""The executor's writes of a Rollout's child objects (per served version a Service, a
+PodDisruptionBudget and a Deployment; the Services named after the Rollout), and the rule
+of when a skip may be decided on an index entry (``transition``).
+
+An index entry (``handlers.observed``, trusted per ``handlers.ledger``) may decide that an
+object is left unwritten only where nothing unsafe follows from a stale entry: a stale
+skip then costs at most a write that comes one watch event later (the event that makes
+the entry current also wakes the Rollout). A decision that moves traffic weight or
+removes capacity (``transition``) is written on objects read just before (GET): the
+route always (before a scale-down it must really be written), and the objects of every
+version that gains weight or mirrored traffic, or of every served version when capacity
+goes (what stays must really be there). Such a decision was made from the indexes too
+(``deployments_by_rollout``): when that read finds a Deployment the decision counted on
+missing (an index ghost), the decision is held (``Executed.held``): the object is
+recreated, but no route is written and no capacity removed until the Rollout decides
+again on an index that has caught up. Every write and delete is preceded by a read in any reconcile
+(``handlers.applied``), so ownership is never decided on an entry.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ferryman.api import names
+from ferryman.api.modelversion import ModelVersion
+from ferryman.handlers.applied import ApplyFailure, apply_owned, delete_owned
+from ferryman.handlers.ledger import note
+from ferryman.plan import labels, serving
+from ferryman.plan.decision import Decision
+from ferryman.plan.route import weights_of
+
+if TYPE_CHECKING:
+    from ferryman.handlers.executor import Snapshot, Writer
+
+# Status fields whose change means the decision moves traffic to other versions.
+MOVES = ("stable_version", "candidate_version")
+
+
+def removes_capacity(seen: Snapshot, decision: Decision) -> bool:
+    """Whether ``decision`` scales a served version down or deletes it."""
+    if decision.deployments is None:
+        return False
+    for version, current in seen.deployments.items():
+        target = decision.deployments.get(version)
+        if target is None or target < current.replicas:
+            return True
+    return False
+
+
+def _weights(status: Any) -> dict[str, tuple[int, int]]:
+    """(live weight, mirror percent) by version, as ``status`` reports the route."""
+    w = status.weights
+    out = {status.stable_version: (w.stable if w is not None else 100, 0)}
+    if status.candidate_version:
+        out[status.candidate_version] = (w.candidate, w.mirror_percent) if w else (0, 0)
+    return {v: x for v, x in out.items() if v}
+
+
+def transition(seen: Snapshot, decision: Decision) -> frozenset[str] | None:
+    """The versions whose objects ``decision`` needs read fresh, or None when it neither
+    moves traffic weight nor removes capacity (module docstring). Removing capacity: all
+    served versions (what stays must be there). Moving weight (the decision's route has
+    other weights than status reported from the route, or a ``MOVES`` field of status
+    changes): the versions whose live weight or mirror share grows. Either way the route
+    itself is read fresh (``handlers.executor``)."""
+    old, new, route = seen.rollout.status, decision.status, decision.route
+    served = frozenset(seen.by_version) | frozenset(seen.deployments)
+    if removes_capacity(seen, decision):
+        return served
+    moves = any(getattr(old, f) != getattr(new, f) for f in MOVES)
+    if route is not None and (moves or weights_of(route) != old.weights):
+        before = _weights(old)
+        after = {route.stable: (route.stable_weight, 0)}
+        if route.candidate:
+            after[route.candidate] = (route.candidate_weight, route.mirror_percent)
+        return frozenset(
+            v
+            for v, (w, m) in after.items()
+            if w > before.get(v, (0, 0))[0] or m > before.get(v, (0, 0))[1]
+        )
+    return frozenset() if moves else None
+
+
+def fresh_observed(
+    seen: Snapshot, versions: frozenset[str], stable: str | None
+) -> dict[tuple[str, str], Any]:
+    """``seen.observed`` without the objects of ``versions`` (their Service, budget and
+    Deployment), nor the Services named after the Rollout when the decision's ``stable``
+    is one of them or another than status had."""
+    gone = {seen.deployment_names.get(v) for v in versions}
+    gone |= {mv.metadata.name for v, mv in seen.by_version.items() if v in versions}
+    if stable in versions or stable != seen.rollout.status.stable_version:
+        gone |= set(names.rollout_services(seen.rollout.metadata.name))
+    return {k: obj for k, obj in seen.observed.items() if k[1] not in gone}
+
+
+async def apply_version(
+    kube: Writer, seen: Snapshot, mv: ModelVersion, replicas: int, problems: list[str]
+) -> bool:
+    """Apply ``mv``'s Service, budget and Deployment (``replicas``), the Deployment only
+    once the other two are written. Returns whether the decision was made on an index
+    ghost: the version is read fresh in this transition (``seen.fresh``) and its
+    Deployment, read just before, is missing though ``seen.deployments`` (the index)
+    has the version."""
+    rollout, before = seen.rollout, len(problems)
+    for obj in (
+        serving.service(mv, rollout),
+        serving.pod_disruption_budget(mv, rollout),
+        serving.deployment(mv, rollout, replicas=replicas, init_image=seen.init_image),
+    ):
+        meta, read, existing = obj["metadata"], False, None
+        if obj["kind"] == "Deployment" and mv.spec.version in seen.fresh:
+            existing = await kube.get(
+                obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]
+            )
+            note(seen.ledger, obj["kind"], meta["namespace"], meta["name"], existing)
+            read = True
+        await apply_owned(
+            kube,
+            rollout,
+            obj,
+            problems,
+            existing=existing,
+            read=read,
+            observed=seen.observed,
+            ledger=seen.ledger,
+        )
+        if any(isinstance(p, ApplyFailure) for p in problems[before:]):
+            return False  # no pods behind a Service or budget that could not be written
+        if read and existing is None and mv.spec.version in seen.deployments:
+            return True
+    return False
+
+
+async def apply_stable_service(
+    kube: Writer, seen: Snapshot, stable: str | None, problems: list[str]
+) -> None:
+    """The Service named after the Rollout always selects the stable version's pods."""
+    rollout, mv = seen.rollout, seen.by_version.get(stable or "")
+    if mv is None:
+        return
+    svc = serving.service(mv, rollout)
+    svc["metadata"]["name"] = rollout.metadata.name
+    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/stable-version": mv.spec.version}
+    await apply_owned(kube, rollout, svc, problems, observed=seen.observed, ledger=seen.ledger)
+
+
+async def sync_preview(
+    kube: Writer, seen: Snapshot, mv: ModelVersion | None, problems: list[str]
+) -> None:
+    """Blue-green: ``<rollout>-preview`` selects the candidate while there is one."""
+    rollout = seen.rollout
+    name = names.preview_service(rollout.metadata.name)
+    if mv is None:
+        known = seen.observed.get(("Service", name))
+        if known is None or labels.is_owned_by(known, rollout):  # read before the delete
+            await delete_owned(kube, rollout, "v1", "Service", name, problems, seen.ledger)
+        return
+    svc = serving.service(mv, rollout)
+    svc["metadata"]["name"] = name
+    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/preview-version": mv.spec.version}
+    await apply_owned(kube, rollout, svc, problems, observed=seen.observed, ledger=seen.ledger)
+
+
+async def delete_version(kube: Writer, seen: Snapshot, name: str, problems: list[str]) -> None:
+    """Delete a version's Deployment, Service and budget (each read just before)."""
+    for api_version, kind in (
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("policy/v1", "PodDisruptionBudget"),
+    ):
+        await delete_owned(kube, seen.rollout, api_version, kind, name, problems, seen.ledger)

@@ -1,0 +1,98 @@
+"""When an entry of the indexes of ferryman's objects (``handlers.observed``) may be
+trusted, and this process's record of what it wrote and read (the ``Ledger``).
+
+An index lags the cluster: a foreign edit or a deletion is in it only once its watch
+event is, and kopf (1.45) removes an entry only on a DELETED event; after a "410 Gone" it
+lists again and re-indexes what the list holds, but never discards an entry the list no
+longer has (kopf/_cogs/clients/watching.py continuous_watch; no public hook reports the
+re-list to the indexers). So an entry is used (``lookup``) only while it is trusted
+(``trusted``):
+1. it is not older than what this process itself wrote or read of the object since (the
+   ``Ledger``: a lower generation than our last write, or another resourceVersion where
+   there is no generation; never after our delete, until we write the object again);
+2. its watch event, or our last read of that same resourceVersion, is at most
+   ``MAX_AGE`` seconds old. This bounds a ghost: an entry kept after its object vanished
+   during a re-list is read again (and the object recreated) at the first reconcile after
+   ``MAX_AGE``, at the cost of one GET per object per ``MAX_AGE`` while the Rollout
+   reconciles; idle Rollouts cost nothing. A GET that verifies an entry refreshes it
+   (the Ledger remembers the read), so a quiet object is not read on every reconcile.
+   Purging on re-list would be exact but needs kopf internals; a GET whenever a skip
+   leaves the Rollout depending on the object would be every skip, as before the indexes.
+What a trusted entry may decide, and what is read fresh whatever the index says, is
+``handlers.children``'s rule: entries decide skips only where a stale one is harmless
+(not for the route nor for the versions a decision that moves weight or removes capacity
+relies on); every write and every delete is preceded by a GET (ownership is never
+checked on an entry). The Ledger keeps one small record per object this process wrote
+or read (deleted objects included) for the process's life.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+MAX_AGE = 60.0  # seconds an entry is trusted after its watch event or our last read
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One index entry: the object (``slim``) and the ``time.monotonic()`` at which its
+    watch event was handled (seconds)."""
+
+    obj: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True)
+class Known:
+    """What this process last wrote or read of one object: the resourceVersion and
+    generation the API server answered with (``deleted``: it answered that the object is
+    gone, or deleted it), at ``at`` (``time.monotonic()``, seconds)."""
+
+    resource_version: str | None
+    generation: int | None
+    at: float
+    deleted: bool = False
+
+
+Key = tuple[str, str, str]  # (namespace, kind, name)
+Ledger = dict[Key, Known]
+
+
+def note(ledger: Ledger | None, kind: str, namespace: str, name: str, answer: Any) -> None:
+    """Record in ``ledger`` that the API server answered a write or read of ``kind``
+    ``namespace/name`` with ``answer`` (the object; None: absent or deleted)."""
+    if ledger is None:
+        return
+    meta = (answer or {}).get("metadata") or {}
+    generation = meta.get("generation")
+    ledger[(namespace, kind, name)] = Known(
+        meta.get("resourceVersion"),
+        generation if isinstance(generation, int) else None,
+        time.monotonic(),
+        deleted=answer is None,
+    )
+
+
+def trusted(entry: Entry, ledger: Ledger | None, now: float) -> bool:
+    """Whether ``entry`` may be used at monotonic time ``now`` (module docstring, 1 and
+    2): not older than the Ledger's record of the object, and seen or verified at most
+    ``MAX_AGE`` seconds ago."""
+    meta = entry.obj.get("metadata") or {}
+    rv, generation = meta.get("resourceVersion"), meta.get("generation")
+    known = (ledger or {}).get(
+        (str(meta.get("namespace")), str(entry.obj.get("kind")), str(meta.get("name")))
+    )
+    at = entry.at
+    if known is not None:
+        if known.deleted:
+            return False
+        if isinstance(known.generation, int) and isinstance(generation, int):
+            if generation < known.generation:
+                return False
+        elif rv != known.resource_version:
+            return False
+        if rv == known.resource_version:
+            at = max(at, known.at)
+    return now - at <= MAX_AGE

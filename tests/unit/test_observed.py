@@ -1,0 +1,130 @@
+"""The indexes of ferryman's own objects and the server-side label selector of their
+watches (``handlers.observed``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from ferryman.handlers import ledger, observed
+from ferryman.plan import labels
+
+
+def resource(group: str, plural: str, kind: str, version: str = "v1") -> kopf.Resource:
+    return kopf.Resource(group, version, plural, kind=kind, namespaced=True)
+
+
+def test_the_watches_of_ferryman_objects_select_its_label_on_the_server() -> None:
+    settings = kopf.OperatorSettings()
+    observed.label_selectors(settings)
+    mine = [
+        resource("apps", "deployments", "Deployment"),
+        resource("", "services", "Service"),
+        resource("policy", "poddisruptionbudgets", "PodDisruptionBudget"),
+        resource("gateway.networking.k8s.io", "httproutes", "HTTPRoute"),
+        resource("networking.istio.io", "virtualservices", "VirtualService"),
+    ]
+    for res in mine:
+        assert settings.watching.label_selectors.collect(res) == [
+            "app.kubernetes.io/managed-by=ferryman"
+        ], res
+    # Never ferryman's own resources, nor anything else.
+    for res in [
+        resource("ferryman.dev", "rollouts", "Rollout", "v1alpha1"),
+        resource("ferryman.dev", "modelversions", "ModelVersion", "v1alpha1"),
+        resource("", "configmaps", "ConfigMap"),
+        resource("extensions.example", "services", "Service"),
+    ]:
+        assert settings.watching.label_selectors.collect(res) == [], res
+
+
+def test_every_indexed_resource_is_registered_with_kopf_and_filtered_by_label() -> None:
+    registry = kopf.get_default_registry()
+    for indexed in observed.INDEXES:
+        w = indexed.watch
+        res = resource(w.group, w.plural, indexed.kind, w.version)
+        handlers = [h for h in registry._indexing.get_all_handlers() if h.id == indexed.id]
+        assert len(handlers) == 1, indexed.id
+        assert handlers[0].selector is not None and handlers[0].selector.check(res)
+        assert handlers[0].labels == {labels.MANAGED_BY: "ferryman"}
+
+
+def test_the_index_keeps_the_object_without_status_nor_managed_fields() -> None:
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": "fraud-1-0-0",
+            "namespace": "ml",
+            "uid": "u",
+            "labels": {"a": "1"},
+            "annotations": {"b": "2"},
+            "ownerReferences": [{"kind": "Rollout", "name": "fraud"}],
+            "managedFields": [{"manager": "ferryman"}],
+            "resourceVersion": "9",
+            "generation": 3,
+        },
+        "spec": {"replicas": 2},
+        "status": {"availableReplicas": 2},
+    }
+    out = observed.slim(body, "apps/v1", "Deployment")
+    assert out == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {k: body["metadata"][k] for k in observed.KEPT_METADATA},
+        "spec": {"replicas": 2},
+    }
+    out["spec"]["replicas"] = 3
+    assert body["spec"]["replicas"] == 2  # a copy
+
+
+def entry(
+    name: str,
+    kind: str = "Deployment",
+    *,
+    rv: str = "1",
+    generation: int | None = 1,
+    at: float = 100.0,
+) -> ledger.Entry:
+    meta: dict[str, Any] = {"name": name, "namespace": "ml", "resourceVersion": rv}
+    if generation is not None:
+        meta["generation"] = generation
+    return ledger.Entry({"kind": kind, "metadata": meta}, at)
+
+
+def test_lookup_finds_trusted_objects_by_kind_and_name_in_the_namespace() -> None:
+    dep, svc, old = entry("a"), entry("a", "Service"), entry("b", at=100.0 - ledger.MAX_AGE)
+    indexes = {
+        "observed_deployments": {("ml", "a"): [dep], ("other", "b"): [dep], ("ml", "b"): [old]},
+        "observed_services": {("ml", "a"): [svc]},
+    }
+    assert observed.lookup(indexes, "ml", ["a", "b"], {}, now=100.0 + 1) == {
+        ("Deployment", "a"): dep.obj,
+        ("Service", "a"): svc.obj,
+    }
+
+
+def test_an_entry_is_trusted_for_max_age_seconds_after_its_event_or_our_read() -> None:
+    book: ledger.Ledger = {}
+    e = entry("d", rv="5", at=0.0)
+    assert ledger.trusted(e, book, ledger.MAX_AGE)
+    assert not ledger.trusted(e, book, ledger.MAX_AGE + 1)  # a possible ghost: read it
+    ledger.note(book, "Deployment", "ml", "d", e.obj)  # read: the same resourceVersion
+    assert ledger.trusted(e, book, ledger.MAX_AGE + 1)
+    ledger.note(book, "Deployment", "ml", "d", None)  # read: gone (the entry is a ghost)
+    assert not ledger.trusted(e, book, 1.0)
+
+
+def test_an_entry_older_than_our_last_write_is_not_trusted() -> None:
+    """A lower generation than the one our write was answered with is the object before
+    that write; a status update (another resourceVersion, the same generation) is not.
+    Without generations, only the same resourceVersion; after our delete, nothing."""
+    book: ledger.Ledger = {}
+    ledger.note(book, "Deployment", "ml", "d", entry("d", rv="5", generation=2).obj)
+    assert not ledger.trusted(entry("d", rv="4", generation=1), book, 100.0)
+    assert ledger.trusted(entry("d", rv="7", generation=2), book, 100.0)
+    assert ledger.trusted(entry("d", rv="9", generation=3), book, 100.0)
+    ledger.note(book, "Service", "ml", "s", entry("s", "Service", rv="5", generation=None).obj)
+    assert ledger.trusted(entry("s", "Service", rv="5", generation=None), book, 100.0)
+    assert not ledger.trusted(entry("s", "Service", rv="4", generation=None), book, 100.0)
+    ledger.note(book, "Deployment", "ml", "d", None)  # deleted
+    assert not ledger.trusted(entry("d", rv="9", generation=3), book, 100.0)
