@@ -116,3 +116,11 @@ argocd: venv
 
 argocd-lua:
 	bash hack/argocd-lua/build.sh >/dev/null
+
+# Side by side with Argo Rollouts and Flagger (docs/benchmarks.md "Side by side"): builds
+# both peers once (cached outside the repo, needs the network), then races in a private
+# network namespace. Not part of `make test`.
+.PHONY: bench-race
+bench-race: venv deps cluster-build
+	bash bench/peers/build.sh
+	$(PY) -m bench.race

@@ -19,12 +19,13 @@ a. a 3-step canary that promotes (20 -> 40 -> 60 -> full, each step held until
    received (route watch) and -> the controller's route write (audit ``stageTimestamp``);
    target write -> fully promoted.
 b. the candidate answers 50% errors from the start: breach first visible in Prometheus
-   (the race's own query, polled every 0.2 s) -> route 100% stable received (watch).
+   (the race's own query, polled every 0.05 s) -> route 100% stable received (watch).
 c. ``--wave`` objects retargeted at once: target write -> first candidate pod received.
 
 For each: the controller's API requests (audit log, by its ServiceAccount), its CPU
 seconds and RSS (/proc), and the 1-minute load average. Figures go to stdout and, with
-``--json``, to a file; ``--report FILE`` prints the table of a saved run again.
+``--json``, to a file; ``--report FILE...`` prints the table of saved runs again (several
+files: one table).
 
 Run: ``python -m bench.race`` from the repository root (root or unprivileged user
 namespaces needed for hack/netns.sh). ``--tools``, ``--scenarios a,b,c``, ``--wave 50``,
@@ -303,6 +304,8 @@ def scenario_a(ctl: Controller, limit: float) -> dict[str, Any]:
             "total_s": finished - written if finished < deadline else None,
             "route_versions": [w for _, w in changes][-6:],
         })  # fmt: skip
+        if out["total_s"] is None:
+            out["error"] = f"not fully promoted within {limit:.0f}s ({len(promoted)} promotes)"
         return out
     finally:
         for w in (main, pods, routes):
@@ -333,7 +336,7 @@ def scenario_b(ctl: Controller, prom: PrometheusServer, limit: float) -> dict[st
             found = prom.query(query)
             if found and float(found[0]["value"][1]) > 0.05:
                 breach = time.monotonic()
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert breach is not None, "no breach visible in Prometheus"
 
         def back() -> float | None:
@@ -383,7 +386,7 @@ def scenario_c(ctl: Controller, n: int, limit: float) -> dict[str, Any]:
 
         def owner(pod: dict[str, Any]) -> str:
             labels = pod["metadata"].get("labels") or {}
-            return str(labels.get("app") or labels.get("ferryman.dev/rollout") or "")
+            return str(labels.get("app") or labels.get("ferryman.dev/model") or "")
 
         def reacted() -> dict[str, float] | None:
             first: dict[str, float] = {}
@@ -477,10 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wave", type=int, default=50, help="objects retargeted at once (c)")
     parser.add_argument("--time-limit", type=float, default=240, help="per scenario (s)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--report", type=Path, help="print the table of a saved --json file")
+    parser.add_argument(
+        "--report", type=Path, nargs="+", help="print the table of saved --json files"
+    )
     args = parser.parse_args(argv)
     if args.report:
-        print(render(json.loads(args.report.read_text())))
+        print(render([r for f in args.report for r in json.loads(f.read_text())]))
         return 0
     if not isolated():
         netns = str(ROOT / "hack" / "netns.sh")

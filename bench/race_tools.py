@@ -147,7 +147,7 @@ class Tool:
 
 class Ferryman(Tool):
     name = "ferryman"
-    candidate_suffix = "-1-1-0"
+    candidate_suffix = "-b"  # backends are named after the ModelVersions: <name>-a, <name>-b
 
     def install(self, setup: Setup) -> None:
         setup.cluster.kubectl(
