@@ -20,7 +20,8 @@ a. a 3-step canary that promotes (20 -> 40 -> 60 -> full, each step held until
    target write -> fully promoted.
 b. the candidate answers 50% errors from the start: breach first visible in Prometheus
    (the race's own query, polled every 0.05 s) -> route 100% stable received (watch).
-c. ``--wave`` objects retargeted at once: target write -> first candidate pod received.
+c. ``--wave`` objects retargeted at once: target write -> first candidate pod received,
+   and -> the controller's first write for that object (audit).
 
 For each: the controller's API requests (audit log, by its ServiceAccount), its CPU
 seconds and RSS (/proc), and the 1-minute load average. Figures go to stdout and, with
@@ -402,6 +403,16 @@ def scenario_c(ctl: Controller, n: int, limit: float) -> dict[str, Any]:
         except AssertionError:
             first = {}
         out = measured(ctl, audit, t0, cpu0, n)
+        # The controller's own first write for each object after its target write
+        # (audit stageTimestamp): its reaction without the controller-manager, scheduler
+        # and kwok that turn that write into a pod.
+        writes = audit.requests(t0, time.time()).writes
+        acted = []
+        for m, at in written.items():
+            mine = [w for w, _, _, nm in writes if w >= to_wall(at) and nm.startswith(m)]
+            if mine:
+                acted.append(min(mine) - to_wall(at))
+        out["first_write"] = summary(acted)
         out.update({"objects": n, "to_ready_s": to_ready, "reaction": summary(list(first.values())),
                     "wave_s": max(written.values()) - min(written.values())})  # fmt: skip
         return out

@@ -93,6 +93,8 @@ FIGURES = (
     ("b", "API requests", ("requests",)),
     ("c", "wave: target -> candidate pod p50 (s)", ("reaction", "p50")),
     ("c", "wave: target -> candidate pod p99 (s)", ("reaction", "p99")),
+    ("c", "wave: target -> first controller write p50 (s)", ("first_write", "p50")),
+    ("c", "wave: target -> first controller write p99 (s)", ("first_write", "p99")),
     ("c", "wave: API requests per object", ("requests_per_object",)),
     ("c", "wave: controller CPU (s)", ("cpu_s",)),
     ("c", "wave: controller RSS (MiB)", ("rss_mib",)),

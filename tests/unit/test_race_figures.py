@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -44,7 +45,7 @@ def test_each_promote_pairs_with_the_first_change_after_it() -> None:
 
 
 def test_render_gives_ratios_per_router_and_lists_errors() -> None:
-    results = [
+    results: list[dict[str, Any]] = [
         {"tool": "ferryman", "router": "istio", "scenario": "a", "reaction_s": 0.5,
          "load1": 3.0},
         {"tool": "flagger", "router": "istio", "scenario": "a", "reaction_s": 10.0,
