@@ -30,6 +30,7 @@ files: one table).
 
 Run: ``python -m bench.race`` from the repository root (root or unprivileged user
 namespaces needed for hack/netns.sh). ``--tools``, ``--scenarios a,b,c``, ``--wave 50``,
+``--repeat N`` (runs of a and b; the table shows each figure's median),
 ``--time-limit 240`` (per scenario). The control plane is its own: FERRYMAN_CLUSTER_DIR
 defaults to ``$FERRYMAN_CACHE/race-cluster`` and is torn down at the end. Exit 0 when
 every scenario ran, 2 otherwise. See docs/benchmarks.md, "Side by side".
@@ -260,8 +261,8 @@ def measured(ctl: Controller, audit: AuditLog, t0: float, cpu0: float, n: int) -
     }  # fmt: skip
 
 
-def scenario_a(ctl: Controller, limit: float) -> dict[str, Any]:
-    tool, setup, name = ctl.tool, ctl.setup, "a0"
+def scenario_a(ctl: Controller, limit: float, name: str = "a0") -> dict[str, Any]:
+    tool, setup = ctl.tool, ctl.setup
     deadline = time.monotonic() + limit
     main = Watch(setup.cluster, setup.namespace, tool.main_kind())
     pods = Watch(setup.cluster, setup.namespace, KINDS["pods"])
@@ -313,8 +314,10 @@ def scenario_a(ctl: Controller, limit: float) -> dict[str, Any]:
             w.stop()
 
 
-def scenario_b(ctl: Controller, prom: PrometheusServer, limit: float) -> dict[str, Any]:
-    tool, setup, name = ctl.tool, ctl.setup, "b0"
+def scenario_b(
+    ctl: Controller, prom: PrometheusServer, limit: float, name: str = "b0"
+) -> dict[str, Any]:
+    tool, setup = ctl.tool, ctl.setup
     deadline = time.monotonic() + limit
     dp = RaceDataPlane(setup.cluster, setup.namespace, rollout=name, model=name)
     dp.by_suffix = not isinstance(tool, rt.Ferryman)
@@ -455,18 +458,20 @@ def race(args: argparse.Namespace) -> list[dict[str, Any]]:
                     tool = make_tool(tool_name, gate)
                     tool.install(setup)
                     ctl = Controller(tool, setup)
-                    for sc in args.scenarios:
-                        print(f"[race] {tool_name}/{router} scenario {sc}", flush=True)
+                    runs = [(sc, i) for sc in args.scenarios
+                            for i in range(args.repeat if sc in "ab" else 1)]  # fmt: skip
+                    for sc, i in runs:
+                        print(f"[race] {tool_name}/{router} scenario {sc} #{i}", flush=True)
                         try:
                             if sc == "a":
-                                fig = scenario_a(ctl, args.time_limit)
+                                fig = scenario_a(ctl, args.time_limit, f"a{i}")
                             elif sc == "b":
-                                fig = scenario_b(ctl, prom, args.time_limit)
+                                fig = scenario_b(ctl, prom, args.time_limit, f"b{i}")
                             else:
                                 fig = scenario_c(ctl, args.wave, args.time_limit)
                         except Exception as e:  # recorded, the race goes on
                             fig = {"error": f"{type(e).__name__}: {e}"[:600]}
-                        results.append({**row, "scenario": sc, **fig})
+                        results.append({**row, "scenario": sc, "run": i, **fig})
                         print(json.dumps(results[-1]), flush=True)
                 except Exception as e:
                     results.append({**row, "scenario": "start", "error": f"{e}"[:1500]})
@@ -489,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routers", default="", help="gatewayapi,istio (default: each tool's)")
     parser.add_argument("--scenarios", default="a,b,c")
     parser.add_argument("--wave", type=int, default=50, help="objects retargeted at once (c)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of (a) and (b) each")
     parser.add_argument("--time-limit", type=float, default=240, help="per scenario (s)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(

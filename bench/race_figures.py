@@ -111,11 +111,21 @@ def figure(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def median_figure(runs: list[dict[str, Any]], path: tuple[str, ...]) -> float | None:
+    """The median (the lower middle one for an even count) of the figure at ``path`` over
+    the runs that have it; None if none does."""
+    values = sorted(v for r in runs if (v := figure(r, path)) is not None)
+    return values[(len(values) - 1) // 2] if values else None
+
+
 def render(results: list[dict[str, Any]]) -> str:
     """The race's results (bench/race.py ``--json``) as one text table per router: each
-    figure for each tool, with ratio peer/ferryman on the same router; errors listed
-    after it. Missing figures read "-"."""
-    by = {(r["tool"], r["router"], r["scenario"]): r for r in results}
+    figure for each tool (the median over repeated runs, their count in brackets when
+    more than one), with ratio peer/ferryman on the same router; errors listed after it.
+    Missing figures read "-"."""
+    by: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        by.setdefault((r["tool"], r["router"], r["scenario"]), []).append(r)
     tools = list(dict.fromkeys(r["tool"] for r in results))
     routers = list(dict.fromkeys(r["router"] for r in results))
     lines: list[str] = []
@@ -126,11 +136,13 @@ def render(results: list[dict[str, Any]]) -> str:
             header += [t] if t == "ferryman" else [t, f"{t}/ferryman"]
         rows: list[list[str]] = []
         for sc, label, path in FIGURES:
-            base = figure(by.get(("ferryman", router, sc), {}), path)
+            base = median_figure(by.get(("ferryman", router, sc), []), path)
             row = [f"({sc}) {label}"]
             for t in here:
-                v = figure(by.get((t, router, sc), {}), path)
-                row.append("-" if v is None else f"{v:.3g}")
+                runs = by.get((t, router, sc), [])
+                v = median_figure(runs, path)
+                n = sum(1 for r in runs if figure(r, path) is not None)
+                row.append("-" if v is None else f"{v:.3g}" + (f" [{n}]" if n > 1 else ""))
                 if t != "ferryman":
                     row.append(ratio(v, base))
             rows.append(row)

@@ -58,3 +58,13 @@ def test_render_gives_ratios_per_router_and_lists_errors() -> None:
     assert "1-min load during runs: 3.0, 4.0" in text
     assert "argo-rollouts/istio (b): boom" in text
     assert ratio(None, 1.0) == "-" and ratio(1.0, 0.0) == "-" and ratio(3.0, 2.0) == "1.5x"
+
+
+def test_repeated_runs_show_their_median_and_count() -> None:
+    results: list[dict[str, Any]] = [
+        {"tool": "ferryman", "router": "istio", "scenario": "b", "breach_to_stable_s": v}
+        for v in (0.9, 0.1, 0.5)
+    ]
+    results.append({"tool": "ferryman", "router": "istio", "scenario": "b", "error": "x"})
+    line = next(x for x in render(results).splitlines() if "breach visible ->" in x)
+    assert "0.5 [3]" in line
