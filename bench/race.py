@@ -255,6 +255,7 @@ def measured(ctl: Controller, audit: AuditLog, t0: float, cpu0: float, n: int) -
     return {
         "requests": req.total, "requests_per_object": req.total / n,
         "non_2xx": sum(req.failed.values()),
+        "non_2xx_by": {f"{c} {v} {r}": k for (c, v, r), k in req.failed.most_common(5)},
         "by_verb": {f"{v} {r}": c for (v, r), c in req.by_verb.most_common(8)},
         "cpu_s": cpu_seconds(ctl.pid) - cpu0, "rss_mib": rss, "peak_rss_mib": peak,
         "load1": os.getloadavg()[0],
