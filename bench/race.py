@@ -274,12 +274,14 @@ def scenario_a(ctl: Controller, limit: float, name: str = "a0") -> dict[str, Any
         wait_all(main, [name], tool.ready, deadline, f"{name} ready")
         audit = AuditLog(user=ctl.user)
         t0, cpu0 = time.time(), cpu_seconds(ctl.pid)
+        before = main.latest()[name]
+        sent = time.monotonic()
         tool.retarget(setup, name)
         written = time.monotonic()
         promoted: dict[str, float] = {}
         while time.monotonic() < deadline:
             obj = main.latest().get(name) or {}
-            if obj and tool.finished(obj):
+            if obj and tool.finished(obj, before):
                 break
             key = tool.pause_key(obj) if obj else None
             if key is not None and key not in promoted:
@@ -287,7 +289,9 @@ def scenario_a(ctl: Controller, limit: float, name: str = "a0") -> dict[str, Any
                 promoted[key] = time.monotonic()
             time.sleep(0.02)
         finished = time.monotonic()
-        first_pod = [at for at, _, p in pods.seen if at >= written and tool.candidate_pod(p)]
+        # From the patch's response; a pod received before the response (the controller
+        # beat the client) counts 0.0, not as missing.
+        first_pod = [at for at, _, p in pods.seen if at >= sent and tool.candidate_pod(p)]
         changes = [(at, route_weights(o)) for at, _, o in routes.versions(route_name)]
         steps = [d for d in reactions(sorted(promoted.values()), changes) if d is not None]
         out = measured(ctl, audit, t0, cpu0, 1)
@@ -301,7 +305,7 @@ def scenario_a(ctl: Controller, limit: float, name: str = "a0") -> dict[str, Any
             if any(w >= to_wall(m) for w in writes)
         ]
         out.update({
-            "reaction_s": min(first_pod) - written if first_pod else None,
+            "reaction_s": max(0.0, min(first_pod) - written) if first_pod else None,
             "step_watch": summary(steps), "step_audit": summary(audit_steps),
             "promotions": len(promoted),
             "total_s": finished - written if finished < deadline else None,

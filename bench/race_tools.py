@@ -119,8 +119,9 @@ class Tool:
         """The object is settled on its first version, nothing in progress."""
         raise NotImplementedError
 
-    def finished(self, obj: dict[str, Any]) -> bool:
-        """The object has fully promoted the candidate."""
+    def finished(self, obj: dict[str, Any], before: dict[str, Any]) -> bool:
+        """The object has fully promoted the candidate; ``before`` is its version just
+        before the target write."""
         raise NotImplementedError
 
     def retarget(self, setup: Setup, name: str) -> None:
@@ -201,7 +202,7 @@ class Ferryman(Tool):
         st = obj.get("status") or {}
         return st.get("phase") == "Healthy" and st.get("stableVersion") == "1.0.0"
 
-    def finished(self, obj: dict[str, Any]) -> bool:
+    def finished(self, obj: dict[str, Any], before: dict[str, Any]) -> bool:
         st = obj.get("status") or {}
         return st.get("phase") == "Healthy" and st.get("stableVersion") == "1.1.0"
 
@@ -322,11 +323,16 @@ class ArgoRollouts(Tool):
         st = obj.get("status") or {}
         return st.get("phase") == "Healthy" and st.get("stableRS") == st.get("currentPodHash")
 
-    def finished(self, obj: dict[str, Any]) -> bool:
-        # Healthy again after the retarget (generation 2) was observed.
-        generation = obj["metadata"].get("generation", 1)
+    def finished(self, obj: dict[str, Any], before: dict[str, Any]) -> bool:
+        # Healthy again at a generation after the retarget's, observed. (Not "generation
+        # >= 2": Argo Rollouts may bump the generation itself after creation.)
+        generation = int(obj["metadata"].get("generation", 1))
         observed = str((obj.get("status") or {}).get("observedGeneration"))
-        return self.ready(obj) and generation >= 2 and observed == str(generation)
+        return (
+            self.ready(obj)
+            and generation > int(before["metadata"].get("generation", 1))
+            and observed == str(generation)
+        )
 
     def retarget(self, setup: Setup, name: str) -> None:
         setup.cluster.custom.patch_namespaced_custom_object(
@@ -428,7 +434,7 @@ class Flagger(Tool):
     def ready(self, obj: dict[str, Any]) -> bool:
         return (obj.get("status") or {}).get("phase") in ("Initialized", "Succeeded")
 
-    def finished(self, obj: dict[str, Any]) -> bool:
+    def finished(self, obj: dict[str, Any], before: dict[str, Any]) -> bool:
         return (obj.get("status") or {}).get("phase") == "Succeeded"
 
     def retarget(self, setup: Setup, name: str) -> None:
