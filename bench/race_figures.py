@@ -126,7 +126,7 @@ def render(results: list[dict[str, Any]]) -> str:
     by: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in results:
         by.setdefault((r["tool"], r["router"], r["scenario"]), []).append(r)
-    tools = list(dict.fromkeys(r["tool"] for r in results))
+    tools = sorted(dict.fromkeys(r["tool"] for r in results), key=lambda t: t != "ferryman")
     routers = list(dict.fromkeys(r["router"] for r in results))
     lines: list[str] = []
     for router in routers:
