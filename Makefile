@@ -128,3 +128,11 @@ argocd-build:
 
 gitops: venv deps cluster-build argocd-build
 	bash hack/gitops-tests.sh $(PYTEST_ARGS)
+
+# Side by side with Argo Rollouts and Flagger (docs/benchmarks.md "Side by side"): builds
+# both peers once (cached outside the repo, needs the network), then races in a private
+# network namespace. Not part of `make test`.
+.PHONY: bench-race
+bench-race: venv deps cluster-build
+	bash bench/peers/build.sh
+	$(PY) -m bench.race
