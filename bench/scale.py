@@ -34,16 +34,17 @@ clock mapped to it with ``harness.to_wall``):
   the interval), the ``nextMeasurementAt`` the operator scheduled (consecutive
   measurements of one rollout, from its status).
 
-Also: operator RSS (peak ``VmHWM``; steady = the median of 1-s samples over the window's
-second half), operator CPU s/min and control-plane CPU s/min (kube-apiserver + etcd)
-separately, the operator's API requests per minute by verb and resource (audit log).
+Also: operator RSS (peak = the largest of 1-s samples in the window, and the process's
+``VmHWM``; steady = the median of the samples over the window's second half), operator
+CPU s/min and control-plane CPU s/min (kube-apiserver + etcd) separately, the operator's
+API requests per minute by verb and resource (audit log).
 
 Run: ``python -m bench.scale`` from the repository root; ``--rollouts N``,
 ``--progressing K``, ``--minutes M``, ``--clients C`` (parallel creators), ``--time-limit
 S`` (default 1800: a hard bound on every wait; the load window ends with it too);
-``--smoke`` is 3 Rollouts, 2 progressing, 1 s pauses and intervals, one wave, for ``make
-test``. Exit status 0 when every Rollout went Healthy and at least one step was timed, 2
-otherwise. See docs/benchmarks.md.
+``--smoke`` is 3 Rollouts, 2 progressing through one weight step (a 1 s pause, analysis
+every 1 s), one wave, for ``make test``. Exit status 0 when every Rollout went Healthy and
+at least one step was timed, 2 otherwise. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -95,22 +96,28 @@ SEL = 'namespace="{{namespace}}",model="{{model}}",version="{{version}}"'
 
 @dataclass(frozen=True)
 class Shape:
-    """A rollout's timing: each pause step's duration and the analysis interval (s)."""
+    """A rollout's steps: each weight followed by a pause of ``pause_s``, then the
+    promotion; analysis every ``interval_s`` (seconds)."""
 
     pause_s: int = 20
     interval_s: int = 10
+    weights: tuple[int, ...] = WEIGHTS
 
     @property
     def window(self) -> str:
         return f"{max(self.interval_s, 3)}s"
 
     def describe(self) -> str:
-        steps = ", ".join(f"setWeight {w}, pause {self.pause_s}s" for w in WEIGHTS)
+        steps = ", ".join(f"setWeight {w}, pause {self.pause_s}s" for w in self.weights)
         return f"steps [{steps}] then promotion; analysis every {self.interval_s}s"
 
     def expected_s(self) -> float:
         """A rollout's length without any delay: its pauses (pods and evidence add)."""
-        return len(WEIGHTS) * self.pause_s + self.interval_s
+        return len(self.weights) * self.pause_s + self.interval_s
+
+
+# ``--smoke``: one weight step and its pause, then the promotion, all within seconds.
+SMOKE = Shape(pause_s=1, interval_s=1, weights=(50,))
 
 
 def analysis(shape: Shape) -> dict[str, Any]:
@@ -150,7 +157,7 @@ def manifests(model: str, shape: Shape, target: str = "1.0.0") -> list[dict[str,
             }
         )
     steps: list[dict[str, Any]] = []
-    for weight in WEIGHTS:
+    for weight in shape.weights:
         steps += [{"setWeight": weight}, {"pause": {"duration": f"{shape.pause_s}s"}}]
     out.append(
         {
@@ -435,6 +442,7 @@ class Window:
     cpu: dict[str, float]
     rss_peak: float
     rss_steady: float
+    rss_hwm: float
     requests: Requests
     step_watch: list[float] = field(default_factory=list)
     step_audit: list[float] = field(default_factory=list)
@@ -454,7 +462,8 @@ class Window:
             f"  step lateness (route watch): {spread(self.step_watch)}",
             f"  step lateness (audit route write): {spread(self.step_audit)}",
             f"  analysis lateness (measurement at - scheduled): {spread(self.late_measure)}",
-            f"  operator RSS peak {self.rss_peak:.0f} MiB, steady {self.rss_steady:.0f} MiB",
+            f"  operator RSS peak {self.rss_peak:.0f} MiB, steady {self.rss_steady:.0f} MiB "
+            f"(1-s samples; the process's peak so far, VmHWM, {self.rss_hwm:.0f} MiB)",
             *cpu_lines(self.cpu),
         ]
         if audit:
@@ -552,8 +561,9 @@ class Stack:
             name=name,
             seconds=t1 - t0,
             cpu=used,
-            rss_peak=memory_mib(pid)[1],
+            rss_peak=max([r for _, r in rss] or [memory_mib(pid)[0]]),
             rss_steady=statistics.median(second_half),
+            rss_hwm=memory_mib(pid)[1],
             requests=self.audit.requests(t0, t1),
             started=started,
             finished=finished,
@@ -598,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="3 Rollouts, 2 progressing, 1 wave")
     args = parser.parse_args(argv)
     if args.smoke:
-        n, k, seconds, limit, shape = 3, 2, 0.0, 60.0, Shape(pause_s=1, interval_s=1)
+        n, k, seconds, limit, shape = 3, 2, 0.0, 60.0, SMOKE
     else:
         n, k, seconds, limit = args.rollouts, args.progressing, args.minutes * 60, args.time_limit
         shape = Shape()
