@@ -27,7 +27,8 @@ Run: ``python -m bench.growth`` (about 27 minutes) from the repository root;
 ``--points 10,100,300,1000``, ``--load-minutes``, ``--idle-minutes``, ``--no-profile``,
 ``--time-limit S`` (default 1800: a hard bound on every wait and window); ``--smoke`` is
 points 1 and 2, bench/scale.py's smoke rollout (one weight step), one wave and a 1 s
-idle window each, no profile, for ``make test``. Exit status 0 when every point was
+idle window each, no profile, then bench/scale.py's report of the last load window (one
+run keeps both scripts working in ``make test``). Exit status 0 when every point was
 measured, 2 otherwise. See docs/benchmarks.md.
 """
 
@@ -48,7 +49,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import machine, percentile, table
 from bench.reaction import names
-from bench.scale import SMOKE, Driver, Shape, Stack, Window, commit, wait_all_healthy
+from bench.scale import (
+    SMOKE,
+    Driver,
+    Shape,
+    Stack,
+    Window,
+    commit,
+    report,
+    wait_all_healthy,
+)
 
 
 @dataclass
@@ -185,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=1800, help="hard bound (s)")
     parser.add_argument("--smoke", action="store_true", help="points 1 and 2, one wave each")
     args = parser.parse_args(argv)
+    # SIGTERM (a stopped job) exits through the context managers: the operator,
+    # Prometheus and the namespace are cleaned up as on any other exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         points, load_s, idle_s, quiet, limit = [1, 2], 0.0, 1.0, 1.0, 90.0
         shape, profile = SMOKE, False
@@ -211,14 +224,16 @@ def main(argv: list[str] | None = None) -> int:
             stack.create(models[have:n], shape, args.clients)
             created = time.monotonic() - t0
             try:
-                wait_all_healthy(stack.latest, models[:n], deadline)
+                ready = wait_all_healthy(stack.latest, models[:n], deadline)
             except TimeoutError as e:
                 print(f"N={n}: time limit: {e}", flush=True)
                 break
             healthy = time.monotonic() - t0
+            if len(ready) < n:
+                print(f"N={n}: {n - len(ready)} Rollouts ended other than Healthy", flush=True)
             have = n
             k = max(1, min(n // 3, 100))
-            driver = Driver(stack.bench, stack.latest, models[:n], k, stack.bench.pid, versions)
+            driver = Driver(stack.bench, stack.latest, ready, k, stack.bench.pid, versions)
             # New rollouts start while a whole one still fits in the load window.
             starting = max(0.0, load_s - shape.expected_s())
             bound = min(deadline, time.monotonic() + max(load_s, 1.0) + 120)
@@ -255,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(measured), flush=True)
     if profile_lines:
         print("\n".join(profile_lines), flush=True)
+    if args.smoke and measured:
+        # The scale benchmark's report of the last load window: bench/scale.py's figures
+        # come from the same code (Stack, Driver, lateness, Window), so one smoke run keeps
+        # both scripts working (make test); `make bench-smoke` runs scale's own as well.
+        last = measured[-1]
+        audited = stack.audit.available
+        print("\n".join(report(label, last.n, last.k, 0.0, shape, last.load, audited)))
     return 0 if len(measured) == len(points) else 2
 
 

@@ -54,6 +54,7 @@ import hashlib
 import itertools
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -172,7 +173,8 @@ def manifests(model: str, shape: Shape, target: str = "1.0.0") -> list[dict[str,
                 "strategy": {"canary": {"steps": steps}},
                 "analysis": analysis(shape),
                 "scaleDownDelaySeconds": 0,
-                "progressDeadlineSeconds": 600,
+                # Long: on a loaded 2-core machine a first rollout of 1,000 can take 10 min.
+                "progressDeadlineSeconds": 1800,
             },
         }
     )
@@ -333,7 +335,7 @@ class Driver:
         if st.get("phase") == "Healthy" and st.get("stableVersion") == target:
             self.version[model] = target
             return True
-        if st.get("phase") in ("RolledBack", "Aborted", "Rejected", "Invalid"):
+        if st.get("phase") in TERMINAL:
             self.stuck.append(f"{model}: {st.get('phase')}: {st.get('message', '')[:120]}")
             return True
         return False
@@ -360,21 +362,22 @@ class Driver:
             time.sleep(0.2)
 
 
-def wait_all_healthy(latest: Latest, models: list[str], deadline: float) -> None:
-    """Until every one of ``models`` is Healthy (from the Rollout watch); TimeoutError at
-    ``deadline`` (monotonic)."""
+TERMINAL = ("RolledBack", "Aborted", "Rejected", "Invalid")
+
+
+def wait_all_healthy(latest: Latest, models: list[str], deadline: float) -> list[str]:
+    """Until every one of ``models`` is Healthy or has ended otherwise (RolledBack,
+    Aborted, Rejected, Invalid: on a loaded machine a first rollout can miss its progress
+    deadline); the Healthy ones, in order. TimeoutError at ``deadline`` (monotonic)."""
     want = set(models)
     while True:
         latest.update()
-        healthy = {
-            m
-            for m in want
-            if ((latest.objects.get(m) or {}).get("status") or {}).get("phase") == "Healthy"
-        }
-        if healthy == want:
-            return
+        phases = {m: ((latest.objects.get(m) or {}).get("status") or {}).get("phase") for m in want}
+        settled = {m for m, p in phases.items() if p == "Healthy" or p in TERMINAL}
+        if settled == want:
+            return [m for m in models if phases[m] == "Healthy"]
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(want - healthy)} of {len(want)} not Healthy")
+            raise TimeoutError(f"{len(want - settled)} of {len(want)} not Healthy")
         time.sleep(0.5)
 
 
@@ -598,6 +601,19 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def report(
+    label: str, n: int, k: int, seconds: float, shape: Shape, load: Window, audited: bool
+) -> list[str]:
+    """The scale benchmark's figures as text: a header (commit, sizes, the rollouts'
+    shape, the machine and its load), then the load window's figures."""
+    header = (
+        f"scale benchmark at commit {label}: {n} Rollouts ({3 * n} ModelVersions), {k} "
+        f"progressing at once for {seconds:.0f}s (then the running ones finish); "
+        f"{shape.describe()}; {machine()}"
+    )
+    return [header, *load.lines(audited)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=1000, help="Rollouts held")
@@ -607,6 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=1800, help="hard bound (s)")
     parser.add_argument("--smoke", action="store_true", help="3 Rollouts, 2 progressing, 1 wave")
     args = parser.parse_args(argv)
+    # SIGTERM (a stopped job) exits through the context managers: the operator,
+    # Prometheus and the namespace are cleaned up as on any other exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         n, k, seconds, limit, shape = 3, 2, 0.0, 60.0, SMOKE
     else:
@@ -624,23 +643,19 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         try:
-            wait_all_healthy(stack.latest, models, deadline)
+            healthy = wait_all_healthy(stack.latest, models, deadline)
         except TimeoutError as e:
             print(f"time limit: {e}", flush=True)
             return 2
         print(
-            f"all {n} Healthy {time.monotonic() - started:.1f}s after set-up began; "
+            f"{len(healthy)} of {n} Healthy (the others ended otherwise) "
+            f"{time.monotonic() - started:.1f}s after set-up began; "
             f"operator RSS {memory_mib(stack.bench.pid)[0]:.0f} MiB",
             flush=True,
         )
-        driver = Driver(stack.bench, stack.latest, models, k, stack.bench.pid)
+        driver = Driver(stack.bench, stack.latest, healthy, k, stack.bench.pid)
         load = stack.window("load", driver, shape, seconds, deadline, models)
-    header = [
-        f"scale benchmark at commit {label}: {n} Rollouts ({3 * n} ModelVersions), {k} "
-        f"progressing at once for {seconds:.0f}s (then the running ones finish); "
-        f"{shape.describe()}; {machine()}",
-    ]
-    print("\n".join(header + load.lines(stack.audit.available)), flush=True)
+    print("\n".join(report(label, n, k, seconds, shape, load, stack.audit.available)), flush=True)
     for line in driver.stuck[:10]:
         print(f"  did not promote: {line}", flush=True)
     return 0 if load.step_watch else 2
