@@ -135,6 +135,7 @@ def test_scale_and_growth_bench_smoke_runs_and_prints_figures(cluster: Cluster) 
     assert_window_figures(out, cluster.local)
     rows = re.findall(r"^([12]) +1 +\d+\.\d+ +\d+ / \d+ ", out, re.MULTILINE)
     assert rows == ["1", "2"], out
+    assert "scale benchmark at commit" in out, out
     scale = out[out.index("scale benchmark at commit") :]
     assert re.search(r"2 Rollouts \(6 ModelVersions\), 1 progressing at once", scale), out
     assert re.search(r"load: \d+s, 1 rollouts started, 1 finished; load average", scale), out
