@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle
+.PHONY: crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle bench-scale bench-growth
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
@@ -80,12 +80,22 @@ bench-smoke: venv deps cluster-build
 	$(PY) -m bench.rollback --smoke
 	$(PY) -m bench.reaction --smoke
 	$(PY) -m bench.idle --smoke
+	$(PY) -m bench.scale --smoke
+	$(PY) -m bench.growth --smoke
 
 bench-reaction: venv deps cluster-build
 	$(PY) -m bench.reaction
 
 bench-idle: venv deps cluster-build
 	$(PY) -m bench.idle
+
+bench-scale: venv deps cluster-build
+	$(PY) -m bench.scale
+
+# py-spy (the bench extra) profiles the largest point.
+bench-growth: venv deps cluster-build
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(PY) -m bench.growth
 
 # Regenerate crds/ from the pydantic models (a unit test fails when they drift).
 crds: venv

@@ -439,3 +439,44 @@ class Bench:
             self.cluster.delete_namespace(self.namespace)
             if self.started_here:
                 localcluster.down()
+
+
+# --- appended by scale12 (issue 12 §1): one object's writes with both audit timestamps --
+
+
+def object_writes(
+    log: AuditLog, resource: str, namespace: str, name: str, start: float, end: float
+) -> list[tuple[float, float, str]]:
+    """The user's successful writes (create/update/patch/delete) of one object received
+    between ``start`` and ``end`` (wall seconds): (``requestReceivedTimestamp``,
+    ``stageTimestamp`` of ResponseComplete, verb), oldest first; both timestamps have
+    microseconds. Empty when there is no audit log to read."""
+    out: list[tuple[float, float, str]] = []
+    if not log.available:
+        return out
+    time.sleep(0.2)  # let the log backend catch up
+    with log.path.open("rb") as f:
+        f.seek(log.offset)
+        for raw in f:
+            if name.encode() not in raw or log.user.encode() not in raw:
+                continue
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            ref = event.get("objectRef") or {}
+            if (
+                (event.get("user") or {}).get("username") != log.user
+                or event.get("stage") != "ResponseComplete"
+                or ref.get("resource") != resource
+                or ref.get("namespace") != namespace
+                or ref.get("name") != name
+                or ref.get("subresource")
+                or event.get("verb") not in ("create", "update", "patch", "delete")
+                or not 200 <= int((event.get("responseStatus") or {}).get("code", 0)) < 300
+            ):
+                continue
+            received = wall(event["requestReceivedTimestamp"])
+            if start <= received <= end:
+                out.append((received, wall(event["stageTimestamp"]), event["verb"]))
+    return sorted(out)

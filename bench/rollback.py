@@ -14,7 +14,13 @@ plane makes 1.1.0 answer 20% errors ("went bad"). A watch on the HTTPRoute and o
 Rollout, both opened before that moment, stamp each change with this process's monotonic
 clock on receipt; the figure is went-bad -> first route version with 100% on stable. The
 operator's own status timestamps (the Failed measurement's and the RolledBack history
-entry's ``at``) cross-check it on the wall clock of the same machine.
+entry's ``at``) cross-check it on the wall clock of the same machine. Two more clocks:
+Prometheus' query API, asked every 0.1 s for the analysis' error-rate query from the
+moment the candidate goes bad (``BreachWatch``: the evaluation timestamp of the first
+answer over the threshold is when the breach became visible, so breach visible -> route
+100% stable is the operator's share, analysis interval included), and the API server's
+audit log (``requestReceivedTimestamp`` and ``stageTimestamp`` of the operator's route
+write, microseconds), a cross-check of the watch.
 
 Run: ``python -m bench.rollback`` (or ``python bench/rollback.py``) from the repository
 root, ``--runs N`` (default 10) and ``--time-limit S`` (default 600: no run starts after
@@ -31,6 +37,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,9 +49,17 @@ for extra in (ROOT, ROOT / "tests", ROOT / "hack" / "cluster"):
 
 import localcluster  # noqa: E402
 
-from bench.harness import Stamped, machine, percentile, wall  # noqa: E402
+from bench.harness import (  # noqa: E402
+    AuditLog,
+    Stamped,
+    machine,
+    object_writes,
+    percentile,
+    to_wall,
+    wall,
+)
 from e2e import rollouts as r  # noqa: E402
-from e2e.test_analysis import FAILURE_LIMIT, INTERVAL_S, analysis  # noqa: E402
+from e2e.test_analysis import ERRORS, FAILURE_LIMIT, INTERVAL_S, analysis  # noqa: E402
 from harness import rbac  # noqa: E402
 from harness.dataplane import DataPlane  # noqa: E402
 from harness.kube import Cluster, open_cluster, wait_for  # noqa: E402
@@ -57,6 +72,40 @@ STABLE, CANDIDATE = "fraud-1-0-0", "fraud-1-1-0"
 # goes bad.
 DESIGN_BOUND_S = INTERVAL_S * (FAILURE_LIMIT + 1) + SCRAPE_INTERVAL_S
 RATE_WINDOW_S = 3  # the [3s] of the error-rate query: the errors fill it gradually
+THRESHOLD = 0.05  # the error-rate metric's max in e2e.test_analysis.analysis()
+POLL_S = 0.1  # how often the breach watcher asks Prometheus
+
+
+class BreachWatch:
+    """Asks Prometheus' query API every ``POLL_S`` seconds for the analysis' error-rate
+    query (rendered for the candidate) and keeps the evaluation timestamp of the first
+    answer over the threshold: the moment the breach became visible in Prometheus, on
+    Prometheus' clock (the same machine's wall clock; at most ``POLL_S`` + one query's
+    time after the first scrape that carried it)."""
+
+    def __init__(self, prometheus: PrometheusServer, namespace: str, version: str) -> None:
+        self.query = ERRORS.replace("{{namespace}}", namespace).replace("{{version}}", version)
+        self.prometheus = prometheus
+        self.visible: float | None = None
+        self.value = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.visible is None:
+            try:
+                for sample in self.prometheus.query(self.query):
+                    at, value = sample["value"]
+                    if float(value) > THRESHOLD:
+                        self.visible, self.value = float(at), float(value)
+            except (RuntimeError, ValueError, KeyError):
+                pass
+            self._stop.wait(POLL_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def phase(obj: dict[str, Any]) -> str | None:
@@ -64,10 +113,11 @@ def phase(obj: dict[str, Any]) -> str | None:
 
 
 def one_run(
-    cluster: Cluster, ns: str, prometheus: PrometheusServer, deadline: float
+    cluster: Cluster, ns: str, prometheus: PrometheusServer, audit: AuditLog, deadline: float
 ) -> dict[str, float]:
     """One rollback, measured; raises AssertionError if it does not happen before
-    ``deadline`` (monotonic seconds)."""
+    ``deadline`` (monotonic seconds). The audit figures are left out when there is no
+    audit log, the Prometheus one when the breach watch saw none."""
 
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
@@ -93,6 +143,7 @@ def one_run(
         )
         route = Stamped(cluster, ns, "httproutes")
         rollout = Stamped(cluster, ns, "rollouts")
+        breach = BreachWatch(prometheus, ns, "1.1.0")
         try:
             went_bad, went_bad_wall = time.monotonic(), time.time()
             dp.set("1.1.0", error_rate=0.2)
@@ -111,10 +162,30 @@ def one_run(
         finally:
             route.stop()
             rollout.stop()
+            breach.stop()
         st = rolled_back[1]["status"]
         decided = wall(st["history"][-1]["at"])
         failed = [m for m in st["analysis"]["measurements"] if m["verdict"] == "Failed"]
-        return {
+        routed = to_wall(on_stable[0])
+        extra: dict[str, float] = {}
+        if breach.visible is not None:
+            extra["visible"] = breach.visible - went_bad_wall
+            extra["visible_to_route"] = routed - breach.visible
+        # The route write that put 100% on stable: the last one the operator completed
+        # before the watch delivered it (250 ms of slack, as in bench/reaction.py).
+        writes = [
+            w
+            for w in object_writes(audit, "httproutes", ns, "fraud", went_bad_wall, routed)
+            if w[1] <= routed + 0.25
+        ]
+        if writes:
+            received, stage, _ = writes[-1]
+            extra["audit_received"] = received - went_bad_wall
+            extra["audit_stage"] = stage - went_bad_wall
+            extra["watch_after_audit"] = routed - stage
+            if breach.visible is not None:
+                extra["visible_to_audit"] = stage - breach.visible
+        return extra | {
             "route": on_stable[0] - went_bad,
             "status": rolled_back[0] - went_bad,
             "decided": decided - went_bad_wall,
@@ -165,9 +236,16 @@ def report(runs: list[dict[str, float]], failed: int, machine: str) -> str:
         f"rollback benchmark: {len(runs)} run(s) completed, {failed} did not; {machine}",
         f"analysis interval {INTERVAL_S}s, failureLimit {FAILURE_LIMIT}, scrape interval "
         f"{SCRAPE_INTERVAL_S}s, error-rate window {RATE_WINDOW_S}s; design bound "
-        f"{DESIGN_BOUND_S}s = interval x (failureLimit + 1) + scrape interval (DESIGN §2)",
+        f"{DESIGN_BOUND_S}s = interval x (failureLimit + 1) + scrape interval (DESIGN §2); "
+        f"Prometheus polled every {POLL_S}s for the breach",
     ]
     names = {
+        "visible": "went bad -> breach visible in Prometheus (query over threshold)",
+        "visible_to_route": "breach visible in Prometheus -> route 100% stable (watch)",
+        "visible_to_audit": "breach visible in Prometheus -> route write (audit stageTimestamp)",
+        "audit_received": "went bad -> route write received (audit requestReceivedTimestamp)",
+        "audit_stage": "went bad -> route write completed (audit stageTimestamp)",
+        "watch_after_audit": "route write completed (audit) -> route 100% stable (watch)",
         "route": "went bad -> route 100% stable (watch)",
         "status": "went bad -> status RolledBack (watch)",
         "decided": "went bad -> RolledBack history at (operator clock)",
@@ -175,11 +253,11 @@ def report(runs: list[dict[str, float]], failed: int, machine: str) -> str:
         "last_failed_to_route": "decisive Failed measurement at -> route 100% stable (watch)",
     }
     for key, label in names.items():
-        values = [run[key] for run in runs]
+        values = [run[key] for run in runs if key in run]
         if values:
             lines.append(
-                f"  {label}: p50 {statistics.median(values):.2f}s  "
-                f"p90 {percentile(values, 90):.2f}s  max {max(values):.2f}s"
+                f"  {label}: p50 {statistics.median(values):.3f}s  "
+                f"p90 {percentile(values, 90):.3f}s  max {max(values):.3f}s"
             )
     if runs:
         route = [run["route"] for run in runs]
@@ -204,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     prometheus = PrometheusServer(workdir / "prometheus")
     namespaces = [cluster.create_namespace(f"bench-rollback-{i}") for i in range(runs_wanted)]
     operator: OperatorProcess | None = None
+    audit = AuditLog()
     runs: list[dict[str, float]] = []
     failed = 0
     try:
@@ -245,13 +324,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"time limit {limit:.0f}s reached after {i} run(s)", flush=True)
                 break
             try:
-                run = one_run(cluster, ns, prometheus, started + limit)
+                run = one_run(cluster, ns, prometheus, audit, started + limit)
             except (AssertionError, TimeoutError) as e:
                 failed += 1
                 print(f"run {i + 1}: no rollback measured: {e}", flush=True)
                 continue
             runs.append(run)
-            print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in run.items()), flush=True)
+            print(f"run {i + 1}: " + ", ".join(f"{k} {v:.3f}s" for k, v in run.items()), flush=True)
             cluster.delete_namespace(ns)
     finally:
         # The Rollouts go while the operator still runs (it removes its finalizers, from

@@ -1,6 +1,8 @@
 """The benchmarks keep working: each script's ``--smoke`` variant (bench/rollback.py: one
 rollback, bounded to 120 s; bench/reaction.py: 3 Rollouts retargeted, 60 s; bench/idle.py:
-3 Rollouts and a 3 s idle window, 60 s) runs against this cluster and prints its figures.
+3 Rollouts and a 3 s idle window, 60 s; bench/growth.py: points 1 and 2, each Rollout
+through a one-step canary with analysis, then bench/scale.py's report, 90 s) runs against
+this cluster and prints its figures.
 Only that it ran and printed each figure is asserted: figures are for reading
 (docs/benchmarks.md), never a pass/fail on a timing."""
 
@@ -34,6 +36,11 @@ def test_rollback_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
     figure = r"went bad -> route 100% stable \(watch\): p50 (\d+\.\d+)s .* max (\d+\.\d+)s"
     assert re.search(figure, out), out
     assert re.search(r"design bound \d+s", out) and "ratio to the design bound" in out, out
+    visible = r"breach visible in Prometheus -> route 100% stable \(watch\): p50 (-?\d+\.\d+)s"
+    assert re.search(visible, out), out
+    if cluster.local:  # the audit log of the local control plane: the route write's times
+        audited = r"went bad -> route write completed \(audit stageTimestamp\): p50 \d+\.\d+s"
+        assert re.search(audited, out), out
 
 
 def run_smoke(cluster: Cluster, module: str) -> str:
@@ -97,3 +104,45 @@ def test_idle_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
         return
     assert "operator requests in the idle window, per minute:" in out, out
     assert re.search(r"all +\d+ +\d+\.\d+", out), out
+
+
+def assert_window_figures(out: str, audited: bool) -> None:
+    """A scale or growth window printed its figures: lateness, RSS, CPU, requests. (A
+    smoke rollout may take a single measurement: the analysis lateness, from consecutive
+    ones, may have no values.)"""
+    steps = spread_of("step lateness (route watch)", out)
+    assert steps and int(steps.group(1)) >= 1, out
+    label = re.escape("analysis lateness (measurement at - scheduled)")
+    assert re.search(label + r": (n \d+  p50 |no values)", out), out
+    assert re.search(r"operator RSS peak \d+ MiB, steady \d+ MiB", out), out
+    assert re.search(r"CPU operator: \d+\.\d+ s in \d+\.\d+ s \(\d+\.\d+ s/min\)", out), out
+    assert re.search(r"CPU control plane: \d+\.\d+ s in \d+\.\d+ s", out), out
+    if not audited:  # FERRYMAN_TEST_KUBECONFIG: no audit log to count from
+        assert "operator requests: no audit log for this cluster" in out, out
+        return
+    assert spread_of("step lateness (audit route write)", out), out
+    assert re.search(r"operator requests per minute \(\d+ in the window\)", out), out
+    assert re.search(r"patch +httproutes +\d+", out), out
+
+
+@pytest.mark.prometheus
+def test_scale_and_growth_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
+    """bench/growth.py --smoke: points 1 and 2 (grown, not recreated), each Rollout with
+    three ModelVersions and a one-step canary (setWeight 50, a 1 s pause, promotion) with
+    Prometheus analysis every 1 s, one wave and a 1 s idle window per point; the table
+    has a row per point; then bench/scale.py's report of the last load window (the two
+    scripts share that code: one run keeps both working)."""
+    out = run_smoke(cluster, "bench.growth")
+    assert re.search(r"--- N=1, K=1: created in .*\n.*N=1 load: ", out), out
+    assert re.search(r"--- N=2, K=1: created in ", out), out
+    assert "N=2 idle: " in out, out
+    assert_window_figures(out, cluster.local)
+    rows = re.findall(r"^([12]) +1 +\d+\.\d+ +\d+ / \d+ ", out, re.MULTILINE)
+    assert rows == ["1", "2"], out
+    assert "scale benchmark at commit" in out, out
+    scale = out[out.index("scale benchmark at commit") :]
+    assert re.search(r"2 Rollouts \(6 ModelVersions\), 1 progressing at once", scale), out
+    assert re.search(r"load: \d+s, 1 rollouts started, 1 finished; load average", scale), out
+    steps = spread_of("step lateness (route watch)", scale)
+    assert steps and steps.group(1) == "1", out  # the one pause of the one rollout
+    assert_window_figures(scale, cluster.local)
