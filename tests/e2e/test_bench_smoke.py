@@ -125,6 +125,8 @@ def assert_window_figures(out: str, audited: bool) -> None:
     assert re.search(r"patch +httproutes +\d+", out), out
 
 
+# bench/scale.py's ModelVersions run a fictional image only kwok makes Ready.
+@pytest.mark.kwok
 @pytest.mark.prometheus
 def test_scale_and_growth_bench_smoke_runs_and_prints_figures(cluster: Cluster) -> None:
     """bench/growth.py --smoke: points 1 and 2 (grown, not recreated), each Rollout with
