@@ -161,11 +161,13 @@ class Cluster:
         server_side: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         """kubectl apply of a manifest given as YAML text or as object(s). Objects go as
-        JSON (a v1 List for several): a YAML 1.1 dump leaves strings such as "3e-5"
-        unquoted, and kubectl, reading YAML 1.2, would send a number."""
+        JSON documents (one per object, ``---`` between them): a YAML 1.1 dump leaves
+        strings such as "3e-5" unquoted, and kubectl, reading YAML 1.2, would send a
+        number. Not a v1 List: kubectl validates a List's items on the client, so the
+        API server's own messages (which tests check) would never be seen."""
         if not isinstance(manifest, str):
             docs = manifest if isinstance(manifest, list) else [manifest]
-            manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+            manifest = "\n---\n".join(json.dumps(d) for d in docs)
         args = ["apply", "-f", "-"]
         if namespace:
             args += ["-n", namespace]
