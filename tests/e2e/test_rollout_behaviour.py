@@ -3,6 +3,7 @@ readiness, track: latest, new targets, conflicts, undo, retry, deletion and owne
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from typing import Any
@@ -108,20 +109,26 @@ def test_track_latest_rolls_each_new_version_and_retries_only_on_request(
 ) -> None:
     # A release candidate registered with 1.0.0 is never picked (no includePrereleases).
     cluster.apply(r.versions("1.0.0", "1.1.0-rc.1"), namespace=namespace)
+    # A generous progress deadline while good versions roll out (a loaded machine can take
+    # seconds to make a pod Ready), a short one only for the never-Ready version below.
     rollout = r.rollout(
         {"track": "latest"},
-        progressDeadlineSeconds=8,
+        progressDeadlineSeconds=60,
         strategy={"canary": {"steps": [{"setWeight": 50}]}},
     )
     cluster.apply(rollout, namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="1.0.0")
-    generation = cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"][  # type: ignore[index]
-        "generation"
-    ]
     cluster.apply(r.versions("1.1.0"), namespace=namespace)
     wait_for(
         lambda: healthy_on(cluster, namespace, "1.1.0"), timeout=60, message="1.1.0 rolled out"
     )
+    cluster.kubectl(
+        "patch", "rollout.ferryman.dev", "fraud", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"progressDeadlineSeconds": 8}}),
+    )  # fmt: skip
+    generation = cluster.get_json("rollout.ferryman.dev", "fraud", namespace)["metadata"][  # type: ignore[index]
+        "generation"
+    ]
     cluster.apply(r.versions(("1.2.0", NEVER_READY)), namespace=namespace)
     wait_for(
         lambda: phase_is(cluster, namespace, "RolledBack"), timeout=60, message="1.2.0 rolled back"
