@@ -1,0 +1,56 @@
+"""review6: reproductions of faults found in the merged "reading from kopf indexes" work
+(strict xfails: each passes once the fault is fixed, and the xfail must then go)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from unit.fake_kube import json_copy
+from unit.machine_sim import _set_ready
+from unit.test_applied import indexed
+from unit.test_executor import NS, ROUTE, cluster, decide, paused_at_ten, rollout_of, run, snapshot
+
+CANDIDATE = ("apps/v1", "Deployment", NS, "fraud-1.1.0")
+
+
+def _promoted_candidate_ready() -> Any:
+    """A paused canary promoted once (the candidate scaled up for 50%), all pods Ready,
+    as the Deployment index reports them."""
+    sim = paused_at_ten()
+    sim.reconcile("promote")
+    for obj in sim.kube.deployments():
+        _set_ready(obj, int(obj["spec"]["replicas"]))
+    sim._refresh()
+    return sim
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review6 F1: the fresh read before a weight move checks only that the "
+    "Deployment exists (children.apply_version), not that it is still Ready: weight moves "
+    "onto a candidate whose pods went unready after the index last saw them",
+)
+def test_review6_weight_is_not_moved_onto_a_candidate_the_fresh_read_finds_unready() -> None:
+    """The Deployment index (``deployments_by_rollout``) says the candidate has all its
+    replicas available; its pods failed their readiness probe a moment ago and that
+    watch event is not handled yet. The decision moves 10% -> 50% onto it. The executor
+    reads the candidate's Deployment fresh just before the route write (the transition
+    rule, handlers/children.py), and that read shows 0 available replicas, but only its
+    absence holds the decision: the route gets 50% for a version with no Ready pod
+    (DESIGN.md §2: never weight on unready capacity)."""
+    sim = _promoted_candidate_ready()
+    rollout = rollout_of(sim)
+    kube = cluster(sim, rollout)
+    seen = snapshot(sim, rollout, kube)  # the index: candidate fully available
+    seen.observed = indexed(kube)
+    for key, obj in kube.objects.items():
+        if key == CANDIDATE:
+            _set_ready(obj, 0)  # the cluster as it is: no Ready pod
+    before = json_copy(kube.objects[ROUTE])
+    decision = decide(sim, rollout)
+    assert decision.route is not None and decision.route.candidate_weight == 50
+    done = run(kube, seen, decision)
+    assert kube.objects[ROUTE] == before, "50% written onto 0 Ready pods"
+    assert done.held
