@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ferryman.kube.client import ApplyRejected
 from unit.fake_kube import json_copy
 from unit.machine_sim import _set_ready
 from unit.test_applied import indexed
@@ -54,3 +55,36 @@ def test_review6_weight_is_not_moved_onto_a_candidate_the_fresh_read_finds_unrea
     done = run(kube, seen, decision)
     assert kube.objects[ROUTE] == before, "50% written onto 0 Ready pods"
     assert done.held
+
+
+@pytest.mark.parametrize("refused", ["Deployment", "Service"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="review6 F2: children.apply_version returns on an ApplyFailure before its ghost "
+    "check (and, when the Service or budget is refused, before the fresh read of the "
+    "Deployment at all), so a weight move onto a Deployment that is gone is written",
+)
+def test_review6_a_refused_recreate_of_a_ghost_still_holds_the_weight_move(refused: str) -> None:
+    """As test_a_weight_move_onto_a_ghost_deployment_is_held_until_the_index_catches_up
+    (the candidate's Deployment deleted, its DELETED event not yet in the index), but the
+    recreate is refused (a quota, an admission webhook: ``refused`` is the object the API
+    server refuses). The executor writes the route anyway ("the decision gives weight only
+    to replicas it observed Ready", executor.py) and 50% of the traffic goes to a version
+    that has no Deployment at all."""
+    sim = _promoted_candidate_ready()
+    rollout = rollout_of(sim)
+    kube = cluster(sim, rollout)
+    before = json_copy(kube.objects[ROUTE])
+    seen = snapshot(sim, rollout, kube)
+    seen.observed = indexed(kube)  # the ghost's entry included
+    del kube.objects[CANDIDATE]
+    if refused == "Service":
+        del kube.objects[("v1", "Service", NS, "fraud-1.1.0")]  # deleted with it
+    kube.refuse[(refused, "fraud-1.1.0")] = ApplyRejected(
+        refused, "fraud-1.1.0", 403, "exceeded quota"
+    )
+    decision = decide(sim, rollout)
+    assert decision.route is not None and decision.route.candidate_weight == 50
+    run(kube, seen, decision)
+    assert CANDIDATE not in kube.objects
+    assert kube.objects[ROUTE] == before, "50% written onto a Deployment that does not exist"
