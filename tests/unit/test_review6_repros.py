@@ -88,3 +88,37 @@ def test_review6_a_refused_recreate_of_a_ghost_still_holds_the_weight_move(refus
     run(kube, seen, decision)
     assert CANDIDATE not in kube.objects
     assert kube.objects[ROUTE] == before, "50% written onto a Deployment that does not exist"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review6 F3: applied.carries lets a dict have more keys than desired, also a "
+    "Service's spec.selector (an atomic map: an apply replaces it whole), so a selector "
+    "key added by hand is never removed and the Service selects no pod",
+)
+def test_review6_a_selector_key_added_by_hand_is_removed() -> None:
+    """The version's Service ``fraud-1.0.0`` gets ``x: y`` added to its selector by hand:
+    it now selects no pod (a selector is an AND of its keys), so every request routed to
+    1.0.0 fails. The edit's watch event wakes the Rollout; its index entry (or the GET)
+    shows the selector with one key more, ``carries`` says the desired selector is
+    carried, and the Service is left as it is, for ever (seen on the local control plane:
+    not restored within 90 s; a server-side apply of the Service, as before the skip,
+    replaces the atomic selector and removes the key). The same holds for the
+    PodDisruptionBudget's ``selector.matchLabels`` (an atomic LabelSelector) and, with
+    plain Services, for the live Service itself: 100% of the traffic goes nowhere."""
+    import asyncio
+
+    from ferryman.handlers import applied
+    from ferryman.plan import serving
+    from unit.test_executor import mv_of
+
+    sim = paused_at_ten()
+    rollout = rollout_of(sim)
+    kube = cluster(sim, rollout)
+    svc = serving.service(mv_of("1.0.0"), rollout)
+    asyncio.run(applied.apply_owned(kube, rollout, json_copy(svc), []))  # ours, stamped
+    key = ("v1", "Service", NS, "fraud-1.0.0")
+    kube.objects[key]["spec"]["selector"]["x"] = "y"  # the hand edit
+    kube.writes = []
+    asyncio.run(applied.apply_owned(kube, rollout, json_copy(svc), [], observed=indexed(kube)))
+    assert "x" not in kube.objects[key]["spec"]["selector"], kube.writes
