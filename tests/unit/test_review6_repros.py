@@ -158,3 +158,64 @@ def test_review6_a_filter_added_by_hand_to_the_route_rule_is_removed() -> None:
     found = {("HTTPRoute", ROUTE[3]): json_copy(kube.objects[ROUTE])}
     asyncio.run(applied.apply_owned(kube, rollout, json_copy(desired), [], observed=found))
     assert "filters" not in kube.objects[ROUTE]["spec"]["rules"][0], kube.writes
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review6 F4: a Healthy Rollout's reconcile returns no delay (rollouts.reconcile: "
+    "decision.requeue_after is None), so MAX_AGE never comes: a route or Deployment "
+    "deleted while kopf re-lists after a 410 Gone stays an index ghost for ever, "
+    "contrary to docs/api-requests.md ('this bound is what makes it be read, and "
+    "recreated')",
+)
+def test_review6_a_healthy_rollout_reads_its_index_entries_again_within_max_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real handler (``rollouts.reconcile``) on a Healthy Rollout whose objects all
+    sit in the indexes (fresh entries): the next reconcile must be due within
+    ``ledger.MAX_AGE`` seconds, or a ghost entry (its object deleted during a re-list, no
+    DELETED event) is never read again and the object never recreated: a Gateway with no
+    HTTPRoute serves nothing while status says Healthy. Before the indexes the same
+    deletion was missed too, but nothing claimed a bound."""
+    import asyncio
+    import time
+    from typing import cast
+
+    import kopf
+
+    from ferryman.api.rollout import RolloutPhase
+    from ferryman.handlers import ledger, observed, rollouts
+    from ferryman.handlers.context import OperatorContext, install
+    from unit.machine_sim import NAME, Sim, canary_spec
+
+    sim = Sim(canary_spec([{"setWeight": 50}]))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    sim.tick(30)
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    at = time.monotonic()
+    indexes: dict[str, Any] = {i.id: {} for i in observed.INDEXES}
+    for (_v, kind, ns, name), obj in sim.kube.objects.items():
+        found = [i.id for i in observed.INDEXES if i.kind == kind]
+        if found:
+            indexes[found[0]][(ns, name)] = [ledger.Entry(json_copy(obj), at)]
+    indexes["modelversions_by_model"] = {
+        (NS, "fraud"): [sim.model_version(v) for v in sim.versions]
+    }
+    indexes["deployments_by_rollout"] = {(NS, NAME): sim._index()}
+    indexes["rollouts_by_model"] = {}
+    memo: dict[str, Any] = {}
+    install(memo, OperatorContext(kube=cast(Any, sim.kube), http=cast(Any, None)))
+    body = sim.rollout().model_dump(by_alias=True, mode="json", exclude_none=True)
+    delays = []
+    for _ in range(2):  # the second: nothing left to write
+        delay, _wrote = asyncio.run(
+            rollouts.reconcile(body=cast(Any, body), memo=cast(Any, memo), indexes=indexes)
+        )
+        held = sim.kube.statuses[("rollouts", NS, NAME)]
+        body["metadata"]["resourceVersion"], body["status"] = (
+            held["resourceVersion"],
+            held["status"],
+        )
+        delays.append(delay)
+    assert sim.status.phase == RolloutPhase.HEALTHY
+    assert delays[-1] is not None and delays[-1] <= ledger.MAX_AGE, delays
