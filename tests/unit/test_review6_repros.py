@@ -219,3 +219,54 @@ def test_review6_a_healthy_rollout_reads_its_index_entries_again_within_max_age(
         delays.append(delay)
     assert sim.status.phase == RolloutPhase.HEALTHY
     assert delays[-1] is not None and delays[-1] <= ledger.MAX_AGE, delays
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review6 F1b: with plain Services an abort's fresh read of the stable's "
+    "Deployment (children.transition: every served version when capacity goes) is used "
+    "for existence only: the Service switches to a stable with 0 Ready pods and the "
+    "candidate is deleted, leaving no Ready pod behind the live Service",
+)
+def test_review6_a_plain_service_abort_keeps_ready_pods_when_the_fresh_read_finds_the_stable_unready() -> (  # noqa: E501
+    None
+):
+    """A plain-Service canary at 50% (2 + 2 of 4) is aborted: the stable is scaled back to
+    4; its pods are Ready in the Deployment index, which is what the decision to drop the
+    candidate is made from. A moment later the stable's pods fail their readiness probe
+    (the watch event is not handled yet). The executor reads every served Deployment
+    fresh (the reconcile removes capacity) and sees 0 available on the stable, yet
+    writes the Service (stable only) and deletes the candidate: Ready pods behind the
+    live Service go from 2 to 0 (DESIGN.md §2: never below ``replicas``)."""
+    import asyncio
+    from datetime import timedelta
+
+    from ferryman.api.rollout import RolloutPhase
+    from ferryman.handlers import children, executor
+    from ferryman.plan import machine
+    from unit.machine_sim import Sim, canary_spec, retarget
+
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {}}]
+    sim = Sim(canary_spec(steps, replicas=4, trafficRouting={"service": {}}))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.PAUSED)
+    sim.tick(2)
+    sim.reconcile("abort")  # the stable scaled back up to 4
+    sim.now += timedelta(seconds=1)
+    for obj in sim.kube.deployments():
+        _set_ready(obj, int(obj["spec"]["replicas"]))  # ... and Ready, as indexed
+    sim._refresh()
+    sim._own_route()
+    rollout = sim.rollout()
+    seen = sim.observed()
+    decision = machine.decide(rollout.spec, rollout.status, seen)
+    snapshot_ = sim._snapshot(rollout, seen.blocked)
+    assert children.removes_capacity(snapshot_, decision)
+    for obj in sim.kube.deployments():
+        if obj["metadata"]["name"] == "fraud-1.0.0":
+            _set_ready(obj, 0)  # the cluster as it is now
+    before = sim.behind()
+    assert before == 2  # the candidate's Ready pods
+    asyncio.run(executor.execute(sim.kube, snapshot_, decision))
+    assert sim.behind() >= before, "no Ready pod left behind the live Service"
