@@ -128,15 +128,17 @@ def test_review6_a_selector_key_added_by_hand_is_removed() -> None:
     strict=True,
     reason="review6 F3b: applied.carries lets an HTTPRoute rule (an element of the atomic "
     "list spec.rules) carry keys ferryman does not set, so a filter added by hand "
-    "(RequestRedirect, RequestMirror) is never removed while status reports the weights",
+    "(RequestMirror, URLRewrite) is never removed while status reports the weights",
 )
 def test_review6_a_filter_added_by_hand_to_the_route_rule_is_removed() -> None:
-    """Someone adds ``filters: [RequestRedirect to another host]`` to the route's only
-    rule: every request is redirected away from both versions. The watch event wakes the
+    """Someone adds ``filters: [RequestMirror to a Service "tap"]`` to the route's only
+    rule: every request is copied to it (a URLRewrite would send the versions other
+    requests). The watch event wakes the
     Rollout; the entry carries every field ferryman sets, so nothing is written (a
     server-side apply, as before the skip, replaces the atomic ``spec.rules`` and
     removes the filter: HTTPRoute's CRD marks rules, backendRefs, filters and matches
-    ``x-kubernetes-list-type: atomic``). Istio's VirtualService ``spec.http`` has no
+    ``x-kubernetes-list-type: atomic``; seen with a URLRewrite filter on the local
+    control plane). Istio's VirtualService ``spec.http`` has no
     list type (atomic by default): a hand-added ``fault`` or ``redirect`` stays too."""
     import asyncio
 
@@ -151,8 +153,8 @@ def test_review6_a_filter_added_by_hand_to_the_route_rule_is_removed() -> None:
     desired = route_object(rollout, sim.route, labels.owner_reference(rollout))
     asyncio.run(applied.apply_owned(kube, rollout, json_copy(desired), []))  # ours, stamped
     rule = kube.objects[ROUTE]["spec"]["rules"][0]
-    rule["filters"] = [
-        {"type": "RequestRedirect", "requestRedirect": {"hostname": "elsewhere.example"}}
+    rule["filters"] = [  # every request also copied to someone else's Service
+        {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "tap", "port": 80}}}
     ]
     kube.writes = []
     found = {("HTTPRoute", ROUTE[3]): json_copy(kube.objects[ROUTE])}
