@@ -27,12 +27,6 @@ def _promoted_candidate_ready() -> Any:
     return sim
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 F1: the fresh read before a weight move checks only that the "
-    "Deployment exists (children.apply_version), not that it is still Ready: weight moves "
-    "onto a candidate whose pods went unready after the index last saw them",
-)
 def test_review6_weight_is_not_moved_onto_a_candidate_the_fresh_read_finds_unready() -> None:
     """The Deployment index (``deployments_by_rollout``) says the candidate has all its
     replicas available; its pods failed their readiness probe a moment ago and that
@@ -58,12 +52,6 @@ def test_review6_weight_is_not_moved_onto_a_candidate_the_fresh_read_finds_unrea
 
 
 @pytest.mark.parametrize("refused", ["Deployment", "Service"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 F2: children.apply_version returns on an ApplyFailure before its ghost "
-    "check (and, when the Service or budget is refused, before the fresh read of the "
-    "Deployment at all), so a weight move onto a Deployment that is gone is written",
-)
 def test_review6_a_refused_recreate_of_a_ghost_still_holds_the_weight_move(refused: str) -> None:
     """As test_a_weight_move_onto_a_ghost_deployment_is_held_until_the_index_catches_up
     (the candidate's Deployment deleted, its DELETED event not yet in the index), but the
@@ -223,13 +211,6 @@ def test_review6_a_healthy_rollout_reads_its_index_entries_again_within_max_age(
     assert delays[-1] is not None and delays[-1] <= ledger.MAX_AGE, delays
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 F1b: with plain Services an abort's fresh read of the stable's "
-    "Deployment (children.transition: every served version when capacity goes) is used "
-    "for existence only: the Service switches to a stable with 0 Ready pods and the "
-    "candidate is deleted, leaving no Ready pod behind the live Service",
-)
 def test_review6_a_plain_service_abort_keeps_ready_pods_when_the_fresh_read_finds_the_stable_unready() -> (  # noqa: E501
     None
 ):

@@ -11,8 +11,11 @@ Before any write, an existing object of the same name must be ours (owner refere
 this Rollout); a foreign one is left untouched and reported in the ``OwnershipConflict``
 condition. A write the API server refuses (an invalid object, a forbidden write:
 ``kube.ApplyRejected``), or a scale-up that fails otherwise, holds back the scale-down but
-never the route write (the decision gives weight only to replicas it observed Ready, and a
-rollback's route write must never wait), and is reported in the ``ApplyFailed`` condition,
+not the route write (the decision gives weight only to replicas it observed Ready, and a
+rollback's route write must never wait), unless the Deployment read just before the
+writes has less than the decision counted on (``children.stale``: gone, or fewer Ready
+replicas than the index said): then nothing is written but that version's objects, and
+the decision is made again (``Executed.held``); it is reported in the ``ApplyFailed`` condition,
 the status message and a Warning Event; it is tried again after ``APPLY_FAILED_RETRY``
 seconds, at the next analysis round or when something changes, never in a tight loop.
 
@@ -203,7 +206,8 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     if decision.route is not None and route_ok:
         # 2. the route. It is written even when a scale-up above failed: the decision gives
         # weight only to replicas it observed Ready, so the route never needs this
-        # reconcile's scale-up, and a rollback's route write must never wait for one.
+        # reconcile's scale-up, and a rollback's route write must never wait for one. Not
+        # when a fresh read found fewer Ready than observed (``held``: decide again).
         obj = router.build(
             name=name,
             namespace=ns,
