@@ -43,3 +43,25 @@ def test_review6_a_selector_key_added_to_the_live_service_is_removed(
         interval=0.5,
         message="the live Service's selector restored",
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review6 F5: a PodDisruptionBudget deleted by hand is not recreated while the "
+    "Rollout is Healthy: no event handler on PDBs wakes the Rollout (handlers/rollouts.py)",
+)
+def test_review6_a_budget_deleted_by_hand_is_written_again(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    ns = namespace
+    cluster.apply(r.versions("1.0.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0"), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=90, message="up")
+    assert cluster.get_json("pdb", "fraud-1-0-0", ns) is not None
+    cluster.kubectl("delete", "pdb", "fraud-1-0-0", "-n", ns)
+    wait_for(
+        lambda: cluster.get_json("pdb", "fraud-1-0-0", ns) is not None,
+        timeout=60,  # a deleted Service or Deployment is back within a second
+        interval=0.5,
+        message="the budget written again",
+    )
