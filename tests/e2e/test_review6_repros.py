@@ -45,11 +45,6 @@ def test_review6_a_selector_key_added_to_the_live_service_is_removed(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 F5: a PodDisruptionBudget deleted by hand is not recreated while the "
-    "Rollout is Healthy: no event handler on PDBs wakes the Rollout (handlers/rollouts.py)",
-)
 def test_review6_a_budget_deleted_by_hand_is_written_again(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:

@@ -255,13 +255,6 @@ def test_review6_a_plain_service_abort_keeps_ready_pods_when_the_fresh_read_find
     assert sim.behind() >= before, "no Ready pod left behind the live Service"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 F5: PodDisruptionBudgets are indexed (observed.INDEXES) but no event "
-    "handler wakes their Rollout (rollouts.py registers route_changed for Services and "
-    "routes, deployment_changed for Deployments): a budget deleted or edited by hand is "
-    "not restored while the Rollout is Healthy (no timer)",
-)
 def test_review6_every_indexed_resource_wakes_its_rollout() -> None:
     """Seen on the local control plane: ``kubectl delete pdb fraud-1-0-0`` on a Healthy
     Rollout; the Service and Deployment deleted the same way come back within 0.2 s, the
