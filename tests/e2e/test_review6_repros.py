@@ -15,12 +15,6 @@ from harness.operator import OperatorProcess
 pytestmark = pytest.mark.usefixtures("ferryman_crds")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 F3: a selector key added by hand to the live Service (plain-Service "
-    "router) is never removed (applied.carries: dicts may have more keys; the selector "
-    "is an atomic map a server-side apply would replace)",
-)
 def test_review6_a_selector_key_added_to_the_live_service_is_removed(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:

@@ -78,12 +78,6 @@ def test_review6_a_refused_recreate_of_a_ghost_still_holds_the_weight_move(refus
     assert kube.objects[ROUTE] == before, "50% written onto a Deployment that does not exist"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 F3: applied.carries lets a dict have more keys than desired, also a "
-    "Service's spec.selector (an atomic map: an apply replaces it whole), so a selector "
-    "key added by hand is never removed and the Service selects no pod",
-)
 def test_review6_a_selector_key_added_by_hand_is_removed() -> None:
     """The version's Service ``fraud-1.0.0`` gets ``x: y`` added to its selector by hand:
     it now selects no pod (a selector is an AND of its keys), so every request routed to
@@ -112,12 +106,6 @@ def test_review6_a_selector_key_added_by_hand_is_removed() -> None:
     assert "x" not in kube.objects[key]["spec"]["selector"], kube.writes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 F3b: applied.carries lets an HTTPRoute rule (an element of the atomic "
-    "list spec.rules) carry keys ferryman does not set, so a filter added by hand "
-    "(RequestMirror, URLRewrite) is never removed while status reports the weights",
-)
 def test_review6_a_filter_added_by_hand_to_the_route_rule_is_removed() -> None:
     """Someone adds ``filters: [RequestMirror to a Service "tap"]`` to the route's only
     rule: every request is copied to it (a URLRewrite would send the versions other
