@@ -261,3 +261,44 @@ def test_review6_every_indexed_resource_wakes_its_rollout() -> None:
         res = resource(w.group, w.plural, one.kind, w.version)
         woken = [h for h in handlers if h.selector is not None and h.selector.check(res)]
         assert woken, f"nothing wakes a Rollout when its {one.kind} changes"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review6 G1: nothing stops `pytest --gitops tests/gitops` outside hack/netns.sh: "
+    "ArgoCD.start (tests/harness/argocd_loop.py) then starts argocd-server and the "
+    "controller with metrics ports bound on every interface of the host",
+)
+def test_review6_argocd_refuses_to_start_outside_a_private_network_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Run in the host's network namespace (interfaces besides loopback), as the unit
+    layer is; the
+    harness should refuse before starting any process (docs/gitops.md: it must run in a
+    private network namespace), not rely on the caller having used hack/gitops-tests.sh."""
+    import shutil
+    from pathlib import Path
+    from types import SimpleNamespace
+    from typing import cast
+
+    from harness import argocd_loop
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(argocd_loop, "binary", lambda: Path("/nonexistent/argocd"))
+    monkeypatch.setattr(argocd_loop.ArgoCD, "install", lambda self: None)
+    monkeypatch.setattr(argocd_loop.ArgoCD, "_wait", lambda self, proc, port, timeout=60: None)
+    monkeypatch.setattr(argocd_loop.ArgoCD, "_login", lambda self: True)
+    monkeypatch.setattr(argocd_loop, "wait_port", lambda *a, **k: None)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
+
+    def start(self: Any) -> Any:
+        started.append(self.argv)
+        return self
+
+    monkeypatch.setattr(argocd_loop.Process, "start", start)
+
+    cluster = SimpleNamespace(env={"PATH": "/usr/bin"})  # the unit layer has no cluster
+    acd = argocd_loop.ArgoCD(cast(Any, cluster), tmp_path)
+    with pytest.raises(Exception, match="network namespace"):
+        acd.start()
+    assert started == [], started
