@@ -263,12 +263,6 @@ def test_review6_every_indexed_resource_wakes_its_rollout() -> None:
         assert woken, f"nothing wakes a Rollout when its {one.kind} changes"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review6 G1: nothing stops `pytest --gitops tests/gitops` outside hack/netns.sh: "
-    "ArgoCD.start (tests/harness/argocd_loop.py) then starts argocd-server and the "
-    "controller with metrics ports bound on every interface of the host",
-)
 def test_review6_argocd_refuses_to_start_outside_a_private_network_namespace(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
