@@ -140,11 +140,14 @@ def test_review6_a_filter_added_by_hand_to_the_route_rule_is_removed() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="review6 F4: a Healthy Rollout's reconcile returns no delay (rollouts.reconcile: "
-    "decision.requeue_after is None), so MAX_AGE never comes: a route or Deployment "
-    "deleted while kopf re-lists after a 410 Gone stays an index ghost for ever, "
-    "contrary to docs/api-requests.md ('this bound is what makes it be read, and "
-    "recreated')",
+    reason="review6 F4, kept as a documented limitation (fix6): a Healthy Rollout's "
+    "reconcile returns no delay (rollouts.reconcile: decision.requeue_after is None), so "
+    "MAX_AGE never comes: an object deleted while kopf re-lists after a 410 Gone stays an "
+    "index ghost until an event wakes the Rollout. A timed re-read of every Healthy "
+    "Rollout would add idle API requests (issue 12: none); docs/api-requests.md and "
+    "handlers/ledger.py now say exactly this. The kind of fix: detect the re-list (kopf "
+    "hands listed objects to indexers with type None) and re-read only the entries it "
+    "did not refresh",
 )
 def test_review6_a_healthy_rollout_reads_its_index_entries_again_within_max_age(
     monkeypatch: pytest.MonkeyPatch,

@@ -14,10 +14,11 @@ condition. A write the API server refuses (an invalid object, a forbidden write:
 not the route write (the decision gives weight only to replicas it observed Ready, and a
 rollback's route write must never wait), unless the Deployment read just before the
 writes has less than the decision counted on (``children.stale``: gone, or fewer Ready
-replicas than the index said): then nothing is written but that version's objects, and
-the decision is made again (``Executed.held``); it is reported in the ``ApplyFailed`` condition,
-the status message and a Warning Event; it is tried again after ``APPLY_FAILED_RETRY``
-seconds, at the next analysis round or when something changes, never in a tight loop.
+replicas than the index said): then only the creates and scale-ups are written (no
+route, nothing removed, status kept) and the decision is made again (``Executed.held``).
+A refused write is reported in the ``ApplyFailed`` condition, the status message and a
+Warning Event; it is tried again after ``APPLY_FAILED_RETRY`` seconds, at the next
+analysis round or when something changes, never in a tight loop.
 
 Which objects are read before being written, and when an index entry may decide a skip
 instead, is ``handlers.children``'s rule (DESIGN.md §2 at every instant also when kopf's

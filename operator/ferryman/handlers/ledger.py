@@ -11,10 +11,13 @@ re-list to the indexers). So an entry is used (``lookup``) only while it is trus
    ``Ledger``: a lower generation than our last write, or another resourceVersion where
    there is no generation; never after our delete, until we write the object again);
 2. its watch event, or our last read of that same resourceVersion, is at most
-   ``MAX_AGE`` seconds old. This bounds a ghost: an entry kept after its object vanished
-   during a re-list is read again (and the object recreated) at the first reconcile after
-   ``MAX_AGE``, at the cost of one GET per object per ``MAX_AGE`` while the Rollout
-   reconciles; idle Rollouts cost nothing. A GET that verifies an entry refreshes it
+   ``MAX_AGE`` seconds old. This bounds a ghost only for a Rollout that reconciles: an
+   entry kept after its object vanished during a re-list is read again (and the object
+   recreated) at the first reconcile after ``MAX_AGE``, at the cost of one GET per object
+   per ``MAX_AGE`` while the Rollout reconciles. Idle Rollouts cost nothing and get no
+   such bound: a Healthy Rollout reconciles only when an event wakes it (its own change,
+   a ModelVersion's, or any watch event of its objects), so a ghost from a re-list stays
+   until then (docs/api-requests.md). A GET that verifies an entry refreshes it
    (the Ledger remembers the read), so a quiet object is not read on every reconcile.
    Purging on re-list would be exact but needs kopf internals; a GET whenever a skip
    leaves the Rollout depending on the object would be every skip, as before the indexes.
