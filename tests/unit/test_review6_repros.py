@@ -140,14 +140,11 @@ def test_review6_a_filter_added_by_hand_to_the_route_rule_is_removed() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="review6 F4, kept as a documented limitation (fix6): a Healthy Rollout's "
-    "reconcile returns no delay (rollouts.reconcile: decision.requeue_after is None), so "
-    "MAX_AGE never comes: an object deleted while kopf re-lists after a 410 Gone stays an "
-    "index ghost until an event wakes the Rollout. A timed re-read of every Healthy "
-    "Rollout would add idle API requests (issue 12: none); docs/api-requests.md and "
-    "handlers/ledger.py now say exactly this. The kind of fix: detect the re-list (kopf "
-    "hands listed objects to indexers with type None) and re-read only the entries it "
-    "did not refresh",
+    reason="review6 F4 (fix6: by design, the kind fixed otherwise): a Healthy Rollout's "
+    "reconcile returns no delay, so MAX_AGE alone never re-reads its entries; a timed "
+    "re-read would add idle API requests (issue 12: none). A ghost left by a re-list is "
+    "detected instead (observed.relisted, ledger.trusted 3; "
+    "test_an_index_ghost_left_out_of_a_relist_is_read_again), as docs/api-requests.md says",
 )
 def test_review6_a_healthy_rollout_reads_its_index_entries_again_within_max_age(
     monkeypatch: pytest.MonkeyPatch,
@@ -299,3 +296,79 @@ def test_review6_argocd_refuses_to_start_outside_a_private_network_namespace(
     with pytest.raises(Exception, match="network namespace"):
         acd.start()
     assert started == [], started
+
+
+def test_an_index_ghost_left_out_of_a_relist_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fix6, for F4's kind: the HTTPRoute is deleted while kopf re-lists after "410 Gone"
+    (no DELETED event: its entry stays); the list's other objects come with ``type`` None
+    (``observed.relisted``) and wake the Rollout. Its reconcile must not trust the
+    route's entry (older than the list's start): it reads the route, as a DELETED event
+    would have made it do; the other entries, refreshed by the list, are not read."""
+    import asyncio
+    import time
+    from typing import cast
+
+    import kopf
+
+    from ferryman.api.rollout import RolloutPhase
+    from ferryman.handlers import ledger, observed, rollouts
+    from ferryman.handlers.context import OperatorContext, install
+    from unit.machine_sim import NAME, Sim, canary_spec
+
+    sim = Sim(canary_spec([{"setWeight": 50}]))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    sim.tick(30)
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    monkeypatch.setattr(observed, "LISTED", {})
+    monkeypatch.setattr(observed, "_LAST_LISTED", {})
+    before = time.monotonic() - 30  # the route's last watch event
+    relist = before + 20
+    indexes: dict[str, Any] = {i.id: {} for i in observed.INDEXES}
+    for (_v, kind, ns, name), obj in sim.kube.objects.items():
+        found = [i.id for i in observed.INDEXES if i.kind == kind]
+        if found:
+            at = before if kind == "HTTPRoute" else relist + 0.5  # the rest re-listed
+            indexes[found[0]][(ns, name)] = [ledger.Entry(json_copy(obj), at)]
+            observed.relisted(found[0], relist + 1)
+    assert any(k[1] == "HTTPRoute" for k in sim.kube.objects)
+    del sim.kube.objects[ROUTE]  # ... during the re-list: a ghost
+    indexes["modelversions_by_model"] = {
+        (NS, "fraud"): [sim.model_version(v) for v in sim.versions]
+    }
+    indexes["deployments_by_rollout"] = {(NS, NAME): sim._index()}
+    indexes["rollouts_by_model"] = {}
+    memo: dict[str, Any] = {}
+    install(memo, OperatorContext(kube=cast(Any, sim.kube), http=cast(Any, None)))
+    body = sim.rollout().model_dump(by_alias=True, mode="json", exclude_none=True)
+    reads: list[tuple[str, str]] = []
+    get = sim.kube.get
+
+    async def counted(api_version: str, kind: str, namespace: str, name: str) -> Any:
+        reads.append((kind, name))
+        return await get(api_version, kind, namespace, name)
+
+    monkeypatch.setattr(sim.kube, "get", counted)
+    asyncio.run(rollouts.reconcile(body=cast(Any, body), memo=cast(Any, memo), indexes=indexes))
+    # The ghost is read (and found gone), as after a DELETED event; the re-listed
+    # entries decide without a read.
+    assert ("HTTPRoute", NAME) in reads, reads
+    assert [r for r in reads if r[0] != "HTTPRoute"] == [], reads
+
+
+def test_relisted_starts_a_list_after_a_quiet_gap_only() -> None:
+    from ferryman.handlers import observed
+
+    saved = dict(observed.LISTED), dict(observed._LAST_LISTED)
+    try:
+        observed.relisted("x", 100.0)
+        observed.relisted("x", 103.0)  # the same list
+        assert observed.LISTED["x"] == 100.0 - observed.LIST_SLACK
+        observed.relisted("x", 103.0 + observed.LIST_GAP + 1)  # a new one
+        assert observed.LISTED["x"] == 103.0 + observed.LIST_GAP + 1 - observed.LIST_SLACK
+    finally:
+        observed.LISTED.clear()
+        observed.LISTED.update(saved[0])
+        observed._LAST_LISTED.clear()
+        observed._LAST_LISTED.update(saved[1])
