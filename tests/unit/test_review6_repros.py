@@ -372,3 +372,41 @@ def test_relisted_starts_a_list_after_a_quiet_gap_only() -> None:
         observed.LISTED.update(saved[0])
         observed._LAST_LISTED.clear()
         observed._LAST_LISTED.update(saved[1])
+
+
+@pytest.mark.parametrize("fails", ["read", "write"])
+def test_a_failed_fresh_read_holds_the_weight_move_and_a_failed_write_does_not(
+    fails: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fix6, F2's kind: when the fresh read of the candidate's Deployment itself fails (a
+    timeout), what the decision counted on is unverified: the route is not written and
+    the decision is held. A failed write after a read that found it Ready does not hold
+    the route (the decision gives weight only to pods it observed Ready)."""
+    sim = _promoted_candidate_ready()
+    rollout = rollout_of(sim)
+    kube = cluster(sim, rollout)
+    before = json_copy(kube.objects[ROUTE])
+    seen = snapshot(sim, rollout, kube)
+    seen.observed = indexed(kube)
+    get, apply = kube.get, kube.apply
+
+    async def failing_get(api_version: str, kind: str, ns: str, name: str) -> Any:
+        if fails == "read" and (kind, name) == ("Deployment", "fraud-1.1.0"):
+            raise TimeoutError("read timed out")
+        return await get(api_version, kind, ns, name)
+
+    async def failing_apply(obj: dict[str, Any]) -> Any:
+        if fails == "write" and obj["kind"] == "Deployment":
+            raise TimeoutError("write timed out")
+        return await apply(obj)
+
+    monkeypatch.setattr(kube, "get", failing_get)
+    monkeypatch.setattr(kube, "apply", failing_apply)
+    decision = decide(sim, rollout)
+    assert decision.route is not None and decision.route.candidate_weight == 50
+    done = run(kube, seen, decision)
+    assert done.failures
+    if fails == "read":
+        assert done.held and kube.objects[ROUTE] == before
+    else:
+        assert not done.held and kube.objects[ROUTE] != before

@@ -21,10 +21,12 @@ ownership is never decided on an entry.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ferryman.api import names
 from ferryman.api.modelversion import ModelVersion
+from ferryman.errors import describe
 from ferryman.handlers.applied import ApplyFailure, apply_owned, delete_owned
 from ferryman.handlers.ledger import note
 from ferryman.plan import labels, serving
@@ -34,6 +36,8 @@ from ferryman.plan.route import weights_of
 
 if TYPE_CHECKING:
     from ferryman.handlers.executor import Snapshot, Writer
+
+log = logging.getLogger(__name__)
 
 # Status fields whose change means the decision moves traffic to other versions.
 MOVES = ("stable_version", "candidate_version")
@@ -118,8 +122,9 @@ async def apply_version(
     index entry (``stale``): the version is read fresh in this transition
     (``seen.fresh``: its Deployment is read before anything is written) and that read
     finds it missing, or with fewer Ready replicas, than ``seen.deployments`` (the index)
-    said. That holds also when a write here is refused (the caller must not write a
-    route onto what is not there)."""
+    said. That holds also when a write here is refused or fails (added to ``problems``
+    as an ``ApplyFailure``: the caller must not write a route onto what is not there).
+    Raises what the fresh read raises (the caller cannot tell what is there)."""
     rollout, before, version = seen.rollout, len(problems), mv.spec.version
     deployment = serving.deployment(mv, rollout, replicas=replicas, init_image=seen.init_image)
     existing, read = None, version in seen.fresh
@@ -130,24 +135,28 @@ async def apply_version(
         )
         note(seen.ledger, "Deployment", meta["namespace"], meta["name"], existing)
     held = read and stale(seen.deployments.get(version), existing)
-    for obj in (
-        serving.service(mv, rollout),
-        serving.pod_disruption_budget(mv, rollout),
-        deployment,
-    ):
-        last = obj is deployment
-        await apply_owned(
-            kube,
-            rollout,
-            obj,
-            problems,
-            existing=existing if last else None,
-            read=read and last,
-            observed=seen.observed,
-            ledger=seen.ledger,
-        )
-        if any(isinstance(p, ApplyFailure) for p in problems[before:]):
-            break  # no pods behind a Service or budget that could not be written
+    try:
+        for obj in (
+            serving.service(mv, rollout),
+            serving.pod_disruption_budget(mv, rollout),
+            deployment,
+        ):
+            last = obj is deployment
+            await apply_owned(
+                kube,
+                rollout,
+                obj,
+                problems,
+                existing=existing if last else None,
+                read=read and last,
+                observed=seen.observed,
+                ledger=seen.ledger,
+            )
+            if any(isinstance(p, ApplyFailure) for p in problems[before:]):
+                break  # no pods behind a Service or budget that could not be written
+    except Exception as e:  # a failing webhook, a timeout: reported, the read stands
+        log.warning("%s: writes of %s failed: %s", rollout.metadata.name, version, e)
+        problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
     return held
 
 

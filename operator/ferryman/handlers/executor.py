@@ -199,9 +199,11 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
             if current is None or replicas >= current.replicas:
                 try:
                     held = await children.apply_version(kube, seen, mv, replicas, problems) or held
-                except Exception as e:  # a failing webhook, a timeout: reported below
+                except Exception as e:  # the fresh read failed (a timeout): reported below
                     log.warning("%s/%s: scale-up of %s failed: %s", ns, name, version, e)
                     problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
+                    # What the decision counted on could not be verified: decide again.
+                    held = held or version in seen.deployments
         kill_point("after-scale-up")
     route_ok = not foreign_route and not held
     if decision.route is not None and route_ok:
