@@ -304,6 +304,16 @@ class ArgoCD:
         self.cluster.apply(argocd_config(self.bin))
 
     def start(self) -> ArgoCD:
+        """Raises RuntimeError before starting anything outside a private network
+        namespace (module docstring: some listeners bind every interface)."""
+        # /proc/self/net/dev follows this process's namespace (/sys/class/net does not).
+        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+        interfaces = sorted(line.split(":")[0].strip() for line in lines)
+        if interfaces != ["lo"]:
+            raise RuntimeError(
+                "Argo CD must run in a private network namespace (hack/netns.sh) with "
+                f"loopback only; this one has {interfaces}"
+            )
         redis = shutil.which("redis-server")
         if not redis:
             raise FileNotFoundError("redis-server not installed (run `make deps`)")

@@ -515,6 +515,30 @@ def route_moves_before_capacity_goes(sim: Sim, since: int = 0) -> None:
         assert now >= need, (m, sim.writes[-8:])
 
 
+def no_weight_on_unready(sim: Sim, since: int = 0) -> None:
+    """Routers with weights: no route write gives a version more weight (or mirrored
+    traffic) than it had unless, at that moment, it has the Ready pods that weight needs
+    (DESIGN.md §2: never weight on unready capacity; a mirror needs one)."""
+    for i, m in enumerate(sim.moments[since:], start=since):
+        if m.write is None or m.write[0] != "route" or m.route is None:
+            continue
+        old = sim.moments[i - 1].route if i > 0 else None
+        route = m.route
+        shares = [(route.stable, route.stable_weight, 0)]
+        if route.candidate:
+            shares.append((route.candidate, route.candidate_weight, route.mirror_percent))
+        for version, weight, mirror in shares:
+            had, mirrored = 0, 0
+            if old is not None and version == old.stable:
+                had = old.stable_weight
+            if old is not None and version == old.candidate:
+                had, mirrored = old.candidate_weight, old.mirror_percent
+            if weight <= had and mirror <= mirrored:
+                continue
+            need = max(needed(m.size, weight), 1 if mirror > mirrored else 0)
+            assert m.ready.get(version, 0) >= need, (m, sim.writes[-8:])
+
+
 def check_writes(sim: Sim, since: int = 0) -> None:
     """The order invariants of the executor's writes since moment ``since``, for the
     Rollout's router."""
@@ -522,3 +546,4 @@ def check_writes(sim: Sim, since: int = 0) -> None:
         no_capacity_lost(sim, since)
     else:
         route_moves_before_capacity_goes(sim, since)
+        no_weight_on_unready(sim, since)

@@ -156,3 +156,27 @@ def test_carries_compares_resource_quantities_by_value_and_nothing_else() -> Non
     assert applied.carries({"emptyDir": {"sizeLimit": "1000M"}}, {"emptyDir": {"sizeLimit": "1G"}})
     assert not applied.carries({"labels": {"v": "1"}}, {"labels": {"v": 1}})
     assert not applied.carries({"limits": "1"}, {"limits": 1})  # not a dict of quantities
+
+
+def test_atomic_fields_are_carried_exactly_but_for_the_api_servers_defaults() -> None:
+    """``ATOMIC`` fields (an apply replaces them whole) carry no key added by hand; the
+    keys the API server fills in with their schema default (Gateway API v1) still carry,
+    else every reconcile would write the route again; other maps keep the subset rule."""
+    svc = {"kind": "Service", "metadata": {"labels": {"a": "1"}}, "spec": {"selector": {"a": "1"}}}
+    more = json_copy(svc)
+    more["metadata"]["labels"]["b"] = "2"  # another manager's label: fine
+    assert applied.carries_object(more, svc)
+    more["spec"]["selector"]["x"] = "y"
+    assert not applied.carries_object(more, svc)
+    rule = {"backendRefs": [{"name": "s", "port": 80, "weight": 90}]}
+    route = {"kind": "HTTPRoute", "spec": {"parentRefs": [{"name": "gw"}], "rules": [rule]}}
+    stored = json_copy(route)
+    stored["spec"]["parentRefs"][0].update(group="gateway.networking.k8s.io", kind="Gateway")
+    stored["spec"]["rules"][0]["matches"] = [{"path": {"type": "PathPrefix", "value": "/"}}]
+    stored["spec"]["rules"][0]["backendRefs"][0].update(group="", kind="Service")
+    assert applied.carries_object(stored, route)
+    stored["spec"]["rules"][0]["backendRefs"][0]["kind"] = "ServiceImport"  # not the default
+    assert not applied.carries_object(stored, route)
+    stored["spec"]["rules"][0]["backendRefs"][0]["kind"] = "Service"
+    stored["spec"]["rules"][0]["timeouts"] = {"request": "1s"}
+    assert not applied.carries_object(stored, route)

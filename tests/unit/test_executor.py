@@ -24,7 +24,7 @@ from ferryman.plan.decision import Action, DeploymentState
 from ferryman.plan.route import Route
 from ferryman.routing.gatewayapi import GatewayAPIRouter
 from unit.fake_kube import FakeKube, Unexpected
-from unit.machine_sim import Sim, canary_spec, retarget
+from unit.machine_sim import Sim, _set_ready, canary_spec, retarget
 
 NS, NAME, UID = "ml", "fraud", "uid-1"
 STEPS: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
@@ -84,13 +84,16 @@ def route_object(rollout: Rollout, route: Route, owner: dict[str, Any]) -> dict[
 
 def cluster(sim: Sim, rollout: Rollout, *, route_owner: dict[str, Any] | None = None) -> FakeKube:
     """The fake holding what ``sim`` has applied: each version's Service, budget and
-    Deployment, the route (ours, unless ``route_owner`` says whose) and the Rollout."""
+    Deployment (Ready as ``sim`` says), the route (ours, unless ``route_owner`` says
+    whose) and the Rollout."""
     kube = FakeKube()
     for version, replicas in sim.replicas.items():
         mv = mv_of(version)
         kube.put(serving.service(mv, rollout))
         kube.put(serving.pod_disruption_budget(mv, rollout))
-        kube.put(serving.deployment(mv, rollout, replicas=replicas))
+        deployment = serving.deployment(mv, rollout, replicas=replicas)
+        _set_ready(deployment, sim.available.get(version, 0))  # as the snapshot's index says
+        kube.put(deployment)
     assert sim.route is not None
     kube.put(route_object(rollout, sim.route, route_owner or labels.owner_reference(rollout)))
     written = rollout.status.model_dump(by_alias=True, mode="json")

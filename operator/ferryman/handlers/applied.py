@@ -7,8 +7,9 @@ Rollout). Applying them all each time cost a GET and a server-side apply per obj
 (issue 12). ``apply_owned`` leaves the apply out when the object as observed (from kopf's
 index, or as the caller just read it) already carries it:
 1. every field of the desired object is there with the same value (``carries``: dict
-   keys may be more, lists have the same length and carry element by element), so a
-   field edited or removed by hand is written again;
+   keys may be more, lists have the same length and carry element by element; the
+   fields an apply replaces whole, ``ATOMIC`` by kind, exactly: ``carries_object``), so
+   a field edited, added to an atomic field or removed by hand is written again;
 2. and its ``ferryman.dev/applied`` annotation is the hash of the desired object
    (``stamp``), so a field ferryman stopped setting, which an apply would remove, still
    makes the write happen (the annotation alone never decides: see 1).
@@ -48,6 +49,31 @@ APPLIED = f"{labels.PREFIX}/applied"  # annotation: the hash of the object last 
 Observed = Mapping[tuple[str, str], dict[str, Any]]  # (kind, name) -> object as observed
 QUANTITIES = ("limits", "requests")  # dicts whose values are all quantities
 QUANTITY = ("sizeLimit",)  # a quantity itself
+# Fields a server-side apply replaces whole, by kind: a key or element added by hand is
+# removed by an apply, so a skip must find them exactly as desired. The schema's rule:
+# Kubernetes' atomic maps and structs (Service ``spec.selector`` is ``mapType=atomic``;
+# a LabelSelector, PDB's and Deployment's ``spec.selector``, is ``structType=atomic``)
+# and CRD lists with ``x-kubernetes-list-type: atomic`` or none (Gateway API HTTPRoute
+# ``spec.rules``, whose rules, matches, filters and backendRefs are atomic; Istio's
+# VirtualService ``spec.http`` has no list type). Maps that other managers legitimately
+# add keys to (metadata labels and annotations) and lists merged by key (containers,
+# ports, env) keep the subset comparison.
+ATOMIC: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Service": (("spec", "selector"),),
+    "PodDisruptionBudget": (("spec", "selector"),),
+    "Deployment": (("spec", "selector"),),
+    "HTTPRoute": (("spec", "rules"),),
+    "VirtualService": (("spec", "http"),),
+}
+# Keys the API server fills in, with their schema default, inside those atomic fields
+# where ferryman leaves them out (Gateway API v1 HTTPRoute: a rule's ``matches``, a
+# backendRef's ``group``, ``kind`` and ``weight``): held at the default, not a hand edit.
+DEFAULTED: dict[str, Any] = {
+    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+    "group": "",
+    "kind": "Service",
+    "weight": 1,
+}
 
 
 class ApplyFailure(str):
@@ -66,19 +92,28 @@ def stamp(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def carries(observed: Any, desired: Any, *, quantity: bool = False) -> bool:
+def carries(observed: Any, desired: Any, *, quantity: bool = False, exact: bool = False) -> bool:
     """Whether ``observed`` holds every field of ``desired`` with the same value: dicts
-    may have more keys, lists must have the same length and carry element by element,
-    scalars must be equal and of the same JSON type, except quantities (the values of
+    may have more keys (none when ``exact``, but for ``DEFAULTED`` keys holding their
+    default), lists must have the same length and carry element by element, scalars
+    must be equal and of the same JSON type, except quantities (the values of
     ``QUANTITIES`` dicts and ``QUANTITY`` fields, or all scalars when ``quantity``),
     equal by value (``same_quantity``)."""
     if isinstance(desired, dict):
-        return isinstance(observed, dict) and all(
+        if not isinstance(observed, dict):
+            return False
+        if exact and any(
+            k not in desired and (k not in DEFAULTED or observed[k] != DEFAULTED[k])
+            for k in observed
+        ):
+            return False
+        return all(
             k in observed
             and carries(
                 observed[k],
                 v,
                 quantity=quantity or k in QUANTITY or (k in QUANTITIES and isinstance(v, dict)),
+                exact=exact,
             )
             for k, v in desired.items()
         )
@@ -86,13 +121,29 @@ def carries(observed: Any, desired: Any, *, quantity: bool = False) -> bool:
         return (
             isinstance(observed, list)
             and len(observed) == len(desired)
-            and all(carries(o, d) for o, d in zip(observed, desired, strict=True))
+            and all(carries(o, d, exact=exact) for o, d in zip(observed, desired, strict=True))
         )
     if isinstance(desired, bool) or isinstance(observed, bool):
         return observed is desired
     if quantity:
         return same_quantity(observed, desired)
     return type(observed) is type(desired) and bool(observed == desired)
+
+
+def carries_object(observed: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """``carries`` for a whole object of ``desired``'s kind, its ``ATOMIC`` fields
+    exactly (``carries(exact=True)``)."""
+    if not carries(observed, desired):
+        return False
+    for path in ATOMIC.get(desired.get("kind", ""), ()):
+        want: Any = desired
+        have: Any = observed
+        for key in path:
+            want = want.get(key) if isinstance(want, dict) else None
+            have = have.get(key) if isinstance(have, dict) else None
+        if want is not None and not carries(have, want, exact=True):
+            return False
+    return True
 
 
 async def apply_owned(
@@ -123,7 +174,7 @@ async def apply_owned(
         not read
         and found is not None
         and labels.is_owned_by(found, rollout)
-        and carries(found, obj)
+        and carries_object(found, obj)
     ):
         return found
     if not read:
@@ -132,7 +183,7 @@ async def apply_owned(
     if existing is not None and not labels.is_owned_by(existing, rollout):
         problems.append(f"{kind} {name} exists and is not owned by this Rollout; left untouched")
         return None
-    if existing is not None and carries(existing, obj):
+    if existing is not None and carries_object(existing, obj):
         return existing
     try:
         answer = await kube.apply(obj)

@@ -11,26 +11,33 @@ route always (before a scale-down it must really be written), and the objects of
 version that gains weight or mirrored traffic, or of every served version when capacity
 goes (what stays must really be there). Such a decision was made from the indexes too
 (``deployments_by_rollout``): when that read finds a Deployment the decision counted on
-missing (an index ghost), the decision is held (``Executed.held``): the object is
-recreated, but no route is written and no capacity removed until the Rollout decides
-again on an index that has caught up. Every write and delete is preceded by a read in any reconcile
-(``handlers.applied``), so ownership is never decided on an entry.
+missing (an index ghost) or with fewer Ready replicas than its entry said (``stale``),
+the decision is held (``Executed.held``), also when a write of that version is refused:
+a missing object is recreated, but no route is written and no capacity removed until
+the Rollout decides again (``executor.HELD_RETRY``) on an index that has caught up.
+Every write and delete is preceded by a read in any reconcile (``handlers.applied``), so
+ownership is never decided on an entry.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ferryman.api import names
 from ferryman.api.modelversion import ModelVersion
+from ferryman.errors import describe
 from ferryman.handlers.applied import ApplyFailure, apply_owned, delete_owned
 from ferryman.handlers.ledger import note
 from ferryman.plan import labels, serving
-from ferryman.plan.decision import Decision
+from ferryman.plan.actions import deployment_readiness
+from ferryman.plan.decision import Decision, DeploymentState
 from ferryman.plan.route import weights_of
 
 if TYPE_CHECKING:
     from ferryman.handlers.executor import Snapshot, Writer
+
+log = logging.getLogger(__name__)
 
 # Status fields whose change means the decision moves traffic to other versions.
 MOVES = ("stable_version", "candidate_version")
@@ -94,42 +101,63 @@ def fresh_observed(
     return {k: obj for k, obj in seen.observed.items() if k[1] not in gone}
 
 
+def stale(counted: DeploymentState | None, fresh: dict[str, Any] | None) -> bool:
+    """Whether a Deployment read just before (``fresh``, None: absent) has less than the
+    decision counted on (``counted``, its index entry; None: the decision counted on
+    none): it is gone (an index ghost), or fewer of its replicas are Ready
+    (``actions.deployment_readiness``) than the index said. A decision made on that
+    entry may give weight to, or keep traffic on, pods that are not there."""
+    if counted is None:
+        return False
+    if fresh is None:
+        return True
+    return deployment_readiness(fresh)[1] < counted.available
+
+
 async def apply_version(
     kube: Writer, seen: Snapshot, mv: ModelVersion, replicas: int, problems: list[str]
 ) -> bool:
     """Apply ``mv``'s Service, budget and Deployment (``replicas``), the Deployment only
-    once the other two are written. Returns whether the decision was made on an index
-    ghost: the version is read fresh in this transition (``seen.fresh``) and its
-    Deployment, read just before, is missing though ``seen.deployments`` (the index)
-    has the version."""
-    rollout, before = seen.rollout, len(problems)
-    for obj in (
-        serving.service(mv, rollout),
-        serving.pod_disruption_budget(mv, rollout),
-        serving.deployment(mv, rollout, replicas=replicas, init_image=seen.init_image),
-    ):
-        meta, read, existing = obj["metadata"], False, None
-        if obj["kind"] == "Deployment" and mv.spec.version in seen.fresh:
-            existing = await kube.get(
-                obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]
-            )
-            note(seen.ledger, obj["kind"], meta["namespace"], meta["name"], existing)
-            read = True
-        await apply_owned(
-            kube,
-            rollout,
-            obj,
-            problems,
-            existing=existing,
-            read=read,
-            observed=seen.observed,
-            ledger=seen.ledger,
+    once the other two are written. Returns whether the decision was made on a stale
+    index entry (``stale``): the version is read fresh in this transition
+    (``seen.fresh``: its Deployment is read before anything is written) and that read
+    finds it missing, or with fewer Ready replicas, than ``seen.deployments`` (the index)
+    said. That holds also when a write here is refused or fails (added to ``problems``
+    as an ``ApplyFailure``: the caller must not write a route onto what is not there).
+    Raises what the fresh read raises (the caller cannot tell what is there)."""
+    rollout, before, version = seen.rollout, len(problems), mv.spec.version
+    deployment = serving.deployment(mv, rollout, replicas=replicas, init_image=seen.init_image)
+    existing, read = None, version in seen.fresh
+    if read:
+        meta = deployment["metadata"]
+        existing = await kube.get(
+            deployment["apiVersion"], "Deployment", meta["namespace"], meta["name"]
         )
-        if any(isinstance(p, ApplyFailure) for p in problems[before:]):
-            return False  # no pods behind a Service or budget that could not be written
-        if read and existing is None and mv.spec.version in seen.deployments:
-            return True
-    return False
+        note(seen.ledger, "Deployment", meta["namespace"], meta["name"], existing)
+    held = read and stale(seen.deployments.get(version), existing)
+    try:
+        for obj in (
+            serving.service(mv, rollout),
+            serving.pod_disruption_budget(mv, rollout),
+            deployment,
+        ):
+            last = obj is deployment
+            await apply_owned(
+                kube,
+                rollout,
+                obj,
+                problems,
+                existing=existing if last else None,
+                read=read and last,
+                observed=seen.observed,
+                ledger=seen.ledger,
+            )
+            if any(isinstance(p, ApplyFailure) for p in problems[before:]):
+                break  # no pods behind a Service or budget that could not be written
+    except Exception as e:  # a failing webhook, a timeout: reported, the read stands
+        log.warning("%s: writes of %s failed: %s", rollout.metadata.name, version, e)
+        problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
+    return held
 
 
 async def apply_stable_service(

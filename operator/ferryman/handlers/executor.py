@@ -11,10 +11,14 @@ Before any write, an existing object of the same name must be ours (owner refere
 this Rollout); a foreign one is left untouched and reported in the ``OwnershipConflict``
 condition. A write the API server refuses (an invalid object, a forbidden write:
 ``kube.ApplyRejected``), or a scale-up that fails otherwise, holds back the scale-down but
-never the route write (the decision gives weight only to replicas it observed Ready, and a
-rollback's route write must never wait), and is reported in the ``ApplyFailed`` condition,
-the status message and a Warning Event; it is tried again after ``APPLY_FAILED_RETRY``
-seconds, at the next analysis round or when something changes, never in a tight loop.
+not the route write (the decision gives weight only to replicas it observed Ready, and a
+rollback's route write must never wait), unless the Deployment read just before the
+writes has less than the decision counted on (``children.stale``: gone, or fewer Ready
+replicas than the index said): then only the creates and scale-ups are written (no
+route, nothing removed, status kept) and the decision is made again (``Executed.held``).
+A refused write is reported in the ``ApplyFailed`` condition, the status message and a
+Warning Event; it is tried again after ``APPLY_FAILED_RETRY`` seconds, at the next
+analysis round or when something changes, never in a tight loop.
 
 Which objects are read before being written, and when an index entry may decide a skip
 instead, is ``handlers.children``'s rule (DESIGN.md §2 at every instant also when kopf's
@@ -195,15 +199,18 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
             if current is None or replicas >= current.replicas:
                 try:
                     held = await children.apply_version(kube, seen, mv, replicas, problems) or held
-                except Exception as e:  # a failing webhook, a timeout: reported below
+                except Exception as e:  # the fresh read failed (a timeout): reported below
                     log.warning("%s/%s: scale-up of %s failed: %s", ns, name, version, e)
                     problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
+                    # What the decision counted on could not be verified: decide again.
+                    held = held or version in seen.deployments
         kill_point("after-scale-up")
     route_ok = not foreign_route and not held
     if decision.route is not None and route_ok:
         # 2. the route. It is written even when a scale-up above failed: the decision gives
         # weight only to replicas it observed Ready, so the route never needs this
-        # reconcile's scale-up, and a rollback's route write must never wait for one.
+        # reconcile's scale-up, and a rollback's route write must never wait for one. Not
+        # when a fresh read found fewer Ready than observed (``held``: decide again).
         obj = router.build(
             name=name,
             namespace=ns,

@@ -4,20 +4,32 @@ trusted, and this process's record of what it wrote and read (the ``Ledger``).
 An index lags the cluster: a foreign edit or a deletion is in it only once its watch
 event is, and kopf (1.45) removes an entry only on a DELETED event; after a "410 Gone" it
 lists again and re-indexes what the list holds, but never discards an entry the list no
-longer has (kopf/_cogs/clients/watching.py continuous_watch; no public hook reports the
-re-list to the indexers). So an entry is used (``lookup``) only while it is trusted
-(``trusted``):
+longer has (kopf/_cogs/clients/watching.py continuous_watch; the indexers are not told
+which objects came from a list, the event handlers are: 3). So an entry is used
+(``lookup``) only while it is trusted (``trusted``):
 1. it is not older than what this process itself wrote or read of the object since (the
    ``Ledger``: a lower generation than our last write, or another resourceVersion where
    there is no generation; never after our delete, until we write the object again);
 2. its watch event, or our last read of that same resourceVersion, is at most
-   ``MAX_AGE`` seconds old. This bounds a ghost: an entry kept after its object vanished
-   during a re-list is read again (and the object recreated) at the first reconcile after
-   ``MAX_AGE``, at the cost of one GET per object per ``MAX_AGE`` while the Rollout
-   reconciles; idle Rollouts cost nothing. A GET that verifies an entry refreshes it
-   (the Ledger remembers the read), so a quiet object is not read on every reconcile.
-   Purging on re-list would be exact but needs kopf internals; a GET whenever a skip
-   leaves the Rollout depending on the object would be every skip, as before the indexes.
+   ``MAX_AGE`` seconds old. This bounds a ghost only for a Rollout that reconciles: an
+   entry kept after its object vanished during a re-list is read again (and the object
+   recreated) at the first reconcile after ``MAX_AGE``, at the cost of one GET per object
+   per ``MAX_AGE`` while the Rollout reconciles. Idle Rollouts cost nothing: a Healthy
+   Rollout reconciles only when an event wakes it (its own change, a ModelVersion's, or
+   any watch event of its objects);
+3. it was not left out of the latest list of its resource: kopf hands every listed
+   object to the event handlers with ``type`` None, after indexing it
+   (``handlers.observed.relisted`` notes when a list began, per resource, and those
+   events wake each listed object's Rollout), so an entry older than the list's start
+   that nothing read since is a ghost suspect and is read again at that Rollout's
+   reconcile, which then acts on its absence as after a DELETED event. A Rollout none
+   of whose objects was listed is not woken by the list: its ghosts are read at its
+   next reconcile.
+A GET that verifies an entry refreshes it (the Ledger remembers the read), so a quiet
+object is not read on every reconcile. Purging the index on a re-list would be exact but
+needs kopf internals (a list's end is not reported: ``observed.LIST_GAP`` guesses it);
+a GET whenever a skip leaves the Rollout depending on the object would be every skip, as
+before the indexes.
 What a trusted entry may decide, and what is read fresh whatever the index says, is
 ``handlers.children``'s rule: entries decide skips only where a stale one is harmless
 (not for the route nor for the versions a decision that moves weight or removes capacity
@@ -75,10 +87,11 @@ def note(ledger: Ledger | None, kind: str, namespace: str, name: str, answer: An
     )
 
 
-def trusted(entry: Entry, ledger: Ledger | None, now: float) -> bool:
-    """Whether ``entry`` may be used at monotonic time ``now`` (module docstring, 1 and
-    2): not older than the Ledger's record of the object, and seen or verified at most
-    ``MAX_AGE`` seconds ago."""
+def trusted(entry: Entry, ledger: Ledger | None, now: float, listed: float | None = None) -> bool:
+    """Whether ``entry`` may be used at monotonic time ``now`` (module docstring, 1 to
+    3): not older than the Ledger's record of the object, seen or verified at most
+    ``MAX_AGE`` seconds ago, and not before ``listed`` (the monotonic time the latest
+    list of its resource began; None: none)."""
     meta = entry.obj.get("metadata") or {}
     rv, generation = meta.get("resourceVersion"), meta.get("generation")
     known = (ledger or {}).get(
@@ -95,4 +108,6 @@ def trusted(entry: Entry, ledger: Ledger | None, now: float) -> bool:
             return False
         if rv == known.resource_version:
             at = max(at, known.at)
+    if listed is not None and at < listed:
+        return False  # the latest list did not hold it, and nothing read it since
     return now - at <= MAX_AGE

@@ -6,7 +6,8 @@ index per resource (``INDEXES``), each entry the object without its status and
 managedFields, stamped with the monotonic time its watch event was handled
 (``handlers.ledger.Entry``). ``lookup`` hands out only the entries that may be trusted
 (``handlers.ledger``: an index lags the cluster, and kopf keeps an entry whose object
-vanished during a re-list); an object left out is read by whoever needs it.
+vanished during a re-list, which ``relisted`` lets it tell); an object left out is read
+by whoever needs it.
 
 The watches carry the label as a server-side selector (``label_selectors``): the API
 server sends only ferryman's objects, not every Deployment and Service of the watched
@@ -70,6 +71,12 @@ def _resources() -> list[Indexed]:
 
 
 INDEXES = _resources()
+# When the latest list of each index's resource began (monotonic seconds), by index id:
+# an entry older than that was not in it (``ledger.trusted``, 3).
+LISTED: dict[str, float] = {}
+_LAST_LISTED: dict[str, float] = {}
+LIST_GAP = 10.0  # seconds without a listed object that end a list
+LIST_SLACK = 1.0  # seconds before a list's first object that the list counts from
 
 
 def slim(body: Any, api_version: str, kind: str) -> dict[str, Any]:
@@ -93,10 +100,25 @@ def _register(indexed: Indexed) -> None:
             )
         }
 
+    def listed(*, type: str | None, **_: Any) -> None:
+        if type is None:  # kopf's convention for an object of a (re-)list
+            relisted(indexed.id, time.monotonic())
+
     w = indexed.watch
-    kopf.index(w.group, w.version, w.plural, id=indexed.id, labels={labels.MANAGED_BY: "ferryman"})(
-        index
-    )
+    selected = {labels.MANAGED_BY: "ferryman"}
+    kopf.index(w.group, w.version, w.plural, id=indexed.id, labels=selected)(index)
+    kopf.on.event(w.group, w.version, w.plural, id=f"{indexed.id}_listed", labels=selected)(listed)
+
+
+def relisted(index_id: str, now: float) -> None:
+    """Note that an object of index ``index_id``'s resource came from a list (startup, or
+    a re-list after "410 Gone") at monotonic time ``now``: the first such object after
+    ``LIST_GAP`` seconds without one begins a list, ``LIST_SLACK`` seconds before
+    ``now`` (the object was indexed just before its event handler ran)."""
+    last = _LAST_LISTED.get(index_id)
+    if last is None or now - last > LIST_GAP:
+        LISTED[index_id] = now - LIST_SLACK
+    _LAST_LISTED[index_id] = now
 
 
 for _indexed in INDEXES:
@@ -128,6 +150,6 @@ def lookup(
             continue
         for name in names:
             for entry in index.get((namespace, name), []):
-                if trusted(entry, ledger, at):
+                if trusted(entry, ledger, at, LISTED.get(indexed.id)):
                     out[(indexed.kind, name)] = entry.obj
     return out

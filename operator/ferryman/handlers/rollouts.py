@@ -107,12 +107,16 @@ async def route_changed(
     wakeups.wake(memo, namespace, _owner_rollout(meta))
 
 
-# The Services ferryman writes, and the route objects of every registered router
-# (``routing.watched()``; with plain Services the route is the live Service): a route that
-# is deleted or edited by hand wakes its Rollout, which writes it again. kopf serves these
-# only where their CRDs exist (it warns about the others and skips them).
-_SERVICES = Watch("", "v1", "services")
-for _watch in [_SERVICES, *(w for w in watched() if w != _SERVICES)]:
+# Every indexed resource (``indexed.INDEXES``: the Services and budgets ferryman writes,
+# and the route objects of every registered router; with plain Services the route is the
+# live Service) but Deployments (below), and every registered router's route objects
+# (``routing.watched()``): an object deleted or edited by hand wakes its Rollout, which
+# writes it again (a reconcile that reads from an index must be woken by each change of
+# what it reads). kopf serves these only where their CRDs exist (it warns about the
+# others and skips them).
+_DEPLOYMENTS = Watch("apps", "v1", "deployments")
+_WOKEN = [i.watch for i in indexed.INDEXES if i.watch != _DEPLOYMENTS]
+for _watch in [*_WOKEN, *(w for w in watched() if w not in _WOKEN and w != _DEPLOYMENTS)]:
     kopf.on.event(
         _watch.group, _watch.version, _watch.plural, labels={labels.MANAGED_BY: "ferryman"}
     )(route_changed)
