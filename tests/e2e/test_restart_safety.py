@@ -24,7 +24,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "bluegreen": {"blueGreen": {"previewMirrorPercent": 50, "autoPromotionSeconds": 1}},
     "shadow": {"shadow": {"mirrorPercent": 50, "duration": "2s", "then": "promote"}},
 }
-# The second hit of each point falls inside the new rollout, not on its first reconcile.
+# The second hit of each point: inside the new rollout, past its first reconcile.
 KILL_POINTS = ["after-scale-up:2", "after-route-write:2", "before-status-write:2"]
 
 
@@ -64,8 +64,12 @@ def test_killed_at_a_named_point_the_rollout_still_finishes(
     first.stop()
 
     sampler = r.Sampler(cluster, namespace, replicas=2)
-    doomed: OperatorProcess = operator_factory(env={"FERRYMAN_TEST_KILL_AT": point}).start()
+    # Retargeted while no operator runs, so every hit of the point (counted from the
+    # doomed process's start, which may reconcile more than once as its watches list)
+    # falls inside the new rollout; not waited live: it may reach the point first.
     r.retarget(cluster, namespace, "1.1.0")
+    doomed: OperatorProcess = operator_factory(env={"FERRYMAN_TEST_KILL_AT": point})
+    doomed.start(wait=False)
     assert doomed.proc is not None
     doomed.proc.wait(timeout=60)
     assert doomed.proc.returncode == 137, doomed.log_tail()
