@@ -65,27 +65,31 @@ def names(n: int) -> list[str]:
     return [f"m{i:04d}" for i in range(n)]
 
 
+def model_version(model: str, suffix: str, version: str) -> dict[str, Any]:
+    """The ModelVersion ``<model>-<suffix>`` of ``version`` the benchmarks register: an
+    s3 artifact whose digest is the sha256 of the version string, a fictional image
+    (only kwok makes it Ready)."""
+    return {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": f"{model}-{suffix}"},
+        "spec": {
+            "model": model,
+            "version": version,
+            "artifact": {
+                "uri": f"s3://models/{model}/{version}.onnx",
+                "digest": "sha256:" + hashlib.sha256(version.encode()).hexdigest(),
+            },
+            "serving": {"image": "ghcr.io/acme/onnx-server:2.4.1"},
+        },
+    }
+
+
 def manifests(model: str, pause_s: int | None, target: str = V1) -> list[dict[str, Any]]:
     """Two ModelVersions (``<model>-a`` 1.0.0, ``<model>-b`` 1.1.0) and the Rollout, whose
     pauses last ``pause_s`` seconds (None: until promoted)."""
     out: list[dict[str, Any]] = []
-    for suffix, version in (("a", V1), ("b", V2)):
-        out.append(
-            {
-                "apiVersion": "ferryman.dev/v1alpha1",
-                "kind": "ModelVersion",
-                "metadata": {"name": f"{model}-{suffix}"},
-                "spec": {
-                    "model": model,
-                    "version": version,
-                    "artifact": {
-                        "uri": f"s3://models/{model}/{version}.onnx",
-                        "digest": "sha256:" + hashlib.sha256(version.encode()).hexdigest(),
-                    },
-                    "serving": {"image": "ghcr.io/acme/onnx-server:2.4.1"},
-                },
-            }
-        )
+    out += [model_version(model, suffix, version) for suffix, version in (("a", V1), ("b", V2))]
     pause = {"pause": {"duration": f"{pause_s}s"} if pause_s is not None else {}}
     out.append(
         {

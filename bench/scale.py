@@ -50,7 +50,6 @@ at least one step was timed, 2 otherwise. See docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import os
@@ -84,7 +83,7 @@ from bench.harness import (
     spread,
     wall,
 )
-from bench.reaction import names, route_reactions
+from bench.reaction import model_version, names, route_reactions
 from harness.net import free_port
 from harness.prometheus import PrometheusServer
 
@@ -142,21 +141,7 @@ def manifests(model: str, shape: Shape, target: str = "1.0.0") -> list[dict[str,
     """Three ModelVersions (``<model>-a`` 1.0.0, ``-b`` 1.1.0, ``-c`` 1.2.0) and the
     Rollout with analysis."""
     out: list[dict[str, Any]] = []
-    for suffix, version in VERSIONS.items():
-        digest = "sha256:" + hashlib.sha256(version.encode()).hexdigest()
-        out.append(
-            {
-                "apiVersion": "ferryman.dev/v1alpha1",
-                "kind": "ModelVersion",
-                "metadata": {"name": f"{model}-{suffix}"},
-                "spec": {
-                    "model": model,
-                    "version": version,
-                    "artifact": {"uri": f"s3://models/{model}/{version}.onnx", "digest": digest},
-                    "serving": {"image": "ghcr.io/acme/onnx-server:2.4.1"},
-                },
-            }
-        )
+    out += [model_version(model, suffix, version) for suffix, version in VERSIONS.items()]
     steps: list[dict[str, Any]] = []
     for weight in shape.weights:
         steps += [{"setWeight": weight}, {"pause": {"duration": f"{shape.pause_s}s"}}]
