@@ -53,7 +53,7 @@ status:
 
 # The README's test command (and CI's only one): everything from a fresh clone, the lint
 # tools first (a few seconds; they fail before the cluster is built), then every test.
-test: lint deps cluster-build tools-build argocd-lua argocd-build
+test: lint deps cluster-build tools-build argocd-lua argocd-build toxiproxy-build
 	bash hack/run-tests.sh $(PYTEST_ARGS)
 
 unit: venv tools-build argocd-lua
@@ -146,3 +146,14 @@ gitops: venv deps cluster-build argocd-build
 bench-race: venv deps cluster-build
 	bash bench/peers/build.sh
 	$(PY) -m bench.race
+
+# Toxiproxy (the fault proxy of tests/e2e/test_faults.py), built from its Go module and
+# cached like the lint tools (hack/tools/build.sh). `make test` runs one case of each
+# fault kind; `make faults` the whole matrix (docs/reliability.md "## Faults"), on its
+# own, without xdist: some cases restart the shared etcd. Not part of CI.
+.PHONY: toxiproxy-build faults
+toxiproxy-build:
+	bash hack/tools/build.sh toxiproxy >/dev/null
+
+faults: venv deps cluster-build toxiproxy-build
+	FERRYMAN_FAULT_MATRIX=1 FERRYMAN_TEST_WORKERS=0 bash hack/run-tests.sh tests/e2e/test_faults.py $(PYTEST_ARGS)

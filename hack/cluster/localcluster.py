@@ -863,6 +863,119 @@ def env_lines(layout: Layout | None = None) -> Iterator[str]:
     yield f"export PATH={':'.join(str(d) for d in b.bin_dirs())}:$PATH"
 
 
+# ---------------------------------------------------------------------------------------
+# Faults for tests (tests/e2e/test_faults.py): restart etcd, compact its history, and run
+# a second API server on the same etcd that a test may restart without disturbing the
+# tests that share the first one (as one replica of an HA control plane is upgraded).
+
+
+def _etcd_call(layout: Layout, path: str, body: dict[str, object]) -> dict[str, object]:
+    """One request to etcd's JSON gateway (the gRPC-gateway etcd serves on its client URL,
+    https://etcd.io/docs/v3.6/dev-guide/api_grpc_gateway/)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{layout.ports.etcd}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        result: dict[str, object] = json.loads(resp.read())
+        return result
+
+
+def etcd_revision(layout: Layout | None = None) -> int:
+    """etcd's current revision (every resourceVersion the API server hands out is one)."""
+    layout = layout or Layout()
+    header = _etcd_call(layout, "/v3/kv/range", {"key": base64.b64encode(b"/").decode()})
+    return int(header["header"]["revision"])  # type: ignore[index,call-overload]
+
+
+def compact_etcd(layout: Layout | None = None) -> int:
+    """Compact etcd's history up to its current revision (physically), as the API
+    server's periodic compaction does (``--etcd-compaction-interval``, 5 min by default):
+    any watch that resumes from an older resourceVersion gets 410 Gone from etcd.
+    Returns the revision compacted to."""
+    layout = layout or Layout()
+    revision = etcd_revision(layout)
+    _etcd_call(layout, "/v3/kv/compaction", {"revision": revision, "physical": True})
+    return revision
+
+
+def restart_etcd(layout: Layout | None = None, down_s: float = 0.0) -> float:
+    """Stop etcd (SIGTERM, data kept), stay down ``down_s`` seconds, start it with the
+    same arguments and wait for its port. Returns the seconds it was unreachable."""
+    layout = layout or Layout()
+    pid = component_pids(layout)["etcd"]
+    if pid is None:
+        raise RuntimeError("etcd is not running")
+    argv = _pid_cmdline(pid).split()
+    started = time.monotonic()
+    _stop(pid, grace=8)
+    time.sleep(down_s)
+    new = _start("etcd", argv, layout)
+    _wait("etcd", lambda: _port_open(layout.ports.etcd), 30, new, layout, "etcd")
+    return time.monotonic() - started
+
+
+@dataclass
+class ApiServerReplica:
+    """A second kube-apiserver on ``port`` sharing the cluster's etcd, certificates and
+    flags (its own audit log and log file). The operator under test talks to it; a test
+    restarts it (``restart()``) while every other client keeps the first one."""
+
+    port: int
+    layout: Layout = field(default_factory=Layout)
+    pid: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"kube-apiserver-{self.port}"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        out = []
+        for arg in _apiserver_argv(Binaries.from_cache(), self.layout):
+            if arg.startswith("--secure-port="):
+                arg = f"--secure-port={self.port}"
+            elif arg.startswith("--audit-log-path="):
+                arg = f"--audit-log-path={self.layout.logs / (self.name + '-audit.log')}"
+            out.append(arg)
+        return out
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                self.server + "/readyz", context=_ssl_context(self.layout), timeout=2
+            ) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self, timeout: float = 120) -> float:
+        """Start it and wait for /readyz; returns the seconds that took."""
+        started = time.monotonic()
+        self.pid = _start(self.name, self.argv(), self.layout)
+        _wait(f"{self.name} /readyz", self.ready, timeout, self.pid, self.layout, self.name)
+        return time.monotonic() - started
+
+    def stop(self, grace: float = 8) -> None:
+        if self.pid is not None:
+            _stop(self.pid, grace)
+            self.pid = None
+
+    def restart(self, down_s: float = 0.0) -> float:
+        """Stop (SIGTERM), stay down ``down_s`` seconds, start again and wait until
+        ready. Returns the seconds it was unavailable."""
+        started = time.monotonic()
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+        return time.monotonic() - started
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter

@@ -4,7 +4,8 @@
 # way as hack/cluster/build.sh:
 #   $FERRYMAN_CACHE/bin/actionlint-<v>/actionlint
 # A tool whose binary is present and was built by the same recipe is skipped, so a warm
-# run costs nothing. Usage: build.sh [tool...]   (default: all; tools: actionlint)
+# run costs nothing. Usage: build.sh [tool...]   (default: actionlint; tools: actionlint,
+# toxiproxy: the fault proxy of tests/e2e/test_faults.py, built by `make toxiproxy-build`)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,12 +39,20 @@ build_actionlint() {
     "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
 }
 
+# Toxiproxy's server (cmd/server) installs as `server`; the fault tests look for
+# $FERRYMAN_CACHE/bin/toxiproxy-<v>/server. The version stamp feeds `server -version`.
+build_toxiproxy() {
+  go_install toxiproxy "$TOXIPROXY_VERSION" github.com/Shopify/toxiproxy/v2/cmd/server server \
+    "-X github.com/Shopify/toxiproxy/v2.Version=${TOXIPROXY_VERSION#v}"
+}
+
 start=$(date +%s)
 tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(actionlint)
 for t in "${tools[@]}"; do
   case $t in
     actionlint) build_actionlint ;;
-    *) echo "unknown tool: $t (actionlint)" >&2; exit 2 ;;
+    toxiproxy) build_toxiproxy ;;
+    *) echo "unknown tool: $t (actionlint, toxiproxy)" >&2; exit 2 ;;
   esac
 done
 log "done in $(( $(date +%s) - start ))s; binaries under $cache/bin"

@@ -19,6 +19,11 @@ from cases.api_cases import model_version
 from ferryman.api.annotations import ACTION, ACTION_ID
 from harness.kube import Cluster, wait_for
 
+# Moved to harness.sampler (shared by every fault test); re-exported for the tests here.
+from harness.sampler import Sampler as Sampler
+from harness.sampler import available as available
+from harness.sampler import http_route as http_route
+
 GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "ml-gateway"}]}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
 SERVICE: dict[str, Any] = {"service": {}}
@@ -93,67 +98,6 @@ def act(cluster: Cluster, ns: str, action: str, name: str = "fraud") -> str:
         f"{ACTION_ID}={action_id}",
     )
     return action_id
-
-
-def http_route(cluster: Cluster, ns: str, name: str = "fraud") -> dict[str, int] | None:
-    try:
-        obj: Any = cluster.custom.get_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", ns, "httproutes", name
-        )
-    except Exception:
-        return None
-    return {b["name"]: b["weight"] for b in obj["spec"]["rules"][0]["backendRefs"]}
-
-
-def available(cluster: Cluster, ns: str) -> dict[str, tuple[int, int]]:
-    """Deployment name -> (spec replicas, available replicas)."""
-    deps = cluster.apps.list_namespaced_deployment(ns).items
-    return {d.metadata.name: (d.spec.replicas or 0, d.status.available_replicas or 0) for d in deps}  # type: ignore[misc]
-
-
-class Sampler:
-    """Reads the HTTPRoute and the Deployments every 100 ms (bounded by ``limit_s``) and
-    records violations: weights not summing to 100, or weight on a backend without
-    enough Ready replicas for it (ceil(replicas * weight / 100))."""
-
-    def __init__(self, cluster: Cluster, ns: str, replicas: int, limit_s: float = 240) -> None:
-        self.cluster, self.ns, self.replicas = cluster, ns, replicas
-        self.samples: list[dict[str, int]] = []
-        self.violations: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(limit_s,), daemon=True)
-        self._thread.start()
-
-    def _run(self, limit_s: float) -> None:
-        deadline = time.monotonic() + limit_s
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                route = http_route(self.cluster, self.ns)
-                ready = available(self.cluster, self.ns)
-                # A consistent sample only: the route must not have moved while the
-                # Deployments were read (else a rollback that rewrote the route and then
-                # removed the old version in between reads as a violation it never was).
-                if http_route(self.cluster, self.ns) != route:
-                    continue
-            except Exception:
-                time.sleep(0.1)
-                continue
-            if route is not None:
-                if not self.samples or self.samples[-1] != route:
-                    self.samples.append(route)
-                if sum(route.values()) != 100:
-                    self.violations.append(f"weights {route} do not sum to 100")
-                for backend, weight in route.items():
-                    need = math.ceil(self.replicas * weight / 100)
-                    have = ready.get(backend, (0, 0))[1]
-                    if weight > 0 and have < need:
-                        self.violations.append(f"{backend} has weight {weight} with {have} Ready")
-            time.sleep(0.1)
-
-    def stop(self) -> list[str]:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        return self.violations
 
 
 def _pod_ready(pod: Any) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import aiohttp
@@ -57,10 +58,11 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     )
     settings.peering.standalone = True
     # A watch that the server or a proxy dropped without closing must be re-opened:
-    # ask the server to end each watch after 5 minutes, and give up on a silent
-    # connection shortly after that.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    # ask the server to end each watch after 5 minutes (FERRYMAN_WATCH_TIMEOUT_SECONDS
+    # shortens it: the expired-watch tests), and give up on a silent connection shortly
+    # after that.
+    settings.watching.server_timeout = watch_timeout()
+    settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.watching.connect_timeout = 10
     # Only ferryman's Deployments, Services, budgets and routes, selected by the server.
     observed.label_selectors(settings)
@@ -69,6 +71,19 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.INFO
     # Backoff between retries of a failing handler: quick at first, capped at a minute.
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+WATCH_TIMEOUT_ENV = "FERRYMAN_WATCH_TIMEOUT_SECONDS"
+
+
+def watch_timeout(environ: dict[str, str] | None = None) -> int:
+    """Seconds the API server keeps each watch open (``timeoutSeconds``): 300, or a
+    positive integer from $FERRYMAN_WATCH_TIMEOUT_SECONDS. Raises ValueError otherwise."""
+    raw = (os.environ if environ is None else environ).get(WATCH_TIMEOUT_ENV, "300")
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(f"{WATCH_TIMEOUT_ENV} must be a positive number of seconds: {raw!r}")
+    return value
 
 
 @kopf.on.cleanup()
