@@ -4,15 +4,25 @@ Built once at startup and shared: constructing API objects without a shared ApiC
 opens a new connection pool per call. Status writes go through here (merge patches to the
 status subresource), never through kopf's ``patch.status``, so each status field has one
 writer and one code path.
+
+Transient failures (a connection reset or refused, a request timeout, HTTP 429 from an API
+server whose storage is still initializing after a restart) are retried here a few times
+within about 4 s, so a dropped connection costs a second rather than a failed reconcile
+and its backoff (tests/e2e/test_faults.py). Every call is safe to repeat: reads, server-side
+apply (the same desired state), deletes (NotFound is success) and status patches (the same
+body; conditioned ones answer 409 if the first attempt did land).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import aiohttp
 from kubernetes.aio import client, config
 from kubernetes.aio.config.config_exception import ConfigException
 from kubernetes.aio.dynamic import DynamicClient
@@ -62,14 +72,40 @@ def _api_message(e: DynamicApiError | client.ApiException) -> str:
 
 MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "ferryman"
+# Pauses (seconds) between the attempts of a call that failed transiently: 5 attempts.
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+T = TypeVar("T")
+
+
+def transient(e: BaseException) -> bool:
+    """A failure that the same request may not meet again a moment later: the connection
+    (reset, refused, closed mid-answer), a timeout, or HTTP 429 Too Many Requests."""
+    if isinstance(e, aiohttp.ClientConnectionError | asyncio.TimeoutError):
+        return True
+    return isinstance(e, DynamicApiError | client.ApiException) and e.status == 429
 
 
 class Kube:
+    retry_delays: tuple[float, ...] = RETRY_DELAYS_S
+
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self._dynamic: DynamicClient | None = None
         self._resources: dict[tuple[str, str], Any] = {}
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, again after each of ``retry_delays`` while it fails transiently;
+        the last failure, or any other, propagates as it is."""
+        for delay in (*self.retry_delays, None):
+            try:
+                return await call()
+            except Exception as e:
+                if delay is None or not transient(e):
+                    raise
+                log.info("%s: %s; retrying in %gs", what, type(e).__name__, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def _resource(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
@@ -84,10 +120,13 @@ class Kube:
     async def get(
         self, api_version: str, kind: str, namespace: str, name: str
     ) -> dict[str, Any] | None:
-        res = await self._resource(api_version, kind)
-        assert self._dynamic is not None
+        async def call() -> Any:
+            res = await self._resource(api_version, kind)
+            assert self._dynamic is not None
+            return await self._dynamic.get(res, name=name, namespace=namespace)
+
         try:
-            found = await self._dynamic.get(res, name=name, namespace=namespace)
+            found = await self._retrying(f"GET {kind} {namespace}/{name}", call)
         except NotFoundError:
             return None
         result: dict[str, Any] = found.to_dict()
@@ -103,12 +142,16 @@ class Kube:
         Raises ``ApplyRejected`` when the API server refuses the object (HTTP 400, 403,
         404, 422); other errors (5xx, connection) propagate as they are.
         """
-        res = await self._resource(obj["apiVersion"], obj["kind"])
-        assert self._dynamic is not None
-        try:
-            applied = await self._dynamic.server_side_apply(
+
+        async def call() -> Any:
+            res = await self._resource(obj["apiVersion"], obj["kind"])
+            assert self._dynamic is not None
+            return await self._dynamic.server_side_apply(
                 res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
             )
+
+        try:
+            applied = await self._retrying(f"apply {obj['kind']} {obj['metadata']['name']}", call)
         except DynamicApiError as e:
             if e.status in REJECTED_STATUSES:
                 name = obj["metadata"]["name"]
@@ -118,10 +161,13 @@ class Kube:
         return result
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        res = await self._resource(api_version, kind)
-        assert self._dynamic is not None
+        async def call() -> Any:
+            res = await self._resource(api_version, kind)
+            assert self._dynamic is not None
+            return await self._dynamic.delete(res, name=name, namespace=namespace)
+
         with contextlib.suppress(NotFoundError):
-            await self._dynamic.delete(res, name=name, namespace=namespace)
+            await self._retrying(f"DELETE {kind} {namespace}/{name}", call)
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -155,8 +201,11 @@ class Kube:
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
-            await self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH
+            await self._retrying(
+                f"status of {plural}/{namespace}/{name}",
+                lambda: self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH
+                ),
             )
         except client.ApiException as e:
             if e.status == 409:
