@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -439,6 +440,43 @@ if FULL:
         inject(rig, fault)
         report(rig)
         promote_and_check(rig, sampler)
+
+    def test_no_promotion_while_prometheus_is_unreachable(
+        rig_factory: Callable[..., Rig], dataplane: DataPlane
+    ) -> None:
+        """A canary without a manual pause would promote on its own once analysis has
+        evidence: with Prometheus blackholed from the retarget on, it must not promote
+        until Prometheus is back and has answered."""
+        rig = rig_factory()
+        c, ns = rig.cluster, rig.ns
+        c.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+        strategy = {"canary": {"steps": [{"setWeight": 50}]}}
+        c.apply(r.rollout("1.0.0", analysis=analysis(), strategy=strategy), namespace=ns)
+        rig.operator.start()
+        wait_for(
+            lambda: r.status(c, ns).get("phase") == "Healthy",
+            timeout=90,
+            message="1.0.0 stable",
+        )
+        sampler = Sampler(c, ns, replicas=2)
+        end = blackhole("prom")(rig)
+        r.retarget(c, ns, "1.1.0")
+        time.sleep(20)
+        assert r.status(c, ns).get("stableVersion") == "1.0.0", r.status(c, ns)
+        ended = datetime.now(UTC)
+        end()
+        wait_for(
+            lambda: r.status(c, ns).get("stableVersion") == "1.1.0",
+            timeout=RECOVERY_BOUND_S,
+            message="promoted once Prometheus answers",
+        )
+        st = r.status(c, ns)
+        promoted_at = datetime.fromisoformat(st["history"][-1]["at"].replace("Z", "+00:00"))
+        assert promoted_at >= ended.replace(microsecond=0), (promoted_at, ended)
+        print(
+            f"FAULT Prometheus blackhole before any evidence: promoted {promoted_at - ended} after"
+        )
+        check_promoted(rig, sampler)
 
     def test_rollback_under_faults_still_finishes(
         rig_factory: Callable[..., Rig], dataplane: DataPlane

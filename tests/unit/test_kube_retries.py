@@ -21,7 +21,9 @@ OK = json.dumps({"kind": "Rollout", "metadata": {"name": "fraud"}})
 
 class Scripted:
     """Answers request n with ``script[n]``: "drop" closes the connection without an
-    answer (after reading the request: a reset mid-write), an int answers that status."""
+    answer (after reading the request: a reset mid-write), "cut" closes it halfway
+    through the answer's body (a response lost after the write), an int answers that
+    status."""
 
     def __init__(self, script: list[str | int]) -> None:
         self.script, self.seen = script, 0
@@ -38,6 +40,14 @@ class Scripted:
                 fate = self.script[min(self.seen, len(self.script) - 1)]
                 self.seen += 1
                 if fate == "drop":
+                    writer.close()
+                    return
+                if fate == "cut":
+                    writer.write(
+                        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(OK)}\r\n\r\n{OK[:5]}".encode()
+                    )
+                    await writer.drain()
                     writer.close()
                     return
                 body = OK if fate == 200 else json.dumps({"kind": "Status", "code": fate})
@@ -73,6 +83,10 @@ def test_a_write_whose_connection_drops_is_sent_again() -> None:
     assert asyncio.run(_against(["drop", 200], _patch)) == 2
 
 
+def test_a_write_whose_answer_is_cut_short_is_sent_again() -> None:
+    assert asyncio.run(_against(["cut", 200], _patch)) == 2
+
+
 def test_too_many_requests_is_retried() -> None:
     assert asyncio.run(_against([429, 429, 200], _patch)) == 3
 
@@ -95,6 +109,7 @@ def test_a_refusal_is_not_retried() -> None:
 
 def test_what_counts_as_transient() -> None:
     assert transient(aiohttp.ServerDisconnectedError())
+    assert transient(aiohttp.ClientPayloadError("cut"))
     assert transient(TimeoutError())
     assert transient(client.ApiException(status=429))
     assert not transient(client.ApiException(status=500))

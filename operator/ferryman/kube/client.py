@@ -5,12 +5,13 @@ opens a new connection pool per call. Status writes go through here (merge patch
 status subresource), never through kopf's ``patch.status``, so each status field has one
 writer and one code path.
 
-Transient failures (a connection reset or refused, a request timeout, HTTP 429 from an API
-server whose storage is still initializing after a restart) are retried here a few times
-within about 4 s, so a dropped connection costs a second rather than a failed reconcile
-and its backoff (tests/e2e/test_faults.py). Every call is safe to repeat: reads, server-side
-apply (the same desired state), deletes (NotFound is success) and status patches (the same
-body; conditioned ones answer 409 if the first attempt did land).
+Transient failures (a connection reset or refused, an answer cut short, a request timeout,
+HTTP 429 from an API server whose storage is still initializing after a restart) are
+retried here a few times within about 4 s, so a dropped connection costs a second rather
+than a failed reconcile and its backoff (tests/e2e/test_faults.py). Every call is safe to
+repeat: reads, server-side apply (the same desired state), deletes (NotFound is success)
+and status patches (the same body; conditioned ones answer 409 if the first attempt did
+land).
 """
 
 from __future__ import annotations
@@ -79,8 +80,11 @@ T = TypeVar("T")
 
 def transient(e: BaseException) -> bool:
     """A failure that the same request may not meet again a moment later: the connection
-    (reset, refused, closed mid-answer), a timeout, or HTTP 429 Too Many Requests."""
-    if isinstance(e, aiohttp.ClientConnectionError | asyncio.TimeoutError):
+    (reset, refused, closed), an answer cut short, a timeout, or HTTP 429 Too Many
+    Requests. (kopf treats the same connection errors as retryable.)"""
+    if isinstance(
+        e, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | asyncio.TimeoutError
+    ):
         return True
     return isinstance(e, DynamicApiError | client.ApiException) and e.status == 429
 
