@@ -22,6 +22,7 @@ help:
 	@echo "make lint    ruff check and format, mypy (operator strict, tests checked), import-linter"
 	@echo "make up / down / status   the local control plane (hack/cluster/)"
 	@echo "make bench   benchmarks: print figures, never fail on a timing (docs/benchmarks.md)"
+	@echo "make faults  the full fault matrix (Toxiproxy, API server/etcd restarts; docs/reliability.md), not in CI"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
