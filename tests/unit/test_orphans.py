@@ -1,0 +1,260 @@
+"""``spec.deletionPolicy`` (``handlers.orphans``): a deleted Rollout's stable version keeps
+serving (route 100% to it, its objects orphaned and labelled), and a new Rollout of the
+same name adopts exactly those objects, never someone else's. Runs over the in-memory
+fake (``unit.fake_kube``), on cluster states the simulator drives to the moment."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, cast
+
+import kopf
+import pytest
+
+from ferryman.api.rollout import Rollout, RolloutPhase
+from ferryman.handlers import ledger, observed, orphans, rollouts
+from ferryman.handlers.context import OperatorContext, install
+from ferryman.plan import labels, serving
+from ferryman.routing import router_for
+from unit.fake_kube import FakeKube, json_copy
+from unit.machine_sim import NAME, NS, UID, Sim, canary_spec, retarget
+
+STEPS: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}]
+STABLE, CANDIDATE = "fraud-1.0.0", "fraud-1.1.0"
+KEPT = [
+    ("apps/v1", "Deployment", STABLE),
+    ("v1", "Service", STABLE),
+    ("policy/v1", "PodDisruptionBudget", STABLE),
+    ("v1", "Service", NAME),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute", NAME),
+]
+
+
+def paused_at_ten(**extra: Any) -> Sim:
+    """Stable 1.0.0, candidate 1.1.0 with 10% of the traffic, paused."""
+    sim = Sim(canary_spec(STEPS, **extra))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.route is not None and s.route.candidate_weight == 10)
+    return sim
+
+
+def obj(kube: FakeKube, api_version: str, kind: str, name: str) -> dict[str, Any]:
+    return kube.objects[(api_version, kind, NS, name)]
+
+
+def owners(o: dict[str, Any]) -> set[str]:
+    return {r["uid"] for r in o["metadata"].get("ownerReferences") or []}
+
+
+def keep(sim: Sim) -> list[str]:
+    rollout = sim.rollout()
+    return asyncio.run(orphans.keep_stable(sim.kube, rollout, router_for(rollout.spec), STABLE))
+
+
+def collect_garbage(kube: FakeKube) -> None:
+    """What the garbage collector does once the Rollout is gone: delete what it owned."""
+    for key in [k for k, o in kube.objects.items() if UID in owners(o)]:
+        del kube.objects[key]
+
+
+def test_keep_stable_routes_everything_to_stable_first_then_orphans_what_serves_it() -> None:
+    sim = paused_at_ten()
+    kube = sim.kube
+    kube.writes.clear()
+    kept = keep(sim)
+    assert sim.route is not None
+    assert (sim.route.stable, sim.route.candidate_weight, sim.route.mirror_percent) == (
+        "1.0.0",
+        0,
+        0,
+    )
+    assert kube.writes[0] == ("apply", "HTTPRoute", NAME)  # the route before any orphaning
+    assert sorted(kept) == sorted(f"{kind} {name}" for _v, kind, name in KEPT)
+    for api_version, kind, name in KEPT:
+        found = obj(kube, api_version, kind, name)
+        assert owners(found) == set(), (kind, name)
+        assert found["metadata"]["labels"][orphans.ORPHANED] == "true"
+        assert found["metadata"]["labels"][labels.MODEL] == "fraud"
+    for kind, api_version in (("Deployment", "apps/v1"), ("Service", "v1")):
+        # the candidate's objects stay owned: the garbage collector deletes them
+        assert owners(obj(kube, api_version, kind, CANDIDATE)) == {UID}
+
+
+def test_keep_stable_leaves_a_same_named_object_of_someone_else_alone() -> None:
+    sim = paused_at_ten()
+    live = obj(sim.kube, "v1", "Service", NAME)
+    live["metadata"]["ownerReferences"] = [{"kind": "ConfigMap", "uid": "theirs"}]
+    kept = keep(sim)
+    assert f"Service {NAME}" not in kept
+    assert orphans.ORPHANED not in live["metadata"].get("labels", {})
+    assert owners(obj(sim.kube, "v1", "Service", NAME)) == {"theirs"}
+
+
+def indexes_of(sim: Sim, rollout: Rollout) -> dict[str, Any]:
+    """The handler's index kwargs as kopf would hold them for what the fake holds."""
+    at = time.monotonic()
+    found: dict[str, Any] = {i.id: {} for i in observed.INDEXES}
+    deployments: dict[Any, list[Any]] = {}
+    for (_v, kind, ns, name), held in sim.kube.objects.items():
+        index = next((i.id for i in observed.INDEXES if i.kind == kind), None)
+        if index is not None:
+            found[index][(ns, name)] = [ledger.Entry(json_copy(held), at)]
+        if kind == "Deployment":
+            index_fn: Any = rollouts.deployments_by_rollout  # called as kopf calls it
+            entry = index_fn(body=held, meta=held["metadata"], namespace=ns)
+            for key, value in (entry or {}).items():
+                deployments.setdefault(key, []).append(value)
+    found["modelversions_by_model"] = {(NS, "fraud"): [sim.model_version(v) for v in sim.versions]}
+    found["deployments_by_rollout"] = deployments
+    found["rollouts_by_model"] = {}
+    return found
+
+
+def new_rollout(sim: Sim, uid: str = "uid-2") -> dict[str, Any]:
+    body = sim.rollout().model_dump(by_alias=True, mode="json", exclude_none=True)
+    body["metadata"]["uid"], body["metadata"]["resourceVersion"] = uid, "1"
+    body["status"] = {}
+    sim.kube.put_status("rollouts", NS, NAME, "1", {})
+    for version in sim.versions:
+        sim.kube.put_status("modelversions", NS, f"fraud-{version}", "1", {})
+    return body
+
+
+def reconcile(sim: Sim, body: dict[str, Any]) -> tuple[float | None, bool]:
+    memo: dict[str, Any] = {}
+    install(memo, OperatorContext(kube=cast(Any, sim.kube), http=cast(Any, None)))
+    rollout = Rollout.model_validate(body)
+    answer = asyncio.run(
+        rollouts.reconcile(
+            body=cast(Any, body), memo=cast(Any, memo), indexes=indexes_of(sim, rollout)
+        )
+    )
+    held = sim.kube.statuses[("rollouts", NS, NAME)]
+    body["metadata"]["resourceVersion"], body["status"] = held["resourceVersion"], held["status"]
+    return answer
+
+
+def test_a_new_rollout_of_the_same_name_adopts_the_orphans_and_starts_from_their_stable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    # The simulator names its ModelVersions fraud-1.0.0, which the CRDs refuse (a dot).
+    monkeypatch.setattr(rollouts, "_name_problem", lambda *a: None)
+    sim = paused_at_ten()
+    keep(sim)
+    collect_garbage(sim.kube)
+    body = new_rollout(sim)
+    delay, wrote = reconcile(sim, body)
+    assert (delay, wrote) == (0.0, True)
+    assert body["status"]["stableVersion"] == "1.0.0"
+    for api_version, kind, name in KEPT:
+        found = obj(sim.kube, api_version, kind, name)
+        assert owners(found) == {"uid-2"}, (kind, name)
+        assert orphans.ORPHANED not in found["metadata"]["labels"]
+    # The next reconciles canary 1.1.0 from the adopted stable; 1.0.0 is never dropped.
+    for _ in range(3):
+        reconcile(sim, body)
+        assert sim.route is not None and sim.route.stable == "1.0.0"
+        assert sim.kube.deployment_replicas(NS, STABLE) == sim.spec.replicas
+    assert sim.kube.deployment_replicas(NS, CANDIDATE) is not None
+
+
+def test_adoption_reads_again_and_takes_nothing_that_is_no_longer_an_orphan() -> None:
+    sim = paused_at_ten()
+    keep(sim)
+    collect_garbage(sim.kube)
+    rollout = Rollout.model_validate(new_rollout(sim))
+    found = indexes_of(sim, rollout)  # every kept object indexed as an orphan ...
+    for _v, kind, name in KEPT:  # ... but each since taken by another Rollout
+        held = obj(sim.kube, _v, kind, name)
+        held["metadata"]["ownerReferences"] = [
+            {"apiVersion": "ferryman.dev/v1alpha1", "kind": "Rollout", "uid": "uid-9"}
+        ]
+    sim.kube.writes.clear()
+    adopted = asyncio.run(orphans.adopt(sim.kube, rollout, found, [STABLE, NAME]))
+    assert adopted == {}
+    assert sim.kube.writes == []
+
+
+def orphan_deployment(rollout: Rollout) -> dict[str, Any]:
+    mv = Sim(canary_spec(STEPS)).model_version("1.0.0")
+    deployment = serving.deployment(mv, rollout, replicas=1)
+    patch = orphans.orphan_metadata(deployment, rollout)
+    deployment["metadata"]["labels"].update(patch["labels"])
+    deployment["metadata"]["ownerReferences"] = patch["ownerReferences"]
+    return deployment
+
+
+def _unset(d: dict[str, Any], key: str) -> None:
+    d["metadata"]["labels"].pop(key)
+
+
+@pytest.mark.parametrize(
+    ("why", "change"),
+    [
+        ("not labelled orphaned", lambda d: _unset(d, orphans.ORPHANED)),
+        ("not ferryman's", lambda d: _unset(d, labels.MANAGED_BY)),
+        ("another Rollout's name", lambda d: d["metadata"]["labels"].update({labels.ROLLOUT: "x"})),
+        ("another model", lambda d: d["metadata"]["labels"].update({labels.MODEL: "other"})),
+        ("no model label", lambda d: _unset(d, labels.MODEL)),
+        (
+            "still owned by a Rollout",
+            lambda d: d["metadata"].update(
+                ownerReferences=[
+                    {"apiVersion": "ferryman.dev/v1alpha1", "kind": "Rollout", "uid": "u"}
+                ]
+            ),
+        ),
+        ("another namespace", lambda d: d["metadata"].update(namespace="elsewhere")),
+    ],
+)
+def test_only_ferrymans_orphans_of_this_rollout_and_model_are_adoptable(
+    why: str, change: Any
+) -> None:
+    rollout = Sim(canary_spec(STEPS)).rollout()
+    deployment = orphan_deployment(rollout)
+    assert orphans.adoptable(deployment, rollout)
+    change(deployment)
+    assert not orphans.adoptable(deployment, rollout), why
+
+
+def test_the_objects_named_after_the_rollout_are_adoptable_across_a_model_change() -> None:
+    """A forced replace that changes spec.model keeps the route (named after the Rollout)
+    serving the old model until the new model's first version is Ready; its version
+    objects are the old model's and are not adopted."""
+    sim = Sim(canary_spec(STEPS))
+    rollout = sim.rollout()
+    route = orphan_deployment(rollout)
+    route["metadata"]["name"] = NAME
+    other = Sim(canary_spec(STEPS, model="churn")).rollout()
+    assert orphans.adoptable(route, other)
+    assert not orphans.adoptable(orphan_deployment(rollout), other)
+
+
+def run_deleted(sim: Sim, policy: str) -> None:
+    memo: dict[str, Any] = {}
+    install(memo, OperatorContext(kube=cast(Any, sim.kube), http=cast(Any, None)))
+    body = sim.rollout().model_dump(by_alias=True, mode="json", exclude_none=True)
+    body["spec"]["deletionPolicy"] = policy
+    found = indexes_of(sim, Rollout.model_validate(body))
+    found["modelversions_by_model"] = {}
+    handler: Any = rollouts.rollout_deleted  # called as kopf calls it
+    asyncio.run(handler(body=body, memo=memo, retry=0, **found))
+
+
+@pytest.mark.parametrize("policy", ["KeepStable", "Delete"])
+def test_the_finalizer_keeps_the_stable_only_with_keep_stable(policy: str) -> None:
+    sim = paused_at_ten()
+    sim.kube.writes.clear()
+    run_deleted(sim, policy)
+    patched = sorted(name for op, _kind, name in sim.kube.writes if op == "patch")
+    if policy == "Delete":
+        assert sim.kube.writes == []
+    else:
+        assert patched == sorted(name for *_, name in KEPT)
+
+
+def test_the_default_policy_is_keep_stable() -> None:
+    assert Sim(canary_spec(STEPS)).rollout().spec.deletion_policy == "KeepStable"
