@@ -13,7 +13,7 @@ import kopf
 import pytest
 
 from ferryman.api.rollout import Rollout, RolloutPhase
-from ferryman.handlers import ledger, observed, orphans, rollouts
+from ferryman.handlers import executor, ledger, observed, orphans, rollouts
 from ferryman.handlers.context import OperatorContext, install
 from ferryman.plan import labels, serving
 from ferryman.routing import router_for
@@ -146,9 +146,13 @@ def test_a_new_rollout_of_the_same_name_adopts_the_orphans_and_starts_from_their
     keep(sim)
     collect_garbage(sim.kube)
     body = new_rollout(sim)
-    delay, wrote = reconcile(sim, body)
-    assert (delay, wrote) == (0.0, True)
+    sim.kube.writes.clear()
+    # First the orphaned stable's version becomes this Rollout's stable version ...
+    assert reconcile(sim, body) == (0.0, True)
     assert body["status"]["stableVersion"] == "1.0.0"
+    assert [w for w in sim.kube.writes if w[0] != "status"] == []
+    # ... then everything is adopted, in a reconcile that decides nothing else.
+    assert reconcile(sim, body) == (executor.HELD_RETRY, False)
     for api_version, kind, name in KEPT:
         found = obj(sim.kube, api_version, kind, name)
         assert owners(found) == {"uid-2"}, (kind, name)
@@ -173,7 +177,9 @@ def test_adoption_reads_again_and_takes_nothing_that_is_no_longer_an_orphan() ->
             {"apiVersion": "ferryman.dev/v1alpha1", "kind": "Rollout", "uid": "uid-9"}
         ]
     sim.kube.writes.clear()
-    adopted = asyncio.run(orphans.adopt(sim.kube, rollout, found, [STABLE, NAME]))
+    candidates = orphans.candidates(found, rollout, [STABLE, NAME])
+    assert len(candidates) == len(KEPT)
+    adopted = asyncio.run(orphans.adopt(sim.kube, rollout, candidates))
     assert adopted == {}
     assert sim.kube.writes == []
 

@@ -260,15 +260,13 @@ def candidates(
 async def adopt(
     kube: Patcher,
     rollout: Rollout,
-    indexes: Mapping[str, Any],
-    object_names: Iterable[str],
+    found: Iterable[tuple[str, str]],
     ledger: Ledger | None = None,
 ) -> dict[tuple[str, str], Obj]:
-    """Adopt the orphans named ``object_names`` (``candidates``), each read again and
-    still ``adoptable``; returns them as patched, by (kind, name). Raises what the API
-    raises."""
+    """Adopt the orphans ``found`` (``candidates``), each read again and still
+    ``adoptable``; returns them as patched, by (kind, name). Raises what the API raises."""
     adopted: dict[tuple[str, str], Obj] = {}
-    for kind, name in candidates(indexes, rollout, object_names):
+    for kind, name in found:
         answer = await _patch_read(
             kube,
             rollout,
@@ -286,14 +284,29 @@ async def adopt(
     return adopted
 
 
-def seed_status(rollout: Rollout, adopted: Mapping[tuple[str, str], Obj]) -> Obj | None:
-    """The status patch that makes an adopted stable Deployment's version the stable
-    version of a Rollout that has none yet (camelCase keys), or None."""
+async def seed_status(
+    kube: Patcher,
+    rollout: Rollout,
+    found: Iterable[tuple[str, str]],
+    served: Mapping[str, str],
+    ledger: Ledger | None = None,
+) -> Obj | None:
+    """For a Rollout with no stable version yet, among whose orphans (``found``) there is
+    one: the status patch (camelCase) that makes the version of its orphaned stable
+    Deployment its stable version, before anything is adopted (the next reconcile
+    adopts; a conflicting status write leaves every orphan an orphan). The Deployment is
+    one of ``served`` (version -> ModelVersion name, i.e. its Deployment's name), read
+    fresh and ``adoptable`` (an index may not hold it yet: each is read, once, only
+    here). None when there is none."""
     if rollout.status.stable_version is not None:
         return None
-    for (kind, _name), obj in sorted(adopted.items()):
-        version = (_meta(obj).get("annotations") or {}).get(labels.VERSION)
-        if kind == "Deployment" and version:
+    names = {name for kind, name in found if kind == "Deployment"}
+    ordered = sorted(served.items(), key=lambda item: item[1] not in names)
+    ns = rollout.metadata.namespace
+    for version, name in ordered:
+        obj = await kube.get(API_VERSIONS["Deployment"], "Deployment", ns, name)
+        note(ledger, "Deployment", ns, name, obj)
+        if obj is not None and adoptable(obj, rollout):
             return {
                 "stableVersion": version,
                 "phase": "Healthy",

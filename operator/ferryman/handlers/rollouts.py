@@ -38,7 +38,7 @@ from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, Rollout, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
-from ferryman.handlers import executor, killpoints, orphans, roles, wakeups
+from ferryman.handlers import executor, killpoints, namespaces, orphans, roles, wakeups
 from ferryman.handlers import observed as indexed
 from ferryman.handlers.context import context
 from ferryman.handlers.ledger import note
@@ -166,8 +166,9 @@ async def rollout_daemon(
             delay, wrote = retry_delay(failures), False
             log.exception("reconcile of %s/%s failed; retrying in %gs", namespace, name, delay)
             # Never a silent retry loop: the user sees why in events (kubectl describe).
-            kopf.warn(
+            namespaces.post(
                 body,
+                type="Warning",
                 reason="ReconcileFailed",
                 message=event_message(f"{describe(e)}; retrying in {delay:g}s"),
             )
@@ -257,21 +258,24 @@ async def reconcile(
         [*services.values(), *dep_names.values(), *names.rollout_services(name)],
         ctx.ledger,
     )
-    # Orphans a deleted Rollout of this name left serving (``handlers.orphans``).
-    adopted = await orphans.adopt(
-        kube, rollout, indexes, [*services.values(), *names.rollout_services(name)], ctx.ledger
+    # Orphans a deleted Rollout of this name left serving (``handlers.orphans``): first
+    # their stable version becomes this Rollout's, then they are adopted, each in a
+    # reconcile of its own (the next one decides on indexes that hold them as ours).
+    found = orphans.candidates(
+        indexes, rollout, [*services.values(), *names.rollout_services(name)]
     )
-    if adopted:
-        known.update(adopted)
-        seeded = orphans.seed_status(rollout, adopted)
+    if found:
+        seeded = await orphans.seed_status(kube, rollout, found, services, ctx.ledger)
         if seeded is not None:
             await kube.patch_status(
                 PLURAL, ns, name, seeded, resource_version=rollout.metadata.resource_version
             )
-            kopf.event(
+            namespaces.post(
                 body, type="Normal", reason="Adopted", message=event_message(seeded["message"])
             )
             return 0.0, True
+        if await orphans.adopt(kube, rollout, found, ctx.ledger):
+            return executor.HELD_RETRY, False
     existing_route = known.get((router.kind, name))
     route_read = existing_route is None
     if route_read:
@@ -328,7 +332,9 @@ async def reconcile(
     )
     status = executed.status
     for event in executed.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event_message(event.message))
+        namespaces.post(
+            body, type=event.type, reason=event.reason, message=event_message(event.message)
+        )
     metrics.record_reconcile(
         rollout, status, written, executed.route_written_at, measured=due is not None
     )
@@ -410,8 +416,9 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, retry: int, **kwa
                     f"keeping {stable} serving: {describe(e)}", delay=5
                 ) from e
             log.error("%s/%s: could not keep %s serving: %s", ns, name, stable, describe(e))
-            kopf.warn(
+            namespaces.post(
                 body,
+                type="Warning",
                 reason="KeepStableFailed",
                 message=event_message(f"could not keep {stable} serving: {describe(e)}"),
             )
