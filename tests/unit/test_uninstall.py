@@ -14,7 +14,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ferryman.cli import _parser
-from ferryman.cli.uninstall import FINALIZER, Uninstall, UninstallError, finalizer_patch
+from ferryman.cli.uninstall import (
+    FINALIZER,
+    Uninstall,
+    UninstallError,
+    finalizer_patch,
+    namespaces_of,
+)
 
 Obj = dict[str, Any]
 
@@ -41,6 +47,8 @@ class FakeApis:
 
     # CustomObjectsApi
     def list_cluster_custom_object(self, group: str, version: str, plural: str) -> Obj:
+        if not self.crds_installed:
+            raise ApiException(status=404, reason="Not Found")
         return {"items": copy.deepcopy(self.objects[plural])}
 
     def list_namespaced_custom_object(self, group: str, version: str, ns: str, plural: str) -> Obj:
@@ -74,10 +82,6 @@ class FakeApis:
         self.calls.append(("delete", plural, name))
 
     # ApiextensionsV1Api
-    def read_custom_resource_definition(self, name: str) -> None:
-        if not self.crds_installed:
-            raise ApiException(status=404, reason="Not Found")
-
     def delete_custom_resource_definition(self, name: str) -> None:
         self.calls.append(("delete-crd", name))
 
@@ -117,7 +121,7 @@ def test_the_patch_removes_only_ferrymans_finalizer_from_the_list_as_read() -> N
 def test_one_namespace_then_all_and_each_time_it_says_what_it_did() -> None:
     apis = cluster()
     u, lines = command(apis)
-    assert u.run("ml") == 2
+    assert u.run(["ml"]) == 2
     assert lines == [
         f"rollouts.ferryman.dev ml/fraud: finalizer {FINALIZER} removed",
         f"modelversions.ferryman.dev ml/fraud-1-0-0: finalizer {FINALIZER} removed",
@@ -135,7 +139,7 @@ def test_a_list_changed_under_it_is_read_again_and_the_other_finalizer_kept() ->
     apis = cluster()
     apis.conflicts = 1
     u, _ = command(apis)
-    u.run("ml")
+    u.run(["ml"])
     assert apis.objects["rollouts"][0]["metadata"]["finalizers"] == [
         "other.io/keep",
         "someone.else/finalizer",
@@ -171,14 +175,14 @@ def test_the_operator_is_stopped_first_or_nothing_is_removed(
     apis = cluster()
     apis.replicas = [1, 1, 0]
     u, lines = command(apis)
-    u.run("ml", stop_operator="ferryman-system/ferryman")
+    u.run(["ml"], stop_operator="ferryman-system/ferryman")
     assert apis.calls[0] == ("scale", "ferryman-system", "ferryman", "0")
     assert lines[0] == "deployment.apps ferryman-system/ferryman: scaled to 0, no replica left"
     stuck = cluster()
     stuck.replicas = [1]
     u, _ = command(stuck)
     with pytest.raises(UninstallError, match="still has 1 replica"):
-        u.run("ml", stop_operator="ferryman-system/ferryman", timeout=0.0)
+        u.run(["ml"], stop_operator="ferryman-system/ferryman", timeout=0.0)
     assert [c for c in stuck.calls if c[0] == "patch"] == []
 
 
@@ -191,3 +195,7 @@ def test_arguments() -> None:
         "a/b",
     )
     assert not args.delete_resources
+    assert namespaces_of(args, "ml") is None
+    assert namespaces_of(_parser().parse_args(["uninstall"]), "ml") == ["ml"]
+    listed = _parser().parse_args(["uninstall", "--namespaces", "team-a, team-b"])
+    assert namespaces_of(listed, "ml") == ["team-a", "team-b"]

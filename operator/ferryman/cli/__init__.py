@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli = Cli(getattr(args, "kubeconfig", None), getattr(args, "namespace", None))
         if args.command == "uninstall":
             uninstall.Uninstall(cli.api.api_client, lambda line: print(line, flush=True)).run(
-                None if args.all_namespaces else cli.namespace,
+                uninstall.namespaces_of(args, cli.namespace),
                 stop_operator=args.stop_operator,
                 delete_resources=args.delete_resources,
                 delete_crds=args.delete_crds,

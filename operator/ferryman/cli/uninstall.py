@@ -55,6 +55,11 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "-A", "--all-namespaces", action="store_true", help="every namespace (default: -n's)"
     )
     u.add_argument(
+        "--namespaces",
+        metavar="NS[,NS...]",
+        help="these namespaces (comma-separated; the chart's watchNamespaces)",
+    )
+    u.add_argument(
         "--stop-operator",
         metavar="NAMESPACE/DEPLOYMENT",
         help="scale the operator's Deployment to 0 and wait until its replicas are gone first",
@@ -72,6 +77,16 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     u.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the operator to stop"
     )
+
+
+def namespaces_of(args: argparse.Namespace, current: str) -> list[str] | None:
+    """The namespaces the parsed ``args`` name: None (all) with ``-A``, the
+    ``--namespaces`` list, else ``current`` (``-n``, or the context's)."""
+    if args.all_namespaces:
+        return None
+    if args.namespaces:
+        return [ns.strip() for ns in args.namespaces.split(",") if ns.strip()]
+    return [current]
 
 
 def finalizer_patch(finalizers: list[str]) -> list[dict[str, Any]] | None:
@@ -98,19 +113,6 @@ class Uninstall:
         self.apps = client.AppsV1Api(api)
         self.crds = client.ApiextensionsV1Api(api)
         self.say = say
-
-    def installed(self) -> list[str]:
-        """The plurals whose CRD exists."""
-        found = []
-        for plural, crd in zip(PLURALS, CRDS, strict=True):
-            try:
-                self.crds.read_custom_resource_definition(crd)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
-                continue
-            found.append(plural)
-        return found
 
     def stop_operator(self, where: str, timeout: float) -> None:
         """Scale Deployment ``where`` ("namespace/name") to 0 and wait (``timeout``
@@ -139,12 +141,21 @@ class Uninstall:
                 )
             time.sleep(POLL_SECONDS)
 
-    def _list(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
-        if namespace is None:
-            found = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
-        else:
-            found = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
-        items: list[dict[str, Any]] = found["items"]  # type: ignore[index]
+    def _list(self, plural: str, namespaces: list[str] | None) -> list[dict[str, Any]] | None:
+        """The objects of ``plural`` in ``namespaces`` (None: all); None when its CRD is
+        not installed (HTTP 404: nothing of it can hold a finalizer)."""
+        items: list[dict[str, Any]] = []
+        try:
+            if namespaces is None:
+                found: Any = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+                items.extend(found["items"])
+            for ns in namespaces or []:
+                found = self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural)
+                items.extend(found["items"])
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
         return items
 
     def release(self, plural: str, obj: dict[str, Any]) -> bool:
@@ -179,52 +190,62 @@ class Uninstall:
 
     def run(
         self,
-        namespace: str | None,
+        namespaces: list[str] | None,
         *,
         stop_operator: str | None = None,
         delete_resources: bool = False,
         delete_crds: bool = False,
         timeout: float = 120.0,
     ) -> int:
-        """The whole uninstall (module docstring) in ``namespace`` (None: all); returns
+        """The whole uninstall (module docstring) in ``namespaces`` (None: all); returns
         how many changes it made (0: there was nothing to do)."""
         changes = 0
         if stop_operator:
             self.stop_operator(stop_operator, timeout)
-        plurals = self.installed()
-        if not plurals:
-            self.say(f"no ferryman CRDs ({', '.join(CRDS)}): nothing to do")
-            return 0
-        for plural in plurals:
+        installed = 0
+        for plural in PLURALS:
             kind = f"{plural}.{GROUP}"
-            for obj in self._list(plural, namespace):
+            found = self._list(plural, namespaces)
+            if found is None:
+                continue
+            installed += 1
+            for obj in found:
                 meta = obj["metadata"]
                 where = f"{kind} {meta['namespace']}/{meta['name']}"
                 if self.release(plural, obj):
                     self.say(f"{where}: finalizer {FINALIZER} removed")
                     changes += 1
-                if delete_resources:
-                    try:
-                        self.custom.delete_namespaced_custom_object(
-                            GROUP, VERSION, meta["namespace"], plural, meta["name"]
-                        )
-                    except ApiException as e:
-                        if e.status != 404:
-                            raise
-                    else:
-                        self.say(f"{where}: deleted")
-                        changes += 1
-        if delete_crds:
-            for crd in CRDS:
-                try:
-                    self.crds.delete_custom_resource_definition(crd)
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
-                else:
-                    self.say(f"customresourcedefinition.apiextensions.k8s.io {crd}: deleted")
+                if delete_resources and self._delete(
+                    self.custom.delete_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    meta["namespace"],
+                    plural,
+                    meta["name"],
+                ):
+                    self.say(f"{where}: deleted")
                     changes += 1
+        if not installed:
+            self.say(f"no ferryman CRDs ({', '.join(CRDS)}): nothing to do")
+            return 0
+        for crd in CRDS if delete_crds else ():
+            if self._delete(self.crds.delete_custom_resource_definition, crd):
+                self.say(f"customresourcedefinition.apiextensions.k8s.io {crd}: deleted")
+                changes += 1
         if changes == 0:
-            scope = "every namespace" if namespace is None else f"namespace {namespace}"
+            scope = (
+                "every namespace" if namespaces is None else "namespace " + ", ".join(namespaces)
+            )
             self.say(f"no ferryman finalizer left in {scope}: nothing to do")
         return changes
+
+    @staticmethod
+    def _delete(call: Callable[..., Any], *args: str) -> bool:
+        """``call(*args)``, a delete; whether it deleted (False: already gone, HTTP 404)."""
+        try:
+            call(*args)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            return False
+        return True
