@@ -264,3 +264,22 @@ def test_the_finalizer_keeps_the_stable_only_with_keep_stable(policy: str) -> No
 
 def test_the_default_policy_is_keep_stable() -> None:
     assert Sim(canary_spec(STEPS)).rollout().spec.deletion_policy == "KeepStable"
+
+
+def test_the_stable_is_seeded_from_a_fresh_read_when_the_index_lacks_its_deployment() -> None:
+    """An index that lags (the orphaned Deployment not in it yet, its Services already)
+    still makes the orphaned stable the new Rollout's: its Deployment is read."""
+    sim = paused_at_ten()
+    keep(sim)
+    collect_garbage(sim.kube)
+    rollout = Rollout.model_validate(new_rollout(sim))
+    found = indexes_of(sim, rollout)
+    found[next(i.id for i in observed.INDEXES if i.kind == "Deployment")] = {}
+    candidates = orphans.candidates(found, rollout, [STABLE, NAME])
+    assert ("Deployment", STABLE) not in candidates and candidates
+    served = {v: f"fraud-{v}" for v in sim.versions}
+    seeded = asyncio.run(orphans.seed_status(sim.kube, rollout, candidates, served))
+    assert seeded is not None and seeded["stableVersion"] == "1.0.0"
+    owned = Rollout.model_validate(new_rollout(sim, uid="uid-3"))
+    owned.status.stable_version = "1.0.0"
+    assert asyncio.run(orphans.seed_status(sim.kube, owned, candidates, served)) is None
