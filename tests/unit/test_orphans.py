@@ -59,8 +59,44 @@ def collect_garbage(kube: FakeKube) -> None:
         del kube.objects[key]
 
 
-def test_keep_stable_routes_everything_to_stable_first_then_orphans_what_serves_it() -> None:
-    sim = paused_at_ten()
+ROUTERS: dict[str, tuple[dict[str, Any], str, str]] = {
+    # name: (trafficRouting, route apiVersion, route kind)
+    "gatewayAPI": (
+        {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+    ),
+    "istio": (
+        {"istio": {"hosts": ["fraud.acme.example"]}},
+        "networking.istio.io/v1",
+        "VirtualService",
+    ),
+    "service": ({"service": {}}, "v1", "Service"),
+}
+
+
+def mid_shadow() -> Sim:
+    """Stable 1.0.0, 1.1.0 receiving 50% of the traffic mirrored (Istio)."""
+    sim = Sim(
+        canary_spec(
+            STEPS,
+            trafficRouting=ROUTERS["istio"][0],
+            strategy={"shadow": {"mirrorPercent": 50, "duration": "60s", "then": "promote"}},
+        )
+    )
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.route is not None and s.route.mirror_percent == 50)
+    return sim
+
+
+@pytest.mark.parametrize("case", [*ROUTERS, "istio-shadow"])
+def test_keep_stable_routes_everything_to_stable_first_then_orphans_what_serves_it(
+    case: str,
+) -> None:
+    router = ROUTERS[case.removesuffix("-shadow")]
+    sim = mid_shadow() if case.endswith("-shadow") else paused_at_ten(trafficRouting=router[0])
+    assert sim.route is not None and sim.route.candidate == "1.1.0"
     kube = sim.kube
     kube.writes.clear()
     kept = keep(sim)
@@ -70,9 +106,10 @@ def test_keep_stable_routes_everything_to_stable_first_then_orphans_what_serves_
         0,
         0,
     )
-    assert kube.writes[0] == ("apply", "HTTPRoute", NAME)  # the route before any orphaning
-    assert sorted(kept) == sorted(f"{kind} {name}" for _v, kind, name in KEPT)
-    for api_version, kind, name in KEPT:
+    assert kube.writes[0] == ("apply", router[2], NAME)  # the route before any orphaning
+    expected = [*KEPT[:4], (router[1], router[2], NAME)] if router[2] != "Service" else KEPT[:4]
+    assert sorted(kept) == sorted(f"{kind} {name}" for _v, kind, name in expected)
+    for api_version, kind, name in expected:
         found = obj(kube, api_version, kind, name)
         assert owners(found) == set(), (kind, name)
         assert found["metadata"]["labels"][orphans.ORPHANED] == "true"
