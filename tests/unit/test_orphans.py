@@ -320,3 +320,20 @@ def test_the_stable_is_seeded_from_a_fresh_read_when_the_index_lacks_its_deploym
     owned = Rollout.model_validate(new_rollout(sim, uid="uid-3"))
     owned.status.stable_version = "1.0.0"
     assert asyncio.run(orphans.seed_status(sim.kube, owned, candidates, served)) is None
+
+
+def test_a_stale_orphan_entry_costs_one_read_not_one_per_reconcile() -> None:
+    """An index entry of an orphan that is gone (an index ghost): read once, then left
+    out while the Ledger says it was read gone after the entry's watch event."""
+    sim = paused_at_ten()
+    keep(sim)
+    collect_garbage(sim.kube)
+    rollout = Rollout.model_validate(new_rollout(sim))
+    found = indexes_of(sim, rollout)
+    del sim.kube.objects[("v1", "Service", NS, NAME)]  # gone; its entry stays
+    book: ledger.Ledger = {}
+    first = orphans.candidates(found, rollout, [NAME], book)
+    assert ("Service", NAME) in first
+    asyncio.run(orphans.adopt(sim.kube, rollout, [("Service", NAME)], book))
+    assert ("Service", NAME) not in orphans.candidates(found, rollout, [NAME], book)
+    assert ("HTTPRoute", NAME) in orphans.candidates(found, rollout, [NAME], book)

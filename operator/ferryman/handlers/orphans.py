@@ -239,12 +239,17 @@ async def keep_stable(
 
 
 def candidates(
-    indexes: Mapping[str, Any], rollout: Rollout, object_names: Iterable[str]
+    indexes: Mapping[str, Any],
+    rollout: Rollout,
+    object_names: Iterable[str],
+    ledger: Ledger | None = None,
 ) -> list[tuple[str, str]]:
     """(kind, name) of the adoptable objects (``adoptable``) named ``object_names`` in the
     Rollout's namespace, as kopf's indexes (``handlers.observed``) hold them, trusted or
     not (an orphan may be older than any entry is trusted): each is read again before it
-    is adopted."""
+    is adopted. An entry this process has read otherwise since its watch event
+    (``ledger``: gone, or at another resourceVersion) is left out, so a stale entry costs
+    one read, not one per reconcile."""
     ns = rollout.metadata.namespace
     found: list[tuple[str, str]] = []
     for indexed in INDEXES:
@@ -252,8 +257,18 @@ def candidates(
         if index is None:
             continue
         for name in object_names:
-            if any(adoptable(e.obj, rollout) for e in index.get((ns, name), [])):
-                found.append((indexed.kind, name))
+            known = (ledger or {}).get((ns, indexed.kind, name))
+            for entry in index.get((ns, name), []):
+                rv = _meta(entry.obj).get("resourceVersion")
+                if (
+                    known is not None
+                    and known.at > entry.at
+                    and (known.deleted or known.resource_version != rv)
+                ):
+                    continue  # read since its watch event, and found otherwise
+                if adoptable(entry.obj, rollout):
+                    found.append((indexed.kind, name))
+                    break
     return found
 
 

@@ -262,7 +262,7 @@ async def reconcile(
     # their stable version becomes this Rollout's, then they are adopted, each in a
     # reconcile of its own (the next one decides on indexes that hold them as ours).
     found = orphans.candidates(
-        indexes, rollout, [*services.values(), *names.rollout_services(name)]
+        indexes, rollout, [*services.values(), *names.rollout_services(name)], ctx.ledger
     )
     if found:
         seeded = await orphans.seed_status(kube, rollout, found, services, ctx.ledger)
