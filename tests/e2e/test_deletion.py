@@ -8,8 +8,10 @@ server, garbage collector and namespace controller, with the operator running.
   re-create) adopts them and canaries from that stable, the route never gone.
 - Delete (everything goes with the Rollout, as before the policy existed: the garbage
   collector's work) is a unit test's (tests/unit/test_orphans.py).
-- A namespace deleted mid-rollout goes, the Rollout's finalizer released, with no
-  traceback in the operator's log for the 403s of a terminating namespace.
+- Then the namespace, deleted mid-rollout, goes (the Rollout's finalizer released) with
+  no traceback in the operator's log for the 403s of a terminating namespace, each
+  logged at INFO or DEBUG and none retried in a loop.
+One test (one rollout to the middle, about 15 s, serves both).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def in_background(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 @pytest.mark.slow
-def test_keep_stable_keeps_serving_through_delete_and_recreate(
+def test_keep_stable_keeps_serving_through_delete_and_recreate_then_the_namespace_goes(
     local_cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     cluster, ns = local_cluster, namespace
@@ -134,16 +136,9 @@ def test_keep_stable_keeps_serving_through_delete_and_recreate(
     route_held()
     assert sampler.stop() == []
 
-    assert "Traceback" not in operator.logs()
-
-
-@pytest.mark.slow
-def test_a_namespace_deleted_mid_rollout_goes_without_tracebacks(
-    local_cluster: Cluster, namespace: str, operator: OperatorProcess
-) -> None:
-    cluster, ns = local_cluster, namespace
-    paused_mid_canary(cluster, ns)
-    r.act(cluster, ns, "promote")  # the operator is writing (creates included) right now
+    # The namespace deleted mid-rollout (the new Rollout paused at 50%), right after a
+    # promote, while the operator is writing (creates included).
+    r.act(cluster, ns, "promote")
     cluster.kubectl("delete", "namespace", ns, "--wait=false")
     wait_for(
         lambda: cluster.get_json("namespace", ns, None) is None,
