@@ -24,6 +24,8 @@ def test_a_refusal_marks_its_namespace_for_a_while() -> None:
     assert terminating.terminating("ml-gone", now=100.0 + terminating.MEMORY)
     assert not terminating.terminating("ml-gone", now=100.1 + terminating.MEMORY)
     assert not terminating.terminating("ml-other", now=100.0)
+    assert terminating.terminating("ml-gone", now=100.0, created="2026-01-01T00:00:00Z")
+    assert not terminating.terminating("ml-gone", now=100.0, created="2999-01-01T00:00:00Z")
 
 
 def record(message: str, level: int = logging.ERROR, **extra: Any) -> logging.LogRecord:

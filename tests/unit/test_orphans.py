@@ -13,7 +13,7 @@ import kopf
 import pytest
 
 from ferryman.api.rollout import Rollout, RolloutPhase
-from ferryman.handlers import executor, ledger, observed, orphans, rollouts
+from ferryman.handlers import executor, ledger, observed, orphans, rollouts, terminating
 from ferryman.handlers.context import OperatorContext, install
 from ferryman.plan import labels, serving
 from ferryman.routing import router_for
@@ -337,3 +337,27 @@ def test_a_stale_orphan_entry_costs_one_read_not_one_per_reconcile() -> None:
     asyncio.run(orphans.adopt(sim.kube, rollout, [("Service", NAME)], book))
     assert ("Service", NAME) not in orphans.candidates(found, rollout, [NAME], book)
     assert ("HTTPRoute", NAME) in orphans.candidates(found, rollout, [NAME], book)
+
+
+def test_a_rollout_in_a_terminating_namespace_does_not_reconcile_unless_created_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every object the namespace controller deletes wakes the Rollout; none of its
+    re-creates would be accepted: after the first refusal it writes nothing. A Rollout
+    created after that refusal is in a new namespace of that name and reconciles."""
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    monkeypatch.setattr(terminating, "_TERMINATING", {})
+    sim = paused_at_ten()
+    for version in sim.versions:
+        sim.kube.put_status("modelversions", NS, f"fraud-{version}", "1", {})
+    body = sim.rollout().model_dump(by_alias=True, mode="json", exclude_none=True)
+    body["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    terminating.noted(
+        f"unable to create new content in namespace {NS} because it is being terminated"
+    )
+    sim.kube.writes.clear()
+    assert reconcile(sim, body) == (None, False)
+    assert sim.kube.writes == []
+    body["metadata"]["creationTimestamp"] = "2999-01-01T00:00:00Z"
+    reconcile(sim, body)
+    assert sim.kube.writes != []

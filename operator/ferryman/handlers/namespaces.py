@@ -11,8 +11,10 @@ finalizer runs like any deletion's.
 
 So the first such refusal seen (``handlers.terminating.noted``: ferryman's own applies,
 or any kopf log record quoting one) marks the namespace terminating; while it is marked:
-- ferryman's own refused writes are logged at INFO (``handlers.applied``), and its
-  Events about objects there are not posted (``post``);
+- ferryman's own refused writes are logged at INFO (``handlers.applied``), its
+  Rollouts there do not reconcile (``handlers.rollouts``: no write would be accepted, and
+  every object the namespace controller deletes would wake them to try), and its Events
+  about objects there are not posted (``post``);
 - kopf's records quoting such a refusal are DEBUG (``Quiet``), and kopf does not post
   its log messages about objects there as Events (``Skip``), so no Event is retried.
 ``install`` attaches both filters (at operator startup).
@@ -32,7 +34,8 @@ KOPF_LOGGERS = ("kopf._core.engines.posting", "kopf.objects", "kopf._cogs.client
 
 def post(body: Any, *, type: str, reason: str, message: str) -> None:
     """``kopf.event``, unless the object's namespace is terminating (module docstring)."""
-    if not terminating((body.get("metadata") or {}).get("namespace")):
+    meta = body.get("metadata") or {}
+    if not terminating(meta.get("namespace"), created=meta.get("creationTimestamp")):
         kopf.event(body, type=type, reason=reason, message=message)
 
 

@@ -38,7 +38,15 @@ from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, Rollout, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
-from ferryman.handlers import executor, killpoints, namespaces, orphans, roles, wakeups
+from ferryman.handlers import (
+    executor,
+    killpoints,
+    namespaces,
+    orphans,
+    roles,
+    terminating,
+    wakeups,
+)
 from ferryman.handlers import observed as indexed
 from ferryman.handlers.context import context
 from ferryman.handlers.ledger import note
@@ -200,9 +208,12 @@ async def reconcile(
     ctx = context(memo)
     kube = ctx.kube
     rollout = Rollout.model_validate(dict(body))
-    if rollout.metadata.deletion_timestamp is not None:
+    if rollout.metadata.deletion_timestamp is not None or terminating.terminating(
+        rollout.metadata.namespace, created=rollout.metadata.creation_timestamp
+    ):
         # Being deleted: the finalizer (``rollout_deleted``) decides what stays; a
-        # reconcile now could move traffic back to a candidate or re-adopt an orphan.
+        # reconcile now could move traffic back to a candidate or re-adopt an orphan. In
+        # a terminating namespace no write would be accepted (``handlers.terminating``).
         return None, False
     ns, name, model = rollout.metadata.namespace, rollout.metadata.name, rollout.spec.model
     now = datetime.now(UTC)
