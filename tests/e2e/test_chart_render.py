@@ -278,7 +278,7 @@ def test_rbac_scope_and_provider_secrets_render() -> None:
     cluster_docs = render()
     bound = _bound_roles(cluster_docs, "ferryman")
     assert any(kind == "ClusterRole" for kind, _ns, _name in bound)
-    assert find(cluster_docs, "Role") == []
+    assert [d for d in find(cluster_docs, "Role") if not _hook(d)] == []
 
     docs = render(chart.everything_on(WATCH))
     bound = _bound_roles(docs, "ferryman-op")
@@ -426,3 +426,63 @@ def test_an_ipv6_probe_address_is_bracketed_in_the_liveness_url() -> None:
         "template"
     ]["spec"]["containers"]
     assert "--liveness=http://[::]:8081/healthz" in container["args"]
+
+
+def _hook(doc: dict[str, Any]) -> str | None:
+    return (doc["metadata"].get("annotations") or {}).get("helm.sh/hook")
+
+
+def test_uninstall_hook_runs_the_uninstall_command_with_its_own_least_rbac() -> None:
+    """The pre-delete hook (templates/uninstall-hook.yaml): every object of it a hook,
+    deleted once it succeeded; the Job runs ``kubectl ferryman uninstall`` on the watched
+    namespaces after stopping the operator; its RBAC is the finalizer patch and the
+    operator's scale, nothing else."""
+    docs = render()
+    hooks = [d for d in docs if _hook(d)]
+    assert sorted(d["kind"] for d in hooks) == sorted(
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Job",
+        ]
+    )
+    for doc in hooks:
+        annotations = doc["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    (job,) = find(hooks, "Job")
+    assert int(job["metadata"]["annotations"]["helm.sh/hook-weight"]) > max(
+        int(d["metadata"]["annotations"]["helm.sh/hook-weight"]) for d in hooks if d is not job
+    )
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["kubectl-ferryman"]
+    assert container["args"] == [
+        "uninstall",
+        "--all-namespaces",
+        "--stop-operator=ferryman-system/ferryman",
+    ]
+    sa = job["spec"]["template"]["spec"]["serviceAccountName"]
+    rules = [
+        (tuple(rule["resources"]), tuple(rule["verbs"]), tuple(rule.get("resourceNames", [])))
+        for role in find(hooks, "Role") + find(hooks, "ClusterRole")
+        for rule in role["rules"]
+    ]
+    assert sorted(rules) == [
+        (("deployments",), ("get",), ("ferryman",)),
+        (("deployments/scale",), ("patch",), ("ferryman",)),
+        (("rollouts", "modelversions"), ("list", "patch"), ()),
+    ]
+    assert {s["name"] for b in find(hooks, "RoleBinding") for s in b["subjects"]} == {sa}
+
+    scoped = [d for d in render(chart.everything_on(WATCH)) if _hook(d)]
+    (job,) = find(scoped, "Job")
+    assert "--namespaces=team-a,team-b" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert find(scoped, "ClusterRole") == []
+    assert {r["metadata"]["namespace"] for r in find(scoped, "Role")} == {
+        *WATCH,
+        "ferryman-system",
+    }
+    assert [d for d in render({"rbac": {"create": False}}) if _hook(d)] == []

@@ -247,7 +247,8 @@ def test_deleting_a_served_model_version_waits_and_deleting_the_rollout_cleans_u
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     cluster.apply(r.versions("1.0.0"), namespace=namespace)
-    cluster.apply(r.rollout("1.0.0"), namespace=namespace)
+    # Delete: everything goes with the Rollout (KeepStable, the default, is test_deletion's).
+    cluster.apply(r.rollout("1.0.0", deletionPolicy="Delete"), namespace=namespace)
     wait_for(lambda: healthy_on(cluster, namespace, "1.0.0"), timeout=60, message="stable")
     wait_for(
         lambda: (

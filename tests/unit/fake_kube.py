@@ -45,7 +45,8 @@ class FakeKube:
     objects: dict[tuple[str, str, str, str], Obj] = field(default_factory=dict)
     # (plural, namespace, name) -> {"resourceVersion": str, "status": dict}
     statuses: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    # The writes in order: ("apply" | "delete", kind, name) and ("status", plural, name).
+    # The writes in order: ("apply" | "delete" | "patch", kind, name) and
+    # ("status", plural, name).
     writes: list[tuple[str, str, str]] = field(default_factory=list)
     refuse: dict[tuple[str, str], Exception] = field(default_factory=dict)  # apply errors
     status_errors: list[Exception] = field(default_factory=list)  # next patch_status errors
@@ -92,6 +93,38 @@ class FakeKube:
         if existing is not None and not _owner_uids(existing):
             raise Unexpected(f"deleted {kind} {name} that ferryman does not own")
         self.writes.append(("delete", kind, name))
+
+    async def patch_metadata(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        metadata: Obj,
+        *,
+        resource_version: str,
+    ) -> Obj | None:
+        """A merge patch of labels and ownerReferences, conditioned on the resourceVersion
+        (of an object put without one: "None"); every patch sets it (to "1" first)."""
+        self._check_kind(api_version, kind)
+        existing = self.objects.get((api_version, kind, namespace, name))
+        if existing is None:
+            return None
+        meta = existing.setdefault("metadata", {})
+        if resource_version != str(meta.get("resourceVersion")):
+            raise Conflict(f"{kind} {namespace}/{name} changed; read it again")
+        found = dict(meta.get("labels") or {})
+        for key, value in (metadata.get("labels") or {}).items():
+            if value is None:
+                found.pop(key, None)
+            else:
+                found[key] = value
+        meta["labels"] = found
+        if "ownerReferences" in metadata:
+            meta["ownerReferences"] = json_copy(metadata["ownerReferences"])
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
+        self.writes.append(("patch", kind, name))
+        return json_copy(existing)
 
     async def patch_status(
         self,

@@ -275,6 +275,15 @@ class RolloutSpec(ApiModel):
     history_limit: int = Field(
         20, ge=1, le=MAX_HISTORY, description="Entries kept in status.history (default 20)."
     )
+    deletion_policy: Literal["KeepStable", "Delete"] = Field(
+        "KeepStable",
+        description="What deleting the Rollout does to what serves (docs/reliability.md). "
+        "KeepStable (default): the stable version's Deployment, Service and budget, the "
+        "Service named after the Rollout and the route (sent 100% to stable first) keep "
+        "serving, without an owner and labelled ferryman.dev/orphaned=true, so an accidental "
+        "prune or a forced replace is no outage; a new Rollout of the same name and model "
+        "adopts them. Candidates are deleted. Delete: everything goes with the Rollout.",
+    )
 
 
 class Rollout(ApiModel):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -37,7 +38,7 @@ from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
-from ferryman.cli import render
+from ferryman.cli import render, uninstall
 from ferryman.plan import actions, labels
 
 EPILOG = """actions are annotations with a nonce on the Rollout (ferryman.dev/action:
@@ -47,6 +48,7 @@ the operator applied it, 1 when it does not apply or the operator rejected it (w
 reason)."""
 
 POLL_SECONDS = 0.3
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 class Failure(Exception):
@@ -101,12 +103,22 @@ def _parser() -> argparse.ArgumentParser:
         "lineage", parents=[common], help="a model's versions: data, code, run, digest, metrics"
     )
     lin.add_argument("model")
+    uninstall.add_parser(sub, [common])
     return p
 
 
 class Cli:
     def __init__(self, kubeconfig: str | None, namespace: str | None) -> None:
-        config.load_kube_config(config_file=kubeconfig)
+        try:
+            config.load_kube_config(config_file=kubeconfig)
+        except ConfigException:
+            if kubeconfig is not None or not os.path.exists(SERVICE_ACCOUNT_NAMESPACE):
+                raise
+            # In a pod with no kubeconfig (the chart's uninstall hook): its ServiceAccount.
+            config.load_incluster_config()
+            if namespace is None:
+                with open(SERVICE_ACCOUNT_NAMESPACE) as f:
+                    namespace = f.read().strip()
         if namespace is None:
             _, active = config.list_kube_config_contexts(config_file=kubeconfig)
             namespace = (active or {}).get("context", {}).get("namespace") or "default"
@@ -257,7 +269,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cli = Cli(getattr(args, "kubeconfig", None), getattr(args, "namespace", None))
-        if args.command == "status":
+        if args.command == "uninstall":
+            uninstall.Uninstall(cli.api.api_client, lambda line: print(line, flush=True)).run(
+                uninstall.namespaces_of(args, cli.namespace),
+                stop_operator=args.stop_operator,
+                delete_resources=args.delete_resources,
+                delete_crds=args.delete_crds,
+                timeout=args.timeout,
+            )
+        elif args.command == "status":
             cli.status(args.rollout, args.watch, args.timeout)
         elif args.command == "history":
             print(render.history(cli.rollout(args.rollout)))
@@ -266,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             action = "promote-full" if getattr(args, "full", False) else args.command
             cli.act(args.rollout, action, not args.no_wait, args.wait_timeout)
-    except Failure as e:
+    except (Failure, uninstall.UninstallError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ApiException as e:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.api.common import clip
 from ferryman.api.rollout import Rollout
+from ferryman.handlers import terminating
 from ferryman.handlers.ledger import Ledger, note
 from ferryman.kube.client import ApplyRejected
 from ferryman.kube.quantity import same_quantity
@@ -188,7 +189,9 @@ async def apply_owned(
     try:
         answer = await kube.apply(obj)
     except ApplyRejected as e:
-        log.warning("%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
+        # A terminating namespace's refusal is expected (``handlers.namespaces``).
+        level = logging.INFO if terminating.noted(e.reason) else logging.WARNING
+        log.log(level, "%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
         problems.append(
             ApplyFailure(
                 f"the API server refused {e.kind} {e.name} (HTTP {e.status}): "

@@ -38,7 +38,15 @@ from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, Rollout, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
-from ferryman.handlers import executor, killpoints, roles, wakeups
+from ferryman.handlers import (
+    executor,
+    killpoints,
+    namespaces,
+    orphans,
+    roles,
+    terminating,
+    wakeups,
+)
 from ferryman.handlers import observed as indexed
 from ferryman.handlers.context import context
 from ferryman.handlers.ledger import note
@@ -49,6 +57,7 @@ from ferryman.plan.evidence import analysis_target
 from ferryman.routing import Watch, router_for, watched
 
 log = logging.getLogger(__name__)
+KEEP_ATTEMPTS = 3  # tries of KeepStable's orphaning before a deletion goes on without it
 
 
 def retry_delay(failures: int) -> float:
@@ -165,8 +174,9 @@ async def rollout_daemon(
             delay, wrote = retry_delay(failures), False
             log.exception("reconcile of %s/%s failed; retrying in %gs", namespace, name, delay)
             # Never a silent retry loop: the user sees why in events (kubectl describe).
-            kopf.warn(
+            namespaces.post(
                 body,
+                type="Warning",
                 reason="ReconcileFailed",
                 message=event_message(f"{describe(e)}; retrying in {delay:g}s"),
             )
@@ -198,6 +208,13 @@ async def reconcile(
     ctx = context(memo)
     kube = ctx.kube
     rollout = Rollout.model_validate(dict(body))
+    if rollout.metadata.deletion_timestamp is not None or terminating.terminating(
+        rollout.metadata.namespace, created=rollout.metadata.creation_timestamp
+    ):
+        # Being deleted: the finalizer (``rollout_deleted``) decides what stays; a
+        # reconcile now could move traffic back to a candidate or re-adopt an orphan. In
+        # a terminating namespace no write would be accepted (``handlers.terminating``).
+        return None, False
     ns, name, model = rollout.metadata.namespace, rollout.metadata.name, rollout.spec.model
     now = datetime.now(UTC)
     written = rollout.status.model_dump(by_alias=True, mode="json")
@@ -252,6 +269,24 @@ async def reconcile(
         [*services.values(), *dep_names.values(), *names.rollout_services(name)],
         ctx.ledger,
     )
+    # Orphans a deleted Rollout of this name left serving (``handlers.orphans``): first
+    # their stable version becomes this Rollout's, then they are adopted, each in a
+    # reconcile of its own (the next one decides on indexes that hold them as ours).
+    found = orphans.candidates(
+        indexes, rollout, [*services.values(), *names.rollout_services(name)], ctx.ledger
+    )
+    if found:
+        seeded = await orphans.seed_status(kube, rollout, found, services, ctx.ledger)
+        if seeded is not None:
+            await kube.patch_status(
+                PLURAL, ns, name, seeded, resource_version=rollout.metadata.resource_version
+            )
+            namespaces.post(
+                body, type="Normal", reason="Adopted", message=event_message(seeded["message"])
+            )
+            return 0.0, True
+        if await orphans.adopt(kube, rollout, found, ctx.ledger):
+            return executor.HELD_RETRY, False
     existing_route = known.get((router.kind, name))
     route_read = existing_route is None
     if route_read:
@@ -308,7 +343,9 @@ async def reconcile(
     )
     status = executed.status
     for event in executed.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event_message(event.message))
+        namespaces.post(
+            body, type=event.type, reason=event.reason, message=event_message(event.message)
+        )
     metrics.record_reconcile(
         rollout, status, written, executed.route_written_at, measured=due is not None
     )
@@ -370,15 +407,40 @@ def _name_problem(
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """The Rollout's children go with it (owner references); its ModelVersions stop
-    being served, so their roles are cleared and their deletion no longer waits."""
+async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
+    """The Rollout's children go with it (owner references), but with ``deletionPolicy:
+    KeepStable`` what serves the stable version, which is first orphaned
+    (``handlers.orphans.keep_stable``; a failure is retried ``KEEP_ATTEMPTS`` times, then
+    reported and given up: a deletion never hangs on it). Its ModelVersions stop being
+    served, so their roles are cleared and their deletion no longer waits."""
     rollout = Rollout.model_validate(dict(body))
-    ns, model = rollout.metadata.namespace, rollout.spec.model
+    ns, name, model = rollout.metadata.namespace, rollout.metadata.name, rollout.spec.model
+    kube = context(memo).kube
+    stable = rollout.status.stable_version
+    owned = {v: n for (n, v, _st) in kwargs["deployments_by_rollout"].get((ns, name), [])}
+    if rollout.spec.deletion_policy == "KeepStable" and stable and stable in owned:
+        try:
+            kept = await orphans.keep_stable(kube, rollout, router_for(rollout.spec), owned[stable])
+        except Exception as e:
+            if retry + 1 < KEEP_ATTEMPTS:
+                raise kopf.TemporaryError(
+                    f"keeping {stable} serving: {describe(e)}", delay=5
+                ) from e
+            log.error("%s/%s: could not keep %s serving: %s", ns, name, stable, describe(e))
+            namespaces.post(
+                body,
+                type="Warning",
+                reason="KeepStableFailed",
+                message=event_message(f"could not keep {stable} serving: {describe(e)}"),
+            )
+        else:
+            log.info("%s/%s deleted; kept serving %s: %s", ns, name, stable, ", ".join(kept))
+    elif rollout.spec.deletion_policy == "KeepStable":
+        log.info("%s/%s deleted with no stable Deployment to keep", ns, name)
     mvs = [
         mv
         for mv in kwargs["modelversions_by_model"].get((ns, model), [])
         if mv.status.rollout == rollout.metadata.name
     ]
-    await roles.update_roles(context(memo).kube, rollout, None, mvs, datetime.now(UTC))
+    await roles.update_roles(kube, rollout, None, mvs, datetime.now(UTC))
     metrics.forget(ns, rollout.metadata.name)

@@ -173,6 +173,36 @@ class Kube:
         with contextlib.suppress(NotFoundError):
             await self._retrying(f"DELETE {kind} {namespace}/{name}", call)
 
+    async def patch_metadata(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        metadata: dict[str, Any],
+        *,
+        resource_version: str,
+    ) -> dict[str, Any] | None:
+        """Merge-patch ``metadata`` (labels, ownerReferences; a None value removes a key)
+        of an object, conditioned on ``resource_version``: raises ``Conflict`` (HTTP 409)
+        when the object changed since. Returns the object as patched, None when it is
+        gone (404). Orphaning and adoption (``handlers.orphans``) use it."""
+        res = await self._resource(api_version, kind)
+        assert self._dynamic is not None
+        body = {"metadata": {**metadata, "resourceVersion": resource_version}}
+        try:
+            answer = await self._dynamic.patch(
+                res, body=body, name=name, namespace=namespace, content_type=MERGE_PATCH
+            )
+        except NotFoundError:
+            return None
+        except DynamicApiError as e:
+            if e.status == 409:
+                raise Conflict(f"{kind} {namespace}/{name} changed; read it again") from e
+            raise
+        result: dict[str, Any] = answer.to_dict()
+        return result
+
     @classmethod
     async def connect(cls) -> Kube:
         """In-cluster credentials when running in a pod, else $KUBECONFIG."""

@@ -1,0 +1,201 @@
+"""``kubectl ferryman uninstall`` (``ferryman.cli.uninstall``) over in-memory fakes of the
+three Kubernetes APIs it calls: it removes only ferryman's finalizer, re-reads when the
+list changed under it, says what it did, is idempotent, and refuses to go on while the
+operator it was asked to stop still runs."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ferryman.cli import _parser
+from ferryman.cli.uninstall import (
+    FINALIZER,
+    Uninstall,
+    UninstallError,
+    finalizer_patch,
+    namespaces_of,
+)
+
+Obj = dict[str, Any]
+
+
+def cr(ns: str, name: str, *finalizers: str) -> Obj:
+    return {"metadata": {"namespace": ns, "name": name, "finalizers": list(finalizers)}}
+
+
+class FakeApis:
+    """CustomObjectsApi, AppsV1Api and ApiextensionsV1Api as far as the command uses them."""
+
+    def __init__(self, objects: dict[str, list[Obj]], crds: bool = True) -> None:
+        self.objects, self.crds_installed = objects, crds
+        self.calls: list[tuple[str, ...]] = []
+        self.conflicts = 0  # the next patches whose test op fails (HTTP 422)
+        self.replicas = [0]  # the operator Deployment's status.replicas, read by read
+
+    def _find(self, ns: str, plural: str, name: str) -> Obj:
+        return next(
+            o
+            for o in self.objects[plural]
+            if (o["metadata"]["namespace"], o["metadata"]["name"]) == (ns, name)
+        )
+
+    # CustomObjectsApi
+    def list_cluster_custom_object(self, group: str, version: str, plural: str) -> Obj:
+        if not self.crds_installed:
+            raise ApiException(status=404, reason="Not Found")
+        return {"items": copy.deepcopy(self.objects[plural])}
+
+    def list_namespaced_custom_object(self, group: str, version: str, ns: str, plural: str) -> Obj:
+        found = [o for o in self.objects[plural] if o["metadata"]["namespace"] == ns]
+        return {"items": copy.deepcopy(found)}
+
+    def get_namespaced_custom_object(
+        self, group: str, version: str, ns: str, plural: str, name: str
+    ) -> Obj:
+        return copy.deepcopy(self._find(ns, plural, name))
+
+    def patch_namespaced_custom_object(
+        self, group: str, version: str, ns: str, plural: str, name: str, patch: Any, **_: Any
+    ) -> None:
+        held = self._find(ns, plural, name)
+        if self.conflicts:
+            self.conflicts -= 1
+            held["metadata"]["finalizers"].append("someone.else/finalizer")
+            raise ApiException(status=422, reason="test failed")
+        assert patch[0] == {
+            "op": "test",
+            "path": "/metadata/finalizers",
+            "value": held["metadata"]["finalizers"],
+        }
+        held["metadata"]["finalizers"] = patch[1]["value"]
+        self.calls.append(("patch", plural, name))
+
+    def delete_namespaced_custom_object(
+        self, group: str, version: str, ns: str, plural: str, name: str
+    ) -> None:
+        self.calls.append(("delete", plural, name))
+
+    # ApiextensionsV1Api
+    def delete_custom_resource_definition(self, name: str) -> None:
+        self.calls.append(("delete-crd", name))
+
+    # AppsV1Api
+    def patch_namespaced_deployment_scale(self, name: str, ns: str, body: Obj) -> None:
+        self.calls.append(("scale", ns, name, str(body["spec"]["replicas"])))
+
+    def read_namespaced_deployment(self, name: str, ns: str) -> Any:
+        left = self.replicas.pop(0) if len(self.replicas) > 1 else self.replicas[0]
+        return SimpleNamespace(status=SimpleNamespace(replicas=left))
+
+
+def command(apis: FakeApis) -> tuple[Uninstall, list[str]]:
+    lines: list[str] = []
+    u = Uninstall(client.ApiClient(), lines.append)
+    u.custom = u.apps = u.crds = apis  # type: ignore[assignment]
+    return u, lines
+
+
+def cluster() -> FakeApis:
+    return FakeApis(
+        {
+            "rollouts": [cr("ml", "fraud", "other.io/keep", FINALIZER), cr("ops", "churn")],
+            "modelversions": [cr("ml", "fraud-1-0-0", FINALIZER), cr("ops", "churn-2", FINALIZER)],
+        }
+    )
+
+
+def test_the_patch_removes_only_ferrymans_finalizer_from_the_list_as_read() -> None:
+    assert finalizer_patch(["other.io/keep"]) is None
+    assert finalizer_patch(["other.io/keep", FINALIZER]) == [
+        {"op": "test", "path": "/metadata/finalizers", "value": ["other.io/keep", FINALIZER]},
+        {"op": "replace", "path": "/metadata/finalizers", "value": ["other.io/keep"]},
+    ]
+
+
+def test_one_namespace_then_all_and_each_time_it_says_what_it_did() -> None:
+    apis = cluster()
+    u, lines = command(apis)
+    assert u.run(["ml"]) == 2
+    assert lines == [
+        f"rollouts.ferryman.dev ml/fraud: finalizer {FINALIZER} removed",
+        f"modelversions.ferryman.dev ml/fraud-1-0-0: finalizer {FINALIZER} removed",
+    ]
+    assert apis.objects["rollouts"][0]["metadata"]["finalizers"] == ["other.io/keep"]
+    lines.clear()
+    assert u.run(None) == 1
+    assert lines == [f"modelversions.ferryman.dev ops/churn-2: finalizer {FINALIZER} removed"]
+    lines.clear()
+    assert u.run(None) == 0
+    assert lines == ["no ferryman finalizer left in every namespace: nothing to do"]
+
+
+def test_a_list_changed_under_it_is_read_again_and_the_other_finalizer_kept() -> None:
+    apis = cluster()
+    apis.conflicts = 1
+    u, _ = command(apis)
+    u.run(["ml"])
+    assert apis.objects["rollouts"][0]["metadata"]["finalizers"] == [
+        "other.io/keep",
+        "someone.else/finalizer",
+    ]
+
+
+def test_delete_resources_and_crds_and_without_crds_nothing_to_do() -> None:
+    apis = cluster()
+    u, lines = command(apis)
+    u.run(None, delete_resources=True, delete_crds=True)
+    assert [c for c in apis.calls if c[0] != "patch"] == [
+        ("delete", "rollouts", "fraud"),
+        ("delete", "rollouts", "churn"),
+        ("delete", "modelversions", "fraud-1-0-0"),
+        ("delete", "modelversions", "churn-2"),
+        ("delete-crd", "rollouts.ferryman.dev"),
+        ("delete-crd", "modelversions.ferryman.dev"),
+    ]
+    assert lines[-1] == (
+        "customresourcedefinition.apiextensions.k8s.io modelversions.ferryman.dev: deleted"
+    )
+    gone, lines = command(FakeApis({}, crds=False))
+    assert gone.run(None, delete_crds=True) == 0
+    assert lines == [
+        "no ferryman CRDs (rollouts.ferryman.dev, modelversions.ferryman.dev): nothing to do"
+    ]
+
+
+def test_the_operator_is_stopped_first_or_nothing_is_removed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("ferryman.cli.uninstall.POLL_SECONDS", 0.0)
+    apis = cluster()
+    apis.replicas = [1, 1, 0]
+    u, lines = command(apis)
+    u.run(["ml"], stop_operator="ferryman-system/ferryman")
+    assert apis.calls[0] == ("scale", "ferryman-system", "ferryman", "0")
+    assert lines[0] == "deployment.apps ferryman-system/ferryman: scaled to 0, no replica left"
+    stuck = cluster()
+    stuck.replicas = [1]
+    u, _ = command(stuck)
+    with pytest.raises(UninstallError, match="still has 1 replica"):
+        u.run(["ml"], stop_operator="ferryman-system/ferryman", timeout=0.0)
+    assert [c for c in stuck.calls if c[0] == "patch"] == []
+
+
+def test_arguments() -> None:
+    args = _parser().parse_args(["uninstall", "-A", "--delete-crds", "--stop-operator", "a/b"])
+    assert (args.command, args.all_namespaces, args.delete_crds, args.stop_operator) == (
+        "uninstall",
+        True,
+        True,
+        "a/b",
+    )
+    assert not args.delete_resources
+    assert namespaces_of(args, "ml") is None
+    assert namespaces_of(_parser().parse_args(["uninstall"]), "ml") == ["ml"]
+    listed = _parser().parse_args(["uninstall", "--namespaces", "team-a, team-b"])
+    assert namespaces_of(listed, "ml") == ["team-a", "team-b"]
