@@ -5,6 +5,15 @@ Loads the operator's settings (:mod:`ferryman.settings`), registers the handlers
 :mod:`ferryman.handlers.lifecycle`), and runs kopf standalone (one replica, no peering)
 with its liveness endpoint, watching all namespaces or the ones given.
 
+With leader election on (``--leader-elect``, env FERRYMAN_LEADER_ELECT, or settings
+``leaderElection.enabled``; the chart turns it on), the process first waits as a standby
+for the Lease (:mod:`ferryman.kube.lease`), answering its liveness endpoint itself and
+making no request but the Lease GET; only the holder starts kopf. Losing the Lease ends
+the process at once with exit status 1 (no cleanup that could write), so the Pod
+restarts as a standby. Every request carries ``User-Agent: ferryman/<version>
+(<identity>)``, identity = settings ``leaderElection.identity``, else $POD_NAME, else
+``<hostname>-<pid>``.
+
 Tests run this module as a subprocess (``python -m ferryman``) so they can SIGKILL and
 restart it; nothing here may keep progress in memory that status does not also hold.
 """
@@ -13,13 +22,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import os
-from collections.abc import Sequence
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
+from aiohttp import web
 
 from ferryman import handlers, settings
 from ferryman.handlers.context import Options, options_memo
+from ferryman.kube import client as kube_client
+from ferryman.kube.lease import Elector, LeaseLost, Timings
+
+log = logging.getLogger(__name__)
+# Exit status when the Lease is lost (or never configurable): the Pod restarts, standby.
+LEASE_LOST_EXIT = 1
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -40,14 +62,99 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--settings", default=None, help="operator settings file (env FERRYMAN_SETTINGS)"
     )
+    parser.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=None,
+        help="run only while holding the Lease (env FERRYMAN_LEADER_ELECT; "
+        "settings leaderElection)",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
+
+
+def identity(configured: str, environ: dict[str, str] | None = None) -> str:
+    """This replica's holder identity: ``configured``, else $POD_NAME (the chart sets it
+    from the downward API), else ``<hostname>-<pid>``."""
+    env = os.environ if environ is None else environ
+    return configured or env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+@contextlib.asynccontextmanager
+async def standby_liveness(url: str) -> AsyncIterator[None]:
+    """Answer 200 on the liveness URL's path while waiting for the Lease (a standby is
+    alive and ready to take over), then free the port for kopf's own endpoint."""
+    parts = urlsplit(url)
+    app = web.Application()
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.json_response({"standby": True})
+
+    app.router.add_get(parts.path or "/", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, parts.hostname, parts.port or 80)
+    await site.start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def elected(
+    operator: Callable[[], Coroutine[Any, Any, None]],
+    opts: settings.Settings,
+    who: str,
+    liveness: str,
+) -> int:
+    """Wait for the Lease, then run ``operator()`` while holding it (module docstring).
+    Returns 0 when the operator stopped (the Lease is released); exits the process with
+    LEASE_LOST_EXIT when the Lease is lost."""
+    le = opts.leader_election
+    namespace = le.namespace or opts.namespace
+    if not namespace:
+        log.error("leader election needs a namespace: leaderElection.namespace or namespace")
+        return 2
+    kube = await kube_client.Kube.connect()
+    try:
+        elector = Elector(
+            kube.api,
+            name=le.lease_name,
+            namespace=namespace,
+            identity=who,
+            timings=Timings(
+                le.lease_duration_seconds, le.renew_deadline_seconds, le.retry_period_seconds
+            ),
+        )
+        async with standby_liveness(liveness):
+            await elector.acquire()
+        try:
+            await elector.hold(operator())
+        except LeaseLost as e:
+            log.error("%s; exiting so that no second writer runs", e)
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(LEASE_LOST_EXIT)
+        await elector.release()
+    finally:
+        await kube.close()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     assert handlers  # imported for its registrations
     operator_settings = settings.load(args.settings)
+    if args.leader_elect:
+        operator_settings = operator_settings.model_copy(
+            update={
+                "leader_election": operator_settings.leader_election.model_copy(
+                    update={"enabled": True}
+                )
+            }
+        )
+    who = identity(operator_settings.leader_election.identity)
+    kube_client.identify(who)
     namespaces: list[str] = args.namespace or [
         ns for ns in os.environ.get("FERRYMAN_NAMESPACES", "").split(",") if ns
     ]
@@ -55,8 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if operator_settings.json_logs else kopf.LogFormat.FULL,
     )
-    asyncio.run(
-        kopf.operator(
+
+    def operator() -> Coroutine[Any, Any, None]:
+        return kopf.operator(
             memo=kopf.Memo(
                 options_memo(Options(settings=operator_settings, namespaces=tuple(namespaces)))
             ),
@@ -65,5 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             liveness_endpoint=args.liveness,
             standalone=True,
         )
-    )
+
+    if operator_settings.leader_election.enabled:
+        return asyncio.run(elected(operator, operator_settings, who, args.liveness))
+    asyncio.run(operator())
     return 0

@@ -105,7 +105,12 @@ def test_rendered_manifests_pass_server_dry_run(
 
 INVALID: list[tuple[str, list[str], str]] = [
     ("negative replicas", ["--set", "replicas=-1"], "at '/replicas': minimum: got -1, want 0"),
-    ("two replicas", ["--set", "replicas=2"], "at '/replicas': maximum: got 2, want 1"),
+    ("six replicas", ["--set", "replicas=6"], "at '/replicas': maximum: got 6, want 5"),
+    (
+        "lease of one second",
+        ["--set", "leaderElection.leaseDurationSeconds=1"],
+        "at '/leaderElection/leaseDurationSeconds': minimum: got 1, want 2",
+    ),
     (
         "unknown rbac scope",
         ["--set", "rbac.scope=global"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from importlib import metadata
 from typing import Any
 
 from kubernetes.aio import client, config
@@ -62,6 +63,26 @@ def _api_message(e: DynamicApiError | client.ApiException) -> str:
 
 MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "ferryman"
+
+# The holder identity this process reports in its User-Agent (``identify``).
+_identity: str | None = None
+
+
+def identify(identity: str | None) -> None:
+    """Name this process (its leader-election identity, the pod name) in the
+    User-Agent of every client connected afterwards, so the API server's audit log shows
+    which replica made each request."""
+    global _identity
+    _identity = identity
+
+
+def user_agent() -> str:
+    """``ferryman/<version> (<identity>)``, or ``ferryman/<version>`` unidentified."""
+    try:
+        version = metadata.version("ferryman")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"ferryman/{version} ({_identity})" if _identity else f"ferryman/{version}"
 
 
 class Kube:
@@ -131,7 +152,9 @@ class Kube:
             config.load_incluster_config(client_configuration=configuration)
         except ConfigException:
             await config.load_kube_config(client_configuration=configuration)
-        return cls(client.ApiClient(configuration))
+        api = client.ApiClient(configuration)
+        api.user_agent = user_agent()
+        return cls(api)
 
     async def close(self) -> None:
         await self.api.close()
