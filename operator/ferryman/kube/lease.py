@@ -12,7 +12,8 @@ Protocol (client-go's, ``k8s.io/client-go/tools/leaderelection``; the pinned cli
 - The Lease's spec holds ``holderIdentity`` (this process: the pod name),
   ``leaseDurationSeconds``, ``acquireTime`` (when this holder took it), ``renewTime``
   (its last renewal) and ``leaseTransitions`` (incremented on every change of holder;
-  the library leaves it alone, :class:`IdentifiedLeaseLock` counts it).
+  the library leaves it alone, :class:`IdentifiedLeaseLock` counts it). Times are
+  written in UTC (the library's own conversion assumes the local zone is UTC).
 - Every write is a PUT of the object read just before, with its ``resourceVersion``: of
   two candidates writing at once the API server accepts one and answers 409 Conflict to
   the other (optimistic concurrency), which then simply stays standby.
@@ -80,6 +81,16 @@ class IdentifiedLeaseLock(LeaseLock):
         self.timeout = timeout
         self.renewed_at: float | None = None
         self.holder_seen: str | None = None
+
+    def time_str_to_iso(self, str_time: str) -> str | None:
+        """The library's record times are ``str(datetime.fromtimestamp(t))``: naive local
+        time, without ``.%f`` when the microseconds are 0 (its parser then fails and the
+        renewal writes no renewTime). Read both forms, as local time, and write UTC."""
+        try:
+            parsed = dt.datetime.fromisoformat(str_time)
+        except (TypeError, ValueError):
+            return None
+        return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     async def get(self, name: str, namespace: str) -> Any:
         try:
@@ -186,7 +197,7 @@ class Elector:
         await self.election.acquire()
         log.info("%s acquired Lease %s/%s", self.identity, self.lock.namespace, self.lock.name)
 
-    async def hold(self, work: Awaitable[None]) -> None:
+    async def hold(self, work: Awaitable[object]) -> None:
         """Run ``work`` (the operator) while renewing the Lease. Returns ``work``'s result
         when it ends (then the caller may :meth:`release`); raises :class:`LeaseLost`
         as soon as a renewal misses the deadline, with ``work`` cancelled."""
