@@ -1,0 +1,197 @@
+"""Two replicas, one writer: two operator processes (the chart's ServiceAccount, two
+identities) elect a leader on the Lease; the leader is SIGKILLed at random moments of
+canaries, aborts and automatic rollbacks; the standby takes over and finishes each one,
+and the killed process comes back as the new standby.
+
+What must hold: the 100 ms sampler (e2e.rollouts.Sampler) never sees weights that do not
+sum to 100 or weight on a backend without Ready capacity; every episode ends as it
+should (Healthy on the new version, Aborted, RolledBack); and the API server's audit log
+shows the writes (every verb but get/list/watch) coming from one holder at a time, in
+the order the Lease changed hands, none of the killed leader's after its kill and none
+of the new one's before it (harness.ha). Failover times (kill -> Lease acquired, kill ->
+first other write) are printed.
+
+Knobs: FERRYMAN_HA_KILLS (default 2: `make test` runs a canary and an abort kill),
+FERRYMAN_HA_TIMINGS ``short`` (default: lease 4 s, renew deadline 3 s, retry 1 s) or
+``default`` (client-go's 15/10/2, what the chart ships), FERRYMAN_TEST_SEED. `make ha`
+runs 10 kills with the default timings (docs/reliability.md has its figures).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from e2e import rollouts as r
+from harness import ha, rbac
+from harness.kube import Cluster, wait_for
+from harness.operator import OperatorProcess
+
+pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.kwok, pytest.mark.audit_log]
+
+LEASE = "ferryman-leader"  # the chart's name for release "ferryman"
+NEVER_READY = "registry.example/never-ready:1"
+TIMINGS = {
+    "short": {"leaseDurationSeconds": 4, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 1},
+    "default": {"leaseDurationSeconds": 15, "renewDeadlineSeconds": 10, "retryPeriodSeconds": 2},
+}
+STEPS = [
+    {"setWeight": 25},
+    {"pause": {"duration": "1s"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "2s"}},
+    {"setWeight": 75},
+    {"pause": {"duration": "1s"}},
+]
+KINDS = ("canary", "abort", "rollback")  # the episode of kill i is KINDS[i % 3]
+REPLICAS = 2
+
+
+def holder(cluster: Cluster) -> str | None:
+    try:
+        lease: Any = client.CoordinationV1Api(cluster.api).read_namespaced_lease(
+            LEASE, rbac.OPERATOR_NAMESPACE
+        )
+    except client.ApiException:
+        return None
+    return lease.spec.holder_identity  # type: ignore[no-any-return]
+
+
+def patch_spec(cluster: Cluster, ns: str, spec: dict[str, Any]) -> None:
+    cluster.kubectl(
+        "patch", "rollout.ferryman.dev", "fraud", "-n", ns, "--type=merge",
+        "-p", json.dumps({"spec": spec}),
+    )  # fmt: skip
+
+
+def candidate_weighted(cluster: Cluster, ns: str, version: str) -> bool:
+    route = r.http_route(cluster, ns) or {}
+    return route.get("fraud-" + version.replace(".", "-"), 0) > 0
+
+
+def test_leader_killed_at_random_moments_one_writer_at_a_time(
+    cluster: Cluster, namespace: str, operator_factory: Any, tmp_path: Path
+) -> None:
+    kills = int(os.environ.get("FERRYMAN_HA_KILLS", "2"))
+    timing_name = os.environ.get("FERRYMAN_HA_TIMINGS", "short")
+    seed = int(os.environ.get("FERRYMAN_TEST_SEED", time.time_ns() % 1_000_000))
+    print(f"HA: {kills} kills, {timing_name} timings {TIMINGS[timing_name]}, seed {seed} "
+          f"(FERRYMAN_TEST_SEED={seed} reproduces the schedule)")  # fmt: skip
+    rng = random.Random(seed)
+    since = rbac.now()
+    # The first leader creates the Lease (the chart grants `create` for that).
+    cluster.kubectl("delete", "lease", LEASE, "-n", rbac.OPERATOR_NAMESPACE, "--ignore-not-found")
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "leaderElection": {
+                    "enabled": True,
+                    "namespace": rbac.OPERATOR_NAMESPACE,
+                    **TIMINGS[timing_name],
+                }
+            }
+        )
+    )
+    names = [f"{namespace}-a", f"{namespace}-b"]
+    ops: dict[str, OperatorProcess] = {
+        who: operator_factory(env={"POD_NAME": who}, args=[f"--settings={settings}"])
+        for who in names
+    }
+
+    good = [f"1.{i + 1}.0" for i in range(kills)]
+    cluster.apply(
+        r.versions("1.0.0", *[(v, NEVER_READY) if KINDS[i % 3] == "rollback" else v
+                              for i, v in enumerate(good)]),
+        namespace=namespace,
+    )  # fmt: skip
+    cluster.apply(
+        r.rollout("1.0.0", strategy={"canary": {"steps": STEPS}}, replicas=REPLICAS),
+        namespace=namespace,
+    )
+    ops[names[0]].start()
+    wait_for(lambda: holder(cluster) == names[0], timeout=30, message="first leader")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "Healthy",
+        timeout=60,
+        message="1.0.0 stable",
+    )
+    ops[names[1]].start()  # the standby
+    leaders, kill_times, mid = [names[0]], [], 0
+    stable = "1.0.0"
+    sampler = r.Sampler(cluster, namespace, replicas=REPLICAS, limit_s=60 + 60 * kills)
+
+    for i, version in enumerate(good):
+        kind = KINDS[i % 3]
+        leader, standby = leaders[-1], names[1 - names.index(leaders[-1])]
+        deadline = 5 if kind == "rollback" else 120
+        patch_spec(
+            cluster,
+            namespace,
+            {"target": {"version": version}, "progressDeadlineSeconds": deadline},
+        )
+        if kind == "abort":
+            wait_for(
+                lambda v=version: candidate_weighted(cluster, namespace, v),  # type: ignore[misc]
+                timeout=60,
+                message=f"{version} has weight",
+            )
+            r.act(cluster, namespace, "abort")
+        expected = {"canary": "Healthy", "abort": "Aborted", "rollback": "RolledBack"}[kind]
+
+        def done(e: str = expected, v: str = version) -> bool:
+            st = r.status(cluster, namespace)
+            return st.get("phase") == e and (e != "Healthy" or st.get("stableVersion") == v)
+
+        # An abort is one reconcile, its clean-up a few more: kill close behind it.
+        time.sleep(rng.uniform(0.0, 0.4) if kind == "abort" else rng.uniform(0.2, 2.5))
+        phase = r.status(cluster, namespace).get("phase")
+        mid += not done()
+        kill_times.append(dt.datetime.now(dt.UTC))
+        ops[leader].kill()
+        print(f"kill {i + 1}/{kills} ({kind} to {version}): {leader} killed in phase {phase}")
+        wait_for(
+            lambda s=standby: holder(cluster) == s,  # type: ignore[misc]
+            timeout=60,
+            message=f"{standby} takes the Lease",
+        )
+        leaders.append(standby)
+        ops[leader].start()  # back as the standby
+        wait_for(done, timeout=120, message=f"{kind} of {version} ends {expected}")
+        if kind == "canary":
+            stable = version
+        assert r.status(cluster, namespace)["stableVersion"] == stable
+        for who, op in ops.items():
+            assert op.proc is not None and op.proc.poll() is None, f"{who} exited:\n{op.logs()}"
+
+    violations = sampler.stop()
+    assert violations == [], f"seed {seed}: {violations[:10]}"
+    assert r.http_route(cluster, namespace) == {"fraud-" + stable.replace(".", "-"): 100}
+
+    user = f"system:serviceaccount:{rbac.OPERATOR_NAMESPACE}:{rbac.RELEASE}"
+    time.sleep(1)  # the audit log's last lines
+    writes = ha.writes(rbac.read_audit(rbac.audit_log(), user=user, since=since), names)
+    problems = ha.single_writer_problems(writes, leaders, kill_times)
+    assert not problems, f"seed {seed}:\n" + "\n".join(problems)
+    failovers = ha.failovers(writes, leaders, kill_times)
+    print(f"HA: {len(writes)} writes by {len(ha.runs(writes))} tenures; {mid}/{kills} kills "
+          f"mid-rollout; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    for n, f in enumerate(failovers, 1):
+        print(f"  kill {n}: Lease acquired after {f.acquired_s}s, first other write after "
+              f"{f.first_write_s}s")  # fmt: skip
+    acquired = [f.acquired_s for f in failovers if f.acquired_s is not None]
+    first = [f.first_write_s for f in failovers if f.first_write_s is not None]
+    assert len(acquired) == kills, failovers
+    print(f"HA failover ({timing_name} timings): Lease acquired median "
+          f"{statistics.median(acquired):.1f}s max {max(acquired):.1f}s; first other write "
+          f"median {statistics.median(first):.1f}s max {max(first):.1f}s")  # fmt: skip
