@@ -57,6 +57,7 @@ class FakeLeases:
         self.rv = 0
         self.hang = False
         self.writes: list[tuple[str, str | None]] = []  # (verb, holder)
+        self.reads = 0
 
     def _store(self, lease: Any) -> Any:
         self.rv += 1
@@ -66,6 +67,7 @@ class FakeLeases:
         return copy.deepcopy(stored)
 
     async def read_namespaced_lease(self, name: str, namespace: str, **_: Any) -> Any:
+        self.reads += 1
         if name not in self.objects:
             e = ApiException(status=404, reason="Not Found")
             e.body = json.dumps({"code": 404})
@@ -169,6 +171,27 @@ def test_renewing_keeps_acquire_time_and_moves_renew_time(clock: Clock) -> None:
         assert api.spec.acquire_time == first.acquire_time
         assert api.spec.renew_time > first.renew_time
         assert api.spec.lease_transitions == 0
+
+    run(scenario())
+
+
+def test_the_leader_renews_with_one_request_and_reads_again_after_a_conflict(
+    clock: Clock,
+) -> None:
+    api = FakeLeases()
+    a = elector(api, "a")
+
+    async def scenario() -> None:
+        await a.acquire()
+        reads, writes = api.reads, len(api.writes)
+        for _ in range(10):
+            await clock.sleep(FAST.retry_period)
+            assert await a.election.try_acquire_or_renew()
+        assert (api.reads - reads, len(api.writes) - writes) == (0, 10)
+        api.steal("a")  # someone wrote the Lease (same holder): the cached copy is stale
+        assert not await a.election.try_acquire_or_renew()  # 409
+        assert await a.election.try_acquire_or_renew()  # read, then renewed
+        assert api.reads - reads == 1
 
     run(scenario())
 
