@@ -140,25 +140,32 @@ def test_leader_killed_at_random_moments_one_writer_at_a_time(
             namespace,
             {"target": {"version": version}, "progressDeadlineSeconds": deadline},
         )
-        if kind == "abort":
-            wait_for(
-                lambda v=version: candidate_weighted(cluster, namespace, v),  # type: ignore[misc]
-                timeout=60,
-                message=f"{version} has weight",
-            )
-            r.act(cluster, namespace, "abort")
         expected = {"canary": "Healthy", "abort": "Aborted", "rollback": "RolledBack"}[kind]
 
         def done(e: str = expected, v: str = version) -> bool:
             st = r.status(cluster, namespace)
             return st.get("phase") == e and (e != "Healthy" or st.get("stableVersion") == v)
 
-        # An abort is one reconcile, its clean-up a few more: kill close behind it.
-        time.sleep(rng.uniform(0.0, 0.4) if kind == "abort" else rng.uniform(0.2, 2.5))
+        # An abort is one reconcile: the kill falls within a second before it (the new
+        # leader must act on it) or just behind it (its clean-up). Else within 2.5 s of
+        # the new target.
+        offset = rng.uniform(-1.0, 0.3) if kind == "abort" else rng.uniform(0.2, 2.5)
+        if kind == "abort":
+            wait_for(
+                lambda v=version: candidate_weighted(cluster, namespace, v),  # type: ignore[misc]
+                timeout=60,
+                message=f"{version} has weight",
+            )
+            if offset >= 0:
+                r.act(cluster, namespace, "abort")
+        time.sleep(max(offset, 0.0))
         phase = r.status(cluster, namespace).get("phase")
         mid += not done()
         kill_times.append(dt.datetime.now(dt.UTC))
         ops[leader].kill()
+        if kind == "abort" and offset < 0:
+            time.sleep(-offset)
+            r.act(cluster, namespace, "abort")  # while the Lease changes hands
         print(f"kill {i + 1}/{kills} ({kind} to {version}): {leader} killed in phase {phase}")
         wait_for(
             lambda s=standby: holder(cluster) == s,  # type: ignore[misc]

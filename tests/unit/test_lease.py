@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import socket
 import types
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -338,3 +340,23 @@ def test_every_client_names_the_identity_in_its_user_agent() -> None:
     finally:
         kube_client.identify(None)
     assert "(" not in kube_client.user_agent()
+
+
+def test_a_standby_answers_its_liveness_url_and_frees_the_port_for_kopf() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/healthz"
+
+    def get() -> tuple[int, bytes]:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+
+    async def scenario() -> tuple[int, bytes]:
+        async with main.standby_liveness(url):
+            answer = await asyncio.to_thread(get)
+        with socket.socket() as s:  # free again: kopf's endpoint can bind it
+            s.bind(("127.0.0.1", port))
+        return answer
+
+    assert asyncio.run(scenario()) == (200, b'{"standby": true}')
