@@ -8,7 +8,8 @@ sum to 100 or weight on a backend without Ready capacity; every episode ends as 
 should (Healthy on the new version, Aborted, RolledBack); and the API server's audit log
 shows the writes (every verb but get/list/watch) coming from one holder at a time, in
 the order the Lease changed hands, none of the killed leader's after its kill and none
-of the new one's before it (harness.ha). Failover times (kill -> Lease acquired, kill ->
+of the new one's before it, and no request of a standby but a GET of the Lease
+(harness.ha). Failover times (kill -> Lease acquired, kill ->
 first other write) are printed.
 
 Knobs: FERRYMAN_HA_KILLS (default 2: `make test` runs a canary and an abort kill),
@@ -187,9 +188,11 @@ def test_leader_killed_at_random_moments_one_writer_at_a_time(
 
     user = f"system:serviceaccount:{rbac.OPERATOR_NAMESPACE}:{rbac.RELEASE}"
     time.sleep(1)  # the audit log's last lines
-    writes = ha.writes(rbac.read_audit(rbac.audit_log(), user=user, since=since), names)
+    events = list(rbac.read_audit(rbac.audit_log(), user=user, since=since))
+    writes = ha.writes(events, names)
     problems = ha.single_writer_problems(writes, leaders, kill_times)
-    assert not problems, f"seed {seed}:\n" + "\n".join(problems)
+    problems += ha.standby_problems(events, leaders, kill_times)
+    assert not problems, f"seed {seed}:\n" + "\n".join(problems[:20])
     failovers = ha.failovers(writes, leaders, kill_times)
     print(f"HA: {len(writes)} writes by {len(ha.runs(writes))} tenures; {mid}/{kills} kills "
           f"mid-rollout; load average {os.getloadavg()[0]:.2f}")  # fmt: skip

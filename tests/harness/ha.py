@@ -92,6 +92,37 @@ def single_writer_problems(
     return problems
 
 
+def standby_problems(
+    events: Iterable[dict[str, Any]], leaders: list[str], kills: list[dt.datetime]
+) -> list[str]:
+    """Sentences for every request a standby made other than a GET of the Lease. A
+    process is standby from its (re)start until its next Lease write: the second of
+    ``leaders`` from the beginning, and each killed leader from its kill on."""
+    waits: list[tuple[str, dt.datetime | None]] = []  # (identity, standby from)
+    if len(leaders) > 1:
+        waits.append((leaders[1], None))
+    waits += list(zip(leaders[:-1], kills, strict=False))
+    timed = []
+    for e in events:
+        who = holder_of(e)
+        if who is None:
+            continue
+        at = dt.datetime.fromisoformat(e["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        timed.append((at, who, e))
+    timed.sort(key=lambda t: t[0])
+    problems = []
+    for who, start in waits:
+        for at, by, e in timed:
+            if by != who or (start is not None and at <= start):
+                continue
+            ref = e.get("objectRef") or {}
+            if ref.get("resource") == "leases" and e.get("verb") != "get":
+                break  # it holds the Lease from here on
+            if (e.get("verb"), ref.get("resource")) != ("get", "leases"):
+                problems.append(f"standby {who} made {e.get('verb')} {ref.get('resource')} at {at}")
+    return problems
+
+
 @dataclass(frozen=True)
 class Failover:
     """Seconds from the leader's SIGKILL to the new holder's Lease write (acquired) and

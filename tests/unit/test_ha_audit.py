@@ -66,3 +66,23 @@ def test_a_tenure_without_writes_is_reported() -> None:
     assert ha.single_writer_problems(writes, ["a", "b"], [at(5)]) == [
         "writers in turn ['a'], Lease holders in turn ['a', 'b']"
     ]
+
+
+def test_a_standby_may_only_read_the_lease() -> None:
+    events = [
+        event(0, "a", "create", "leases"),
+        event(0.5, "b", "get", "leases"),  # standby from the start
+        event(1, "a"),
+        event(6, "a", "get", "leases"),  # a restarted after its kill at 5: standby
+        event(9, "b", "update", "leases"),  # b holds it from here
+        event(9.5, "b", "list", "rollouts"),
+    ]
+    assert ha.standby_problems(events, ["a", "b"], [at(5)]) == []
+    events.append(event(7, "a", "list", "rollouts"))  # a, still standby, lists
+    assert ha.standby_problems(events, ["a", "b"], [at(5)]) == [
+        f"standby a made list rollouts at {at(7)}"
+    ]
+    events.append(event(0.7, "b", "watch", "deployments"))
+    assert f"standby b made watch deployments at {at(0.7)}" in ha.standby_problems(
+        events, ["a", "b"], [at(5)]
+    )
