@@ -60,6 +60,7 @@ class FakeLeases:
         self.hang = False
         self.writes: list[tuple[str, str | None]] = []  # (verb, holder)
         self.reads = 0
+        self.read_errors: list[Exception] = []  # raised by the next reads, in order
 
     def _store(self, lease: Any) -> Any:
         self.rv += 1
@@ -70,6 +71,8 @@ class FakeLeases:
 
     async def read_namespaced_lease(self, name: str, namespace: str, **_: Any) -> Any:
         self.reads += 1
+        if self.read_errors:
+            raise self.read_errors.pop(0)
         if name not in self.objects:
             e = ApiException(status=404, reason="Not Found")
             e.body = json.dumps({"code": 404})
@@ -196,6 +199,14 @@ def test_the_leader_renews_with_one_request_and_reads_again_after_a_conflict(
         assert api.reads - reads == 1
 
     run(scenario())
+
+
+def test_unreachable_api_server_is_retried_by_a_standby(clock: Clock) -> None:
+    api = FakeLeases()
+    api.read_errors = [TimeoutError(), ConnectionRefusedError(111, "refused")]
+    run(elector(api, "a").acquire())  # two failed reads, then the Lease is created
+    assert api.reads == 3
+    assert api.spec.holder_identity == "a"
 
 
 def test_a_process_restarted_with_the_same_identity_takes_its_lease_back_at_once(
@@ -355,8 +366,10 @@ def test_a_standby_answers_its_liveness_url_and_frees_the_port_for_kopf() -> Non
     async def scenario() -> tuple[int, bytes]:
         async with main.standby_liveness(url):
             answer = await asyncio.to_thread(get)
-        with socket.socket() as s:  # free again: kopf's endpoint can bind it
+        with socket.socket() as s:  # free again: kopf's endpoint (aiohttp) can bind it
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
             s.bind(("127.0.0.1", port))
+            s.listen()
         return answer
 
     assert asyncio.run(scenario()) == (200, b'{"standby": true}')

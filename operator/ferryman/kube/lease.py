@@ -43,6 +43,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.leaderelection.electionconfig import Config
@@ -111,9 +112,9 @@ class IdentifiedLeaseLock(LeaseLock):
             )
         except ApiException as e:
             return False, e
-        except (TimeoutError, OSError) as e:
-            log.warning("reading Lease %s/%s: %s", namespace, name, e)
-            return False, None
+        except (TimeoutError, OSError, aiohttp.ClientError) as e:
+            # The library logs the exception's reason and retries at the next period.
+            return False, ApiException(status=0, reason=f"{type(e).__name__}: {e}")
         self.lease_reference = lease
         record = self.election_record(lease)
         if record.holder_identity != self.holder_seen:
@@ -164,8 +165,9 @@ class IdentifiedLeaseLock(LeaseLock):
             else:
                 log.warning("writing Lease %s/%s: HTTP %s", self.namespace, self.name, e.status)
             return False
-        except (TimeoutError, OSError) as e:
-            log.warning("writing Lease %s/%s: %s", self.namespace, self.name, e)
+        except (TimeoutError, OSError, aiohttp.ClientError) as e:
+            what = f"{type(e).__name__}: {e}"
+            log.warning("writing Lease %s/%s: %s", self.namespace, self.name, what)
             return False
         self.renewed_at = time.monotonic()
         return True
@@ -242,7 +244,7 @@ class Elector:
         """Give the Lease up (after the operator stopped cleanly): empty holder, so a
         standby takes it at its next poll instead of waiting out the lease duration
         (client-go's ReleaseOnCancel). Best effort: a failure leaves it to expire."""
-        with contextlib.suppress(ApiException, TimeoutError, OSError):
+        with contextlib.suppress(ApiException, TimeoutError, OSError, aiohttp.ClientError):
             found, record = await self.lock.get(self.lock.name, self.lock.namespace)
             lease = self.lock.lease_reference
             if not found or lease is None or lease.spec is None:
