@@ -2,8 +2,9 @@
 
 Loads the operator's settings (:mod:`ferryman.settings`), registers the handlers
 (:mod:`ferryman.handlers`; kopf's own settings are applied at startup in
-:mod:`ferryman.handlers.lifecycle`), and runs kopf standalone (one replica, no peering)
-with its liveness endpoint, watching all namespaces or the ones given.
+:mod:`ferryman.handlers.lifecycle`), and runs kopf standalone (kopf's peering off: with
+several replicas, ferryman's Lease decides which one runs kopf) with its liveness
+endpoint, watching all namespaces or the ones given.
 
 With leader election on (``--leader-elect``, env FERRYMAN_LEADER_ELECT, or settings
 ``leaderElection.enabled``; the chart turns it on), the process first waits as a standby

@@ -13,8 +13,9 @@ of the new one's before it, and no request of a standby but a GET of the Lease
 first other write) are printed.
 
 Knobs: FERRYMAN_HA_KILLS (default 2: `make test` runs a canary and an abort kill),
-FERRYMAN_HA_TIMINGS ``short`` (default: lease 4 s, renew deadline 3 s, retry 1 s) or
-``default`` (client-go's 15/10/2, what the chart ships), FERRYMAN_TEST_SEED. `make ha`
+FERRYMAN_HA_TIMINGS ``short`` (default: lease 4 s, renew deadline 3 s, retry 1 s),
+``default`` (client-go's 15/10/2, what the chart ships) or ``L/R/P`` seconds,
+FERRYMAN_TEST_SEED. `make ha`
 runs 10 kills with the default timings (docs/reliability.md has its figures).
 """
 
@@ -42,7 +43,7 @@ pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.kwok, pytest
 
 LEASE = "ferryman-leader"  # the chart's name for release "ferryman"
 NEVER_READY = "registry.example/never-ready:1"
-TIMINGS = {
+TIMINGS: dict[str, dict[str, float]] = {
     "short": {"leaseDurationSeconds": 4, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 1},
     "default": {"leaseDurationSeconds": 15, "renewDeadlineSeconds": 10, "retryPeriodSeconds": 2},
 }
@@ -85,8 +86,16 @@ def test_leader_killed_at_random_moments_one_writer_at_a_time(
 ) -> None:
     kills = int(os.environ.get("FERRYMAN_HA_KILLS", "2"))
     timing_name = os.environ.get("FERRYMAN_HA_TIMINGS", "short")
+    timings = TIMINGS.get(timing_name)
+    if timings is None:  # lease/renew/retry seconds, e.g. 12/8/2
+        lease_s, renew_s, retry_s = timing_name.split("/")
+        timings = {
+            "leaseDurationSeconds": int(lease_s),
+            "renewDeadlineSeconds": float(renew_s),
+            "retryPeriodSeconds": float(retry_s),
+        }
     seed = int(os.environ.get("FERRYMAN_TEST_SEED", time.time_ns() % 1_000_000))
-    print(f"HA: {kills} kills, {timing_name} timings {TIMINGS[timing_name]}, seed {seed} "
+    print(f"HA: {kills} kills, {timing_name} timings {timings}, seed {seed} "
           f"(FERRYMAN_TEST_SEED={seed} reproduces the schedule)")  # fmt: skip
     rng = random.Random(seed)
     since = rbac.now()
@@ -99,7 +108,7 @@ def test_leader_killed_at_random_moments_one_writer_at_a_time(
                 "leaderElection": {
                     "enabled": True,
                     "namespace": rbac.OPERATOR_NAMESPACE,
-                    **TIMINGS[timing_name],
+                    **timings,
                 }
             }
         )
