@@ -41,7 +41,7 @@ from ferryman.kube import client as kube_client
 from ferryman.kube.lease import Elector, LeaseLost, Timings
 
 log = logging.getLogger(__name__)
-# Exit status when the Lease is lost (or never configurable): the Pod restarts, standby.
+# Exit status when the Lease is lost: the Pod restarts and waits as a standby.
 LEASE_LOST_EXIT = 1
 
 

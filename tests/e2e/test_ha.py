@@ -5,18 +5,18 @@ and the killed process comes back as the new standby.
 
 What must hold: the 100 ms sampler (e2e.rollouts.Sampler) never sees weights that do not
 sum to 100 or weight on a backend without Ready capacity; every episode ends as it
-should (Healthy on the new version, Aborted, RolledBack); and the API server's audit log
+should (Healthy on the new version, Aborted, RolledBack); the API server's audit log
 shows the writes (every verb but get/list/watch) coming from one holder at a time, in
 the order the Lease changed hands, none of the killed leader's after its kill and none
 of the new one's before it, and no request of a standby but a GET of the Lease
-(harness.ha). Failover times (kill -> Lease acquired, kill ->
-first other write) are printed.
+(harness.ha); and a leader whose Lease another holder wrote exits with status 1.
+Failover times (kill -> Lease acquired, kill -> first other write) are printed.
 
 Knobs: FERRYMAN_HA_KILLS (default 2: `make test` runs a canary and an abort kill),
 FERRYMAN_HA_TIMINGS ``short`` (default: lease 4 s, renew deadline 3 s, retry 1 s),
 ``default`` (client-go's 15/10/2, what the chart ships) or ``L/R/P`` seconds,
-FERRYMAN_TEST_SEED. `make ha`
-runs 10 kills with the default timings (docs/reliability.md has its figures).
+FERRYMAN_TEST_SEED. `make ha` runs 10 kills with the default timings
+(docs/reliability.md has its figures).
 """
 
 from __future__ import annotations
@@ -214,3 +214,14 @@ def test_leader_killed_at_random_moments_one_writer_at_a_time(
     print(f"HA failover ({timing_name} timings): Lease acquired median "
           f"{statistics.median(acquired):.1f}s max {max(acquired):.1f}s; first other write "
           f"median {statistics.median(first):.1f}s max {max(first):.1f}s")  # fmt: skip
+
+    # Losing the Lease (someone else wrote it) ends the leader at once, with status 1.
+    last = ops[leaders[-1]]
+    cluster.kubectl(
+        "patch", "lease", LEASE, "-n", rbac.OPERATOR_NAMESPACE, "--type=merge",
+        "-p", json.dumps({"spec": {"holderIdentity": "intruder"}}),
+    )  # fmt: skip
+    assert last.proc is not None
+    last.proc.wait(timeout=30 + timings["renewDeadlineSeconds"])
+    assert last.proc.returncode == 1, last.log_tail()
+    assert "did not renew Lease" in last.logs()
