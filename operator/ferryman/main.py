@@ -8,8 +8,8 @@ endpoint, watching all namespaces or the ones given.
 
 With leader election on (``--leader-elect``, env FERRYMAN_LEADER_ELECT, or settings
 ``leaderElection.enabled``; the chart turns it on), the process first waits as a standby
-for the Lease (:mod:`ferryman.kube.lease`), answering its liveness endpoint itself and
-making no request but the Lease GET; only the holder starts kopf. Losing the Lease ends
+for the Lease (:mod:`ferryman.kube.lease`), answering its liveness and metrics endpoints
+itself and making no request but the Lease GET; only the holder starts kopf. Losing the Lease ends
 the process at once with exit status 1 (no cleanup that could write), so the Pod
 restarts as a standby. Every request carries ``User-Agent: ferryman/<version>
 (<identity>)``, identity = settings ``leaderElection.identity``, else $POD_NAME, else
@@ -34,8 +34,9 @@ from urllib.parse import urlsplit
 
 import kopf
 from aiohttp import web
+from prometheus_client import start_http_server
 
-from ferryman import handlers, settings
+from ferryman import handlers, metrics, settings
 from ferryman.handlers.context import Options, options_memo
 from ferryman.kube import client as kube_client
 from ferryman.kube.lease import Elector, LeaseLost, Timings
@@ -82,10 +83,15 @@ def identity(configured: str, environ: dict[str, str] | None = None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def standby_liveness(url: str) -> AsyncIterator[None]:
-    """Answer 200 on the liveness URL's path while waiting for the Lease (a standby is
-    alive and ready to take over), then free the port for kopf's own endpoint."""
-    parts = urlsplit(url)
+async def standby_endpoints(
+    liveness: str, metrics_address: str = "", metrics_port: int = 0
+) -> AsyncIterator[None]:
+    """While waiting for the Lease: answer 200 on the liveness URL's path (a standby is
+    alive and ready to take over; the probes pass and a rolling update completes), and
+    serve the metrics endpoint when a port is set (so a scrape of the standby succeeds:
+    no target-down alert for a healthy standby). Both ports are freed on leaving, for
+    kopf's liveness endpoint and the leader's metrics server."""
+    parts = urlsplit(liveness)
     app = web.Application()
 
     async def ok(_: web.Request) -> web.Response:
@@ -96,9 +102,20 @@ async def standby_liveness(url: str) -> AsyncIterator[None]:
     await runner.setup()
     site = web.TCPSite(runner, parts.hostname, parts.port or 80)
     await site.start()
+    server = None
+    if metrics_port:
+        try:
+            server, _thread = start_http_server(
+                metrics_port, addr=metrics_address, registry=metrics.REGISTRY
+            )
+        except OSError as e:
+            log.error("standby metrics endpoint %s:%s: %s", metrics_address, metrics_port, e)
     try:
         yield
     finally:
+        if server is not None:
+            await asyncio.to_thread(server.shutdown)
+            server.server_close()
         await runner.cleanup()
 
 
@@ -127,7 +144,7 @@ async def elected(
                 le.lease_duration_seconds, le.renew_deadline_seconds, le.retry_period_seconds
             ),
         )
-        async with standby_liveness(liveness):
+        async with standby_endpoints(liveness, opts.metrics_address, opts.metrics_port):
             await elector.acquire()
         try:
             await elector.hold(operator())

@@ -27,6 +27,7 @@ import os
 import random
 import statistics
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,14 @@ def patch_spec(cluster: Cluster, ns: str, spec: dict[str, Any]) -> None:
         "patch", "rollout.ferryman.dev", "fraud", "-n", ns, "--type=merge",
         "-p", json.dumps({"spec": spec}),
     )  # fmt: skip
+
+
+def scrape(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return ""
 
 
 def candidate_weighted(cluster: Cluster, ns: str, version: str) -> bool:
@@ -183,6 +192,13 @@ def test_leader_killed_at_random_moments_one_writer_at_a_time(
             message=f"{standby} takes the Lease",
         )
         leaders.append(standby)
+        # The new leader's metrics: the port its standby served is bound again by kopf's
+        # startup (a failed bind would only be logged).
+        wait_for(
+            lambda s=standby: "ferryman_" in scrape(ops[s].metrics_url),  # type: ignore[misc]
+            timeout=30,
+            message=f"{standby} serves metrics as leader",
+        )
         ops[leader].start()  # back as the standby
         wait_for(done, timeout=120, message=f"{kind} of {version} ends {expected}")
         if kind == "canary":
@@ -191,6 +207,8 @@ def test_leader_killed_at_random_moments_one_writer_at_a_time(
         for who, op in ops.items():
             assert op.proc is not None and op.proc.poll() is None, f"{who} exited:\n{op.logs()}"
 
+    for who, op in ops.items():  # every hand-over of the metrics port went through
+        assert "metrics endpoint" not in op.logs(), f"{who}: {op.log_tail()}"
     violations = sampler.stop()
     assert violations == [], f"seed {seed}: {violations[:10]}"
     assert r.http_route(cluster, namespace) == {"fraud-" + stable.replace(".", "-"): 100}

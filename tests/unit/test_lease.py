@@ -353,23 +353,42 @@ def test_every_client_names_the_identity_in_its_user_agent() -> None:
     assert "(" not in kube_client.user_agent()
 
 
-def test_a_standby_answers_its_liveness_url_and_frees_the_port_for_kopf() -> None:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/healthz"
+        return int(s.getsockname()[1])
 
-    def get() -> tuple[int, bytes]:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
 
-    async def scenario() -> tuple[int, bytes]:
-        async with main.standby_liveness(url):
-            answer = await asyncio.to_thread(get)
-        with socket.socket() as s:  # free again: kopf's endpoint (aiohttp) can bind it
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+def _bindable(port: int) -> bool:
+    """As aiohttp and prometheus_client bind (SO_REUSEADDR)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
             s.bind(("127.0.0.1", port))
             s.listen()
-        return answer
+        except OSError:
+            return False
+        return True
 
-    assert asyncio.run(scenario()) == (200, b'{"standby": true}')
+
+def test_a_standby_answers_liveness_and_metrics_and_frees_both_ports() -> None:
+    live, metrics_port = _free_port(), _free_port()
+    url = f"http://127.0.0.1:{live}/healthz"
+
+    def get(u: str) -> tuple[int, bytes]:
+        with urllib.request.urlopen(u, timeout=5) as resp:
+            return resp.status, resp.read()
+
+    async def scenario() -> tuple[tuple[int, bytes], int, list[bool]]:
+        async with main.standby_endpoints(url, "127.0.0.1", metrics_port):
+            answer = await asyncio.to_thread(get, url)
+            scraped, _body = await asyncio.to_thread(
+                get, f"http://127.0.0.1:{metrics_port}/metrics"
+            )
+            busy = [_bindable(live), _bindable(metrics_port)]
+        return answer, scraped, [*busy, _bindable(live), _bindable(metrics_port)]
+
+    answer, scraped, bindable = asyncio.run(scenario())
+    assert answer == (200, b'{"standby": true}')
+    assert scraped == 200
+    assert bindable == [False, False, True, True]  # taken while standby, free afterwards
