@@ -212,7 +212,8 @@ class AuditLog:
 
     def last_request(self) -> float:
         """Wall seconds (``stageTimestamp``) of the user's latest completed request since
-        this object was made; 0.0 when there is none (or no log to read)."""
+        this object was made, Lease requests (leader election's timer) left out; 0.0 when
+        there is none (or no log to read)."""
         if not self.available:
             return 0.0
         with self.path.open("rb") as f:
@@ -224,6 +225,8 @@ class AuditLog:
                 if self.user.encode() not in raw:
                     continue
                 event = json.loads(raw)
+                if (event.get("objectRef") or {}).get("resource") == "leases":
+                    continue  # leader election renews on a timer: not reconcile work
                 if (event.get("user") or {}).get("username") == self.user:
                     self._last = max(self._last, wall(event["stageTimestamp"]))
         return self._last

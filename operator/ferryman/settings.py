@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 SETTINGS_ENV = "FERRYMAN_SETTINGS"
@@ -54,6 +54,36 @@ class PrometheusProvider(_Model):
     ca_file: str | None = None
 
 
+class LeaderElection(_Model):
+    """Active/standby on a ``coordination.k8s.io`` Lease (``ferryman.kube.lease``).
+
+    Timings follow client-go's defaults and rules (``k8s.io/client-go/tools/
+    leaderelection``): a standby takes over a Lease whose record it has seen unchanged for
+    ``leaseDurationSeconds``; the leader renews every ``retryPeriodSeconds`` and stops (the
+    process exits) when it has not renewed for ``renewDeadlineSeconds``. Hence
+    lease > renew deadline > 1.2 x retry period, and retry period >= 1 s."""
+
+    enabled: bool = Field(False, description="Wait for the Lease before running anything.")
+    lease_name: str = Field("ferryman-leader", min_length=1, max_length=253)
+    namespace: str | None = Field(
+        None, description="Where the Lease lives; default: the operator's namespace."
+    )
+    lease_duration_seconds: int = Field(15, ge=1, le=3600)
+    renew_deadline_seconds: float = Field(10.0, ge=1)
+    retry_period_seconds: float = Field(2.0, ge=1)
+    identity: str = Field(
+        "", max_length=128, description="The holder identity; empty: $POD_NAME, else host-pid."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderElection:
+        if not self.lease_duration_seconds > self.renew_deadline_seconds:
+            raise ValueError("leaseDurationSeconds must be greater than renewDeadlineSeconds")
+        if not self.renew_deadline_seconds > 1.2 * self.retry_period_seconds:
+            raise ValueError("renewDeadlineSeconds must be greater than 1.2 x retryPeriodSeconds")
+        return self
+
+
 class Settings(_Model):
     providers: dict[str, PrometheusProvider] = Field(default_factory=dict)
     allow_inline_addresses: bool = False
@@ -66,6 +96,7 @@ class Settings(_Model):
         None, description="The operator's namespace, where provider Secrets live."
     )
     json_logs: bool = False
+    leader_election: LeaderElection = Field(default_factory=LeaderElection)
 
 
 _ENV_OVERRIDES = {
@@ -75,6 +106,11 @@ _ENV_OVERRIDES = {
     "FERRYMAN_METRICS_PORT": "metricsPort",
     "FERRYMAN_NAMESPACE": "namespace",
     "FERRYMAN_JSON_LOGS": "jsonLogs",
+}
+# Overrides of leaderElection's fields.
+_LEADER_ENV_OVERRIDES = {
+    "FERRYMAN_LEADER_ELECT": "enabled",
+    "FERRYMAN_LEADER_ELECTION_NAMESPACE": "namespace",
 }
 
 
@@ -89,4 +125,7 @@ def load(path: str | Path | None = None, environ: dict[str, str] | None = None) 
     for var, key in _ENV_OVERRIDES.items():
         if var in env:
             data[key] = env[var]
+    for var, key in _LEADER_ENV_OVERRIDES.items():
+        if var in env:
+            data.setdefault("leaderElection", {})[key] = env[var]
     return Settings.model_validate(data)

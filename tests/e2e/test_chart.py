@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import chart
+from harness import chart, rbac
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 
@@ -105,7 +105,12 @@ def test_rendered_manifests_pass_server_dry_run(
 
 INVALID: list[tuple[str, list[str], str]] = [
     ("negative replicas", ["--set", "replicas=-1"], "at '/replicas': minimum: got -1, want 0"),
-    ("two replicas", ["--set", "replicas=2"], "at '/replicas': maximum: got 2, want 1"),
+    ("six replicas", ["--set", "replicas=6"], "at '/replicas': maximum: got 6, want 5"),
+    (
+        "lease of one second",
+        ["--set", "leaderElection.leaseDurationSeconds=1"],
+        "at '/leaderElection/leaseDurationSeconds': minimum: got 1, want 2",
+    ),
     (
         "unknown rbac scope",
         ["--set", "rbac.scope=global"],
@@ -310,12 +315,16 @@ def test_install_upgrade_uninstall(cluster: Cluster, restricted_namespaces: list
 
 
 def test_operator_runs_with_the_charts_args_and_settings(
-    operator_factory: Callable[..., OperatorProcess], namespace: str, tmp_path: Path
+    cluster: Cluster,
+    operator_factory: Callable[..., OperatorProcess],
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
     """The container's args and the settings ConfigMap, as rendered, run the real
-    operator (as a local process: endpoints moved to 127.0.0.1 and free ports): its
-    liveness endpoint answers where --liveness says, metrics are served where the settings
-    file says, and it logs JSON as logFormat says."""
+    operator (as a local process: endpoints moved to 127.0.0.1 and free ports): it takes
+    the Lease (leader election is on), its liveness endpoint answers where --liveness
+    says, metrics are served where the settings file says, and it logs JSON as logFormat
+    says."""
     op = operator_factory()
     values = {
         "watchNamespaces": [namespace],
@@ -336,10 +345,43 @@ def test_operator_runs_with_the_charts_args_and_settings(
     assert f"--liveness={op.liveness_url}" in args
     op.args = [f"--settings={settings_file}" if a.startswith("--settings=") else a for a in args]
     op.extra_env["FERRYMAN_NAMESPACE"] = namespace  # the downward API's value
+    op.extra_env["POD_NAME"] = f"{namespace}-operator"
+    # The release namespace is the test's here: its Lease, and the chart's Lease Role
+    # there for the operator's ServiceAccount (the one the e2e suite runs as).
+    (role,) = [
+        x for x in chart.find(docs, "Role") if x["metadata"]["name"].endswith("-leader-election")
+    ]
+    role["metadata"] = {"name": role["metadata"]["name"], "namespace": namespace}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": role["metadata"],
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": rbac.RELEASE, "namespace": rbac.OPERATOR_NAMESPACE}
+        ],
+    }
+    cluster.apply([role, binding])
     op.start()  # waits for the liveness endpoint
-    with urllib.request.urlopen(op.metrics_url, timeout=5) as resp:
-        assert resp.status == 200
-        assert b"ferryman_" in resp.read()
+    lease = wait_for(
+        lambda: cluster.get_json("lease", "ferryman-leader", namespace),
+        timeout=30,
+        message="the operator takes the chart's Lease",
+    )
+    assert lease["spec"]["holderIdentity"] == f"{namespace}-operator"
+
+    def metrics() -> bytes | None:
+        try:
+            with urllib.request.urlopen(op.metrics_url, timeout=5) as resp:
+                return bytes(resp.read()) if resp.status == 200 else None
+        except OSError:
+            return None  # kopf's startup serves it just after the Lease is taken
+
+    assert b"ferryman_" in wait_for(metrics, timeout=30, message="metrics served")
     lines = [line for line in op.log_path.read_text().splitlines() if line.strip()]
     assert lines, "the operator logged nothing"
     assert all(json.loads(line) for line in lines[:5])

@@ -146,10 +146,15 @@ def test_offline_validation_catches_a_wrong_field() -> None:
         validate_offline([monitor])
 
 
-def test_deployment_is_recreate_restricted_and_probed() -> None:
+def test_deployment_rolls_under_leader_election_restricted_and_probed() -> None:
     docs = render()
     dep = _deployment(docs)
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    # Leader election is on by default: the new pod starts as a standby before the old
+    # one stops (and releases the Lease).
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     assert dep["spec"]["replicas"] == 1
     pod = dep["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "ferryman"
@@ -176,10 +181,48 @@ def test_deployment_is_recreate_restricted_and_probed() -> None:
         "name": "FERRYMAN_NAMESPACE",
         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
     } in container["env"]
+    # The Lease holder identity and User-Agent: the pod's name.
+    assert {
+        "name": "POD_NAME",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+    } in container["env"]
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"memory": "512Mi"},
     }
+
+
+def test_without_leader_election_one_pod_is_recreated() -> None:
+    docs = render({"leaderElection": {"enabled": False}})
+    assert _deployment(docs)["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [r for r in find(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"replicas": 2, "leaderElection": {"enabled": False}},
+            "replicas 2 needs leaderElection.enabled",
+        ),
+        (
+            {"leaderElection": {"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10}},
+            "leaseDurationSeconds must be greater than renewDeadlineSeconds",
+        ),
+        (
+            {"leaderElection": {"retryPeriodSeconds": 9}},
+            "renewDeadlineSeconds must be greater than 1.2 x retryPeriodSeconds",
+        ),
+    ],
+)
+def test_inconsistent_leader_election_values_are_refused(
+    values: dict[str, Any], message: str
+) -> None:
+    proc = chart.helm(
+        "template", "ferryman", str(chart.CHART), *chart.set_args(values), check=False
+    )
+    assert proc.returncode != 0, proc.stdout[:200]
+    assert message in proc.stderr, proc.stderr
 
 
 def test_deployment_with_everything_on() -> None:
@@ -220,6 +263,10 @@ def test_settings_configmap_is_what_the_operator_loads(tmp_path: Path) -> None:
     assert (loaded.metrics_address, loaded.metrics_port) == ("0.0.0.0", 8000)
     assert loaded.json_logs is True
     assert loaded.namespace == "ferryman-system"
+    le = loaded.leader_election
+    assert (le.enabled, le.lease_name, le.namespace) == (True, "ferryman-leader", None)
+    timings = (le.lease_duration_seconds, le.renew_deadline_seconds, le.retry_period_seconds)
+    assert timings == (15, 10.0, 2.0)
 
     values = chart.everything_on(WATCH)
     path.write_text(_settings_text(render(values)))
@@ -278,7 +325,19 @@ def test_rbac_scope_and_provider_secrets_render() -> None:
     cluster_docs = render()
     bound = _bound_roles(cluster_docs, "ferryman")
     assert any(kind == "ClusterRole" for kind, _ns, _name in bound)
-    assert [d for d in find(cluster_docs, "Role") if not _hook(d)] == []
+    # The one namespaced Role of the cluster scope: the Lease, in the release namespace,
+    # read and renewed by name only.
+    (lease_role,) = [d for d in find(cluster_docs, "Role") if not _hook(d)]
+    assert ("Role", "ferryman-system", "ferryman-leader-election") in bound
+    assert lease_role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["ferryman-leader"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
 
     docs = render(chart.everything_on(WATCH))
     bound = _bound_roles(docs, "ferryman-op")

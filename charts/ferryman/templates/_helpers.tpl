@@ -61,11 +61,32 @@ storageInitializerImage: {{ default (include "ferryman.image" .) .Values.setting
 metricsAddress: {{ .Values.metrics.address | quote }}
 metricsPort: {{ .Values.metrics.port }}
 jsonLogs: {{ eq .Values.logFormat "json" }}
+leaderElection:
+  enabled: {{ .Values.leaderElection.enabled }}
+  leaseName: {{ include "ferryman.leaseName" . | quote }}
+  leaseDurationSeconds: {{ .Values.leaderElection.leaseDurationSeconds }}
+  renewDeadlineSeconds: {{ .Values.leaderElection.renewDeadlineSeconds }}
+  retryPeriodSeconds: {{ .Values.leaderElection.retryPeriodSeconds }}
+{{- end -}}
+
+{{/* The leader-election Lease, in the release namespace. */}}
+{{- define "ferryman.leaseName" -}}
+{{- printf "%s-leader" (include "ferryman.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* Checks values.schema.json cannot express (it cannot compare two values). */}}
 {{- define "ferryman.validate" -}}
 {{- if and .Values.metrics.port (eq (int .Values.metrics.port) (int .Values.probes.port)) -}}
 {{- fail (printf "metrics.port and probes.port must differ (both %v)" .Values.probes.port) -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) -}}
+{{- fail (printf "replicas %v needs leaderElection.enabled: without it only one pod may run" .Values.replicas) -}}
+{{- end -}}
+{{- $le := .Values.leaderElection -}}
+{{- if not (gt (float64 $le.leaseDurationSeconds) (float64 $le.renewDeadlineSeconds)) -}}
+{{- fail "leaderElection.leaseDurationSeconds must be greater than renewDeadlineSeconds" -}}
+{{- end -}}
+{{- if not (gt (float64 $le.renewDeadlineSeconds) (mulf 1.2 $le.retryPeriodSeconds)) -}}
+{{- fail "leaderElection.renewDeadlineSeconds must be greater than 1.2 x retryPeriodSeconds" -}}
 {{- end -}}
 {{- end -}}

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from importlib import metadata
 from typing import Any, TypeVar
 
 import aiohttp
@@ -87,6 +88,27 @@ def transient(e: BaseException) -> bool:
     ):
         return True
     return isinstance(e, DynamicApiError | client.ApiException) and e.status == 429
+
+
+# The holder identity this process reports in its User-Agent (``identify``).
+_identity: str | None = None
+
+
+def identify(identity: str | None) -> None:
+    """Name this process (its leader-election identity, the pod name) in the
+    User-Agent of every client connected afterwards, so the API server's audit log shows
+    which replica made each request."""
+    global _identity
+    _identity = identity
+
+
+def user_agent() -> str:
+    """``ferryman/<version> (<identity>)``, or ``ferryman/<version>`` unidentified."""
+    try:
+        version = metadata.version("ferryman")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"ferryman/{version} ({_identity})" if _identity else f"ferryman/{version}"
 
 
 class Kube:
@@ -211,7 +233,9 @@ class Kube:
             config.load_incluster_config(client_configuration=configuration)
         except ConfigException:
             await config.load_kube_config(client_configuration=configuration)
-        return cls(client.ApiClient(configuration))
+        api = client.ApiClient(configuration)
+        api.user_agent = user_agent()
+        return cls(api)
 
     async def close(self) -> None:
         await self.api.close()
