@@ -243,6 +243,8 @@ def _steps(draw: st.DrawFn, path: str) -> list[dict[str, Any]]:
 ROUTERS = ("gatewayAPI", "istio", "service")
 STRATEGIES = ("canary", "blueGreen", "shadow")
 MIRRORING = ("gatewayAPI", "istio")
+# Every (router, strategy) the CRD accepts: shadow needs a router that can mirror.
+COMBINATIONS = tuple((r, s) for r in ROUTERS for s in STRATEGIES if s != "shadow" or r in MIRRORING)
 
 
 @st.composite
@@ -258,11 +260,21 @@ def _routing(draw: st.DrawFn, router: str) -> dict[str, Any]:
             maybe(label(63)),
             maybe(bounded_int(RO, f"{p}.gatewayAPI.parentRefs[].port")),
         )
-        hosts = st.lists(label(30).map(lambda s: s + ".example"), max_size=3)
+        hosts = st.lists(
+            st.sampled_from(["", "*."]).flatmap(
+                lambda w: label(30).map(lambda s: w + s + ".example")
+            ),
+            max_size=3,
+        )
+        # Distinct Gateways, or two listeners of one (the HTTPRoute's rule).
+        refs = st.one_of(
+            st.lists(ref, min_size=1, max_size=3, unique_by=lambda r: r["name"]),
+            st.just([{"name": "g", "sectionName": "http"}, {"name": "g", "sectionName": "https"}]),
+        )
         return {
             "gatewayAPI": _compact(
                 {
-                    "parentRefs": draw(st.lists(ref, min_size=1, max_size=3)),
+                    "parentRefs": draw(refs),
                     "hostnames": draw(maybe(hosts)),
                 }
             )
@@ -368,12 +380,14 @@ def _analysis(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def rollout(
-    draw: st.DrawFn, model: str | None = None, target: dict[str, Any] | None = None
+    draw: st.DrawFn,
+    model: str | None = None,
+    target: dict[str, Any] | None = None,
+    combination: tuple[str, str] | None = None,
 ) -> Manifest:
-    """A Rollout the CRD accepts: any router with any strategy it can carry out."""
-    router = draw(st.sampled_from(ROUTERS))
-    strategies = STRATEGIES if router in MIRRORING else ("canary", "blueGreen")
-    strategy = draw(st.sampled_from(strategies))
+    """A Rollout the CRD accepts: any router with any strategy it can carry out
+    (``combination``: that (router, strategy), one of ``COMBINATIONS``)."""
+    router, strategy = combination or draw(st.sampled_from(COMBINATIONS))
     if target is None:
         target = draw(
             st.one_of(
@@ -624,24 +638,33 @@ def renamed(draw: st.DrawFn, base: Manifest) -> Case:
 
 
 @st.composite
-def served(draw: st.DrawFn) -> list[Manifest]:
-    """For the reconcile fuzz: a Rollout the CRD accepts and 0-2 ModelVersions of its
-    model (its pinned target among them, or not)."""
+def served(draw: st.DrawFn, combination: tuple[str, str] | None = None) -> list[Manifest]:
+    """For the reconcile fuzz: a Rollout the CRD accepts (of ``combination``, see
+    ``rollout``) and 0-2 ModelVersions of its model (its pinned target among them, or
+    not)."""
     model = draw(label(_max(RO, "spec.model")))
-    versions = draw(st.lists(semver(_max(MV, "spec.version")), max_size=2, unique=True))
-    pinned = st.sampled_from(versions).map(lambda v: {"version": v}) if versions else st.nothing()
+    versions = draw(
+        st.lists(
+            semver(_max(MV, "spec.version")),
+            min_size=draw(st.sampled_from([1, 0])),
+            max_size=2,
+            unique=True,
+        )
+    )
+    # Mostly a target that exists: a Rollout with nothing to serve is Invalid at once.
+    options = [st.sampled_from(versions).map(lambda v: {"version": v})] * 3 if versions else []
     target = draw(
         st.one_of(
-            pinned,
-            semver(_max(RO, "spec.target.version")).map(lambda v: {"version": v}),
+            *options,
             st.builds(
                 lambda p: _compact({"track": "latest", "includePrereleases": p}),
                 maybe(st.booleans()),
             ),
+            semver(_max(RO, "spec.target.version")).map(lambda v: {"version": v}),
         )
     )
     mvs = [draw(model_version(model=model, version=v)) for v in versions]
-    return [*mvs, draw(rollout(model=model, target=target))]
+    return [*mvs, draw(rollout(model=model, target=target, combination=combination))]
 
 
 # --- regressions -----------------------------------------------------------------------

@@ -122,17 +122,23 @@ def test_fuzzed_manifests_are_refused_naming_the_field_or_accepted_whole(
 ) -> None:
     print(fuzz_profile.describe())
     tally: collections.Counter[str] = collections.Counter()
+    combinations: set[tuple[str, str]] = set()
 
     @fuzz_profile.fuzz(ADMISSION_EXAMPLES)
     @given(case=fm.case())
     def admission(case: fm.Case) -> None:
         outcome = check(cluster, namespace, case.manifest, case.expect, case.path)
         tally[f"{case.manifest['kind']} {case.mutation} {outcome}"] += 1
+        spec = case.manifest["spec"]
+        if outcome == "accepted" and case.manifest["kind"] == "Rollout":
+            combinations.add((next(iter(spec["trafficRouting"])), next(iter(spec["strategy"]))))
 
     admission()
     for key, n in sorted(tally.items()):
         print(f"  {n:4d}  {key}")
-    print(f"{sum(tally.values())} manifests (the last run, without shrinking)")
+    print(
+        f"{sum(tally.values())} manifests; routers and strategies accepted: {sorted(combinations)}"
+    )
 
 
 @pytest.mark.parametrize("regression", fm.regressions(), ids=lambda r: r.name)
