@@ -503,16 +503,10 @@ _WRONG_TYPE = {
 }
 
 
-@st.composite
-def mutated(draw: st.DrawFn, base: Manifest) -> Case:
-    """``base`` with one field pushed to or past an edge its schema states."""
-    kind = base["kind"]
-    m = copy.deepcopy(base)
-    path, spath, value = draw(st.sampled_from(_locations(m["spec"], "spec", "spec", kind)))
-    sch = schema.at(kind, spath)
+def _options(sch: schema.Schema, value: Any) -> list[str]:
+    """The edges a field of schema ``sch`` (now ``value``) can be pushed to."""
     t = sch.get("type")
-    rules = bool(sch.get("x-kubernetes-validations"))
-    options: list[str] = []
+    options = ["wrong_type"]
     if t == "string":
         options += ["charset"]
         if "maxLength" in sch:
@@ -540,7 +534,25 @@ def mutated(draw: st.DrawFn, base: Manifest) -> Case:
             for o, k in (("too_many_items", "maxItems"), ("too_few_items", "minItems"))
             if sch.get(k)
         ]
-    op = draw(st.sampled_from([*options, "wrong_type"]))
+    return options
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: Manifest) -> Case:
+    """``base`` with one field pushed to or past an edge its schema states."""
+    kind = base["kind"]
+    m = copy.deepcopy(base)
+    # The kind of edge first, then a field that has it: each kind gets its share, however
+    # many fields of each type the manifest has.
+    by_op: dict[str, list[tuple[str, str, Any]]] = {}
+    for loc in _locations(m["spec"], "spec", "spec", kind):
+        for option in _options(schema.at(kind, loc[1]), loc[2]):
+            by_op.setdefault(option, []).append(loc)
+    op = draw(st.sampled_from(sorted(by_op)))
+    path, spath, value = draw(st.sampled_from(by_op[op]))
+    sch = schema.at(kind, spath)
+    t = sch.get("type")
+    rules = bool(sch.get("x-kubernetes-validations"))
     expect: Expect = "reject"
     if op == "wrong_type":
         _set(m, path, _WRONG_TYPE[t or "object"])

@@ -117,6 +117,7 @@ def check(
     return "accepted"
 
 
+@pytest.mark.timeout(600 * (fuzz_profile.SCALE if fuzz_profile.FUZZ else 1))
 def test_fuzzed_manifests_are_refused_naming_the_field_or_accepted_whole(
     cluster: Cluster, namespace: str
 ) -> None:

@@ -47,7 +47,9 @@ from harness.operator import OperatorProcess
 pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.audit_log]
 
 RECONCILE_EXAMPLES = 100
-PHASE_TIMEOUT = 180.0
+# Seconds for every object to have a phase: a hundred groups take about 40 s on a loaded
+# machine; `make fuzz` serves SCALE times as many in one namespace.
+PHASE_TIMEOUT = 180.0 * (fuzz_profile.SCALE if fuzz_profile.FUZZ else 1)
 MAX_REPLICAS = 3
 # Requests by the operator per group (its ModelVersions, Rollout and every object named
 # after them) over the whole test: at most 51 measured (a canary to Healthy with its
@@ -176,6 +178,7 @@ def check_served(
     return {n: ro["status"]["phase"] for n, ro in rollouts.items()}
 
 
+@pytest.mark.timeout(600 * (fuzz_profile.SCALE if fuzz_profile.FUZZ else 1))
 def test_fuzzed_manifests_are_reconciled_to_a_phase(
     cluster: Cluster,
     namespace: str,
