@@ -15,6 +15,7 @@ the API server must do (refuse, accept, or either) and the field a refusal must 
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +40,19 @@ def _max(kind: str, path: str) -> int:
     return int(schema.bound(kind, path, "maxLength"))
 
 
+@functools.cache
 def ints(lo: int, hi: int) -> st.SearchStrategy[int]:
     """Integers in [lo, hi], the bounds themselves drawn often."""
     return st.one_of(st.sampled_from([lo, hi]), st.integers(lo, hi))
 
 
+@functools.cache
 def bounded_int(kind: str, path: str) -> st.SearchStrategy[int]:
     node = schema.at(kind, path)
     return ints(int(node["minimum"]), int(node["maximum"]))
 
 
+@functools.cache
 def lengths(lo: int, hi: int) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from([lo, hi]), st.integers(lo, min(hi, lo + 20)))
 
@@ -57,6 +61,7 @@ def lengths(lo: int, hi: int) -> st.SearchStrategy[int]:
 ANY_CHAR = st.characters(codec="utf-8", exclude_categories=["Cs"])
 
 
+@functools.cache
 @st.composite
 def text(draw: st.DrawFn, hi: int, lo: int = 0) -> str:
     """Free text of lo..hi characters: ASCII, any Unicode, or at the length bound."""
@@ -73,6 +78,7 @@ def text(draw: st.DrawFn, hi: int, lo: int = 0) -> str:
     return (run * n)[:n]
 
 
+@functools.cache
 @st.composite
 def label(draw: st.DrawFn, hi: int, first: str = LOWER + DIGITS) -> str:
     """A DNS label of 1..hi characters whose first character is from ``first``."""
@@ -84,6 +90,7 @@ def label(draw: st.DrawFn, hi: int, first: str = LOWER + DIGITS) -> str:
     return head + middle + draw(st.sampled_from(LOWER + DIGITS))
 
 
+@functools.cache
 def name(kind: str) -> st.SearchStrategy[str]:
     """A metadata.name the CRD accepts: a DNS-1035 label up to its root rule's bound."""
     return label(schema.name_max(kind), first=LOWER)
@@ -95,6 +102,7 @@ _ALNUM_ID = st.text(ALNUM + "-", min_size=1, max_size=12).filter(lambda s: not s
 _BUILD_ID = st.text(ALNUM + "-", min_size=1, max_size=12)
 
 
+@functools.cache
 @st.composite
 def semver(draw: st.DrawFn, hi: int) -> str:
     """A semantic version (semver.org) of at most ``hi`` characters; often with a
@@ -108,6 +116,7 @@ def semver(draw: st.DrawFn, hi: int) -> str:
     return v[:hi] if len(v) <= hi else core
 
 
+@functools.cache
 @st.composite
 def duration(draw: st.DrawFn, positive: bool = False) -> str:
     """A duration by the CRD's pattern: 1-3 parts of a number (leading zeros, a fraction,
@@ -135,6 +144,7 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+@functools.cache
 def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), strategy)
 
@@ -247,6 +257,7 @@ MIRRORING = ("gatewayAPI", "istio")
 COMBINATIONS = tuple((r, s) for r in ROUTERS for s in STRATEGIES if s != "shadow" or r in MIRRORING)
 
 
+@functools.cache
 @st.composite
 def _routing(draw: st.DrawFn, router: str) -> dict[str, Any]:
     p = "spec.trafficRouting"
@@ -289,6 +300,7 @@ def _routing(draw: st.DrawFn, router: str) -> dict[str, Any]:
     return {"service": {}}
 
 
+@functools.cache
 @st.composite
 def _strategy(draw: st.DrawFn, kind: str, router: str) -> dict[str, Any]:
     p = "spec.strategy"
@@ -348,6 +360,7 @@ def _metric(draw: st.DrawFn, metric_name: str) -> dict[str, Any]:
     return {"name": metric_name, "query": query, **thresholds}
 
 
+@functools.cache
 @st.composite
 def _analysis(draw: st.DrawFn) -> dict[str, Any]:
     p = "spec.analysis"

@@ -31,6 +31,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -190,10 +191,13 @@ def test_fuzzed_manifests_are_reconciled_to_a_phase(
     since = rbac.now()
     groups: list[list[fm.Manifest]] = []
 
-    def create(group: list[fm.Manifest]) -> str:
-        """Create the group renamed; returns its Rollout's name."""
-        group = numbered(group, len(groups))
-        for m in group:
+    def add(group: list[fm.Manifest]) -> str:
+        """Number the group; returns its Rollout's name."""
+        groups.append(numbered(group, len(groups)))
+        return str(groups[-1][-1]["metadata"]["name"])
+
+    def create(group: list[fm.Manifest]) -> None:
+        for m in group:  # its ModelVersions first
             cluster.custom.create_namespaced_custom_object(
                 "ferryman.dev",
                 "v1alpha1",
@@ -202,12 +206,10 @@ def test_fuzzed_manifests_are_reconciled_to_a_phase(
                 m,
                 field_validation="Strict",
             )
-        groups.append(group)
-        return str(group[-1]["metadata"]["name"])
 
     started = time.monotonic()
-    # Drawn by Hypothesis, created in one batch: checking each group alone would wait
-    # for the operator 100 times. Not shrunk (the check runs once for the batch); a
+    # Drawn by Hypothesis, then created in one batch: checking each group alone would
+    # wait for the operator 100 times. Not shrunk (the check runs once for the batch); a
     # failing group is printed whole, to be cut down and kept as a regression. Every
     # (router, strategy) gets its share of the examples.
     per = -(-RECONCILE_EXAMPLES // len(fm.COMBINATIONS))
@@ -216,12 +218,17 @@ def test_fuzzed_manifests_are_reconciled_to_a_phase(
         @fuzz_profile.fuzz(per, shrink=False)
         @given(group=fm.served(combination))
         def fuzzed(group: list[fm.Manifest]) -> None:
-            create(group)
+            add(group)
 
         fuzzed()
     # The regressions the fuzzer found once, served in the same batch.
-    expected = {create(r.manifests): r for r in fm.regressions() if r.phase is not None}
+    expected = {add(r.manifests): r for r in fm.regressions() if r.phase is not None}
+    print(f"{len(groups)} groups drawn in {time.monotonic() - started:.1f}s")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, groups))
+    print(f"{len(groups)} groups drawn and created in {time.monotonic() - started:.1f}s")
     phases = check_served(cluster, namespace, operator, groups)
+    print(f"every object has a phase after {time.monotonic() - started:.1f}s")
     for name, regression in expected.items():
 
         def reached(name: str = name, want: str | None = regression.phase) -> bool:
