@@ -170,7 +170,12 @@ def model_version(
         uri += "x" * (uri_max - len(uri))  # at the bound
     serving = _compact(
         {
-            "image": draw(st.one_of(IMAGES, text(_max(MV, f"{sp}.image"), lo=1))),
+            # Without whitespace at either end (a Deployment refuses it, so the CRD does).
+            "image": draw(
+                st.one_of(
+                    IMAGES, text(_max(MV, f"{sp}.image"), lo=1).map(lambda s: s.strip() or "x")
+                )
+            ),
             "port": draw(maybe(bounded_int(MV, f"{sp}.port"))),
             "command": draw(maybe(st.lists(text(64), max_size=3))),
             "args": draw(

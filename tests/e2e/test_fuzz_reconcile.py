@@ -53,7 +53,7 @@ RECONCILE_EXAMPLES = 100
 PHASE_TIMEOUT = 180.0 * (fuzz_profile.SCALE if fuzz_profile.FUZZ else 1)
 MAX_REPLICAS = 3
 # Requests by the operator per group (its ModelVersions, Rollout and every object named
-# after them) over the whole test: at most 51 measured (a canary to Healthy with its
+# after them) over the whole test: at most 59 measured (a canary to Healthy with its
 # Deployments, Services, route, status writes and Events); a reconcile looping without
 # pause costs hundreds within the test (docs/reliability.md).
 REQUESTS_PER_GROUP = 100
