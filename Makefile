@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle bench-scale bench-growth
+.PHONY: fuzz crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle bench-scale bench-growth
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
@@ -166,3 +166,10 @@ faults: venv deps cluster-build toxiproxy-build
 ha: venv deps cluster-build
 	FERRYMAN_TEST_WORKERS=0 FERRYMAN_HA_KILLS=10 FERRYMAN_HA_TIMINGS=default \
 		bash hack/run-tests.sh -s tests/e2e/test_ha.py
+
+# The fuzz tests (docs/reliability.md, "Fuzzed input") with FERRYMAN_FUZZ_SCALE (default 10)
+# times the examples of `make test` and a random seed, printed (FERRYMAN_FUZZ_SEED=<seed>
+# replays it); Hypothesis' database in $TMPDIR/ferryman-hypothesis. Not run by CI.
+fuzz: venv deps cluster-build
+	FERRYMAN_FUZZ=1 FERRYMAN_TEST_WORKERS=0 bash hack/run-tests.sh -s -p no:xdist \
+		tests/e2e/test_fuzz_admission.py tests/e2e/test_fuzz_reconcile.py $(PYTEST_ARGS)

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kubernetes.aio.client import ApiException
 from kubernetes.aio.dynamic.exceptions import api_exception
 
@@ -20,7 +25,7 @@ from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutStatus
 from ferryman.handlers import applied, executor
 from ferryman.handlers import rollouts as handler
-from ferryman.kube.client import ApplyRejected, Kube
+from ferryman.kube.client import ApplyRejected, Kube, apply_body
 from ferryman.plan.decision import VersionRecord
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -32,7 +37,7 @@ class FakeDynamic:
     def __init__(self, status: int) -> None:
         self.status = status
 
-    async def server_side_apply(self, *_: Any, **__: Any) -> Any:
+    async def request(self, *_: Any, **__: Any) -> Any:
         body = json.dumps({"kind": "Status", "message": MESSAGE, "code": self.status})
         try:
             raise ApiException(status=self.status, reason="Refused", body=body)
@@ -43,7 +48,7 @@ class FakeDynamic:
 def _kube(status: int) -> Kube:
     kube = Kube.__new__(Kube)
     kube._dynamic = FakeDynamic(status)  # type: ignore[assignment]
-    kube._resources = {("v1", "Service"): object()}
+    kube._resources = {("v1", "Service"): SimpleNamespace(path=lambda **_: "/api/v1/x")}
     return kube
 
 
@@ -53,6 +58,18 @@ def test_client_side_errors_become_apply_rejected(status: int) -> None:
         asyncio.run(_kube(status).apply(SERVICE))
     e = caught.value
     assert (e.kind, e.name, e.status, e.reason) == ("Service", "mdots.v1.2.0", status, MESSAGE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"])))
+def test_an_apply_body_reads_back_as_yaml_whatever_the_text(value: str) -> None:
+    # Found by the reconcile fuzz (tests/cases/fuzz_regressions/astral-character-in-
+    # lineage.yaml): json.dumps' surrogate pair for an emoji, and a raw U+0085, are
+    # refused by the API server's YAML reader.
+    obj = {"metadata": {"annotations": {"a": value, "b": "\U0001f600\\ud83d\\ude00\x85"}}}
+    body = apply_body(obj).decode()
+    assert not re.search(r"(?<!\\)(\\\\)*\\ud[89ab]", body), body
+    assert yaml.safe_load(body) == obj
 
 
 @pytest.mark.parametrize("status", [409, 500, 503])

@@ -70,7 +70,15 @@ class Artifact(ApiModel):
 class Serving(ApiModel):
     """How one replica serves this version."""
 
-    image: str = Field(min_length=1, max_length=512, description="Model server image.")
+    image: str = Field(
+        min_length=1,
+        max_length=512,
+        description="Model server image.",
+        # A Deployment refuses such an image (found by the reconcile fuzz, issue 13 §3).
+        json_schema_extra=rules(
+            cel("self == self.trim()", "serving.image must not start or end with whitespace")
+        ),
+    )
     port: int = Field(8080, ge=1, le=65535, description="Port the model server listens on.")
     command: list[LongStr] | None = Field(
         None, max_length=32, description="Overrides the image's entrypoint."

@@ -25,7 +25,9 @@ from ferryman.api.common import (
     ObjectMeta,
     ShortStr,
     cel,
+    cel_str,
     dns_label_rule,
+    matches,
     model_rules,
     rules,
 )
@@ -71,6 +73,7 @@ from ferryman.api.rollout_strategy import (
     Strategy,
 )
 from ferryman.api.rollout_traffic import (
+    DNS_SUBDOMAIN,
     GatewayAPIRouting,
     IstioRouting,
     ParentRef,
@@ -184,28 +187,72 @@ class LocalObjectReference(ApiModel):
     name: str = Field(max_length=253, description="Name of the object.")
 
 
+# What a Deployment's pod template accepts (Kubernetes' own validation), so a Rollout
+# whose pods the API server would refuse is refused at apply, not at every write of its
+# Deployments (found by the reconcile fuzz, issue 13 §3).
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+_KEY_RULE = (
+    "[prefix/]name, the name at most 63 letters, digits, '-', '_' or '.', starting and "
+    "ending with a letter or digit"
+)
+
+
+def _subdomain_rule(what: str) -> dict[str, Any]:
+    return rules(cel(matches(DNS_SUBDOMAIN), f"{what} must be a lowercase DNS name"))
+
+
 class Placement(ApiModel):
     """Pod placement applied to every served version's pods."""
 
     node_selector: dict[str, ShortStr] | None = Field(
-        None, max_length=32, description="nodeSelector."
+        None,
+        max_length=32,
+        description="nodeSelector.",
+        json_schema_extra=rules(
+            cel(
+                f"self.all(k, k.matches({cel_str(QUALIFIED_NAME)}) && "
+                f"self[k].matches({cel_str(LABEL_VALUE)}))",
+                f"template.nodeSelector keys must be label keys ({_KEY_RULE}), and values "
+                "label values (at most 63 of the same characters)",
+            )
+        ),
     )
     tolerations: list[dict[str, Any]] | None = Field(
         None, max_length=32, description="Tolerations (core/v1 Toleration objects)."
     )
     affinity: dict[str, Any] | None = Field(None, description="Affinity (core/v1 Affinity).")
     service_account_name: str | None = Field(
-        None, max_length=253, description="ServiceAccount the model server runs as."
+        None,
+        max_length=253,
+        description="ServiceAccount the model server runs as.",
+        json_schema_extra=_subdomain_rule("template.serviceAccountName"),
     )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
         None, max_length=16, description="imagePullSecrets, e.g. [{name: regcred}]."
     )
-    priority_class_name: str | None = Field(None, max_length=253, description="PriorityClass.")
+    priority_class_name: str | None = Field(
+        None,
+        max_length=253,
+        description="PriorityClass.",
+        json_schema_extra=_subdomain_rule("template.priorityClassName"),
+    )
     resources: dict[str, Any] | None = Field(
         None, description="Overrides the ModelVersion's serving.resources."
     )
     pod_annotations: dict[str, LongStr] | None = Field(
-        None, max_length=64, description="Extra annotations on every model server pod."
+        None,
+        max_length=64,
+        description="Extra annotations on every model server pod.",
+        json_schema_extra=rules(
+            cel(
+                f"self.all(k, k.matches({cel_str(QUALIFIED_NAME)}))",
+                f"template.podAnnotations keys must be annotation keys: {_KEY_RULE}",
+            )
+        ),
     )
 
 
