@@ -111,3 +111,67 @@ def trusted(entry: Entry, ledger: Ledger | None, now: float, listed: float | Non
     if listed is not None and at < listed:
         return False  # the latest list did not hold it, and nothing read it since
     return now - at <= MAX_AGE
+
+
+# --- status writes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    """What this process wrote to one object's status: the resourceVersion of the object
+    as observed when the first of those writes was decided (``base``), and its status
+    then with each of our merge patches since applied (``status``, camelCase JSON)."""
+
+    base: str
+    status: dict[str, Any]
+
+
+StatusKey = tuple[str, str, str]  # (plural, namespace, name)
+StatusLedger = dict[StatusKey, StatusWrite]
+
+
+def merged(target: Any, patch: Any) -> Any:
+    """``target`` with the JSON merge patch ``patch`` applied (RFC 7386: a dict merges
+    key by key, None removes the key, anything else replaces); inputs are not changed."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merged(out.get(key), value)
+    return out
+
+
+def believed_status(
+    ledger: StatusLedger | None, key: StatusKey, resource_version: str, status: dict[str, Any]
+) -> dict[str, Any]:
+    """The status of ``key`` as this process knows it: ``status``, observed at
+    ``resource_version`` (an index entry), or, while the observed object is still the
+    one our last status writes were decided on (the same resourceVersion: the index has
+    not yet delivered them), that status with our writes merged in. An entry at any other
+    resourceVersion is newer than our base (our own write, or someone else's) and is
+    used as it is: a skip decided here costs at most a write one watch event later, and
+    what that event brings is decided on afresh."""
+    record = (ledger or {}).get(key)
+    if record is not None and resource_version and record.base == resource_version:
+        return record.status
+    return status
+
+
+def note_status(
+    ledger: StatusLedger | None,
+    key: StatusKey,
+    resource_version: str,
+    status: dict[str, Any],
+    patch: dict[str, Any],
+) -> None:
+    """Record that the merge patch ``patch`` was written (accepted) to the status of
+    ``key``, decided on ``status`` observed at ``resource_version`` (nothing is recorded
+    without one)."""
+    if ledger is None or not resource_version:
+        return
+    ledger[key] = StatusWrite(
+        resource_version, merged(believed_status(ledger, key, resource_version, status), patch)
+    )

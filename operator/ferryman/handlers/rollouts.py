@@ -312,7 +312,7 @@ async def reconcile(
     metrics.record_reconcile(
         rollout, status, written, executed.route_written_at, measured=due is not None
     )
-    await roles.update_roles(kube, rollout, status, mvs, now)
+    await roles.update_roles(kube, rollout, status, mvs, now, ctx.status_writes)
     delay = decision.requeue_after
     if executed.failures:
         # Refused writes are not retried in a tight loop ...
@@ -380,5 +380,6 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) ->
         for mv in kwargs["modelversions_by_model"].get((ns, model), [])
         if mv.status.rollout == rollout.metadata.name
     ]
-    await roles.update_roles(context(memo).kube, rollout, None, mvs, datetime.now(UTC))
+    ctx = context(memo)
+    await roles.update_roles(ctx.kube, rollout, None, mvs, datetime.now(UTC), ctx.status_writes)
     metrics.forget(ns, rollout.metadata.name)
