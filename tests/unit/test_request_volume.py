@@ -16,13 +16,22 @@ import pytest
 from kubernetes.aio import config as kube_config
 
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import Rollout, RolloutStatus
-from ferryman.handlers import lifecycle
+from ferryman.api.rollout import Rollout, RolloutPhase, RolloutStatus
+from ferryman.handlers import applied, lifecycle
 from ferryman.handlers.ledger import StatusLedger, merged
 from ferryman.handlers.roles import update_roles
 from ferryman.kube import client
-from unit.fake_kube import FakeKube
-from unit.machine_sim import T0, canary_spec
+from ferryman.plan import labels
+from unit.fake_kube import FakeKube, json_copy
+from unit.machine_sim import (
+    T0,
+    Cluster,
+    Sim,
+    canary_spec,
+    no_weight_on_unready,
+    retarget,
+    route_moves_before_capacity_goes,
+)
 
 NS = "risk"
 
@@ -199,3 +208,126 @@ def test_client_does_not_look_up_the_environment_per_request(
     trust_env, proxy = asyncio.run(connect())
     assert trust_env is False
     assert proxy == "http://proxy.example:3128"  # the environment's proxy still applies
+
+
+# --- writes conditioned on an index entry's resourceVersion, instead of a GET before ---
+
+
+class Counting(FakeKube):
+    """The fake, counting reads; every stored object has a uid and a resourceVersion."""
+
+    gets: list[tuple[str, str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = []
+        self.version = 100
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        self.gets.append((kind, name))
+        return await super().get(api_version, kind, namespace, name)
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        answer = await super().apply(obj)
+        self.version += 1
+        key = (obj["apiVersion"], obj["kind"], NS, obj["metadata"]["name"])
+        for held in (self.objects[key], answer):
+            held["metadata"].update(resourceVersion=str(self.version), uid="uid-ours")
+        return answer
+
+
+def service(owner: Rollout, selector: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "fraud-1.1.0",
+            "namespace": NS,
+            "ownerReferences": [labels.owner_reference(owner)],
+        },
+        "spec": {"selector": {"v": selector}, "ports": [{"port": 80}]},
+    }
+
+
+def written(kube: Counting, ro: Rollout) -> dict[tuple[str, str], Any]:
+    """The index as kopf would hold it right after our write."""
+    asyncio.run(applied.apply_owned(kube, ro, service(ro, "a"), []))
+    kube.writes, kube.gets = [], []
+    return {("Service", "fraud-1.1.0"): json_copy(next(iter(kube.objects.values())))}
+
+
+def test_a_write_on_an_owned_entry_is_conditioned_on_it_not_read_first() -> None:
+    kube, ro = Counting(), rollout()
+    index = written(kube, ro)
+    answer = asyncio.run(applied.apply_owned(kube, ro, service(ro, "b"), [], observed=index))
+    assert kube.gets == []
+    assert kube.writes == [("apply", "Service", "fraud-1.1.0")]
+    assert answer is not None and answer["spec"]["selector"] == {"v": "b"}
+
+
+def test_an_entry_replaced_by_a_foreign_object_is_read_and_left_untouched() -> None:
+    kube, ro = Counting(), rollout()
+    index = written(kube, ro)
+    # Deleted and created again by someone else; the index has not seen it yet.
+    foreign = service(ro, "theirs")
+    foreign["metadata"].update(ownerReferences=[], resourceVersion="999", uid="uid-theirs")
+    kube.put(foreign)
+    problems: list[str] = []
+    answer = asyncio.run(applied.apply_owned(kube, ro, service(ro, "b"), problems, observed=index))
+    assert answer is None and kube.writes == []  # the fake raises on a foreign overwrite
+    assert kube.gets == [("Service", "fraud-1.1.0")]
+    assert problems and "not owned by this Rollout" in problems[0]
+
+
+def test_a_delete_on_an_owned_entry_is_conditioned_on_it_not_read_first() -> None:
+    kube, ro = Counting(), rollout()
+    index = written(kube, ro)
+    problems: list[str] = []
+    asyncio.run(
+        applied.delete_owned(kube, ro, "v1", "Service", "fraud-1.1.0", problems, indexed=index)
+    )
+    assert kube.gets == [] and kube.writes == [("delete", "Service", "fraud-1.1.0")]
+
+
+def test_a_delete_of_an_entry_replaced_by_a_foreign_object_leaves_it() -> None:
+    kube, ro = Counting(), rollout()
+    index = written(kube, ro)
+    foreign = service(ro, "theirs")
+    foreign["metadata"].update(ownerReferences=[], resourceVersion="999", uid="uid-theirs")
+    kube.put(foreign)
+    problems: list[str] = []
+    asyncio.run(
+        applied.delete_owned(kube, ro, "v1", "Service", "fraud-1.1.0", problems, indexed=index)
+    )
+    assert kube.writes == [] and kube.gets == [("Service", "fraud-1.1.0")]
+    assert problems and ("v1", "Service", NS, "fraud-1.1.0") in kube.objects
+
+
+class CountingCluster(Cluster):
+    gets: list[tuple[str, str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = []
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        self.gets.append((kind, name))
+        return await super().get(api_version, kind, namespace, name)
+
+
+def test_a_weight_move_writes_an_indexed_route_without_reading_it_first() -> None:
+    kube = CountingCluster()
+    sim = Sim(canary_spec([{"setWeight": 20}, {"pause": {}}]), kube=kube, index_lag=1)
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.PAUSED)
+    assert sim.route is not None and sim.route.candidate_weight == 20
+    kube.gets = []
+    sim.reconcile("promote")  # 20% -> 100%: a transition, the route from the index
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    assert sim.route is not None and sim.route.stable == "1.1.0"
+    assert ("HTTPRoute", "fraud") not in kube.gets
+    # The old version went on conditioned deletes: no read of its objects either.
+    assert not [g for g in kube.gets if g[1] == "fraud-1.0.0"], kube.gets
+    no_weight_on_unready(sim)
+    route_moves_before_capacity_goes(sim)

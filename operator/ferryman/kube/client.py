@@ -115,7 +115,9 @@ class Kube:
         of our own objects that someone changed by hand (e.g. ``kubectl scale``).
 
         Raises ``ApplyRejected`` when the API server refuses the object (HTTP 400, 403,
-        404, 422); other errors (5xx, connection) propagate as they are.
+        404, 422), ``Conflict`` when ``obj`` names a ``metadata.resourceVersion`` (a
+        precondition) the object is no longer at (HTTP 409); other errors (5xx,
+        connection) propagate as they are.
         """
         res = await self._resource(obj["apiVersion"], obj["kind"])
         assert self._dynamic is not None
@@ -124,6 +126,8 @@ class Kube:
                 res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
             )
         except DynamicApiError as e:
+            if e.status == 409:
+                raise Conflict(f"{obj['kind']} {obj['metadata']['name']} changed") from e
             if e.status in REJECTED_STATUSES:
                 name = obj["metadata"]["name"]
                 raise ApplyRejected(obj["kind"], name, e.status, _api_message(e)) from e
@@ -131,11 +135,28 @@ class Kube:
         result: dict[str, Any] = applied.to_dict()
         return result
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        preconditions: dict[str, str] | None = None,
+    ) -> None:
+        """Delete the object (gone already: nothing). ``preconditions`` (``uid``,
+        ``resourceVersion``): delete only the object at exactly those, else raise
+        ``Conflict`` (HTTP 409)."""
         res = await self._resource(api_version, kind)
         assert self._dynamic is not None
-        with contextlib.suppress(NotFoundError):
-            await self._dynamic.delete(res, name=name, namespace=namespace)
+        body = {"preconditions": preconditions} if preconditions else None
+        try:
+            with contextlib.suppress(NotFoundError):
+                await self._dynamic.delete(res, name=name, namespace=namespace, body=body)
+        except DynamicApiError as e:
+            if e.status == 409:
+                raise Conflict(f"{kind} {namespace}/{name} changed") from e
+            raise
 
     @classmethod
     async def connect(cls) -> Kube:
