@@ -16,12 +16,17 @@ index, or as the caller just read it) already carries it:
 3. values the API server normalises are compared as it normalises them: resource
    quantities (``resources.limits``/``requests``, ``sizeLimit``: ``cpu: 1`` comes back as
    "1", 0.5 as "500m") by their value (``kube.quantity``).
-An object is written only after it was read (GET) just before: the ownership check (it
-may be someone else's: then it is left untouched and the problem reported, as DESIGN.md
-§2 asks) and the comparison run on the object as it is, never on an index entry, which
-may lag a replacement by a foreign object. Only a skip may be decided on the observed
-entry, and only when the caller allows it (``fresh`` False; ``handlers.executor`` says
-when). Reads, writes and deletes are noted in the Ledger (``handlers.observed``).
+The ownership check (an object may be someone else's: then it is left untouched and the
+problem reported, as DESIGN.md §2 asks) and the comparison that decides a write run on
+the object as it is, never on an index entry alone, which may lag a replacement by a
+foreign object: an object is written (or deleted) either after it was read (GET) just
+before, or on the condition that it is still exactly an index entry that is this
+Rollout's own (its ``metadata.resourceVersion`` in the apply, uid and resourceVersion
+as a delete's preconditions: the API server refuses the request, HTTP 409, if the object
+changed in any way since, and then it is read; issue 12 removed the GET before most
+writes this way). Only a skip may be decided on the observed entry, and only when the
+caller allows it (``fresh`` False; ``handlers.executor`` says when). Reads, writes and
+deletes are noted in the Ledger (``handlers.observed``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ missing (an index ghost) or with fewer Ready replicas than its entry said (``sta
 the decision is held (``Executed.held``), also when a write of that version is refused:
 a missing object is recreated, but no route is written and no capacity removed until
 the Rollout decides again (``executor.HELD_RETRY``) on an index that has caught up.
-Every write and delete is preceded by a read in any reconcile (``handlers.applied``), so
-ownership is never decided on an entry.
+Every write and delete is preceded by a read, or conditioned on the object being exactly
+an owned index entry (``handlers.applied``), in any reconcile, so ownership is never
+decided on an entry alone.
 """
 
 from __future__ import annotations

@@ -33,9 +33,10 @@ before the indexes.
 What a trusted entry may decide, and what is read fresh whatever the index says, is
 ``handlers.children``'s rule: entries decide skips only where a stale one is harmless
 (not for the route nor for the versions a decision that moves weight or removes capacity
-relies on); every write and every delete is preceded by a GET (ownership is never
-checked on an entry). The Ledger keeps one small record per object this process wrote
-or read (deleted objects included) for the process's life.
+relies on); every write and every delete is preceded by a GET or conditioned on the
+object being exactly an owned entry (its resourceVersion; ``handlers.applied``), so
+ownership is never decided on an entry alone. The Ledger keeps one small record per
+object this process wrote or read (deleted objects included) for the process's life.
 """
 
 from __future__ import annotations
