@@ -7,6 +7,7 @@ per-request proxy lookup (``kube.client``)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from kubernetes.aio import config as kube_config
 
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutPhase, RolloutStatus
-from ferryman.handlers import applied, lifecycle
-from ferryman.handlers.ledger import StatusLedger, merged
+from ferryman.handlers import applied, executor, lifecycle
+from ferryman.handlers.ledger import MAX_AGE, Ledger, StatusLedger, known_absent, merged, note
 from ferryman.handlers.roles import update_roles
 from ferryman.kube import client
 from ferryman.plan import labels
@@ -32,6 +33,8 @@ from unit.machine_sim import (
     retarget,
     route_moves_before_capacity_goes,
 )
+from unit.test_executor import NS as EXEC_NS
+from unit.test_executor import ROUTE, cluster, decide, paused_at_ten, rollout_of, snapshot
 
 NS = "risk"
 
@@ -331,3 +334,38 @@ def test_a_weight_move_writes_an_indexed_route_without_reading_it_first() -> Non
     assert not [g for g in kube.gets if g[1] == "fraud-1.0.0"], kube.gets
     no_weight_on_unready(sim)
     route_moves_before_capacity_goes(sim)
+
+
+# --- an absence our own read found is not read again (the route before it exists) -------
+
+
+def test_our_own_read_of_an_absent_object_is_trusted_for_max_age() -> None:
+    book: Ledger = {}
+    assert not known_absent(book, "HTTPRoute", NS, "fraud", 0.0)  # never read: read it
+    note(book, "HTTPRoute", NS, "fraud", None)
+    at = book[(NS, "HTTPRoute", "fraud")].at
+    assert known_absent(book, "HTTPRoute", NS, "fraud", at + 1)
+    assert not known_absent(book, "HTTPRoute", NS, "fraud", at + MAX_AGE + 1)
+    note(book, "HTTPRoute", NS, "fraud", {"metadata": {"resourceVersion": "3"}})
+    assert not known_absent(book, "HTTPRoute", NS, "fraud", at + 1)  # there since
+
+
+def test_a_route_believed_absent_is_read_before_it_is_written() -> None:
+    """The route was absent at our last read; someone else created one since. The
+    decision, made as if there were none, writes no route over it (the write is preceded
+    by a read), removes no capacity and keeps the status it was decided from."""
+    sim = paused_at_ten()
+    rollout = rollout_of(sim)
+    decision = decide(sim, rollout, "abort")
+    someone = {"apiVersion": "v1", "kind": "ConfigMap", "name": "theirs", "uid": "uid-9"}
+    kube = cluster(sim, rollout, route_owner=someone)
+    before = kube.objects[ROUTE]
+    seen = dataclasses.replace(
+        snapshot(sim, rollout, kube), route=None, route_read=False, foreign_route=False
+    )
+    seen.blocked = None
+    done = asyncio.run(executor.execute(kube, seen, decision))
+    assert kube.objects[ROUTE] == before
+    assert not any(w[1] == "HTTPRoute" or w[0] == "delete" for w in kube.writes), kube.writes
+    assert kube.statuses[("rollouts", EXEC_NS, "fraud")]["status"]["candidateVersion"] == "1.1.0"
+    assert done.status.weights is None

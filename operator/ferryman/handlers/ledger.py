@@ -176,3 +176,15 @@ def note_status(
     ledger[key] = StatusWrite(
         resource_version, merged(believed_status(ledger, key, resource_version, status), patch)
     )
+
+
+def known_absent(ledger: Ledger | None, kind: str, namespace: str, name: str, now: float) -> bool:
+    """Whether this process's own last read of ``kind`` ``namespace/name`` found it
+    absent (or it deleted it) at most ``MAX_AGE`` seconds before ``now`` (monotonic). A
+    decision may be made on that absence instead of reading again (a Rollout's route
+    before its first version is Ready: issue 12 counted ~7 such 404s per Rollout); a
+    write of the object is still preceded by a read or conditioned on an owned entry
+    (``handlers.applied``), so a same-named object created since, ferryman's or not, is
+    never written over unseen."""
+    known = (ledger or {}).get((namespace, kind, name))
+    return known is not None and known.deleted and now - known.at <= MAX_AGE

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,7 @@ from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import executor, killpoints, roles, wakeups
 from ferryman.handlers import observed as indexed
 from ferryman.handlers.context import context
-from ferryman.handlers.ledger import note
+from ferryman.handlers.ledger import known_absent, note
 from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import actions, labels, machine
 from ferryman.plan.decision import Action, DeploymentState, Observed, VersionRecord
@@ -253,7 +254,10 @@ async def reconcile(
         ctx.ledger,
     )
     existing_route = known.get((router.kind, name))
-    route_read = existing_route is None
+    # Not read again while our own last read found it absent (``ledger.known_absent``).
+    route_read = existing_route is None and not known_absent(
+        ctx.ledger, router.kind, ns, name, time.monotonic()
+    )
     if route_read:
         existing_route = await kube.get(router.api_version, router.kind, ns, name)
         note(ctx.ledger, router.kind, ns, name, existing_route)
