@@ -79,6 +79,12 @@ class FakeKube:
         if not mine:
             raise Unexpected(f"{obj['kind']} {key[3]} applied without a Rollout owner")
         existing = self.objects.get(key)
+        want = meta.get("resourceVersion")  # a precondition: that very object
+        if want is not None:
+            have = (existing or {}).get("metadata", {}).get("resourceVersion")
+            if existing is None or have != want:
+                raise Conflict(f"{obj['kind']} {key[3]} is not at {want}")
+            obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
         if existing is not None and not (_owner_uids(existing) & mine):
             raise Unexpected(f"{obj['kind']} {key[3]} of someone else overwritten")
         if (obj["kind"], key[3]) in self.refuse:
@@ -87,8 +93,21 @@ class FakeKube:
         self.objects[key] = json_copy(obj)
         return json_copy(obj)
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        preconditions: dict[str, str] | None = None,
+    ) -> None:
         self._check_kind(api_version, kind)
+        held = self.objects.get((api_version, kind, namespace, name))
+        if preconditions and held is not None:
+            meta = held.get("metadata") or {}
+            if any(meta.get(k) != v for k, v in preconditions.items()):
+                raise Conflict(f"{kind} {name} is not at {preconditions}")
         existing = self.objects.pop((api_version, kind, namespace, name), None)
         if existing is not None and not _owner_uids(existing):
             raise Unexpected(f"deleted {kind} {name} that ferryman does not own")

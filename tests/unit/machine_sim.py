@@ -114,6 +114,9 @@ class Cluster(FakeKube):
         self.version += 1
         self.objects[key]["metadata"]["resourceVersion"] = str(self.version)
         applied["metadata"]["resourceVersion"] = str(self.version)
+        # The API server's uid: given at creation, kept by every apply.
+        uid = (before or {}).get("metadata", {}).get("uid") or f"uid-{self.version}"
+        self.objects[key]["metadata"]["uid"] = applied["metadata"]["uid"] = uid
         if obj["kind"] != "Service":
             last = (before or {}).get("metadata", {}).get("generation", 0)
             changed = before is None or before.get("spec") != obj.get("spec")
@@ -126,9 +129,17 @@ class Cluster(FakeKube):
             self.on_write("apply", before, self.objects[key])
         return applied
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        preconditions: dict[str, str] | None = None,
+    ) -> None:
         before = self.objects.get((api_version, kind, namespace, name))
-        await super().delete(api_version, kind, namespace, name)
+        await super().delete(api_version, kind, namespace, name, preconditions=preconditions)
         if self.on_write is not None:
             self.on_write("delete", before, None)
 

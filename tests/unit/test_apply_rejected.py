@@ -25,7 +25,7 @@ from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutStatus
 from ferryman.handlers import applied, executor
 from ferryman.handlers import rollouts as handler
-from ferryman.kube.client import ApplyRejected, Kube, apply_body
+from ferryman.kube.client import ApplyRejected, Conflict, Kube, apply_body
 from ferryman.plan.decision import VersionRecord
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -72,11 +72,18 @@ def test_an_apply_body_reads_back_as_yaml_whatever_the_text(value: str) -> None:
     assert yaml.safe_load(body) == obj
 
 
-@pytest.mark.parametrize("status", [409, 500, 503])
+@pytest.mark.parametrize("status", [500, 503])
 def test_other_errors_propagate_as_they_are(status: int) -> None:
     with pytest.raises(ApiException) as caught:
         asyncio.run(_kube(status).apply(SERVICE))
     assert not isinstance(caught.value, ApplyRejected)
+
+
+def test_a_failed_resource_version_precondition_is_a_conflict() -> None:
+    # An apply is 409 only when it named a resourceVersion (force_conflicts takes
+    # field conflicts): the object changed since, read it again (handlers.applied).
+    with pytest.raises(Conflict):
+        asyncio.run(_kube(409).apply(SERVICE))
 
 
 def _rollout(name: str = "fraud") -> Rollout:

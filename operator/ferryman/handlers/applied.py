@@ -16,12 +16,17 @@ index, or as the caller just read it) already carries it:
 3. values the API server normalises are compared as it normalises them: resource
    quantities (``resources.limits``/``requests``, ``sizeLimit``: ``cpu: 1`` comes back as
    "1", 0.5 as "500m") by their value (``kube.quantity``).
-An object is written only after it was read (GET) just before: the ownership check (it
-may be someone else's: then it is left untouched and the problem reported, as DESIGN.md
-§2 asks) and the comparison run on the object as it is, never on an index entry, which
-may lag a replacement by a foreign object. Only a skip may be decided on the observed
-entry, and only when the caller allows it (``fresh`` False; ``handlers.executor`` says
-when). Reads, writes and deletes are noted in the Ledger (``handlers.observed``).
+The ownership check (an object may be someone else's: then it is left untouched and the
+problem reported, as DESIGN.md §2 asks) and the comparison that decides a write run on
+the object as it is, never on an index entry alone, which may lag a replacement by a
+foreign object: an object is written (or deleted) either after it was read (GET) just
+before, or on the condition that it is still exactly an index entry that is this
+Rollout's own (its ``metadata.resourceVersion`` in the apply, uid and resourceVersion
+as a delete's preconditions: the API server refuses the request, HTTP 409, if the object
+changed in any way since, and then it is read; issue 12 removed the GET before most
+writes this way). Only a skip may be decided on the observed entry, and only when the
+caller allows it (``fresh`` False; ``handlers.executor`` says when). Reads, writes and
+deletes are noted in the Ledger (``handlers.observed``).
 """
 
 from __future__ import annotations
@@ -30,13 +35,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ferryman.api.common import clip
 from ferryman.api.rollout import Rollout
 from ferryman.handlers import terminating
 from ferryman.handlers.ledger import Ledger, note
-from ferryman.kube.client import ApplyRejected
+from ferryman.kube.client import ApplyRejected, Conflict
 from ferryman.kube.quantity import same_quantity
 from ferryman.plan import labels
 
@@ -147,6 +152,38 @@ def carries_object(observed: dict[str, Any], desired: dict[str, Any]) -> bool:
     return True
 
 
+def _refused(rollout: Rollout, e: ApplyRejected, problems: list[str]) -> None:
+    # A terminating namespace's refusal is expected (``handlers.namespaces``).
+    level = logging.INFO if terminating.noted(e.reason) else logging.WARNING
+    log.log(level, "%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
+    problems.append(
+        ApplyFailure(
+            f"the API server refused {e.kind} {e.name} (HTTP {e.status}): " + clip(e.reason, 512)
+        )
+    )
+
+
+CHANGED = object()  # a conditioned write found the object changed: read it
+
+
+async def _conditioned(
+    kube: Writer, rollout: Rollout, obj: dict[str, Any], version: str, problems: list[str]
+) -> Any:
+    """Apply ``obj`` on the condition that the object is still at resourceVersion
+    ``version``; the answer, None when refused (added to ``problems``), ``CHANGED``
+    when it is no longer at that version (HTTP 409) or not there (HTTP 404)."""
+    meta = {**obj["metadata"], "resourceVersion": version}
+    try:
+        return await kube.apply({**obj, "metadata": meta})
+    except Conflict:
+        return CHANGED
+    except ApplyRejected as e:
+        if e.status == 404:
+            return CHANGED
+        _refused(rollout, e, problems)
+        return None
+
+
 async def apply_owned(
     kube: Writer,
     rollout: Rollout,
@@ -158,15 +195,20 @@ async def apply_owned(
     observed: Observed | None = None,
     ledger: Ledger | None = None,
     fresh: bool = False,
+    indexed: Observed | None = None,
 ) -> dict[str, Any] | None:
     """Apply ``obj`` (stamped, see the module docstring) if no object of that name exists
     or it is this Rollout's own; else leave it untouched, add the problem and return None.
     ``existing``: the object as just read (GET) when ``read`` (None: absent); ``observed``:
     the Rollout's trusted index entries (``handlers.observed.lookup``), whose entry for
-    ``obj`` may decide a skip unless ``fresh``; any write is preceded by a read unless
-    ``read``. ``ledger``: noted each read and write. Returns the object as
-    applied, or as observed or read when it already carried ``obj`` (no write); a refused
-    apply is added to ``problems`` as an ``ApplyFailure`` (None)."""
+    ``obj`` may decide a skip unless ``fresh``; ``indexed``: trusted entries that may
+    only condition a write (default ``observed``). Unless ``read``, a write is either
+    conditioned on the resourceVersion of an entry that is this Rollout's own and does
+    not carry ``obj`` (the API server applies it only to that very object, so ownership
+    and the need to write are decided on the object as it is; HTTP 409 or 404: read
+    it, below), or preceded by a read. ``ledger``: noted each read and write. Returns the
+    object as applied, or as observed or read when it already carried ``obj`` (no
+    write); a refused apply is added to ``problems`` as an ``ApplyFailure`` (None)."""
     meta = obj["metadata"]
     kind, ns, name = obj["kind"], meta["namespace"], meta["name"]
     stamp(obj)
@@ -178,6 +220,20 @@ async def apply_owned(
         and carries_object(found, obj)
     ):
         return found
+    base = (indexed if indexed is not None else observed or {}).get((kind, name))
+    version = ((base or {}).get("metadata") or {}).get("resourceVersion")
+    if (
+        not read
+        and base is not None
+        and version
+        and labels.is_owned_by(base, rollout)
+        and not carries_object(base, obj)
+    ):
+        answer = await _conditioned(kube, rollout, obj, str(version), problems)
+        if answer is not CHANGED:
+            if answer is not None:
+                note(ledger, kind, ns, name, answer)
+            return cast(dict[str, Any] | None, answer)
     if not read:
         existing = await kube.get(obj["apiVersion"], kind, ns, name)
         note(ledger, kind, ns, name, existing)
@@ -189,15 +245,7 @@ async def apply_owned(
     try:
         answer = await kube.apply(obj)
     except ApplyRejected as e:
-        # A terminating namespace's refusal is expected (``handlers.namespaces``).
-        level = logging.INFO if terminating.noted(e.reason) else logging.WARNING
-        log.log(level, "%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
-        problems.append(
-            ApplyFailure(
-                f"the API server refused {e.kind} {e.name} (HTTP {e.status}): "
-                + clip(e.reason, 512)
-            )
-        )
+        _refused(rollout, e, problems)
         return None
     note(ledger, kind, ns, name, answer)
     return answer
@@ -211,11 +259,27 @@ async def delete_owned(
     name: str,
     problems: list[str],
     ledger: Ledger | None = None,
+    indexed: Observed | None = None,
 ) -> None:
-    """Delete ``kind`` ``name`` in the Rollout's namespace if, read just before (never
-    from an index), it exists and is this Rollout's own; someone else's is left untouched
-    and reported in ``problems``."""
+    """Delete ``kind`` ``name`` in the Rollout's namespace if it exists and is this
+    Rollout's own; someone else's is left untouched and reported in ``problems``. With a
+    trusted entry of it in ``indexed`` that is this Rollout's own, the delete is
+    conditioned on that entry's uid and resourceVersion (the API server deletes only that
+    very object); otherwise, or when it changed since (HTTP 409), it is read just before
+    (never decided on an index entry alone)."""
     ns = rollout.metadata.namespace
+    entry = (indexed or {}).get((kind, name))
+    meta = (entry or {}).get("metadata") or {}
+    uid, version = meta.get("uid"), meta.get("resourceVersion")
+    if entry is not None and uid and version and labels.is_owned_by(entry, rollout):
+        try:
+            precondition = {"uid": str(uid), "resourceVersion": str(version)}
+            await kube.delete(api_version, kind, ns, name, preconditions=precondition)
+        except Conflict:
+            pass  # changed since: read it, below
+        else:
+            note(ledger, kind, ns, name, None)
+            return
     existing = await kube.get(api_version, kind, ns, name)
     if existing is None:
         note(ledger, kind, ns, name, None)

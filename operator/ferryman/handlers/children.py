@@ -15,19 +15,27 @@ missing (an index ghost) or with fewer Ready replicas than its entry said (``sta
 the decision is held (``Executed.held``), also when a write of that version is refused:
 a missing object is recreated, but no route is written and no capacity removed until
 the Rollout decides again (``executor.HELD_RETRY``) on an index that has caught up.
-Every write and delete is preceded by a read in any reconcile (``handlers.applied``), so
-ownership is never decided on an entry.
+Every write and delete is preceded by a read, or conditioned on the object being exactly
+an owned index entry (``handlers.applied``), in any reconcile, so ownership is never
+decided on an entry alone.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import TYPE_CHECKING, Any
 
 from ferryman.api import names
 from ferryman.api.modelversion import ModelVersion
 from ferryman.errors import describe
-from ferryman.handlers.applied import ApplyFailure, apply_owned, delete_owned
+from ferryman.handlers.applied import (
+    ApplyFailure,
+    apply_owned,
+    carries_object,
+    delete_owned,
+    stamp,
+)
 from ferryman.handlers.ledger import note
 from ferryman.plan import labels, serving
 from ferryman.plan.actions import deployment_readiness
@@ -114,6 +122,45 @@ def stale(counted: DeploymentState | None, fresh: dict[str, Any] | None) -> bool
     return deployment_readiness(fresh)[1] < counted.available
 
 
+def route_object(
+    seen: Snapshot, decision: Decision, services: dict[str, str]
+) -> dict[str, Any] | None:
+    """The route object ``decision`` writes (None: it writes none); ``services``: the
+    Service name of each version."""
+    if decision.route is None:
+        return None
+    rollout = seen.rollout
+    name = rollout.metadata.name
+    return seen.router.build(
+        name=name,
+        namespace=rollout.metadata.namespace,
+        route=decision.route,
+        services=services,
+        port=serving.service_port(rollout),
+        metadata={
+            "labels": {labels.ROLLOUT: labels.label_value(name), labels.MANAGED_BY: "ferryman"},
+            "ownerReferences": [labels.owner_reference(rollout)],
+        },
+    )
+
+
+def conditioned_route(seen: Snapshot, route: dict[str, Any] | None) -> bool:
+    """Whether a transition may write ``route`` on the condition that the route is still
+    at the resourceVersion of its index entry (``handlers.applied``), instead of reading
+    it before: the route came from the index, is this Rollout's own there, and does not
+    carry ``route`` (an entry that does may not decide a skip in a transition: it is read).
+    Not with weights by replica ratio (plain Services), whose capacity decisions compare
+    the route as indexed with the route as read."""
+    return (
+        not seen.route_read
+        and route is not None
+        and seen.route is not None
+        and not seen.foreign_route
+        and not seen.router.capabilities.weights_by_replicas
+        and not carries_object(seen.route, stamp(copy.deepcopy(route)))
+    )
+
+
 async def apply_version(
     kube: Writer, seen: Snapshot, mv: ModelVersion, replicas: int, problems: list[str]
 ) -> bool:
@@ -151,6 +198,7 @@ async def apply_version(
                 read=read and last,
                 observed=seen.observed,
                 ledger=seen.ledger,
+                indexed=seen.indexed,
             )
             if any(isinstance(p, ApplyFailure) for p in problems[before:]):
                 break  # no pods behind a Service or budget that could not be written
@@ -170,7 +218,15 @@ async def apply_stable_service(
     svc = serving.service(mv, rollout)
     svc["metadata"]["name"] = rollout.metadata.name
     svc["metadata"]["annotations"] = {f"{labels.PREFIX}/stable-version": mv.spec.version}
-    await apply_owned(kube, rollout, svc, problems, observed=seen.observed, ledger=seen.ledger)
+    await apply_owned(
+        kube,
+        rollout,
+        svc,
+        problems,
+        observed=seen.observed,
+        ledger=seen.ledger,
+        indexed=seen.indexed,
+    )
 
 
 async def sync_preview(
@@ -182,19 +238,33 @@ async def sync_preview(
     if mv is None:
         known = seen.observed.get(("Service", name))
         if known is None or labels.is_owned_by(known, rollout):  # read before the delete
-            await delete_owned(kube, rollout, "v1", "Service", name, problems, seen.ledger)
+            await delete_owned(
+                kube, rollout, "v1", "Service", name, problems, seen.ledger, seen.indexed
+            )
         return
     svc = serving.service(mv, rollout)
     svc["metadata"]["name"] = name
     svc["metadata"]["annotations"] = {f"{labels.PREFIX}/preview-version": mv.spec.version}
-    await apply_owned(kube, rollout, svc, problems, observed=seen.observed, ledger=seen.ledger)
+    await apply_owned(
+        kube,
+        rollout,
+        svc,
+        problems,
+        observed=seen.observed,
+        ledger=seen.ledger,
+        indexed=seen.indexed,
+    )
 
 
 async def delete_version(kube: Writer, seen: Snapshot, name: str, problems: list[str]) -> None:
-    """Delete a version's Deployment, Service and budget (each read just before)."""
+    """Delete a version's budget, Deployment and Service (``applied.delete_owned``). The
+    budget goes first: the disruption controller rewrites its status as the Deployment's
+    pods go, which would fail a delete conditioned on its indexed resourceVersion."""
     for api_version, kind in (
+        ("policy/v1", "PodDisruptionBudget"),
         ("apps/v1", "Deployment"),
         ("v1", "Service"),
-        ("policy/v1", "PodDisruptionBudget"),
     ):
-        await delete_owned(kube, seen.rollout, api_version, kind, name, problems, seen.ledger)
+        await delete_owned(
+            kube, seen.rollout, api_version, kind, name, problems, seen.ledger, seen.indexed
+        )

@@ -22,7 +22,7 @@ from ferryman.kube.client import Kube
 from ferryman.settings import Settings
 
 if TYPE_CHECKING:
-    from ferryman.handlers.ledger import Ledger
+    from ferryman.handlers.ledger import Ledger, StatusLedger
 
 CONTEXT = "ferryman_context"
 OPTIONS = "ferryman_options"
@@ -53,6 +53,8 @@ class OperatorContext:
     # What this process last wrote or read of each object (``handlers.observed.Ledger``):
     # an index entry older than that is not trusted.
     ledger: Ledger = field(default_factory=dict)
+    # The ModelVersion status writes of this process (``handlers.roles``).
+    status_writes: StatusLedger = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings | None:

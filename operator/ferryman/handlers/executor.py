@@ -46,7 +46,7 @@ from ferryman.handlers.applied import ApplyFailure, Observed, apply_owned
 from ferryman.handlers.killpoints import kill_point
 from ferryman.handlers.ledger import Ledger, note
 from ferryman.kube.client import Conflict, Rejected
-from ferryman.plan import labels, serving
+from ferryman.plan import labels
 from ferryman.plan.capacity import ratio_weights
 from ferryman.plan.conditions import set_condition
 from ferryman.plan.decision import Decision, DeploymentState, Event
@@ -94,7 +94,15 @@ class Writer(Protocol):
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        preconditions: dict[str, str] | None = None,
+    ) -> None: ...
 
     async def patch_status(
         self,
@@ -130,6 +138,9 @@ class Snapshot:
     route_read: bool = True
     ledger: Ledger | None = None  # this process's reads and writes (``handlers.ledger``)
     fresh: frozenset[str] = frozenset()  # versions whose Deployment is read before a write
+    # Every trusted entry, also those ``observed`` lost in a transition: they may only
+    # condition a write or a delete on their resourceVersion (``handlers.applied``).
+    indexed: Observed = field(default_factory=dict)
 
 
 @dataclass
@@ -158,12 +169,17 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     status = decision.status
     problems: list[str] = [f"blocked: {seen.blocked}"] if seen.blocked else []
     held = hold_capacity = False  # a ghost in the index; the route lagging (see below)
+    seen = dataclasses.replace(seen, indexed=seen.observed)
+    route_obj = children.route_object(seen, decision, services)
     fresh = children.transition(seen, decision)
+    # A route from the index that the decision changes is written on the condition of
+    # its resourceVersion instead of read first (``children.conditioned_route``).
+    conditioned = fresh is not None and children.conditioned_route(seen, route_obj)
     if fresh is not None:
         # Read again: the route, if it came from the index, and the objects of ``fresh``.
         observed = children.fresh_observed(seen, fresh, decision.status.stable_version)
         seen = dataclasses.replace(seen, observed=observed, fresh=fresh)
-        if not seen.route_read:
+        if not seen.route_read and not conditioned:
             route = await kube.get(router.api_version, router.kind, ns, name)
             note(seen.ledger, router.kind, ns, name, route)
             # With weights by replica ratio the decision's capacity followed the route as
@@ -206,34 +222,31 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
                     held = held or version in seen.deployments
         kill_point("after-scale-up")
     route_ok = not foreign_route and not held
-    if decision.route is not None and route_ok:
+    if route_obj is not None and route_ok:
         # 2. the route. It is written even when a scale-up above failed: the decision gives
         # weight only to replicas it observed Ready, so the route never needs this
         # reconcile's scale-up, and a rollback's route write must never wait for one. Not
         # when a fresh read found fewer Ready than observed (``held``: decide again).
-        obj = router.build(
-            name=name,
-            namespace=ns,
-            route=decision.route,
-            services=services,
-            port=serving.service_port(rollout),
-            metadata={
-                "labels": {labels.ROLLOUT: labels.label_value(name), labels.MANAGED_BY: "ferryman"},
-                "ownerReferences": [labels.owner_reference(rollout)],
-            },
-        )
         applied = await apply_owned(
             kube,
             rollout,
-            obj,
+            route_obj,
             problems,
             existing=existing_route if seen.route_read else None,
             read=seen.route_read,
             observed={(router.kind, name): existing_route} if existing_route is not None else {},
             ledger=seen.ledger,
+            fresh=conditioned,
         )
         route_written_at = datetime.now(UTC)
         route_ok = applied is not None
+        if applied is None and conditioned:
+            # Not written: status reports the route as it is now, not as indexed.
+            now_route = await kube.get(router.api_version, router.kind, ns, name)
+            note(seen.ledger, router.kind, ns, name, now_route)
+            ours = now_route is not None and labels.is_owned_by(now_route, rollout)
+            read = router.read(now_route, reverse) if ours and now_route is not None else None
+            status.weights = _observed_weights(router, read, seen.deployments)
         if applied is not None:
             read = router.read(applied, reverse)
             status.weights = _observed_weights(router, read, seen.deployments)

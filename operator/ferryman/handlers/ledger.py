@@ -33,9 +33,10 @@ before the indexes.
 What a trusted entry may decide, and what is read fresh whatever the index says, is
 ``handlers.children``'s rule: entries decide skips only where a stale one is harmless
 (not for the route nor for the versions a decision that moves weight or removes capacity
-relies on); every write and every delete is preceded by a GET (ownership is never
-checked on an entry). The Ledger keeps one small record per object this process wrote
-or read (deleted objects included) for the process's life.
+relies on); every write and every delete is preceded by a GET or conditioned on the
+object being exactly an owned entry (its resourceVersion; ``handlers.applied``), so
+ownership is never decided on an entry alone. The Ledger keeps one small record per
+object this process wrote or read (deleted objects included) for the process's life.
 """
 
 from __future__ import annotations
@@ -111,3 +112,79 @@ def trusted(entry: Entry, ledger: Ledger | None, now: float, listed: float | Non
     if listed is not None and at < listed:
         return False  # the latest list did not hold it, and nothing read it since
     return now - at <= MAX_AGE
+
+
+# --- status writes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    """What this process wrote to one object's status: the resourceVersion of the object
+    as observed when the first of those writes was decided (``base``), and its status
+    then with each of our merge patches since applied (``status``, camelCase JSON)."""
+
+    base: str
+    status: dict[str, Any]
+
+
+StatusKey = tuple[str, str, str]  # (plural, namespace, name)
+StatusLedger = dict[StatusKey, StatusWrite]
+
+
+def merged(target: Any, patch: Any) -> Any:
+    """``target`` with the JSON merge patch ``patch`` applied (RFC 7386: a dict merges
+    key by key, None removes the key, anything else replaces); inputs are not changed."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merged(out.get(key), value)
+    return out
+
+
+def believed_status(
+    ledger: StatusLedger | None, key: StatusKey, resource_version: str, status: dict[str, Any]
+) -> dict[str, Any]:
+    """The status of ``key`` as this process knows it: ``status``, observed at
+    ``resource_version`` (an index entry), or, while the observed object is still the
+    one our last status writes were decided on (the same resourceVersion: the index has
+    not yet delivered them), that status with our writes merged in. An entry at any other
+    resourceVersion is newer than our base (our own write, or someone else's) and is
+    used as it is: a skip decided here costs at most a write one watch event later, and
+    what that event brings is decided on afresh."""
+    record = (ledger or {}).get(key)
+    if record is not None and resource_version and record.base == resource_version:
+        return record.status
+    return status
+
+
+def note_status(
+    ledger: StatusLedger | None,
+    key: StatusKey,
+    resource_version: str,
+    status: dict[str, Any],
+    patch: dict[str, Any],
+) -> None:
+    """Record that the merge patch ``patch`` was written (accepted) to the status of
+    ``key``, decided on ``status`` observed at ``resource_version`` (nothing is recorded
+    without one)."""
+    if ledger is None or not resource_version:
+        return
+    ledger[key] = StatusWrite(
+        resource_version, merged(believed_status(ledger, key, resource_version, status), patch)
+    )
+
+
+def known_absent(ledger: Ledger | None, kind: str, namespace: str, name: str, now: float) -> bool:
+    """Whether this process's own last read of ``kind`` ``namespace/name`` found it
+    absent (or it deleted it) at most ``MAX_AGE`` seconds before ``now`` (monotonic). A
+    decision may be made on that absence instead of reading again (a Rollout's route
+    before its first version is Ready: issue 12 counted ~7 such 404s per Rollout); a
+    write of the object is still preceded by a read or conditioned on an owned entry
+    (``handlers.applied``), so a same-named object created since, ferryman's or not, is
+    never written over unseen."""
+    known = (ledger or {}).get((namespace, kind, name))
+    return known is not None and known.deleted and now - known.at <= MAX_AGE

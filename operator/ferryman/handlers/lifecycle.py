@@ -19,6 +19,21 @@ PREFIX = "ferryman.dev"
 FINALIZER = f"{PREFIX}/finalizer"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base, not kept. It only serves on.create/update/resume handlers, and
+    ferryman has none (its only changing handlers are on.delete); the default storage
+    still patches its annotation onto each Rollout at every spec or annotation change,
+    racing the reconcile's status write (a 409 and a second reconcile, issue 12), and
+    onto each ModelVersion when it is first served. Every event is then a "creation"
+    with no handler, which kopf skips."""
+
+    def fetch(self, *, body: kopf.Body) -> None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Apply ferryman's kopf settings before any watch starts, and create the operator
@@ -53,9 +68,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     # Own finalizer and bookkeeping annotations: never shared with another kopf operator.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.peering.standalone = True
     # A watch that the server or a proxy dropped without closing must be re-opened:
     # ask the server to end each watch after 5 minutes (FERRYMAN_WATCH_TIMEOUT_SECONDS

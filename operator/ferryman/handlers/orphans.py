@@ -67,7 +67,15 @@ class Patcher(Protocol):
 
     async def apply(self, obj: Obj) -> Obj: ...
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        preconditions: dict[str, str] | None = None,
+    ) -> None: ...
 
     async def patch_status(
         self,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ from ferryman.handlers import (
 )
 from ferryman.handlers import observed as indexed
 from ferryman.handlers.context import context
-from ferryman.handlers.ledger import note
+from ferryman.handlers.ledger import known_absent, note
 from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import actions, labels, machine
 from ferryman.plan.decision import Action, DeploymentState, Observed, VersionRecord
@@ -288,7 +289,10 @@ async def reconcile(
         if await orphans.adopt(kube, rollout, found, ctx.ledger):
             return executor.HELD_RETRY, False
     existing_route = known.get((router.kind, name))
-    route_read = existing_route is None
+    # Not read again while our own last read found it absent (``ledger.known_absent``).
+    route_read = existing_route is None and not known_absent(
+        ctx.ledger, router.kind, ns, name, time.monotonic()
+    )
     if route_read:
         existing_route = await kube.get(router.api_version, router.kind, ns, name)
         note(ctx.ledger, router.kind, ns, name, existing_route)
@@ -349,7 +353,7 @@ async def reconcile(
     metrics.record_reconcile(
         rollout, status, written, executed.route_written_at, measured=due is not None
     )
-    await roles.update_roles(kube, rollout, status, mvs, now)
+    await roles.update_roles(kube, rollout, status, mvs, now, ctx.status_writes)
     delay = decision.requeue_after
     if executed.failures:
         # Refused writes are not retried in a tight loop ...
@@ -415,7 +419,8 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, retry: int, **kwa
     served, so their roles are cleared and their deletion no longer waits."""
     rollout = Rollout.model_validate(dict(body))
     ns, name, model = rollout.metadata.namespace, rollout.metadata.name, rollout.spec.model
-    kube = context(memo).kube
+    ctx = context(memo)
+    kube = ctx.kube
     stable = rollout.status.stable_version
     owned = {v: n for (n, v, _st) in kwargs["deployments_by_rollout"].get((ns, name), [])}
     if rollout.spec.deletion_policy == "KeepStable" and stable and stable in owned:
@@ -423,9 +428,7 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, retry: int, **kwa
             kept = await orphans.keep_stable(kube, rollout, router_for(rollout.spec), owned[stable])
         except Exception as e:
             if retry + 1 < KEEP_ATTEMPTS:
-                raise kopf.TemporaryError(
-                    f"keeping {stable} serving: {describe(e)}", delay=5
-                ) from e
+                raise kopf.TemporaryError(f"keeping {stable}: {describe(e)}", delay=5) from e
             log.error("%s/%s: could not keep %s serving: %s", ns, name, stable, describe(e))
             namespaces.post(
                 body,
@@ -442,5 +445,5 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, retry: int, **kwa
         for mv in kwargs["modelversions_by_model"].get((ns, model), [])
         if mv.status.rollout == rollout.metadata.name
     ]
-    await roles.update_roles(kube, rollout, None, mvs, datetime.now(UTC))
+    await roles.update_roles(kube, rollout, None, mvs, datetime.now(UTC), ctx.status_writes)
     metrics.forget(ns, rollout.metadata.name)
