@@ -157,6 +157,10 @@ class IdentifiedLeaseLock(LeaseLock):
         )
 
     async def _write(self, request: Awaitable[Any]) -> bool:
+        # The deadline counts from the moment the write was sent, not answered: the API
+        # server stored it after that, so no standby can have seen it earlier, and a
+        # slow answer does not stretch the leader's tenure past what the standbys count.
+        sent = time.monotonic()
         try:
             self._written = await request
         except ApiException as e:
@@ -169,7 +173,7 @@ class IdentifiedLeaseLock(LeaseLock):
             what = f"{type(e).__name__}: {e}"
             log.warning("writing Lease %s/%s: %s", self.namespace, self.name, what)
             return False
-        self.renewed_at = time.monotonic()
+        self.renewed_at = sent
         return True
 
 
