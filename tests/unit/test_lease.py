@@ -334,7 +334,7 @@ def test_release_leaves_another_holders_lease_alone(clock: Clock) -> None:
 
 def test_leader_election_settings_follow_client_go_rules() -> None:
     le = settings.load(environ={}).leader_election
-    assert (le.enabled, le.lease_duration_seconds, le.renew_deadline_seconds) == (False, 15, 10)
+    assert (le.enabled, le.lease_duration_seconds, le.renew_deadline_seconds) == (False, 10, 7)
     assert le.retry_period_seconds == 2
     with pytest.raises(ValidationError, match="greater than renewDeadlineSeconds"):
         settings.LeaderElection(lease_duration_seconds=10, renew_deadline_seconds=10)
