@@ -63,8 +63,8 @@ class LeaderElection(_Model):
     process exits) when it has not renewed for ``renewDeadlineSeconds``. Hence
     lease > renew deadline > 1.2 x retry period, and retry period >= 1 s. The defaults,
     10 / 7 / 2 s, are shorter than client-go's 15 / 10 / 2 so that failover after a
-    SIGKILL (about the lease duration plus up to one retry period) stays under 15 s
-    (docs/reliability.md)."""
+    SIGKILL stays under 15 s: a standby takes over the lease duration, plus up to one
+    retry period, after it last observed a renewal (docs/reliability.md)."""
 
     enabled: bool = Field(False, description="Wait for the Lease before running anything.")
     lease_name: str = Field("ferryman-leader", min_length=1, max_length=253)
