@@ -159,8 +159,8 @@ toxiproxy-build:
 faults: venv deps cluster-build toxiproxy-build
 	FERRYMAN_FAULT_MATRIX=1 FERRYMAN_TEST_WORKERS=0 bash hack/run-tests.sh tests/e2e/test_faults.py $(PYTEST_ARGS)
 
-# Leader election: the HA e2e with 10 leader kills and client-go's default timings
-# (15/10/2 s, what the chart ships); prints the failover times (docs/reliability.md).
+# Leader election: the HA e2e with 10 leader kills and ferryman's default timings
+# (10/7/2 s, what the chart ships); prints the failover times (docs/reliability.md).
 # `make test` runs the same test with 2 kills and short timings. Not part of `make test`.
 .PHONY: ha
 ha: venv deps cluster-build

@@ -266,7 +266,7 @@ def test_settings_configmap_is_what_the_operator_loads(tmp_path: Path) -> None:
     le = loaded.leader_election
     assert (le.enabled, le.lease_name, le.namespace) == (True, "ferryman-leader", None)
     timings = (le.lease_duration_seconds, le.renew_deadline_seconds, le.retry_period_seconds)
-    assert timings == (15, 10.0, 2.0)
+    assert timings == (10, 7.0, 2.0)
 
     values = chart.everything_on(WATCH)
     path.write_text(_settings_text(render(values)))

@@ -14,7 +14,7 @@ Failover times (kill -> Lease acquired, kill -> first other write) are printed.
 
 Knobs: FERRYMAN_HA_KILLS (default 2: `make test` runs a canary and an abort kill),
 FERRYMAN_HA_TIMINGS ``short`` (default: lease 4 s, renew deadline 3 s, retry 1 s),
-``default`` (client-go's 15/10/2, what the chart ships) or ``L/R/P`` seconds,
+``default`` (ferryman's defaults, what the chart ships: 10/7/2) or ``L/R/P`` seconds,
 FERRYMAN_TEST_SEED. `make ha` runs 10 kills with the default timings
 (docs/reliability.md has its figures).
 """
@@ -36,7 +36,7 @@ import yaml
 from kubernetes import client
 
 from e2e import rollouts as r
-from harness import ha, rbac
+from harness import chart, ha, rbac
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 
@@ -44,9 +44,13 @@ pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.kwok, pytest
 
 LEASE = "ferryman-leader"  # the chart's name for release "ferryman"
 NEVER_READY = "registry.example/never-ready:1"
+TIMING_KEYS = ("leaseDurationSeconds", "renewDeadlineSeconds", "retryPeriodSeconds")
+_SHIPPED = yaml.safe_load((chart.CHART / "values.yaml").read_text())["leaderElection"]
 TIMINGS: dict[str, dict[str, float]] = {
     "short": {"leaseDurationSeconds": 4, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 1},
-    "default": {"leaseDurationSeconds": 15, "renewDeadlineSeconds": 10, "retryPeriodSeconds": 2},
+    # ferryman's defaults as the chart ships them (10/7/2 s; tests/e2e/test_chart_render.py
+    # checks the operator loads the same).
+    "default": {key: _SHIPPED[key] for key in TIMING_KEYS},
 }
 STEPS = [
     {"setWeight": 25},

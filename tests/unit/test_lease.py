@@ -61,6 +61,7 @@ class FakeLeases:
         self.writes: list[tuple[str, str | None]] = []  # (verb, holder)
         self.reads = 0
         self.read_errors: list[Exception] = []  # raised by the next reads, in order
+        self.slow: tuple[Clock, float] | None = None  # replace answers this late (virtual s)
 
     def _store(self, lease: Any) -> Any:
         self.rv += 1
@@ -88,6 +89,9 @@ class FakeLeases:
     async def replace_namespaced_lease(self, name: str, namespace: str, body: Any, **_: Any) -> Any:
         if self.hang:
             await asyncio.Event().wait()
+        if self.slow is not None:
+            clock, seconds = self.slow
+            await clock.sleep(seconds)
         current = self.objects.get(name)
         if current is None:
             raise ApiException(status=404, reason="Not Found")
@@ -280,6 +284,26 @@ def test_a_hanging_renewal_is_a_lost_lease_within_the_renew_deadline(clock: Cloc
     assert FAST.renew_deadline < lost_after <= FAST.renew_deadline + FAST.retry_period
 
 
+def test_the_renew_deadline_counts_from_when_the_renewal_was_sent(clock: Clock) -> None:
+    """A standby may have seen a renewal as soon as it was sent (the API server stores it
+    before answering): counting the deadline from a slow answer would let the leader
+    write that much longer than the standbys think, eating the lease-renew margin."""
+    api = FakeLeases()
+    a = elector(api, "a")
+
+    async def scenario() -> float:
+        await a.acquire()
+        api.slow = (clock, 1.5)
+        sent = clock.now
+        assert await a.election.try_acquire_or_renew()
+        assert clock.now == sent + 1.5
+        return sent
+
+    sent = run(scenario())
+    assert api.writes[-1] == ("update", "a")
+    assert a.lock.renewed_at == sent
+
+
 def test_hold_returns_when_the_work_ends_and_release_hands_over_at_once(clock: Clock) -> None:
     api = FakeLeases()
     a, b = elector(api, "a"), elector(api, "b")
@@ -310,7 +334,7 @@ def test_release_leaves_another_holders_lease_alone(clock: Clock) -> None:
 
 def test_leader_election_settings_follow_client_go_rules() -> None:
     le = settings.load(environ={}).leader_election
-    assert (le.enabled, le.lease_duration_seconds, le.renew_deadline_seconds) == (False, 15, 10)
+    assert (le.enabled, le.lease_duration_seconds, le.renew_deadline_seconds) == (False, 10, 7)
     assert le.retry_period_seconds == 2
     with pytest.raises(ValidationError, match="greater than renewDeadlineSeconds"):
         settings.LeaderElection(lease_duration_seconds=10, renew_deadline_seconds=10)

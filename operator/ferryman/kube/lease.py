@@ -24,12 +24,17 @@ Protocol (client-go's, ``k8s.io/client-go/tools/leaderelection``; the pinned cli
 - The leader renews every ``retryPeriod``; when it has not managed to for
   ``renewDeadline`` it has lost and must stop writing at once. Two guards say so: the
   library's renew loop, and a watchdog on this process's monotonic clock (a renewal
-  request that hangs cannot keep a stale leader writing). Since renewDeadline <
-  leaseDuration, the old leader has stopped before any standby may take over.
+  request that hangs cannot keep a stale leader writing). The watchdog counts from when
+  the last successful renewal was sent and looks every second, so a leader that cannot
+  renew has exited renewDeadline + 1 s after that; a standby saw that renewal no earlier
+  than it was sent and waits leaseDuration: with the defaults (10 / 7 / 2 s) the old
+  leader has stopped at least 2 s before any standby may take over.
 
-Failover after the leader dies (SIGKILL): leaseDuration after the standby last saw a
-renewal, plus up to one retryPeriod until its next poll: 15-19 s with the defaults
-(docs/reliability.md has measured figures).
+Failover after the leader dies (SIGKILL): the leader renewed 0 to one retryPeriod before
+the kill, a standby saw that renewal at its next poll (0 to one retryPeriod after) and
+takes over leaseDuration after seeing it, at a poll: about leaseDuration +- retryPeriod,
+8-12 s with the defaults, plus request latencies (docs/reliability.md has measured
+figures).
 """
 
 from __future__ import annotations
@@ -61,10 +66,11 @@ class LeaseLost(Exception):
 
 @dataclass(frozen=True)
 class Timings:
-    """client-go's leader-election timings, seconds (defaults 15 / 10 / 2)."""
+    """Leader-election timings, seconds: ferryman's defaults 10 / 7 / 2 (client-go's are
+    15 / 10 / 2; ``ferryman.settings.LeaderElection`` says why)."""
 
-    lease_duration: int = 15
-    renew_deadline: float = 10.0
+    lease_duration: int = 10
+    renew_deadline: float = 7.0
     retry_period: float = 2.0
 
 
@@ -157,6 +163,10 @@ class IdentifiedLeaseLock(LeaseLock):
         )
 
     async def _write(self, request: Awaitable[Any]) -> bool:
+        # The deadline counts from the moment the write was sent, not answered: the API
+        # server stored it after that, so no standby can have seen it earlier, and a
+        # slow answer does not stretch the leader's tenure past what the standbys count.
+        sent = time.monotonic()
         try:
             self._written = await request
         except ApiException as e:
@@ -169,7 +179,7 @@ class IdentifiedLeaseLock(LeaseLock):
             what = f"{type(e).__name__}: {e}"
             log.warning("writing Lease %s/%s: %s", self.namespace, self.name, what)
             return False
-        self.renewed_at = time.monotonic()
+        self.renewed_at = sent
         return True
 
 
