@@ -98,7 +98,7 @@ def test_r7_the_hooks_rbac_lets_uninstall_read_again_after_a_concurrent_change(
     )
     try:
         assert hook.release(PLURAL, listed)
-        live = cluster.custom.get_namespaced_custom_object(
+        live: Any = cluster.custom.get_namespaced_custom_object(
             "ferryman.dev", "v1alpha1", ns, PLURAL, name
         )
         assert live["metadata"]["finalizers"] == [other]
