@@ -27,12 +27,6 @@ def dry_run_create(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13 R6: parentRefs maxItems lowered 16 -> 8 'for the pairwise rule's CEL "
-    "cost', but this API server takes the same rule at 16 and 32 items (HTTPRoute: 32): "
-    "a Rollout with 9 parentRefs, accepted before issue 13 and by the HTTPRoute, is refused",
-)
 def test_r6_nine_parent_refs_the_httproute_accepts_are_accepted(cluster: Cluster) -> None:
     ns = cluster.create_namespace("review13-r6")
     refs = [{"name": f"gateway-{i}"} for i in range(9)]
