@@ -44,12 +44,6 @@ def test_r6_nine_parent_refs_the_httproute_accepts_are_accepted(cluster: Cluster
     dry_run_create(cluster, "ferryman.dev", "v1alpha1", ns, "rollouts", rollout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13 R7: the uninstall hook's RBAC grants rollouts/modelversions list and "
-    "patch only, but Uninstall.release reads the object again (GET) when its finalizer "
-    "test fails: a finalizer changed since the list makes the hook fail with 403",
-)
 def test_r7_the_hooks_rbac_lets_uninstall_read_again_after_a_concurrent_change(
     cluster: Cluster, tmp_path: Path
 ) -> None:
