@@ -353,10 +353,11 @@ def test_a_rollout_in_a_terminating_namespace_does_not_reconcile_unless_created_
     body = sim.rollout().model_dump(by_alias=True, mode="json", exclude_none=True)
     body["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
     terminating.noted(
-        f"unable to create new content in namespace {NS} because it is being terminated"
+        f"unable to create new content in namespace {NS} because it is being terminated", NS, 403
     )
     sim.kube.writes.clear()
-    assert reconcile(sim, body) == (None, False)
+    delay, wrote = reconcile(sim, body)
+    assert not wrote and delay is not None and delay > terminating.MEMORY - 5  # woken then
     assert sim.kube.writes == []
     body["metadata"]["creationTimestamp"] = "2999-01-01T00:00:00Z"
     reconcile(sim, body)

@@ -124,12 +124,6 @@ def no_marks() -> Iterator[None]:
     terminating._TERMINATING.update(saved)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13 R3: handlers.applied marks a namespace terminating from any refused "
-    "apply's text (any status, any namespace named in it): another namespace's Rollouts "
-    "then stop reconciling and sleep with no timer",
-)
 def test_r3_a_422_quoting_the_terminating_message_does_not_mark_another_namespace(
     no_marks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -160,12 +154,6 @@ def test_r3_a_422_quoting_the_terminating_message_does_not_mark_another_namespac
     assert not terminating.terminating(NS), "a 422 is no namespace termination"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13 R4: creationTimestamp has whole seconds: a Rollout created in a "
-    "re-created namespace in the same second as the last refusal counts as old and never "
-    "reconciles (reconcile returns delay None)",
-)
 def test_r4_an_object_created_after_the_mark_in_the_same_second_is_not_terminating(
     no_marks: None,
 ) -> None:
