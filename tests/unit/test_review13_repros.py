@@ -165,12 +165,6 @@ def test_r4_an_object_created_after_the_mark_in_the_same_second_is_not_terminati
     assert not terminating.terminating("ml", created=created)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13 R5: keep_stable orphans the route even when its 100%-to-stable write "
-    "was refused: the kept route still sends the candidate's weight to objects the "
-    "garbage collector deletes, and the finalizer neither retries nor reports it",
-)
 def test_r5_keep_stable_does_not_orphan_a_route_it_could_not_move_to_stable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
