@@ -89,11 +89,6 @@ def test_r1_a_deleted_lease_does_not_make_a_standby_leader_while_the_leader_runs
     assert not (b_took and a_leading), "b became leader while a still writes"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13 R2: the standby measures the lease duration on the wall clock "
-    "(library time.time()): a forward clock step makes it take a live leader's Lease",
-)
 def test_r2_a_wall_clock_step_on_the_standby_does_not_expire_a_renewed_lease(
     clocks: Clocks,
 ) -> None:
