@@ -64,11 +64,6 @@ def still_leading(e: Any, clocks: Clocks) -> bool:
     return renewed is not None and clocks.mono - renewed <= TIMINGS.renew_deadline
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review13 R1: a Lease deleted by hand is created at once by a standby while "
-    "the leader still runs (up to renewDeadline): two writers",
-)
 def test_r1_a_deleted_lease_does_not_make_a_standby_leader_while_the_leader_runs(
     clocks: Clocks,
 ) -> None:

@@ -23,6 +23,9 @@ Protocol (client-go's, ``k8s.io/client-go/tools/leaderelection``; the pinned cli
   ``observedTime``; a wall-clock step, NTP or a resumed VM, changes nothing), or when it
   has no holder (released: :meth:`Elector.release`). The library measures this on the
   wall clock (``time.time()``); :class:`MonotonicElection` replaces that check.
+- A Lease that vanished (deleted by hand) while another identity held it is created by
+  a candidate that saw that holder only ``leaseDuration`` after it last saw the record
+  change (monotonic): its holder may still be writing until its renew deadline.
 - The leader renews every ``retryPeriod``; when it has not managed to for
   ``renewDeadline`` it has lost and must stop writing at once. Two guards say so: the
   renew loop (monotonic, :meth:`MonotonicElection.renew_loop`), and a watchdog on this
@@ -192,7 +195,8 @@ def _not_found(error: object) -> bool:
 class MonotonicElection(LeaderElection):
     """The library's ``LeaderElection`` with its lease-expiry check and renew deadline on
     this process's monotonic clock (module docstring; client-go's ``tryAcquireOrRenew``
-    and ``renew``). The record's times are still written from the library's wall clock."""
+    and ``renew``), and a vanished Lease re-created only once its last holder's lease
+    has run out. The record's times are still written from the library's wall clock."""
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -224,6 +228,15 @@ class MonotonicElection(LeaderElection):
             if not _not_found(old):
                 why = getattr(old, "reason", old)
                 log.warning("reading Lease %s/%s: %s", lock.namespace, lock.name, why)
+                return False
+            if self._other_holds():
+                log.info(
+                    "Lease %s/%s vanished while another identity held it; %s waits out "
+                    "its lease duration",
+                    lock.namespace,
+                    lock.name,
+                    lock.identity,
+                )
                 return False
             if not await lock.create(
                 name=lock.name, namespace=lock.namespace, election_record=mine
