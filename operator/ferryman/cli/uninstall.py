@@ -63,7 +63,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     u.add_argument(
         "--stop-operator",
         metavar="NAMESPACE/DEPLOYMENT",
-        help="scale the operator's Deployment to 0 and wait until its replicas are gone first",
+        help="scale the operator's Deployment to 0 and wait until its pods are gone first",
     )
     u.add_argument(
         "--delete-resources",
