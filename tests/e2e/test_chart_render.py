@@ -532,7 +532,8 @@ def test_uninstall_hook_runs_the_uninstall_command_with_its_own_least_rbac() -> 
     assert sorted(rules) == [
         (("deployments",), ("get",), ("ferryman",)),
         (("deployments/scale",), ("patch",), ("ferryman",)),
-        (("rollouts", "modelversions"), ("list", "patch"), ()),
+        (("pods",), ("list",), ()),
+        (("rollouts", "modelversions"), ("list", "get", "patch"), ()),
     ]
     assert {s["name"] for b in find(hooks, "RoleBinding") for s in b["subjects"]} == {sa}
 

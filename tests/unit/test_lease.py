@@ -416,3 +416,64 @@ def test_a_standby_answers_liveness_and_metrics_and_frees_both_ports() -> None:
     assert answer == (200, b'{"standby": true}')
     assert scraped == 200
     assert bindable == [False, False, True, True]  # taken while standby, free afterwards
+
+
+def test_a_wall_clock_step_back_does_not_delay_a_failover(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expiry is measured on the monotonic clock: the standby's wall clock stepped back an
+    hour (NTP) leaves failover at leaseDuration (+ one poll) after the leader died."""
+    api = FakeLeases()
+    a, b = elector(api, "a"), elector(api, "b")
+    step = {"wall": 0.0}
+    monkeypatch.setattr(
+        library, "time", types.SimpleNamespace(time=lambda: clock.now + step["wall"])
+    )
+
+    async def scenario() -> float:
+        await a.acquire()
+        for _ in range(3):
+            await clock.sleep(FAST.retry_period)
+            assert await a.election.try_acquire_or_renew()
+            assert not await b.election.try_acquire_or_renew()
+        step["wall"] = -3600.0
+        died = clock.now
+        await b.acquire()
+        return clock.now - died
+
+    waited = run(scenario())
+    assert FAST.lease_duration <= waited <= FAST.lease_duration + FAST.retry_period
+
+
+def test_a_lease_deleted_by_hand_is_created_once_its_holders_lease_ran_out(clock: Clock) -> None:
+    """A standby that saw a's record waits leaseDuration since it saw it change before it
+    creates a vanished Lease (a may still be writing until then); a itself, still
+    renewing, creates it again at once."""
+    api = FakeLeases()
+    a, b = elector(api, "a"), elector(api, "b")
+
+    async def scenario() -> float:
+        await a.acquire()
+        assert not await b.election.try_acquire_or_renew()
+        seen = clock.now
+        del api.objects[NAME]
+        assert not await b.election.try_acquire_or_renew()
+        await b.acquire()
+        return clock.now - seen
+
+    waited = run(scenario())
+    assert FAST.lease_duration <= waited <= FAST.lease_duration + FAST.retry_period
+    assert api.spec.holder_identity == "b"
+
+    api = FakeLeases()
+    a = elector(api, "a")
+
+    async def renewed_by_its_holder() -> bool:
+        await a.acquire()
+        del api.objects[NAME]
+        await clock.sleep(FAST.retry_period)
+        assert not await a.election.try_acquire_or_renew()  # its update: 404
+        return await a.election.try_acquire_or_renew()  # read: absent; created
+
+    assert run(renewed_by_its_holder())
+    assert api.spec.holder_identity == "a"

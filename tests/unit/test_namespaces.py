@@ -18,9 +18,18 @@ REFUSED = (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_marks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(terminating, "_TERMINATING", {})
+
+
 def test_a_refusal_marks_its_namespace_for_a_while() -> None:
-    assert terminating.noted("HTTP 403: forbidden: some other reason", now=0.0) is None
-    assert terminating.noted(REFUSED, now=100.0) == "ml-gone"
+    assert terminating.noted("HTTP 403: forbidden: some other reason", "ml-gone", 403) is None
+    assert terminating.noted(REFUSED, "ml-gone", 422, now=0.0) is None  # no 403
+    assert terminating.noted(REFUSED, "ml-other", 403, now=0.0) is None  # not its own
+    assert not terminating.terminating("ml-gone", now=0.0)
+    assert terminating.noted(REFUSED, "ml-gone", 403, now=100.0) == "ml-gone"
+    assert terminating.lapses_in("ml-gone", now=100.0) == terminating.MEMORY + 1.0
     assert terminating.terminating("ml-gone", now=100.0 + terminating.MEMORY)
     assert not terminating.terminating("ml-gone", now=100.1 + terminating.MEMORY)
     assert not terminating.terminating("ml-other", now=100.0)
@@ -38,10 +47,18 @@ def test_kopfs_records_quoting_the_refusal_are_quiet() -> None:
     quiet = namespaces.Quiet()
     other = record("Request attempt #1/9 failed; will retry: 500 Internal Server Error")
     assert quiet.filter(other) and other.levelno == logging.ERROR
-    refused = record(f"Request attempt #1/9 failed; will retry: POST ... -> {REFUSED}")
-    kept = quiet.filter(refused)
-    assert refused.levelno == logging.DEBUG
+    quoted = record(f"Request attempt #1/9 failed; will retry: POST ... -> {REFUSED}")
+    kept = quiet.filter(quoted)
+    assert quoted.levelno == logging.DEBUG
     assert kept == logging.getLogger("kopf.objects").isEnabledFor(logging.DEBUG)
+    assert not terminating.terminating("ml-gone")  # no request, no 403: nothing marked
+    refused = record(
+        "Request attempt #1/9 failed; will retry: POST https://127.0.0.1/api/v1/namespaces/"
+        f"ml-gone/events -> APIForbiddenError('{REFUSED}', {{'code': 403}})"
+    )
+    quiet.filter(refused)
+    assert refused.levelno == logging.DEBUG
+    assert terminating.terminating("ml-gone")
 
 
 def test_no_event_is_posted_about_an_object_in_a_terminating_namespace(
@@ -49,7 +66,7 @@ def test_no_event_is_posted_about_an_object_in_a_terminating_namespace(
 ) -> None:
     posted: list[str] = []
     monkeypatch.setattr(kopf, "event", lambda body, **k: posted.append(body["metadata"]["name"]))
-    terminating.noted(REFUSED)
+    terminating.noted(REFUSED, "ml-gone", 403)
     for ns, name in (("ml-gone", "a"), ("ml-live", "b")):
         body = {"metadata": {"namespace": ns, "name": name}}
         namespaces.post(body, type="Normal", reason="R", message="m")

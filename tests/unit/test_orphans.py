@@ -15,6 +15,7 @@ import pytest
 from ferryman.api.rollout import Rollout, RolloutPhase
 from ferryman.handlers import executor, ledger, observed, orphans, rollouts, terminating
 from ferryman.handlers.context import OperatorContext, install
+from ferryman.kube.client import ApplyRejected
 from ferryman.plan import labels, serving
 from ferryman.routing import router_for
 from unit.fake_kube import FakeKube, json_copy
@@ -51,6 +52,10 @@ def owners(o: dict[str, Any]) -> set[str]:
 def keep(sim: Sim) -> list[str]:
     rollout = sim.rollout()
     return asyncio.run(orphans.keep_stable(sim.kube, rollout, router_for(rollout.spec), STABLE))
+
+
+def kept_objects(sim: Sim) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(v, k, n): obj(sim.kube, v, k, n) for v, k, n in KEPT}
 
 
 def collect_garbage(kube: FakeKube) -> None:
@@ -276,7 +281,7 @@ def test_the_objects_named_after_the_rollout_are_adoptable_across_a_model_change
     assert not orphans.adoptable(orphan_deployment(rollout), other)
 
 
-def run_deleted(sim: Sim, policy: str) -> None:
+def run_deleted(sim: Sim, policy: str, retry: int = 0) -> None:
     memo: dict[str, Any] = {}
     install(memo, OperatorContext(kube=cast(Any, sim.kube), http=cast(Any, None)))
     body = sim.rollout().model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -284,7 +289,35 @@ def run_deleted(sim: Sim, policy: str) -> None:
     found = indexes_of(sim, Rollout.model_validate(body))
     found["modelversions_by_model"] = {}
     handler: Any = rollouts.rollout_deleted  # called as kopf calls it
-    asyncio.run(handler(body=body, memo=memo, retry=0, **found))
+    asyncio.run(handler(body=body, memo=memo, retry=retry, **found))
+
+
+def test_a_refused_route_write_orphans_nothing_is_retried_then_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The route still splits 90/10: orphaning it would keep sending 10% to a candidate
+    the garbage collector deletes. Nothing is orphaned; the finalizer retries, and on its
+    last attempt posts KeepStableFailed and lets the deletion go on."""
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(kopf, "event", lambda _b, **k: events.append((k["type"], k["reason"])))
+    sim = paused_at_ten()
+    real_apply = sim.kube.apply
+
+    async def refuse_route(o: dict[str, Any]) -> dict[str, Any]:
+        if o["kind"] == "HTTPRoute":
+            raise ApplyRejected("HTTPRoute", NAME, 422, "admission webhook denied the request")
+        return await real_apply(o)
+
+    monkeypatch.setattr(sim.kube, "apply", refuse_route)
+    sim.kube.writes.clear()
+    for retry in range(rollouts.KEEP_ATTEMPTS - 1):
+        with pytest.raises(kopf.TemporaryError, match=r"not moved 100% to 1\.0\.0"):
+            run_deleted(sim, "KeepStable", retry=retry)
+    assert events == []
+    run_deleted(sim, "KeepStable", retry=rollouts.KEEP_ATTEMPTS - 1)
+    assert events == [("Warning", "KeepStableFailed")]
+    assert not [w for w in sim.kube.writes if w[0] == "patch"]  # nothing orphaned
+    assert all(UID in owners(o) for (_v, _k, name), o in kept_objects(sim).items())
 
 
 @pytest.mark.parametrize("policy", ["KeepStable", "Delete"])
@@ -353,10 +386,11 @@ def test_a_rollout_in_a_terminating_namespace_does_not_reconcile_unless_created_
     body = sim.rollout().model_dump(by_alias=True, mode="json", exclude_none=True)
     body["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
     terminating.noted(
-        f"unable to create new content in namespace {NS} because it is being terminated"
+        f"unable to create new content in namespace {NS} because it is being terminated", NS, 403
     )
     sim.kube.writes.clear()
-    assert reconcile(sim, body) == (None, False)
+    delay, wrote = reconcile(sim, body)
+    assert not wrote and delay is not None and delay > terminating.MEMORY - 5  # woken then
     assert sim.kube.writes == []
     body["metadata"]["creationTimestamp"] = "2999-01-01T00:00:00Z"
     reconcile(sim, body)

@@ -37,6 +37,8 @@ class FakeApis:
         self.calls: list[tuple[str, ...]] = []
         self.conflicts = 0  # the next patches whose test op fails (HTTP 422)
         self.replicas = [0]  # the operator Deployment's status.replicas, read by read
+        self.pods = [0]  # its pods, terminating ones included, list by list
+        self.pods_forbidden = False  # listing pods: HTTP 403
 
     def _find(self, ns: str, plural: str, name: str) -> Obj:
         return next(
@@ -91,13 +93,24 @@ class FakeApis:
 
     def read_namespaced_deployment(self, name: str, ns: str) -> Any:
         left = self.replicas.pop(0) if len(self.replicas) > 1 else self.replicas[0]
-        return SimpleNamespace(status=SimpleNamespace(replicas=left))
+        selector = SimpleNamespace(match_labels={"app": name})
+        return SimpleNamespace(
+            status=SimpleNamespace(replicas=left), spec=SimpleNamespace(selector=selector)
+        )
+
+    # CoreV1Api
+    def list_namespaced_pod(self, ns: str, label_selector: str) -> Any:
+        self.calls.append(("list-pods", ns, label_selector))
+        if self.pods_forbidden:
+            raise ApiException(status=403, reason="Forbidden")
+        left = self.pods.pop(0) if len(self.pods) > 1 else self.pods[0]
+        return SimpleNamespace(items=[object()] * left)
 
 
 def command(apis: FakeApis) -> tuple[Uninstall, list[str]]:
     lines: list[str] = []
     u = Uninstall(client.ApiClient(), lines.append)
-    u.custom = u.apps = u.crds = apis  # type: ignore[assignment]
+    u.custom = u.apps = u.crds = u.core = apis  # type: ignore[assignment]
     return u, lines
 
 
@@ -184,6 +197,33 @@ def test_the_operator_is_stopped_first_or_nothing_is_removed(
     with pytest.raises(UninstallError, match="still has 1 replica"):
         u.run(["ml"], stop_operator="ferryman-system/ferryman", timeout=0.0)
     assert [c for c in stuck.calls if c[0] == "patch"] == []
+
+
+def test_stopping_waits_for_terminating_pods_too_unless_pods_cannot_be_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """status.replicas is 0 while a pod still terminates (and may still write)."""
+    monkeypatch.setattr("ferryman.cli.uninstall.POLL_SECONDS", 0.0)
+    apis = cluster()
+    apis.pods = [1, 1, 0]
+    u, lines = command(apis)
+    u.run(["ml"], stop_operator="ferryman-system/ferryman")
+    listed = [c for c in apis.calls if c[0] == "list-pods"]
+    assert listed == [("list-pods", "ferryman-system", "app=ferryman")] * 3
+    assert apis.calls.index(listed[-1]) < apis.calls.index(("patch", "rollouts", "fraud"))
+    assert lines[0] == "deployment.apps ferryman-system/ferryman: scaled to 0, no replica left"
+    stuck = cluster()
+    stuck.pods = [1]
+    u, _ = command(stuck)
+    with pytest.raises(UninstallError, match="still has 1 pod"):
+        u.run(["ml"], stop_operator="ferryman-system/ferryman", timeout=0.0)
+    assert [c for c in stuck.calls if c[0] == "patch"] == []
+    forbidden = cluster()
+    forbidden.pods_forbidden = True
+    u, lines = command(forbidden)
+    u.run(["ml"], stop_operator="ferryman-system/ferryman")
+    assert "pods not listable" in lines[0]
+    assert ("patch", "rollouts", "fraud") in forbidden.calls
 
 
 def test_arguments() -> None:

@@ -6,11 +6,12 @@ remove it, and deleting such an object, its namespace or the CRDs would wait for
 This command removes that finalizer from every Rollout and ModelVersion (in one
 namespace, or all with ``-A``), each with a JSON patch that tests the finalizer list it
 read first (a concurrent change makes it read again). Optionally it first scales the
-operator's Deployment to 0 and waits until no replica is left (``--stop-operator``: a
-running operator would add its finalizer again at the next event of the object), and
-afterwards deletes the Rollouts and ModelVersions (``--delete-resources``; the garbage
-collector then removes what they own, since no finalizer applies ``deletionPolicy``
-any more) and the two CRDs (``--delete-crds``, which deletes every object of them too).
+operator's Deployment to 0 and waits until no replica and no pod of it, terminating ones
+included, is left (``--stop-operator``: a running operator would add its finalizer again
+at the next event of the object), and afterwards deletes the Rollouts and ModelVersions
+(``--delete-resources``; the garbage collector then removes what they own, since no
+finalizer applies ``deletionPolicy`` any more) and the two CRDs (``--delete-crds``,
+which deletes every object of them too).
 
 Idempotent: a second run finds nothing to do and says so. Every change is printed, one
 line each, as ``<kind>.ferryman.dev <namespace>/<name>: <what>``. The chart runs it as a
@@ -62,7 +63,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     u.add_argument(
         "--stop-operator",
         metavar="NAMESPACE/DEPLOYMENT",
-        help="scale the operator's Deployment to 0 and wait until its replicas are gone first",
+        help="scale the operator's Deployment to 0 and wait until its pods are gone first",
     )
     u.add_argument(
         "--delete-resources",
@@ -111,12 +112,15 @@ class Uninstall:
     def __init__(self, api: client.ApiClient, say: Callable[[str], None]) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
         self.crds = client.ApiextensionsV1Api(api)
         self.say = say
 
     def stop_operator(self, where: str, timeout: float) -> None:
         """Scale Deployment ``where`` ("namespace/name") to 0 and wait (``timeout``
-        seconds) until it reports no replicas. Raises UninstallError when it does not."""
+        seconds) until it reports no replicas and no pod of its selector (its matchLabels)
+        is left, terminating ones included (when pods may not be listed, HTTP 403: the
+        replicas only, said so). Raises UninstallError when it does not."""
         namespace, _, name = where.partition("/")
         if not namespace or not name:
             raise UninstallError(f"--stop-operator needs NAMESPACE/DEPLOYMENT, not {where!r}")
@@ -132,14 +136,34 @@ class Uninstall:
             dep = self.apps.read_namespaced_deployment(name, namespace)
             left = dep.status.replicas if dep.status is not None else 0
             if not left:
-                self.say(f"deployment.apps {where}: scaled to 0, no replica left")
-                return
-            if time.monotonic() >= deadline:
-                raise UninstallError(
-                    f"deployment.apps {where} still has {left} replica(s) "
-                    f"after {timeout:g}s; its finalizers would come back: not removing them"
-                )
+                break
+            self._not_past(deadline, f"deployment.apps {where} still has {left} replica(s)")
             time.sleep(POLL_SECONDS)
+        # status.replicas omits terminating pods, which may still write until they exit.
+        labels = (dep.spec.selector.match_labels or {}) if dep.spec is not None else {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        while selector:
+            try:
+                pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+            except ApiException as e:
+                if e.status != 403:
+                    raise
+                self.say(
+                    f"deployment.apps {where}: scaled to 0, no replica left (pods not listable: "
+                    "a terminating pod may still run until its grace period ends)"
+                )
+                return
+            if not pods.items:
+                break
+            self._not_past(deadline, f"deployment.apps {where} still has {len(pods.items)} pod(s)")
+            time.sleep(POLL_SECONDS)
+        self.say(f"deployment.apps {where}: scaled to 0, no replica left")
+
+    def _not_past(self, deadline: float, what: str) -> None:
+        if time.monotonic() >= deadline:
+            raise UninstallError(
+                f"{what} after the timeout; its finalizers would come back: not removing them"
+            )
 
     def _list(self, plural: str, namespaces: list[str] | None) -> list[dict[str, Any]] | None:
         """The objects of ``plural`` in ``namespaces`` (None: all); None when its CRD is

@@ -152,9 +152,10 @@ def carries_object(observed: dict[str, Any], desired: dict[str, Any]) -> bool:
     return True
 
 
-def _refused(rollout: Rollout, e: ApplyRejected, problems: list[str]) -> None:
+def _refused(rollout: Rollout, obj: dict[str, Any], e: ApplyRejected, problems: list[str]) -> None:
     # A terminating namespace's refusal is expected (``handlers.namespaces``).
-    level = logging.INFO if terminating.noted(e.reason) else logging.WARNING
+    ns = obj["metadata"].get("namespace")
+    level = logging.INFO if terminating.noted(e.reason, ns, e.status) else logging.WARNING
     log.log(level, "%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, e)
     problems.append(
         ApplyFailure(
@@ -180,7 +181,7 @@ async def _conditioned(
     except ApplyRejected as e:
         if e.status == 404:
             return CHANGED
-        _refused(rollout, e, problems)
+        _refused(rollout, obj, e, problems)
         return None
 
 
@@ -245,7 +246,7 @@ async def apply_owned(
     try:
         answer = await kube.apply(obj)
     except ApplyRejected as e:
-        _refused(rollout, e, problems)
+        _refused(rollout, obj, e, problems)
         return None
     note(ledger, kind, ns, name, answer)
     return answer

@@ -9,11 +9,13 @@ attempt at ERROR (a 403 can be a passing state during an API server upgrade). No
 that is a fault: the namespace controller is deleting everything, and the Rollout's
 finalizer runs like any deletion's.
 
-So the first such refusal seen (``handlers.terminating.noted``: ferryman's own applies,
-or any kopf log record quoting one) marks the namespace terminating; while it is marked:
+So the first such refusal seen (``handlers.terminating.noted``: an HTTP 403 to ferryman's
+own applies, or a kopf log record of a 403 to a request in that namespace, naming that
+namespace) marks the namespace terminating; while it is marked:
 - ferryman's own refused writes are logged at INFO (``handlers.applied``), its
-  Rollouts there do not reconcile (``handlers.rollouts``: no write would be accepted, and
-  every object the namespace controller deletes would wake them to try), and its Events
+  Rollouts there created before the mark do not reconcile (``handlers.rollouts``: no
+  write would be accepted, and every object the namespace controller deletes would wake
+  them to try; they are woken when the mark lapses), and its Events
   about objects there are not posted (``post``);
 - kopf's records quoting such a refusal are DEBUG (``Quiet``), and kopf does not post
   its log messages about objects there as Events (``Skip``), so no Event is retried.
@@ -23,11 +25,12 @@ or any kopf log record quoting one) marks the namespace terminating; while it is
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import kopf
 
-from ferryman.handlers.terminating import noted, terminating
+from ferryman.handlers.terminating import FORBIDDEN, REFUSAL, noted, terminating
 
 KOPF_LOGGERS = ("kopf._core.engines.posting", "kopf.objects", "kopf._cogs.clients.api")
 
@@ -39,13 +42,26 @@ def post(body: Any, *, type: str, reason: str, message: str) -> None:
         kopf.event(body, type=type, reason=reason, message=message)
 
 
+# kopf's request records: "... POST https://.../namespaces/<ns>/events -> APIForbiddenError(
+# '<message>', {..., 'code': 403})" (kopf._cogs.clients.api)
+_REQUEST_NS = re.compile(r"/namespaces/([a-z0-9]([-a-z0-9]*[a-z0-9])?)/")
+_CODE_403 = re.compile(r"APIForbiddenError\(|'code': 403\b")
+
+
 class Quiet(logging.Filter):
     """kopf's records that quote a terminating namespace's refusal become DEBUG (and are
-    dropped unless their logger logs DEBUG); the namespace is marked."""
+    dropped unless their logger logs DEBUG). The namespace is marked only by a record of
+    a 403 to a request in that namespace (``noted``'s rule); text alone marks nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno <= logging.DEBUG or noted(record.getMessage()) is None:
+        if record.levelno <= logging.DEBUG:
             return True
+        text = record.getMessage()
+        if REFUSAL.search(text) is None:
+            return True
+        path = _REQUEST_NS.search(text)
+        if path is not None and _CODE_403.search(text):
+            noted(text, path.group(1), FORBIDDEN)
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 

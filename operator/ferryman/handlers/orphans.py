@@ -6,7 +6,8 @@ collector takes it when the Rollout goes: with ``Delete`` that is the whole poin
 ``KeepStable`` (the default) the Rollout's finalizer (``handlers.rollouts``) first
 (``keep_stable``):
 1. writes the route 100% to the stable version (no mirror): the candidate's pods are
-   about to go;
+   about to go. If that write is refused nothing is orphaned (``RouteNotKept``): a kept
+   route would still send the candidate's share to objects the garbage collector deletes;
 2. orphans what serves the stable version: its Deployment, Service and budget (named
    after its ModelVersion), the Service named after the Rollout, and the route object
    (the HTTPRoute or VirtualService; with plain Services the route is that Service).
@@ -200,6 +201,10 @@ def kept_objects(rollout: Rollout, router: Router, stable_name: str) -> list[tup
     return found
 
 
+class RouteNotKept(Exception):
+    """KeepStable's 100%-to-stable route write was refused: nothing was orphaned."""
+
+
 async def keep_stable(
     kube: Patcher,
     rollout: Rollout,
@@ -209,8 +214,9 @@ async def keep_stable(
 ) -> list[str]:
     """``KeepStable`` (module docstring, 1 and 2) for a Rollout being deleted whose stable
     version's objects are named ``stable_name``. Returns "Kind name" of each object
-    orphaned, and raises what the API raises (the finalizer handler retries). Objects
-    absent or not this Rollout's are left alone."""
+    orphaned, and raises what the API raises (the finalizer handler retries), and
+    ``RouteNotKept``, orphaning nothing, when the route could not be written 100% to the
+    stable version. Objects absent or not this Rollout's are left alone."""
     ns, name = rollout.metadata.namespace, rollout.metadata.name
     stable = rollout.status.stable_version
     assert stable is not None
@@ -226,10 +232,16 @@ async def keep_stable(
             "ownerReferences": [labels.owner_reference(rollout)],
         },
     )
-    if await kube.get(router.api_version, router.kind, ns, name) is not None:
-        await apply_owned(kube, rollout, route, problems, ledger=ledger)
-    for problem in problems:
-        log.warning("%s/%s: keeping %s: %s", ns, name, stable, problem)
+    found = await kube.get(router.api_version, router.kind, ns, name)
+    if found is not None and labels.is_owned_by(found, rollout):
+        answer = await apply_owned(
+            kube, rollout, route, problems, existing=found, read=True, ledger=ledger
+        )
+        if answer is None or problems:
+            # The route still splits (or mirrors) traffic to objects the garbage collector
+            # is about to delete: keep nothing (the finalizer retries, then reports).
+            why = "; ".join(problems) or "not written"
+            raise RouteNotKept(f"{router.kind} {name} not moved 100% to {stable}: {why}")
     orphaned: list[str] = []
     for kind, obj_name in kept_objects(rollout, router, stable_name):
         answer = await _patch_read(

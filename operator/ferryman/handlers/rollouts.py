@@ -209,13 +209,13 @@ async def reconcile(
     ctx = context(memo)
     kube = ctx.kube
     rollout = Rollout.model_validate(dict(body))
-    if rollout.metadata.deletion_timestamp is not None or terminating.terminating(
-        rollout.metadata.namespace, created=rollout.metadata.creation_timestamp
-    ):
+    if rollout.metadata.deletion_timestamp is not None:
         # Being deleted: the finalizer (``rollout_deleted``) decides what stays; a
-        # reconcile now could move traffic back to a candidate or re-adopt an orphan. In
-        # a terminating namespace no write would be accepted (``handlers.terminating``).
+        # reconcile now could move traffic back to a candidate or re-adopt an orphan.
         return None, False
+    wait = terminating.held_back(rollout.metadata.namespace, rollout.metadata.creation_timestamp)
+    if wait is not None:  # no write would be accepted: again when the mark lapses
+        return wait, False
     ns, name, model = rollout.metadata.namespace, rollout.metadata.name, rollout.spec.model
     now = datetime.now(UTC)
     written = rollout.status.model_dump(by_alias=True, mode="json")

@@ -18,17 +18,23 @@ Protocol (client-go's, ``k8s.io/client-go/tools/leaderelection``; the pinned cli
   two candidates writing at once the API server accepts one and answers 409 Conflict to
   the other (optimistic concurrency), which then simply stays standby.
 - A candidate polls every ``retryPeriod`` and takes the Lease when its record has not
-  changed for ``leaseDuration`` as measured on the candidate's own clock since it first
-  saw that record (no comparison of two machines' clocks), or when it has no holder
-  (released: :meth:`Elector.release`).
+  changed for ``leaseDuration`` as measured on the candidate's own monotonic clock since
+  it first saw that record (no comparison of two machines' clocks; client-go's
+  ``observedTime``; a wall-clock step, NTP or a resumed VM, changes nothing), or when it
+  has no holder (released: :meth:`Elector.release`). The library measures this on the
+  wall clock (``time.time()``); :class:`MonotonicElection` replaces that check.
+- A Lease that vanished (deleted by hand) while another identity held it is created by
+  a candidate that saw that holder only ``leaseDuration`` after it last saw the record
+  change (monotonic): its holder may still be writing until its renew deadline.
 - The leader renews every ``retryPeriod``; when it has not managed to for
   ``renewDeadline`` it has lost and must stop writing at once. Two guards say so: the
-  library's renew loop, and a watchdog on this process's monotonic clock (a renewal
-  request that hangs cannot keep a stale leader writing). The watchdog counts from when
-  the last successful renewal was sent and looks every second, so a leader that cannot
-  renew has exited renewDeadline + 1 s after that; a standby saw that renewal no earlier
-  than it was sent and waits leaseDuration: with the defaults (10 / 7 / 2 s) the old
-  leader has stopped at least 2 s before any standby may take over.
+  renew loop (monotonic, :meth:`MonotonicElection.renew_loop`), and a watchdog on this
+  process's monotonic clock (a renewal request that hangs cannot keep a stale leader
+  writing). The watchdog counts from when the last successful renewal was sent and looks
+  every second, so a leader that cannot renew has exited renewDeadline + 1 s after that;
+  a standby saw that renewal no earlier than it was sent and waits leaseDuration: with
+  the defaults (10 / 7 / 2 s) the old leader has stopped at least 2 s before any standby
+  may take over.
 
 Failover after the leader dies (SIGKILL): the leader renewed 0 to one retryPeriod before
 the kill, a standby saw that renewal at its next poll (0 to one retryPeriod after) and
@@ -42,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -49,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import kubernetes.aio.leaderelection.leaderelection as _library
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.leaderelection.electionconfig import Config
@@ -183,6 +191,108 @@ class IdentifiedLeaseLock(LeaseLock):
         return True
 
 
+def _not_found(error: object) -> bool:
+    """Whether a failed Lease read is a clean 404 (the API server's own JSON Status, not
+    a proxy's page): only then is the Lease absent and may be created."""
+    if not isinstance(error, ApiException) or error.body is None:
+        return False
+    try:
+        return bool(json.loads(error.body)["code"] == 404)
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+class MonotonicElection(LeaderElection):
+    """The library's ``LeaderElection`` with its lease-expiry check and renew deadline on
+    this process's monotonic clock (module docstring; client-go's ``tryAcquireOrRenew``
+    and ``renew``), and a vanished Lease re-created only once its last holder's lease
+    has run out. The record's times are still written from the library's wall clock."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.observed_at: float | None = None  # monotonic seconds the record last changed
+
+    def _observe(self, record: LeaderElectionRecord) -> None:
+        self.observed_record, self.observed_at = record, time.monotonic()
+
+    def _other_holds(self) -> bool:
+        """Another identity's record was seen changing less than leaseDuration ago."""
+        seen, lock = self.observed_record, self.election_config.lock
+        return (
+            seen is not None
+            and seen.holder_identity not in (None, lock.identity)
+            and self.observed_at is not None
+            and time.monotonic() - self.observed_at < self.election_config.lease_duration
+        )
+
+    async def try_acquire_or_renew(self) -> bool:
+        """One poll: read the Lease; create it, take it or renew it when allowed. Whether
+        this candidate holds it now."""
+        lock, duration = self.election_config.lock, self.election_config.lease_duration
+        # The record's times from the library's clock, in its format (``time_str_to_iso``).
+        wall = _library.time.time()  # type: ignore[attr-defined]
+        now = str(dt.datetime.fromtimestamp(wall))
+        mine = LeaderElectionRecord(lock.identity, str(duration), now, now)
+        found, old = await lock.get(lock.name, lock.namespace)
+        if not found:
+            if not _not_found(old):
+                why = getattr(old, "reason", old)
+                log.warning("reading Lease %s/%s: %s", lock.namespace, lock.name, why)
+                return False
+            if self._other_holds():
+                log.info(
+                    "Lease %s/%s vanished while another identity held it; %s waits out "
+                    "its lease duration",
+                    lock.namespace,
+                    lock.name,
+                    lock.identity,
+                )
+                return False
+            if not await lock.create(
+                name=lock.name, namespace=lock.namespace, election_record=mine
+            ):
+                return False
+            self._observe(mine)
+            return True
+        if not isinstance(old, LeaderElectionRecord) or None in (
+            old.holder_identity,
+            old.lease_duration,
+            old.acquire_time,
+            old.renew_time,
+        ):
+            return await self.update_lock(mine)  # released, or not a record: take it
+        if self.observed_record is None or old.__dict__ != self.observed_record.__dict__:
+            self._observe(old)
+        if old.holder_identity != lock.identity and self._other_holds():
+            return False
+        if old.holder_identity == lock.identity:
+            mine.acquire_time = old.acquire_time
+        return await self.update_lock(mine)
+
+    async def update_lock(self, leader_election_record: LeaderElectionRecord) -> bool:
+        """Write ``leader_election_record``; whether it was written."""
+        lock = self.election_config.lock
+        if not await lock.update(lock.name, lock.namespace, leader_election_record):
+            return False
+        self._observe(leader_election_record)
+        return True
+
+    async def renew_loop(self) -> None:
+        """Renew every retry period; return when no renewal succeeded for the renew
+        deadline (monotonic)."""
+        retry = self.election_config.retry_period
+        while True:
+            deadline = time.monotonic() + self.election_config.renew_deadline
+            renewed = False
+            while not renewed and time.monotonic() < deadline:
+                renewed = await self.try_acquire_or_renew()
+                if not renewed:
+                    await asyncio.sleep(retry)
+            if not renewed:
+                return
+            await asyncio.sleep(retry)
+
+
 async def _never() -> None:
     await asyncio.Event().wait()
 
@@ -204,7 +314,7 @@ class Elector:
         self.identity = identity
         self.lock = IdentifiedLeaseLock(name, namespace, identity, api, timings.retry_period)
         # Raises ValueError unless lease > renew deadline > 1.2 x retry period >= 1.
-        self.election = LeaderElection(
+        self.election = MonotonicElection(
             Config(
                 self.lock,
                 lease_duration=timings.lease_duration,
