@@ -184,10 +184,15 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
             note(seen.ledger, router.kind, ns, name, route)
             # With weights by replica ratio the decision's capacity followed the route as
             # indexed: if it is not the route as it is, no capacity goes this round.
+            # A route absent both ways (known absent from our own last read, and absent
+            # now) agrees: holding then would hold a first rollout forever.
             hold_capacity = router.capabilities.weights_by_replicas and (
-                route is None
-                or seen.route is None
-                or router.read(route, reverse) != router.read(seen.route, reverse)
+                (route is None) != (seen.route is None)
+                or (
+                    route is not None
+                    and seen.route is not None
+                    and router.read(route, reverse) != router.read(seen.route, reverse)
+                )
             )
             theirs = route is not None and not labels.is_owned_by(route, rollout)
             if theirs and not seen.foreign_route:
