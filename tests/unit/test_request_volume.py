@@ -18,11 +18,13 @@ from kubernetes.aio import config as kube_config
 
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutPhase, RolloutStatus
-from ferryman.handlers import applied, executor, lifecycle
+from ferryman.handlers import applied, children, executor, lifecycle
 from ferryman.handlers.ledger import MAX_AGE, Ledger, StatusLedger, known_absent, merged, note
 from ferryman.handlers.roles import update_roles
 from ferryman.kube import client
-from ferryman.plan import labels
+from ferryman.plan import labels, machine
+from ferryman.plan.decision import Observed, VersionRecord
+from ferryman.routing import router_for
 from unit.fake_kube import FakeKube, json_copy
 from unit.machine_sim import (
     T0,
@@ -35,6 +37,7 @@ from unit.machine_sim import (
 )
 from unit.test_executor import NS as EXEC_NS
 from unit.test_executor import ROUTE, cluster, decide, paused_at_ten, rollout_of, snapshot
+from unit.test_executor import mv_of as exec_mv
 
 NS = "risk"
 
@@ -369,3 +372,70 @@ def test_a_route_believed_absent_is_read_before_it_is_written() -> None:
     assert not any(w[1] == "HTTPRoute" or w[0] == "delete" for w in kube.writes), kube.writes
     assert kube.statuses[("rollouts", EXEC_NS, "fraud")]["status"]["candidateVersion"] == "1.1.0"
     assert done.status.weights is None
+
+
+def first_rollout_over_plain_services() -> tuple[Rollout, Any, FakeKube]:
+    """A Rollout just created over plain Services (no status, nothing of it in the
+    cluster), its first decision, and a fake holding only the Rollout."""
+    spec = canary_spec([{"setWeight": 50}, {"pause": {}}], trafficRouting={"service": {}})
+    new = Rollout.model_validate(
+        {
+            "apiVersion": "ferryman.dev/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {
+                "name": "fraud",
+                "namespace": EXEC_NS,
+                "uid": "uid-1",
+                "resourceVersion": "1",
+                "generation": 1,
+            },
+            "spec": spec.model_dump(by_alias=True, mode="json", exclude_none=True),
+        }
+    )
+    router = router_for(new.spec)
+    first = machine.decide(
+        new.spec,
+        new.status,
+        Observed(
+            versions=(VersionRecord("fraud-1.0.0", "1.0.0"),),
+            deployments={},
+            now=T0,
+            capabilities=router.capabilities,
+            generation=1,
+        ),
+    )
+    kube = FakeKube()
+    kube.put_status("rollouts", EXEC_NS, "fraud", "1", new.status.model_dump(by_alias=True))
+    return new, first, kube
+
+
+def first_snapshot(new: Rollout, kube: FakeKube) -> executor.Snapshot:
+    """As ``handlers.rollouts.reconcile`` sees it when our own last read found the live
+    Service absent (``ledger.known_absent``): route None, not read."""
+    ledger = Ledger()
+    note(ledger, "Service", EXEC_NS, "fraud", None)
+    return executor.Snapshot(
+        rollout=new,
+        router=router_for(new.spec),
+        route=None,
+        foreign_route=False,
+        blocked=None,
+        by_version={"1.0.0": exec_mv("1.0.0")},
+        deployments={},
+        deployment_names={},
+        written=new.status.model_dump(by_alias=True, mode="json"),
+        now=T0,
+        route_read=False,
+        ledger=ledger,
+    )
+
+
+def test_a_first_rollout_over_plain_services_with_the_route_known_absent_is_not_held() -> None:
+    """The live Service is absent as our own last read found it and absent when read again
+    in the transition: the two agree, so nothing holds the first decision (a hold here
+    recurred every reconcile, forever, with no phase: the e2e fuzz test's finding)."""
+    new, first, kube = first_rollout_over_plain_services()
+    assert children.transition(first_snapshot(new, kube), first) is not None  # re-reads
+    done = asyncio.run(executor.execute(kube, first_snapshot(new, kube), first))
+    assert not done.held
+    assert done.wrote and done.status.phase == first.status.phase is not None
