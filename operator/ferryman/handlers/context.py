@@ -22,6 +22,7 @@ from ferryman.kube.client import Kube
 from ferryman.settings import Settings
 
 if TYPE_CHECKING:
+    from ferryman.handlers.holds import Holds
     from ferryman.handlers.ledger import Ledger, StatusLedger
 
 CONTEXT = "ferryman_context"
@@ -55,6 +56,8 @@ class OperatorContext:
     ledger: Ledger = field(default_factory=dict)
     # The ModelVersion status writes of this process (``handlers.roles``).
     status_writes: StatusLedger = field(default_factory=dict)
+    # Each Rollout's consecutive held reconciles (``handlers.holds``): paces and reports.
+    holds: Holds = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings | None:

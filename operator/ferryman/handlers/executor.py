@@ -41,7 +41,7 @@ from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import MAX_METRICS, PLURAL, Rollout, RolloutStatus
 from ferryman.errors import describe
-from ferryman.handlers import children
+from ferryman.handlers import children, holds
 from ferryman.handlers.applied import ApplyFailure, Observed, apply_owned
 from ferryman.handlers.killpoints import kill_point
 from ferryman.handlers.ledger import Ledger, note
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 OWNERSHIP = "OwnershipConflict"
 APPLY_FAILED = "ApplyFailed"
 APPLY_FAILED_RETRY = 60.0  # seconds until a refused write is tried again unprompted
-HELD_RETRY = 1.0  # seconds until a decision held on a lagging index is made again
+HELD_RETRY = holds.FIRST_RETRY  # seconds until a held decision is made again (first time)
 MESSAGE_MAX = 2048  # status.message and condition messages (api/)
 STATUS_WRITE = "StatusWriteFailed"
 # What a status write that the API server refused falls back to: the fields that keep
@@ -141,6 +141,7 @@ class Snapshot:
     # Every trusted entry, also those ``observed`` lost in a transition: they may only
     # condition a write or a delete on their resourceVersion (``handlers.applied``).
     indexed: Observed = field(default_factory=dict)
+    holds: int = 0  # consecutive held reconciles before this one (``handlers.holds``)
 
 
 @dataclass
@@ -169,6 +170,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     status = decision.status
     problems: list[str] = [f"blocked: {seen.blocked}"] if seen.blocked else []
     held = hold_capacity = False  # a ghost in the index; the route lagging (see below)
+    waits: list[str] = []  # what a hold waits for (``handlers.holds``)
     seen = dataclasses.replace(seen, indexed=seen.observed)
     route_obj = children.route_object(seen, decision, services)
     fresh = children.transition(seen, decision)
@@ -194,6 +196,8 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
                     and router.read(route, reverse) != router.read(seen.route, reverse)
                 )
             )
+            if hold_capacity:
+                waits.append(f"the index to hold {router.kind} {name} as it is")
             theirs = route is not None and not labels.is_owned_by(route, rollout)
             if theirs and not seen.foreign_route:
                 problems.append(
@@ -219,12 +223,18 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
             current = seen.deployments.get(version)
             if current is None or replicas >= current.replicas:
                 try:
-                    held = await children.apply_version(kube, seen, mv, replicas, problems) or held
+                    stale = await children.apply_version(kube, seen, mv, replicas, problems)
                 except Exception as e:  # the fresh read failed (a timeout): reported below
                     log.warning("%s/%s: scale-up of %s failed: %s", ns, name, version, e)
                     problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
                     # What the decision counted on could not be verified: decide again.
-                    held = held or version in seen.deployments
+                    stale = version in seen.deployments
+                if stale:
+                    held = True
+                    waits.append(
+                        f"Deployment {seen.deployment_names.get(version, version)} to have the "
+                        f"{current.available if current else 0} Ready replicas the index counted"
+                    )
         kill_point("after-scale-up")
     route_ok = not foreign_route and not held
     if route_obj is not None and route_ok:
@@ -279,7 +289,15 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         # The decision's route was not written, so the decision did not happen: keep the
         # status it was made from (with this round's analysis and the weights as they
         # are) and say why, rather than claim a weight or a promotion the route never got.
-        kept = rollout.status.model_copy(deep=True)
+        # A hold that persists says what it waits for; a first one still gets a phase.
+        kept = holds.kept_status(
+            rollout.status,
+            status,
+            waits if held else [],
+            seen.holds + 1,
+            rollout.metadata.generation,
+            now,
+        )
         kept.weights, kept.observed_generation = status.weights, status.observed_generation
         status, events = kept, []
 

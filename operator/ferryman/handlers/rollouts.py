@@ -41,6 +41,7 @@ from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import (
     executor,
+    holds,
     killpoints,
     namespaces,
     orphans,
@@ -191,6 +192,7 @@ async def rollout_daemon(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=delay)
     wakeups.events(memo).pop((namespace, name), None)
+    context(memo).holds.pop((namespace, name), None)
 
 
 def _pending_action(rollout: Rollout) -> Action | None:
@@ -287,7 +289,7 @@ async def reconcile(
             )
             return 0.0, True
         if await orphans.adopt(kube, rollout, found, ctx.ledger):
-            return executor.HELD_RETRY, False
+            return holds.after(ctx.holds, (ns, name), True, None), False
     existing_route = known.get((router.kind, name))
     # Not read again while our own last read found it absent (``ledger.known_absent``).
     route_read = existing_route is None and not known_absent(
@@ -342,6 +344,7 @@ async def reconcile(
             observed=known,
             route_read=route_read,
             ledger=ctx.ledger,
+            holds=ctx.holds.get((ns, name), 0),
         ),
         decision,
     )
@@ -358,10 +361,8 @@ async def reconcile(
     if executed.failures:
         # Refused writes are not retried in a tight loop ...
         delay = max(delay or 0.0, executor.APPLY_FAILED_RETRY)
-    if executed.held:
-        # A decision held on a lagging index is made again soon (the watch event that
-        # brings the index up to date usually wakes the Rollout first).
-        delay = min(delay, executor.HELD_RETRY) if delay is not None else executor.HELD_RETRY
+    # A held decision is made again soon, backing off while it lasts (``handlers.holds``).
+    delay = holds.after(ctx.holds, (ns, name), executed.held, delay)
     if analysis_target(rollout.spec, status) is not None:
         # ... but analysis never waits for them: a failing candidate is still rolled back.
         wait = analysis_round.next_round_in(status, now)
