@@ -1,23 +1,27 @@
 """A hold that repeats is not silent (``handlers.holds``): its retry backs off, a first
-rollout held still gets a phase, and a hold that persists is reported once as
+rollout held still gets a phase (Progressing), and a hold that persists is reported once as
 ``Progressing=True`` reason ``Held`` naming what it waits for."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Any, cast
+
+import kopf
+import pytest
 
 from ferryman.api.common import ConditionStatus
 from ferryman.api.rollout import Rollout, RolloutPhase
-from ferryman.handlers import executor, holds
+from ferryman.handlers import executor, holds, observed, rollouts
+from ferryman.handlers.context import OperatorContext, install
 from ferryman.plan import conditions, labels, machine, serving
-from ferryman.plan.decision import Observed, VersionRecord
+from ferryman.plan.decision import DeploymentState, Observed, VersionRecord
 from ferryman.plan.route import Route
 from ferryman.routing import router_for
 from unit.fake_kube import FakeKube
-from unit.machine_sim import T0
-from unit.test_executor import NS
+from unit.machine_sim import T0, _set_ready
+from unit.test_executor import NS, mv_of
 from unit.test_request_volume import first_rollout_over_plain_services, first_snapshot
 
 STATUS = ("rollouts", NS, "fraud")
@@ -134,3 +138,57 @@ def test_a_decision_not_held_reports_progressing_from_its_phase_again() -> None:
     )
     cond = progressing(decision.status)
     assert cond is not None and cond.reason != holds.REASON
+
+
+def ghost_indexes(new: Rollout) -> dict[str, Any]:
+    """kopf's indexes for ``new`` holding a ghost: Deployment fraud-1.0.0 with 4 of 4
+    Ready, which the cluster has with none Ready (an index that never catches up)."""
+    found: dict[str, Any] = {i.id: {} for i in observed.INDEXES}
+    found["modelversions_by_model"] = {(NS, "fraud"): [mv_of("1.0.0")]}
+    found["deployments_by_rollout"] = {
+        (NS, "fraud"): [("fraud-1.0.0", "1.0.0", DeploymentState(4, 4))]
+    }
+    found["rollouts_by_model"] = {}
+    return found
+
+
+def test_a_persisting_hold_backs_off_and_reports_once_through_reconcile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon's path: each reconcile of a decision held on a ghost Deployment waits
+    longer than the one before, the first writes a phase, the ``REPORT_AFTER``-th writes
+    the ``Held`` condition naming the Deployment, and the ones after write no status."""
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    monkeypatch.setattr(rollouts, "_name_problem", lambda *a: None)  # fraud-1.0.0: a dot
+    new, _first, kube = first_rollout_over_plain_services()
+    kube.put_status("modelversions", NS, "fraud-1.0.0", "1", {})
+    ghost = serving.deployment(mv_of("1.0.0"), new, replicas=4)
+    _set_ready(ghost, 0)
+    kube.put(ghost)
+    memo: dict[str, Any] = {}
+    ctx = install(memo, OperatorContext(kube=cast(Any, kube), http=cast(Any, None)))
+    body = new.model_dump(by_alias=True, mode="json", exclude_none=True)
+    delays, wrote, reasons = [], [], []
+    for _ in range(holds.REPORT_AFTER + 2):
+        delay, written = asyncio.run(
+            rollouts.reconcile(
+                body=cast(Any, body), memo=cast(Any, memo), indexes=ghost_indexes(new)
+            )
+        )
+        held = kube.statuses[STATUS]
+        body["metadata"]["resourceVersion"], body["status"] = (
+            held["resourceVersion"],
+            held["status"],
+        )
+        delays.append(delay)
+        wrote.append(written)
+        reasons.append(progressing(type(new.status).model_validate(held["status"])))
+    assert delays == [holds.retry_in(n) for n in range(1, holds.REPORT_AFTER + 3)]
+    assert body["status"]["phase"] == RolloutPhase.PROGRESSING.value
+    assert body["status"].get("weights") is None  # no route: weight never on unready pods
+    assert ("apply", "Service", "fraud") not in kube.writes
+    assert wrote == [True, *[False] * (holds.REPORT_AFTER - 2), True, False, False]
+    report = reasons[holds.REPORT_AFTER - 1]
+    assert report is not None and report.reason == holds.REASON
+    assert "Deployment fraud-1.0.0" in report.message, report.message
+    assert ctx.holds[(NS, "fraud")] == holds.REPORT_AFTER + 2

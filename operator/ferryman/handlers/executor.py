@@ -292,7 +292,6 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         # A hold that persists says what it waits for; a first one still gets a phase.
         kept = holds.kept_status(
             rollout.status,
-            status,
             waits if held else [],
             seen.holds + 1,
             rollout.metadata.generation,

@@ -4,9 +4,10 @@ event that brings the index up to date wakes the Rollout first. A hold that repe
 not become a silent retry loop (a GET every second, a status that never says why), so:
 
 - the retry backs off: ``retry_in`` (1, 2, 4, 8 s, capped at ``RETRY_CAP``);
-- a hold of a Rollout that has no phase yet still gives it one (``kept_status``: the
-  decision's phase, else Progressing, as ``plan.endings.blocked`` does), so a first
-  rollout never sits at ``{observedGeneration: 1}``;
+- a hold of a Rollout that has no phase yet still gives it one (``kept_status``:
+  Progressing, as ``plan.endings.blocked`` does; not the decision's phase, which the
+  decision, not having happened, does not have: a first rollout decided Healthy on a
+  ghost Deployment has no stable version), so it never sits at ``{observedGeneration: 1}``;
 - a hold that persists (``REPORT_AFTER`` consecutive holds, about 7 s when nothing wakes
   the Rollout sooner) is reported: ``Progressing=True`` with reason ``Held`` and a
   message naming what it waits for. The message has no count or clock in it, so the
@@ -61,21 +62,20 @@ def record(holds: Holds, key: tuple[str, str], held: bool) -> int:
 
 def kept_status(
     read: RolloutStatus,
-    decided: RolloutStatus,
     waits: list[str],
     count: int,
     generation: int,
     now: datetime,
 ) -> RolloutStatus:
     """The status a held (or route-less) decision writes: ``read`` (the status it was
-    decided from, copied), with a phase when it had none (``decided``'s, else
-    Progressing) and, when this is hold number ``count`` of a run that ``persists``, the
-    ``Progressing=True`` condition with reason ``Held`` naming ``waits`` (what the hold
-    waits for; empty: not a hold, nothing reported). ``now``: the condition's
+    decided from, copied), with a phase when it had none (Progressing) and, when this is
+    hold number ``count`` of a run that ``persists``, the ``Progressing=True`` condition
+    with reason ``Held`` naming ``waits`` (what the hold waits for; empty: not a hold,
+    nothing reported). ``now``: the condition's
     transition time."""
     kept = read.model_copy(deep=True)
     if kept.phase is None:
-        kept.phase = decided.phase or RolloutPhase.PROGRESSING
+        kept.phase = RolloutPhase.PROGRESSING
     if waits and persists(count):
         kept.conditions = set_condition(
             kept.conditions,
