@@ -158,7 +158,12 @@ def test_a_persisting_hold_backs_off_and_reports_once_through_reconcile(
     """The daemon's path: each reconcile of a decision held on a ghost Deployment waits
     longer than the one before, the first writes a phase, the ``REPORT_AFTER``-th writes
     the ``Held`` condition naming the Deployment, and the ones after write no status."""
-    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    posted: list[str] = []
+    monkeypatch.setattr(
+        kopf,
+        "event",
+        lambda *a, **k: posted.append(k["message"]) if k.get("reason") == holds.REASON else None,
+    )
     monkeypatch.setattr(rollouts, "_name_problem", lambda *a: None)  # fraud-1.0.0: a dot
     new, _first, kube = first_rollout_over_plain_services()
     kube.put_status("modelversions", NS, "fraud-1.0.0", "1", {})
@@ -192,3 +197,4 @@ def test_a_persisting_hold_backs_off_and_reports_once_through_reconcile(
     assert report is not None and report.reason == holds.REASON
     assert "Deployment fraud-1.0.0" in report.message, report.message
     assert ctx.holds[(NS, "fraud")] == holds.REPORT_AFTER + 2
+    assert posted == [report.message]  # one Warning Event, with the report

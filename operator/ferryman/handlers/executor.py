@@ -298,7 +298,8 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
             now,
         )
         kept.weights, kept.observed_generation = status.weights, status.observed_generation
-        status, events = kept, []
+        report = holds.newly_reported(rollout.status, kept)
+        status, events = kept, [Event("Warning", holds.REASON, report)] if report else []
 
     # 4. status
     failures = [p for p in problems if isinstance(p, ApplyFailure)]

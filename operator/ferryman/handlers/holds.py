@@ -10,7 +10,8 @@ not become a silent retry loop (a GET every second, a status that never says why
   ghost Deployment has no stable version), so it never sits at ``{observedGeneration: 1}``;
 - a hold that persists (``REPORT_AFTER`` consecutive holds, about 7 s when nothing wakes
   the Rollout sooner) is reported: ``Progressing=True`` with reason ``Held`` and a
-  message naming what it waits for. The message has no count or clock in it, so the
+  message naming what it waits for, and one Warning Event ``Held`` (``newly_reported``).
+  The message has no count or clock in it, so the
   status written once is equal to the next held reconcile's and is not written again;
   the next decision that is not held sets Progressing from its phase again
   (``plan.availability``).
@@ -27,7 +28,7 @@ from datetime import datetime
 
 from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.rollout import RolloutPhase, RolloutStatus
-from ferryman.plan.conditions import PROGRESSING, set_condition
+from ferryman.plan.conditions import PROGRESSING, find, set_condition
 
 FIRST_RETRY = 1.0  # seconds until a held decision is made again the first time
 RETRY_CAP = 15.0  # seconds: the longest wait between held decisions
@@ -102,3 +103,15 @@ def after(holds: Holds, key: tuple[str, str], held: bool, delay: float | None) -
     if not held:
         return delay
     return retry_in(count) if delay is None else min(delay, retry_in(count))
+
+
+def newly_reported(read: RolloutStatus, kept: RolloutStatus) -> str | None:
+    """The message of the ``Held`` report ``kept`` carries and ``read`` (the status as
+    read) did not, for one Warning Event per report; None otherwise."""
+    new = find(kept.conditions, PROGRESSING)
+    old = find(read.conditions, PROGRESSING)
+    if new is None or new.reason != REASON:
+        return None
+    if old is not None and old.reason == REASON and old.message == new.message:
+        return None
+    return new.message
