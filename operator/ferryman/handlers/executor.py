@@ -15,7 +15,8 @@ not the route write (the decision gives weight only to replicas it observed Read
 rollback's route write must never wait), unless the Deployment read just before the
 writes has less than the decision counted on (``children.stale``: gone, or fewer Ready
 replicas than the index said): then only the creates and scale-ups are written (no
-route, nothing removed, status kept) and the decision is made again (``Executed.held``).
+route, nothing removed, status kept) and the decision is made again (``Executed.held``;
+backing off, and reported when it persists: ``handlers.holds``).
 A refused write is reported in the ``ApplyFailed`` condition, the status message and a
 Warning Event; it is tried again after ``APPLY_FAILED_RETRY`` seconds, at the next
 analysis round or when something changes, never in a tight loop.

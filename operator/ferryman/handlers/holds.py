@@ -28,12 +28,12 @@ from datetime import datetime
 
 from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.rollout import RolloutPhase, RolloutStatus
-from ferryman.plan.conditions import PROGRESSING, find, set_condition
+from ferryman.plan.conditions import PROGRESSING, REASON_HELD, find, set_condition
 
 FIRST_RETRY = 1.0  # seconds until a held decision is made again the first time
 RETRY_CAP = 15.0  # seconds: the longest wait between held decisions
 REPORT_AFTER = 3  # consecutive holds after which the hold is reported (Progressing=Held)
-REASON = "Held"
+REASON = REASON_HELD
 MESSAGE_MAX = 1024
 
 Holds = dict[tuple[str, str], int]  # (namespace, Rollout) -> consecutive held reconciles

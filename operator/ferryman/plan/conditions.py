@@ -69,6 +69,8 @@ REASON_SHADOW_STOPPED = "ShadowStopped"
 REASON_PENDING = "Pending"
 # Paused (False)
 REASON_NOT_PAUSED = "NotPaused"
+# Progressing (True): a decision held on a lagging index, again and again (handlers.holds)
+REASON_HELD = "Held"
 
 
 def rollout_conditions(
