@@ -45,6 +45,7 @@ from typing import Any, Protocol
 from ferryman.api import names
 from ferryman.api.rollout import Rollout
 from ferryman.handlers.applied import apply_owned
+from ferryman.handlers.executor import Writer
 from ferryman.handlers.ledger import Ledger, note
 from ferryman.handlers.observed import INDEXES
 from ferryman.kube.client import Conflict
@@ -61,32 +62,9 @@ API_VERSIONS = {i.kind: i.api_version for i in INDEXES}
 Obj = dict[str, Any]
 
 
-class Patcher(Protocol):
-    """The reads and writes of orphaning and adoption (``kube.client.Kube`` has them)."""
-
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None: ...
-
-    async def apply(self, obj: Obj) -> Obj: ...
-
-    async def delete(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str,
-        name: str,
-        *,
-        preconditions: dict[str, str] | None = None,
-    ) -> None: ...
-
-    async def patch_status(
-        self,
-        plural: str,
-        namespace: str,
-        name: str,
-        status: Obj,
-        *,
-        resource_version: str | None = None,
-    ) -> None: ...
+class Patcher(Writer, Protocol):
+    """The reads and writes of orphaning and adoption: the executor's, and a conditioned
+    metadata patch (``kube.client.Kube`` has them all)."""
 
     async def patch_metadata(
         self,
