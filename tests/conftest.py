@@ -42,6 +42,7 @@ import localcluster
 import pytest
 
 from harness import rbac
+from harness.dataplane import DataPlane
 from harness.kube import Cluster, open_cluster
 from harness.operator import OperatorProcess
 from harness.prometheus import PrometheusServer
@@ -170,6 +171,19 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def dataplane(
+    cluster: Cluster, namespace: str, prometheus: PrometheusServer
+) -> Iterator[DataPlane]:
+    """The simulated data plane (``harness.dataplane``) in the test namespace, scraped by
+    the session's Prometheus for as long as the test runs."""
+    dp = DataPlane(cluster, namespace).start()
+    prometheus.add_target(f"dp-{namespace}", dp.address)
+    yield dp
+    prometheus.remove_target(f"dp-{namespace}")
+    dp.stop()
 
 
 def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

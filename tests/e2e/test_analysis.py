@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,17 +43,6 @@ def analysis(**extra: Any) -> dict[str, Any]:
     }
     spec.update(extra)
     return spec
-
-
-@pytest.fixture
-def dataplane(
-    cluster: Cluster, namespace: str, prometheus: PrometheusServer
-) -> Iterator[DataPlane]:
-    dp = DataPlane(cluster, namespace).start()
-    prometheus.add_target(f"dp-{namespace}", dp.address)
-    yield dp
-    prometheus.remove_target(f"dp-{namespace}")
-    dp.stop()
 
 
 @pytest.fixture

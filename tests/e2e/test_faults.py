@@ -100,17 +100,6 @@ def proxied_kubeconfig(source: Path, out: Path, server: str) -> Path:
 
 
 @pytest.fixture
-def dataplane(
-    cluster: Cluster, namespace: str, prometheus: PrometheusServer
-) -> Iterator[DataPlane]:
-    dp = DataPlane(cluster, namespace).start()
-    prometheus.add_target(f"dp-{namespace}", dp.address)
-    yield dp
-    prometheus.remove_target(f"dp-{namespace}")
-    dp.stop()
-
-
-@pytest.fixture
 def toxiproxy(tmp_path: Path) -> Iterator[ToxiproxyServer]:
     server = ToxiproxyServer(tmp_path / "toxiproxy").start()
     yield server

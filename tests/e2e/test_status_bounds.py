@@ -22,7 +22,6 @@ from e2e.test_analysis import (  # the same fixtures and queries as the analysis
     ERRORS,
     analysing_operator,  # noqa: F401
     analysis,
-    dataplane,  # noqa: F401
     settings_file,  # noqa: F401
     stable_on,
 )
@@ -43,7 +42,7 @@ LONG_ERRORS = ERRORS.replace(
 def test_failing_metric_with_a_long_query_is_rolled_back(
     cluster: Cluster,
     namespace: str,
-    dataplane: DataPlane,  # noqa: F811
+    dataplane: DataPlane,
     analysing_operator: OperatorProcess,  # noqa: F811
 ) -> None:
     """Field case 19."""
@@ -154,7 +153,7 @@ def refuse_rolled_back_status(name: str, namespace: str) -> list[dict[str, Any]]
 def test_refused_status_write_never_holds_back_the_rollback(
     cluster: Cluster,
     namespace: str,
-    dataplane: DataPlane,  # noqa: F811
+    dataplane: DataPlane,
     analysing_operator: OperatorProcess,  # noqa: F811
 ) -> None:
     cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
@@ -206,7 +205,7 @@ def test_refused_status_write_never_holds_back_the_rollback(
 def test_a_refused_deployment_write_never_holds_back_the_rollback(
     cluster: Cluster,
     namespace: str,
-    dataplane: DataPlane,  # noqa: F811
+    dataplane: DataPlane,
     analysing_operator: OperatorProcess,  # noqa: F811
 ) -> None:
     """A template every Deployment write is refused for (requests above limits) must not

@@ -16,7 +16,6 @@ import pytest
 from e2e.conftest import ferryman_crds  # noqa: F401 - the same CRD fixture as the e2e suite
 from harness import rbac
 from harness.argocd_loop import ArgoCD, GitServer
-from harness.dataplane import DataPlane
 from harness.kube import Cluster
 from harness.operator import OperatorProcess
 from harness.prometheus import PrometheusServer
@@ -38,17 +37,6 @@ def argocd(cluster: Cluster, tmp_path: Path) -> Iterator[ArgoCD]:
     finally:
         acd.stop()
         print(acd.logs())
-
-
-@pytest.fixture
-def dataplane(
-    cluster: Cluster, namespace: str, prometheus: PrometheusServer
-) -> Iterator[DataPlane]:
-    dp = DataPlane(cluster, namespace).start()
-    prometheus.add_target(f"dp-{namespace}", dp.address)
-    yield dp
-    prometheus.remove_target(f"dp-{namespace}")
-    dp.stop()
 
 
 @pytest.fixture
