@@ -215,18 +215,7 @@ async def apply_stable_service(
     rollout, mv = seen.rollout, seen.by_version.get(stable or "")
     if mv is None:
         return
-    svc = serving.service(mv, rollout)
-    svc["metadata"]["name"] = rollout.metadata.name
-    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/stable-version": mv.spec.version}
-    await apply_owned(
-        kube,
-        rollout,
-        svc,
-        problems,
-        observed=seen.observed,
-        ledger=seen.ledger,
-        indexed=seen.indexed,
-    )
+    await _apply_rollout_service(kube, seen, mv, rollout.metadata.name, "stable", problems)
 
 
 async def sync_preview(
@@ -242,12 +231,20 @@ async def sync_preview(
                 kube, rollout, "v1", "Service", name, problems, seen.ledger, seen.indexed
             )
         return
-    svc = serving.service(mv, rollout)
+    await _apply_rollout_service(kube, seen, mv, name, "preview", problems)
+
+
+async def _apply_rollout_service(
+    kube: Writer, seen: Snapshot, mv: ModelVersion, name: str, role: str, problems: list[str]
+) -> None:
+    """A Service named after the Rollout (``name``) selecting ``mv``'s pods, annotated
+    ``<prefix>/<role>-version``; applied as ferryman's own (``applied.apply_owned``)."""
+    svc = serving.service(mv, seen.rollout)
     svc["metadata"]["name"] = name
-    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/preview-version": mv.spec.version}
+    svc["metadata"]["annotations"] = {f"{labels.PREFIX}/{role}-version": mv.spec.version}
     await apply_owned(
         kube,
-        rollout,
+        seen.rollout,
         svc,
         problems,
         observed=seen.observed,
