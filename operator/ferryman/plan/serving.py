@@ -18,12 +18,9 @@ from typing import Any
 
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
-from ferryman.plan import labels
+from ferryman.plan import initializer, labels, pod_security
 
 SERVER_CONTAINER = "model-server"
-INIT_CONTAINER = "storage-initializer"
-MODEL_VOLUME = "model-store"
-MODEL_DIR = "/mnt/models"
 PORT_NAME = "http"
 NON_ROOT_UID = 65532
 
@@ -40,16 +37,6 @@ def _metadata(mv: ModelVersion, rollout: Rollout) -> Obj:
     }
 
 
-def _container_security() -> Obj:
-    return {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def _env(mv: ModelVersion, with_init: bool) -> list[Obj]:
     env = [copy.deepcopy(e) for e in (mv.spec.serving.env or [])]
     env += [
@@ -59,26 +46,8 @@ def _env(mv: ModelVersion, with_init: bool) -> list[Obj]:
         {"name": "MODEL_DIGEST", "value": mv.spec.artifact.digest},
     ]
     if with_init:
-        env.append({"name": "MODEL_DIR", "value": MODEL_DIR})
+        env.append({"name": "MODEL_DIR", "value": initializer.MODEL_DIR})
     return env
-
-
-def _init_container(mv: ModelVersion, rollout: Rollout, image: str) -> Obj:
-    container: Obj = {
-        "name": INIT_CONTAINER,
-        "image": image,
-        "command": ["python", "-m", "ferryman.storage_init"],
-        "args": [
-            f"--uri={mv.spec.artifact.uri}",
-            f"--digest={mv.spec.artifact.digest}",
-            f"--dest={MODEL_DIR}",
-        ],
-        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}],
-        "securityContext": _container_security(),
-    }
-    if rollout.spec.storage and rollout.spec.storage.secret_name:
-        container["envFrom"] = [{"secretRef": {"name": rollout.spec.storage.secret_name}}]
-    return container
 
 
 def _pod_spec(mv: ModelVersion, rollout: Rollout, init_image: str | None) -> Obj:
@@ -94,7 +63,7 @@ def _pod_spec(mv: ModelVersion, rollout: Rollout, init_image: str | None) -> Obj
             "periodSeconds": 5,
             "failureThreshold": 3,
         },
-        "securityContext": _container_security(),
+        "securityContext": pod_security.container(),
     }
     if serving.command:
         server["command"] = list(serving.command)
@@ -115,9 +84,10 @@ def _pod_spec(mv: ModelVersion, rollout: Rollout, init_image: str | None) -> Obj
         "automountServiceAccountToken": False,
     }
     if init_image:
-        server["volumeMounts"] = [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}]
-        spec["initContainers"] = [_init_container(mv, rollout, init_image)]
-        spec["volumes"] = [{"name": MODEL_VOLUME, "emptyDir": {}}]
+        model = initializer.model_store(mv, rollout, init_image)
+        server["volumeMounts"] = model.server_mounts
+        spec["initContainers"] = model.init_containers
+        spec["volumes"] = model.volumes
     if placement:
         for key, value in (
             ("nodeSelector", placement.node_selector),
