@@ -200,7 +200,7 @@ class Sim:
     route: Route | None = None
     index_lag: int = 0  # reconciles the object indexes lag by (module docstring)
     lag_seed: int = 0
-    ledger: ledger.Ledger = field(default_factory=dict)
+    ledger: ledger.Ledger = field(default_factory=ledger.Ledger)
     _history: list[dict[Any, Obj]] = field(default_factory=list, repr=False)
     _mvs: dict[str, ModelVersion] = field(default_factory=dict, repr=False)
     _start: int = 0

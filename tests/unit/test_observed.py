@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+import pytest
 
 from ferryman.handlers import ledger, observed
 from ferryman.plan import labels
@@ -97,14 +98,14 @@ def test_lookup_finds_trusted_objects_by_kind_and_name_in_the_namespace() -> Non
         "observed_deployments": {("ml", "a"): [dep], ("other", "b"): [dep], ("ml", "b"): [old]},
         "observed_services": {("ml", "a"): [svc]},
     }
-    assert observed.lookup(indexes, "ml", ["a", "b"], {}, now=100.0 + 1) == {
+    assert observed.lookup(indexes, "ml", ["a", "b"], ledger.Ledger(), now=100.0 + 1) == {
         ("Deployment", "a"): dep.obj,
         ("Service", "a"): svc.obj,
     }
 
 
 def test_an_entry_is_trusted_for_max_age_seconds_after_its_event_or_our_read() -> None:
-    book: ledger.Ledger = {}
+    book: ledger.Ledger = ledger.Ledger()
     e = entry("d", rv="5", at=0.0)
     assert ledger.trusted(e, book, ledger.MAX_AGE)
     assert not ledger.trusted(e, book, ledger.MAX_AGE + 1)  # a possible ghost: read it
@@ -118,7 +119,7 @@ def test_an_entry_older_than_our_last_write_is_not_trusted() -> None:
     """A lower generation than the one our write was answered with is the object before
     that write; a status update (another resourceVersion, the same generation) is not.
     Without generations, only the same resourceVersion; after our delete, nothing."""
-    book: ledger.Ledger = {}
+    book: ledger.Ledger = ledger.Ledger()
     ledger.note(book, "Deployment", "ml", "d", entry("d", rv="5", generation=2).obj)
     assert not ledger.trusted(entry("d", rv="4", generation=1), book, 100.0)
     assert ledger.trusted(entry("d", rv="7", generation=2), book, 100.0)
@@ -128,3 +129,40 @@ def test_an_entry_older_than_our_last_write_is_not_trusted() -> None:
     assert not ledger.trusted(entry("s", "Service", rv="4", generation=None), book, 100.0)
     ledger.note(book, "Deployment", "ml", "d", None)  # deleted
     assert not ledger.trusted(entry("d", rv="9", generation=3), book, 100.0)
+
+
+def test_records_older_than_max_age_are_pruned_and_answers_do_not_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long-lived operator touches objects that go away: without pruning the Ledger
+    holds a record for each of them forever. Records older than MAX_AGE are dropped (at
+    most once per MAX_AGE), and ``trusted`` answers the same with and without them for
+    every entry whose watch event came before those records (the entries a record is
+    there to refuse: the index behind our write, or a ghost of what we deleted)."""
+    clock = [1000.0]
+    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock[0])
+    book = ledger.Ledger()
+    old = [entry(f"d{i}", rv="5", generation=2) for i in range(100)]
+    for i, e in enumerate(old):
+        ledger.note(book, "Deployment", "ml", f"d{i}", None if i % 2 else e.obj)
+    assert len(book) == 100
+    entries = [entry(n, rv="4", generation=1, at=t) for n in ("d0", "d1") for t in (900.0, 999.0)]
+    entries += [entry(n, rv="5", generation=2, at=1000.0) for n in ("d0", "d2")]
+    clock[0] += ledger.MAX_AGE + 1
+    before = [ledger.trusted(e, book, clock[0]) for e in entries]
+    ledger.note(book, "Deployment", "ml", "fresh", entry("fresh").obj)
+    assert set(book) == {("ml", "Deployment", "fresh")}
+    assert [ledger.trusted(e, book, clock[0]) for e in entries] == before
+    clock[0] += 1  # within MAX_AGE of the last prune: no pass over the records
+    ledger.note(book, "Deployment", "ml", "d0", None)
+    assert len(book) == 2 and book.pruned_at == 1000.0 + ledger.MAX_AGE + 1
+
+
+def test_status_writes_older_than_max_age_are_pruned(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [50.0]
+    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock[0])
+    writes = ledger.StatusLedger()
+    ledger.note_status(writes, ("modelversions", "ml", "a"), "7", {}, {"phase": "Serving"})
+    clock[0] += ledger.MAX_AGE + 1
+    ledger.note_status(writes, ("modelversions", "ml", "b"), "8", {}, {"phase": "Ready"})
+    assert list(writes) == [("modelversions", "ml", "b")]

@@ -364,7 +364,7 @@ def test_a_stale_orphan_entry_costs_one_read_not_one_per_reconcile() -> None:
     rollout = Rollout.model_validate(new_rollout(sim))
     found = indexes_of(sim, rollout)
     del sim.kube.objects[("v1", "Service", NS, NAME)]  # gone; its entry stays
-    book: ledger.Ledger = {}
+    book: ledger.Ledger = ledger.Ledger()
     first = orphans.candidates(found, rollout, [NAME], book)
     assert ("Service", NAME) in first
     asyncio.run(orphans.adopt(sim.kube, rollout, [("Service", NAME)], book))

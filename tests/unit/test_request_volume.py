@@ -343,7 +343,7 @@ def test_a_weight_move_writes_an_indexed_route_without_reading_it_first() -> Non
 
 
 def test_our_own_read_of_an_absent_object_is_trusted_for_max_age() -> None:
-    book: Ledger = {}
+    book = Ledger()
     assert not known_absent(book, "HTTPRoute", NS, "fraud", 0.0)  # never read: read it
     note(book, "HTTPRoute", NS, "fraud", None)
     at = book[(NS, "HTTPRoute", "fraud")].at

@@ -81,7 +81,7 @@ def _ghost_run(delete: tuple[str, str, str, str], age: float) -> FakeKube:
     kube.writes = []
     seen = snapshot(sim, rollout, kube)
     names = ["fraud-1.0.0", "fraud-1.1.0", NAME]
-    seen.observed = observed.lookup(indexes, NS, names, {})
+    seen.observed = observed.lookup(indexes, NS, names, None)
     seen.route = seen.observed.get(("HTTPRoute", NAME))
     seen.route_read = seen.route is None
     if seen.route is None:

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from ferryman.handlers.ledger import Ledger, StatusLedger
 from ferryman.kube.client import Kube
 from ferryman.settings import Settings
 
 if TYPE_CHECKING:
     from ferryman.handlers.holds import Holds
-    from ferryman.handlers.ledger import Ledger, StatusLedger
 
 CONTEXT = "ferryman_context"
 OPTIONS = "ferryman_options"
@@ -53,9 +53,9 @@ class OperatorContext:
     metrics_served: bool = False
     # What this process last wrote or read of each object (``handlers.observed.Ledger``):
     # an index entry older than that is not trusted.
-    ledger: Ledger = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=Ledger)
     # The ModelVersion status writes of this process (``handlers.roles``).
-    status_writes: StatusLedger = field(default_factory=dict)
+    status_writes: StatusLedger = field(default_factory=StatusLedger)
     # Each Rollout's consecutive held reconciles (``handlers.holds``): paces and reports.
     holds: Holds = field(default_factory=dict)
 

@@ -36,7 +36,12 @@ What a trusted entry may decide, and what is read fresh whatever the index says,
 relies on); every write and every delete is preceded by a GET or conditioned on the
 object being exactly an owned entry (its resourceVersion; ``handlers.applied``), so
 ownership is never decided on an entry alone. The Ledger keeps one small record per
-object this process wrote or read (deleted objects included) for the process's life.
+object this process wrote or read (deleted objects included) for ``MAX_AGE`` seconds:
+an older record never changes ``trusted``'s or ``known_absent``'s answer (an entry it
+would refuse is itself older than ``MAX_AGE``: its watch event came before our write),
+so records are dropped once they are that old (``prune``, at most once per ``MAX_AGE``),
+and a process that has touched a million objects over its life holds only those of the
+last minute or two.
 """
 
 from __future__ import annotations
@@ -70,7 +75,23 @@ class Known:
 
 
 Key = tuple[str, str, str]  # (namespace, kind, name)
-Ledger = dict[Key, Known]
+
+
+class Ledger(dict[Key, Known]):
+    """Records by object; ``pruned_at``: the ``time.monotonic()`` of the last ``prune``."""
+
+    pruned_at: float = 0.0
+
+
+def prune(book: Ledger | StatusLedger, now: float) -> None:
+    """Drop the records of ``book`` written more than ``MAX_AGE`` seconds before ``now``
+    (monotonic seconds), if the last prune was at least that long ago (so the cost, one
+    pass over the records, is paid at most once per ``MAX_AGE``)."""
+    if now - book.pruned_at < MAX_AGE:
+        return
+    book.pruned_at = now
+    for key in [k for k, record in book.items() if now - record.at > MAX_AGE]:
+        del book[key]
 
 
 def note(ledger: Ledger | None, kind: str, namespace: str, name: str, answer: Any) -> None:
@@ -80,12 +101,14 @@ def note(ledger: Ledger | None, kind: str, namespace: str, name: str, answer: An
         return
     meta = (answer or {}).get("metadata") or {}
     generation = meta.get("generation")
+    now = time.monotonic()
     ledger[(namespace, kind, name)] = Known(
         meta.get("resourceVersion"),
         generation if isinstance(generation, int) else None,
-        time.monotonic(),
+        now,
         deleted=answer is None,
     )
+    prune(ledger, now)
 
 
 def trusted(entry: Entry, ledger: Ledger | None, now: float, listed: float | None = None) -> bool:
@@ -95,9 +118,8 @@ def trusted(entry: Entry, ledger: Ledger | None, now: float, listed: float | Non
     list of its resource began; None: none)."""
     meta = entry.obj.get("metadata") or {}
     rv, generation = meta.get("resourceVersion"), meta.get("generation")
-    known = (ledger or {}).get(
-        (str(meta.get("namespace")), str(entry.obj.get("kind")), str(meta.get("name")))
-    )
+    key = (str(meta.get("namespace")), str(entry.obj.get("kind")), str(meta.get("name")))
+    known = ledger.get(key) if ledger else None
     at = entry.at
     if known is not None:
         if known.deleted:
@@ -121,14 +143,23 @@ def trusted(entry: Entry, ledger: Ledger | None, now: float, listed: float | Non
 class StatusWrite:
     """What this process wrote to one object's status: the resourceVersion of the object
     as observed when the first of those writes was decided (``base``), and its status
-    then with each of our merge patches since applied (``status``, camelCase JSON)."""
+    then with each of our merge patches since applied (``status``, camelCase JSON), the
+    last at ``at`` (``time.monotonic()``, seconds). A record older than ``MAX_AGE`` is
+    pruned: an index still at ``base`` that long after our write is not waited for, and
+    the cost is at most one status write that changes nothing."""
 
     base: str
     status: dict[str, Any]
+    at: float = 0.0
 
 
 StatusKey = tuple[str, str, str]  # (plural, namespace, name)
-StatusLedger = dict[StatusKey, StatusWrite]
+
+
+class StatusLedger(dict[StatusKey, StatusWrite]):
+    """Status writes by object; ``pruned_at`` as for ``Ledger``."""
+
+    pruned_at: float = 0.0
 
 
 def merged(target: Any, patch: Any) -> Any:
@@ -155,7 +186,7 @@ def believed_status(
     resourceVersion is newer than our base (our own write, or someone else's) and is
     used as it is: a skip decided here costs at most a write one watch event later, and
     what that event brings is decided on afresh."""
-    record = (ledger or {}).get(key)
+    record = ledger.get(key) if ledger else None
     if record is not None and resource_version and record.base == resource_version:
         return record.status
     return status
@@ -173,9 +204,13 @@ def note_status(
     without one)."""
     if ledger is None or not resource_version:
         return
+    now = time.monotonic()
     ledger[key] = StatusWrite(
-        resource_version, merged(believed_status(ledger, key, resource_version, status), patch)
+        resource_version,
+        merged(believed_status(ledger, key, resource_version, status), patch),
+        now,
     )
+    prune(ledger, now)
 
 
 def known_absent(ledger: Ledger | None, kind: str, namespace: str, name: str, now: float) -> bool:
@@ -186,5 +221,5 @@ def known_absent(ledger: Ledger | None, kind: str, namespace: str, name: str, no
     write of the object is still preceded by a read or conditioned on an owned entry
     (``handlers.applied``), so a same-named object created since, ferryman's or not, is
     never written over unseen."""
-    known = (ledger or {}).get((namespace, kind, name))
+    known = ledger.get((namespace, kind, name)) if ledger else None
     return known is not None and known.deleted and now - known.at <= MAX_AGE

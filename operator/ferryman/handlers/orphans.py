@@ -255,7 +255,7 @@ def candidates(
         if index is None:
             continue
         for name in object_names:
-            known = (ledger or {}).get((ns, indexed.kind, name))
+            known = ledger.get((ns, indexed.kind, name)) if ledger else None
             for entry in index.get((ns, name), []):
                 rv = _meta(entry.obj).get("resourceVersion")
                 if (
