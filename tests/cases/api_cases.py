@@ -370,6 +370,16 @@ INVALID: list[Case] = [
         "an env variable takes value or valueFrom, not both",
     ),
     Case(
+        "env name with a space",
+        _mv(_set("serving.env", [{"name": "MY VAR", "value": "1"}])),
+        "env[].name must be letters, digits",
+    ),
+    Case(
+        "env from a pod field the downward API lacks",
+        _mv(_set("serving.env", [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec"}}}])),
+        "fieldRef.fieldPath must be a pod field the downward API offers",
+    ),
+    Case(
         "envFrom without a source",
         _mv(_set("serving.envFrom", [{"prefix": "HF_"}])),
         "envFrom needs exactly one of secretRef or configMapRef",

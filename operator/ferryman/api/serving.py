@@ -47,14 +47,14 @@ PORT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # core/v1 appProtocol: an IANA service name, or a domain-prefixed name such as
 # kubernetes.io/h2c (https://kubernetes.io/docs/concepts/services-networking/service/#application-protocol).
 APP_PROTOCOL = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 PRIMARY_APP_PROTOCOLS = ("http", "kubernetes.io/h2c")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # A quantity as resource.Quantity writes one (e.g. 1Gi, 512Mi, 2G).
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+QUANTITY = r"^[0-9]{1,12}(\.[0-9]{1,6})?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
 # An absolute path of non-empty segments, none of them '.' or '..'.
 ABSOLUTE_PATH = r"^(/[^/]+)+$"
 DOT_SEGMENT = r"(^|/)\.\.?(/|$)"

@@ -8,12 +8,29 @@ never has to be written into the ModelVersion itself.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
-from ferryman.api.common import ApiModel, LongStr, ShortStr, cel, model_rules
+from ferryman.api.common import ApiModel, LongStr, cel, model_rules
 from ferryman.api.serving import DNS_SUBDOMAIN, name_rule
 
-ENV_NAME = r"^[^=\s]+$"
+# What every Kubernetes version accepts as a variable name (newer ones accept more).
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+# The downward API's fields for env (core/v1 validation's list).
+FIELD_PATH = (
+    r"^(metadata\.(name|namespace|uid)|metadata\.(labels|annotations)\['[^']+'\]"
+    r"|spec\.(nodeName|serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$"
+)
+Resource = Literal[
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+]
 
 
 class KeyRef(ApiModel):
@@ -24,23 +41,39 @@ class KeyRef(ApiModel):
         description="The object's name.",
         json_schema_extra=name_rule(DNS_SUBDOMAIN, "keyRef.name must be a DNS subdomain"),
     )
-    key: str = Field(min_length=1, max_length=253, description="The key.")
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        description="The key: letters, digits, '-', '_' and '.'.",
+        json_schema_extra=name_rule(
+            DATA_KEY, "keyRef.key must consist of letters, digits, '-', '_' and '.'"
+        ),
+    )
     optional: bool | None = Field(None, description="Start without it when it is missing.")
 
 
 class FieldRef(ApiModel):
     """A field of the pod (downward API), e.g. metadata.name or status.podIP."""
 
-    field_path: str = Field(max_length=256, description="The field's path.")
-    api_version: str | None = Field(None, max_length=64, description="Default v1.")
+    field_path: str = Field(
+        max_length=256,
+        description="One of the fields the downward API offers in env: metadata.name, "
+        "metadata.namespace, metadata.uid, metadata.labels['key'], "
+        "metadata.annotations['key'], spec.nodeName, spec.serviceAccountName, "
+        "status.hostIP(s), status.podIP(s).",
+        json_schema_extra=name_rule(
+            FIELD_PATH, "fieldRef.fieldPath must be a pod field the downward API offers"
+        ),
+    )
+    api_version: Literal["v1"] | None = Field(None, description="v1 (the default).")
 
 
 class ResourceFieldRef(ApiModel):
-    """A resource request or limit of the container, e.g. limits.memory."""
+    """A resource request or limit of the model server's container."""
 
-    resource: str = Field(max_length=128, description="e.g. limits.cpu, requests.memory.")
-    container_name: str | None = Field(None, max_length=63, description="Default: this one.")
-    divisor: str | None = Field(None, max_length=64, description="e.g. 1Mi.")
+    resource: Resource = Field(
+        description="limits or requests of cpu, memory or ephemeral-storage."
+    )
 
 
 class EnvVarSource(ApiModel):
@@ -76,7 +109,8 @@ class EnvVar(ApiModel):
         max_length=256,
         description="The variable's name.",
         json_schema_extra=name_rule(
-            ENV_NAME, "env[].name must not be empty nor contain '=' or whitespace"
+            ENV_NAME,
+            "env[].name must be letters, digits, '-', '_' and '.', not starting with a digit",
         ),
     )
     value: LongStr | None = Field(None, description="A literal value.")
@@ -104,6 +138,13 @@ class EnvFromSource(ApiModel):
         )
     )
 
-    prefix: ShortStr | None = Field(None, description="Prepended to every key.")
+    prefix: str | None = Field(
+        None,
+        max_length=253,
+        description="Prepended to every key.",
+        json_schema_extra=name_rule(
+            ENV_NAME, "envFrom.prefix must be letters, digits, '-', '_' and '.'"
+        ),
+    )
     secret_ref: ObjectRef | None = Field(None, description="A Secret.")
     config_map_ref: ObjectRef | None = Field(None, description="A ConfigMap.")

@@ -65,14 +65,14 @@ def _probe(probe: Probe, serving: Serving, defaults: Obj | None = None) -> Obj:
     """A core/v1 Probe from the ModelVersion's: ports by name, except gRPC's (the API
     wants a number there, so the name is looked up); timings copied where given."""
     numbers = {p["name"]: p["containerPort"] for p in _container_ports(serving)}
-    out: Obj = dict(defaults or {})
+    out: Obj = {}
     if probe.http_get:
         out["httpGet"] = {"port": PORT_NAME, **_dump(probe.http_get)}
     elif probe.grpc:
         out["grpc"] = {**_dump(probe.grpc), "port": numbers[probe.grpc.port or PORT_NAME]}
     elif probe.tcp_socket:
         out["tcpSocket"] = {"port": probe.tcp_socket.port or PORT_NAME}
-    timings = _dump(probe)
+    timings = {**(defaults or {}), **_dump(probe)}
     out.update({k: timings[k] for k in PROBE_TIMINGS if k in timings})
     return out
 
