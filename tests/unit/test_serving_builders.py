@@ -417,6 +417,13 @@ def test_volumes_follow_the_model_store_and_mounts_follow_its_mount() -> None:
     assert "volumeMounts" not in server(serving.deployment(runtime_mv(), ro(), replicas=1))
 
 
+def test_a_host_path_never_reaches_the_pod() -> None:
+    # The CRD refuses it (tests/cases/api_cases.py); the builder drops it all the same.
+    version = runtime_mv(volumes=[{"name": "node", "hostPath": {"path": "/"}, "emptyDir": {}}])
+    volumes = serving.deployment(version, ro(), replicas=1)["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [{"name": "node", "emptyDir": {}}]
+
+
 def test_the_api_refuses_mounts_where_the_initializer_puts_the_model() -> None:
     # The API layer may not import the plan: its copies of the two names must match.
     assert api_serving.MODEL_DIR == initializer.MODEL_DIR

@@ -172,7 +172,8 @@ def _pod_spec(mv: ModelVersion, rollout: Rollout, init_image: str | None) -> Obj
         mounts += model.server_mounts
         spec["initContainers"] = model.init_containers
         volumes += model.volumes
-    volumes += [_dump(v) for v in serving.volumes or []]
+    # Never a hostPath, even from an object the CRD's rule did not check (docs).
+    volumes += [_dump(v.model_copy(update={"host_path": None})) for v in serving.volumes or []]
     mounts += [_dump(m) for m in serving.volume_mounts or []]
     if mounts:
         server["volumeMounts"] = mounts
