@@ -93,6 +93,66 @@ def _set(path: str, value: Any) -> Callable[[Manifest], None]:
 
 
 _DELETE = object()
+GRPC_PORT: dict[str, Any] = {"name": "grpc", "containerPort": 9000, "appProtocol": "grpc"}
+SHM: dict[str, Any] = {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}
+SECRET_KEY = {"name": "hf-token", "key": "token"}
+
+
+def mount(path: str, name: str = "shm") -> dict[str, Any]:
+    return {"name": name, "mountPath": path}
+
+
+# Every serving field at once, within bounds (a valid edge case).
+FULL_SERVING: dict[str, Any] = {
+    "ports": [
+        {"name": "http", "containerPort": 8000, "appProtocol": "kubernetes.io/h2c"},
+        GRPC_PORT,
+        {"name": "metrics", "containerPort": 8002, "appProtocol": "http"},
+        {"name": "stats", "containerPort": 8125, "protocol": "UDP"},
+    ],
+    "startupProbe": {
+        "httpGet": {"path": "/v2/health/ready"},
+        "periodSeconds": 10,
+        "failureThreshold": 1000,
+    },
+    "livenessProbe": {"grpc": {"port": "grpc", "service": "inference"}, "timeoutSeconds": 5},
+    "readinessProbe": {"tcpSocket": {"port": "http"}, "successThreshold": 2},
+    "volumes": [
+        SHM,
+        {"name": "config", "configMap": {"name": "server-config", "optional": True}},
+        {"name": "tls", "secret": {"secretName": "server-tls"}},
+        {"name": "cache", "emptyDir": {}},
+    ],
+    "volumeMounts": [
+        mount("/dev/shm"),
+        {"name": "config", "mountPath": "/etc/server", "readOnly": True},
+        {"name": "tls", "mountPath": "/etc/tls", "readOnly": True, "subPath": "certs"},
+        mount("/mnt/models-cache", "cache"),
+    ],
+    "securityContext": {
+        "runAsUser": 1000,
+        "runAsGroup": 0,
+        "fsGroup": 1000,
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"add": ["NET_BIND_SERVICE"]},
+    },
+    "env": [
+        {"name": "A", "value": "1"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {**SECRET_KEY, "optional": True}}},
+        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "server-config", "key": "m"}}},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+    ],
+    "envFrom": [
+        {"secretRef": {"name": "s3-credentials"}},
+        {"prefix": "SERVER_", "configMapRef": {"name": "server-config", "optional": True}},
+    ],
+    "command": ["tritonserver"],
+    "args": ["--model-repository=/mnt/models"],
+}
 SERVICE: dict[str, Any] = {"service": {}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
 SHADOW = {"shadow": {"mirrorPercent": 50, "duration": "15m", "then": "stop"}}
@@ -172,6 +232,142 @@ INVALID: list[Case] = [
         "missing serving image",
         _mv(_set("serving.image", _DELETE)),
         "spec.serving.image: Required value",
+    ),
+    # serving: ports, probes, volumes, security (issue 14 §2)
+    Case(
+        "duplicate port names",
+        _mv(_set("serving.ports", [GRPC_PORT, {**GRPC_PORT, "containerPort": 9001}])),
+        "serving.ports names must be unique",
+    ),
+    Case(
+        "repeated container port",
+        _mv(_set("serving.ports", [GRPC_PORT, {**GRPC_PORT, "name": "grpc2"}])),
+        "serving.ports must not repeat a containerPort and protocol",
+    ),
+    Case(
+        "extra port on the primary port's number",
+        _mv(_set("serving.ports", [{"name": "metrics", "containerPort": 8080}])),
+        "serving.ports must not repeat serving.port",
+    ),
+    Case(
+        "primary port given twice",
+        _mv(
+            lambda s: s["serving"].update(
+                port=8000, ports=[{"name": "http", "containerPort": 8000}]
+            )
+        ),
+        "give the primary port once",
+    ),
+    Case(
+        "primary port speaking gRPC",
+        _mv(
+            _set("serving.ports", [{"name": "http", "containerPort": 8000, "appProtocol": "grpc"}])
+        ),
+        "the primary port (named http) serves HTTP",
+    ),
+    Case(
+        "port name in capitals",
+        _mv(_set("serving.ports", [{**GRPC_PORT, "name": "GRPC"}])),
+        "serving.ports[].name must be an IANA service name",
+    ),
+    Case(
+        "appProtocol with a space",
+        _mv(_set("serving.ports", [{**GRPC_PORT, "appProtocol": "grpc web"}])),
+        "appProtocol must be an IANA service name",
+    ),
+    Case(
+        "probe on an undeclared port",
+        _mv(_set("serving.readinessProbe", {"grpc": {"port": "grpc"}})),
+        "readinessProbe must name a port of the version",
+    ),
+    Case(
+        "probe with two handlers",
+        _mv(_set("serving.livenessProbe", {"httpGet": {"path": "/"}, "tcpSocket": {}})),
+        "a probe needs exactly one of httpGet, grpc or tcpSocket",
+    ),
+    Case(
+        "readinessPath and readinessProbe",
+        _mv(
+            lambda s: s["serving"].update(
+                readinessPath="/ready", readinessProbe={"httpGet": {"path": "/health"}}
+            )
+        ),
+        "readinessPath is the short form of readinessProbe",
+    ),
+    Case(
+        "liveness success threshold 2",
+        _mv(_set("serving.livenessProbe", {"tcpSocket": {}, "successThreshold": 2})),
+        "livenessProbe and startupProbe need successThreshold 1",
+    ),
+    Case(
+        "hostPath volume",
+        _mv(_set("serving.volumes", [{"name": "node", "hostPath": {"path": "/var/lib"}}])),
+        "hostPath volumes are not allowed: a model version must not mount the node",
+    ),
+    Case(
+        "memory emptyDir without size limit",
+        _mv(_set("serving.volumes", [{"name": "shm", "emptyDir": {"medium": "Memory"}}])),
+        "an emptyDir with medium Memory needs a sizeLimit",
+    ),
+    Case(
+        "mount over the model directory",
+        _mv(lambda s: s["serving"].update(volumes=[SHM], volumeMounts=[mount("/mnt/models")])),
+        "mountPath must not be /mnt/models or under it",
+    ),
+    Case(
+        "mount under the model directory",
+        _mv(lambda s: s["serving"].update(volumes=[SHM], volumeMounts=[mount("/mnt/models/x")])),
+        "mountPath must not be /mnt/models or under it",
+    ),
+    Case(
+        "mount path with a dot-dot segment",
+        _mv(lambda s: s["serving"].update(volumes=[SHM], volumeMounts=[mount("/tmp/../mnt")])),
+        "mountPath must be an absolute path",
+    ),
+    Case(
+        "mount of an undeclared volume",
+        _mv(_set("serving.volumeMounts", [mount("/dev/shm")])),
+        "every serving.volumeMounts entry must name one of serving.volumes",
+    ),
+    Case(
+        "privileged",
+        _mv(_set("serving.securityContext", {"privileged": True})),
+        "securityContext.privileged is not allowed",
+    ),
+    Case(
+        "privilege escalation",
+        _mv(_set("serving.securityContext", {"allowPrivilegeEscalation": True})),
+        "securityContext.allowPrivilegeEscalation is not allowed",
+    ),
+    Case(
+        "added capability outside the allow-list",
+        _mv(_set("serving.securityContext", {"capabilities": {"add": ["SYS_ADMIN"]}})),
+        'Unsupported value: "SYS_ADMIN"',
+    ),
+    Case(
+        "env value and valueFrom",
+        _mv(
+            _set(
+                "serving.env",
+                [{"name": "A", "value": "1", "valueFrom": {"secretKeyRef": SECRET_KEY}}],
+            )
+        ),
+        "an env variable takes value or valueFrom, not both",
+    ),
+    Case(
+        "env name with a space",
+        _mv(_set("serving.env", [{"name": "MY VAR", "value": "1"}])),
+        "env[].name must be letters, digits",
+    ),
+    Case(
+        "env from a pod field the downward API lacks",
+        _mv(_set("serving.env", [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec"}}}])),
+        "fieldRef.fieldPath must be a pod field the downward API offers",
+    ),
+    Case(
+        "envFrom without a source",
+        _mv(_set("serving.envFrom", [{"prefix": "HF_"}])),
+        "envFrom needs exactly one of secretRef or configMapRef",
     ),
     # Rollout: target
     Case(
@@ -437,6 +633,19 @@ VALID: list[Case] = [
                 inconclusiveLimit=0,
                 consecutiveErrorLimit=0,
                 metrics=[{"name": "p99", "query": "x", "maxIncreaseVsStable": 0.2}],
+            )
+        ),
+    ),
+    Case("every serving field", _mv(lambda s: s["serving"].update(FULL_SERVING))),
+    Case(
+        "a port named http with serving.port unset",
+        _mv(_set("serving.ports", [{"name": "http", "containerPort": 8080}])),
+    ),
+    Case(
+        "extra port with serving.port moved",
+        _mv(
+            lambda s: s["serving"].update(
+                port=9090, ports=[{"name": "metrics", "containerPort": 8080}]
             )
         ),
     ),

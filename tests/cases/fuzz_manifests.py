@@ -25,6 +25,7 @@ import yaml
 from hypothesis import strategies as st
 
 from cases import fuzz_schema as schema
+from cases import fuzz_serving
 
 Manifest = dict[str, Any]
 Expect = Literal["accept", "reject", "either"]
@@ -200,6 +201,7 @@ def model_version(
             ),
         }
     )
+    serving.update(draw(fuzz_serving.extras(serving)))  # ports, probes, volumes (issue 14)
     metrics = draw(
         maybe(
             st.dictionaries(

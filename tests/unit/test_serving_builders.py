@@ -5,15 +5,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cases import serving_runtimes
 from cases.api_cases import model_version, rollout
+from ferryman.api import serving as api_serving
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
-from ferryman.plan import labels, serving
+from ferryman.plan import initializer, labels, pod_security, serving
 from ferryman.plan.route import Route
 from ferryman.routing.service import ServiceRouter
+from unit.test_routers import update_golden
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
@@ -145,7 +150,8 @@ def test_builders_do_not_share_state_with_their_inputs() -> None:
     version = mv(serving={"image": "srv:1", "env": [{"name": "A", "value": "1"}]})
     d = serving.deployment(version, ro(), replicas=1)
     d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "changed"
-    assert version.spec.serving.env == [{"name": "A", "value": "1"}]
+    assert version.spec.serving.env is not None
+    assert version.spec.serving.env[0].value == "1"
 
 
 def test_foreign_objects_are_not_ours() -> None:
@@ -269,3 +275,267 @@ def test_the_live_service_selects_a_long_version_by_its_pods_labels() -> None:
         selector = svc["spec"]["selector"]
         assert selector.items() <= pods[stable].items()
         assert not selector.items() <= pods[other].items()
+
+
+# --- Model servers: ports, probes, volumes, security, env (issue 14 §2) -------------------
+
+
+def runtime_mv(**serving_: Any) -> ModelVersion:
+    return mv(serving={"image": "srv:1", **serving_})
+
+
+def server(d: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = d["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+APP = {name: {"appProtocol": name} for name in ("http", "grpc")}
+TRITON_PORTS = [
+    {"name": "http", "containerPort": 8000, "appProtocol": "http"},
+    {"name": "grpc", "containerPort": 8001, "appProtocol": "grpc"},
+    {"name": "metrics", "containerPort": 8002},
+    {"name": "stats", "containerPort": 8125, "protocol": "UDP"},
+]
+
+
+def test_every_port_reaches_the_container_and_the_service_with_name_and_app_protocol() -> None:
+    version = runtime_mv(ports=TRITON_PORTS)
+    assert server(serving.deployment(version, ro(), replicas=1))["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8001, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8002, "protocol": "TCP"},
+        {"name": "stats", "containerPort": 8125, "protocol": "UDP"},
+    ]
+    # The primary port keeps the Rollout's service port (80): routes point at it.
+    assert serving.service(version, ro())["spec"]["ports"] == [
+        {
+            "name": "http",
+            "port": 80,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        },
+        {
+            "name": "grpc",
+            "port": 8001,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "grpc",
+        },
+        {"name": "metrics", "port": 8002, "targetPort": "metrics", "protocol": "TCP"},
+        {"name": "stats", "port": 8125, "targetPort": "stats", "protocol": "UDP"},
+    ]
+    assert serving.primary_port(version.spec.serving) == 8000
+
+
+def test_serving_port_alone_renders_as_before() -> None:
+    version = runtime_mv(port=9000)
+    assert server(serving.deployment(version, ro(), replicas=1))["ports"] == [
+        {"name": "http", "containerPort": 9000, "protocol": "TCP"}
+    ]
+    assert serving.service(version, ro())["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+    # Extra ports beside serving.port: the primary keeps serving.port's number.
+    extra = runtime_mv(port=9000, ports=[{"name": "grpc", "containerPort": 9001}])
+    ports = server(serving.deployment(extra, ro(), replicas=1))["ports"]
+    assert [p["containerPort"] for p in ports] == [9000, 9001]
+
+
+def test_probes_render_each_handler_and_resolve_grpc_port_names_to_numbers() -> None:
+    version = runtime_mv(
+        ports=TRITON_PORTS,
+        startupProbe={
+            "httpGet": {"path": "/v2/health/ready"},
+            "periodSeconds": 10,
+            "failureThreshold": 60,
+        },
+        livenessProbe={"grpc": {"port": "grpc", "service": "inference"}, "timeoutSeconds": 3},
+        readinessProbe={"tcpSocket": {"port": "metrics"}, "initialDelaySeconds": 2},
+    )
+    c = server(serving.deployment(version, ro(), replicas=1))
+    assert c["startupProbe"] == {
+        "httpGet": {"port": "http", "path": "/v2/health/ready"},
+        "periodSeconds": 10,
+        "failureThreshold": 60,
+    }
+    assert c["livenessProbe"] == {
+        "grpc": {"port": 8001, "service": "inference"},
+        "timeoutSeconds": 3,
+    }
+    # ferryman's readiness timings stay where the ModelVersion gives none.
+    assert c["readinessProbe"] == {
+        "tcpSocket": {"port": "metrics"},
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+        "initialDelaySeconds": 2,
+    }
+
+
+def test_readiness_path_stays_the_short_form_and_no_other_probe_by_default() -> None:
+    c = server(serving.deployment(runtime_mv(readinessPath="/healthz"), ro(), replicas=1))
+    assert c["readinessProbe"] == {
+        "httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+    }
+    assert "livenessProbe" not in c and "startupProbe" not in c
+
+
+def test_grpc_probe_on_the_primary_port_gets_its_number() -> None:
+    version = runtime_mv(port=9000, livenessProbe={"grpc": {}})
+    probe = server(serving.deployment(version, ro(), replicas=1))["livenessProbe"]
+    assert probe == {"grpc": {"port": 9000}}
+
+
+SHM = {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}
+
+
+def test_volumes_follow_the_model_store_and_mounts_follow_its_mount() -> None:
+    version = runtime_mv(
+        volumes=[SHM, {"name": "cfg", "configMap": {"name": "server-config"}}],
+        volumeMounts=[
+            {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "cfg", "mountPath": "/etc/server", "readOnly": True},
+        ],
+    )
+    d = serving.deployment(version, ro(), replicas=1, init_image="init:1")
+    pod = d["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": initializer.MODEL_VOLUME, "emptyDir": {}},
+        SHM,
+        {"name": "cfg", "configMap": {"name": "server-config"}},
+    ]
+    assert server(d)["volumeMounts"] == [
+        {"name": initializer.MODEL_VOLUME, "mountPath": initializer.MODEL_DIR, "readOnly": True},
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "cfg", "mountPath": "/etc/server", "readOnly": True},
+    ]
+    # Without the initializer only the version's own volumes.
+    bare = serving.deployment(version, ro(), replicas=1)
+    assert [v["name"] for v in bare["spec"]["template"]["spec"]["volumes"]] == ["shm", "cfg"]
+    assert "volumeMounts" not in server(serving.deployment(runtime_mv(), ro(), replicas=1))
+
+
+def test_a_host_path_never_reaches_the_pod() -> None:
+    # The CRD refuses it (tests/cases/api_cases.py); the builder drops it all the same.
+    version = runtime_mv(volumes=[{"name": "node", "hostPath": {"path": "/"}, "emptyDir": {}}])
+    volumes = serving.deployment(version, ro(), replicas=1)["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [{"name": "node", "emptyDir": {}}]
+
+
+def test_the_api_refuses_mounts_where_the_initializer_puts_the_model() -> None:
+    # The API layer may not import the plan: its copies of the two names must match.
+    assert api_serving.MODEL_DIR == initializer.MODEL_DIR
+    assert api_serving.MODEL_VOLUME == initializer.MODEL_VOLUME
+
+
+def test_security_context_overrides_stay_within_the_restricted_standard() -> None:
+    version = runtime_mv(
+        securityContext={
+            "runAsUser": 1000,
+            "runAsGroup": 0,
+            "fsGroup": 2000,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"add": ["NET_BIND_SERVICE"]},
+        }
+    )
+    d = serving.deployment(version, ro(), replicas=1, init_image="init:1")
+    pod = d["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 0,
+        "fsGroup": 2000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert server(d)["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # The initializer keeps ferryman's own container settings.
+    assert pod["initContainers"][0]["securityContext"] == pod_security.container()
+    default = serving.deployment(runtime_mv(), ro(), replicas=1)["spec"]["template"]["spec"]
+    assert default["securityContext"]["runAsUser"] == serving.NON_ROOT_UID
+    assert server({"spec": {"template": {"spec": default}}})["securityContext"] == (
+        pod_security.container()
+    )
+
+
+def test_env_from_secrets_and_config_maps_reaches_the_container() -> None:
+    version = runtime_mv(
+        env=[
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+        ],
+        envFrom=[{"secretRef": {"name": "s3"}}, {"prefix": "X_", "configMapRef": {"name": "c"}}],
+    )
+    c = server(serving.deployment(version, ro(), replicas=1))
+    assert c["env"][:2] == [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+    ]
+    assert c["envFrom"] == [
+        {"secretRef": {"name": "s3"}},
+        {"prefix": "X_", "configMapRef": {"name": "c"}},
+    ]
+    assert "envFrom" not in server(serving.deployment(runtime_mv(), ro(), replicas=1))
+
+
+# --- The runtime examples: golden files ------------------------------------------------
+
+REGENERATE = "FERRYMAN_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_serving_builders.py"
+
+
+def test_there_is_an_example_for_each_runtime_of_the_issue() -> None:
+    assert serving_runtimes.RUNTIMES == (
+        "kserve-sklearn",
+        "mlserver",
+        "tf-serving",
+        "torchserve",
+        "triton",
+        "vllm",
+    )
+
+
+@pytest.mark.parametrize("runtime", serving_runtimes.RUNTIMES)
+def test_runtime_example_renders_its_golden_deployment_and_service(runtime: str) -> None:
+    path = serving_runtimes.GOLDEN / f"{runtime}.yaml"
+    got = serving_runtimes.rendered(runtime)
+    if update_golden():
+        path.write_text(yaml.safe_dump_all(got, sort_keys=False))
+    assert path.exists(), f"no golden file {path}: run {REGENERATE}"
+    assert got == list(yaml.safe_load_all(path.read_text())), f"regenerate: {REGENERATE}"
+
+
+@pytest.mark.parametrize("runtime", serving_runtimes.RUNTIMES)
+def test_runtime_example_pod_is_within_the_restricted_standard(runtime: str) -> None:
+    deployment, svc = serving_runtimes.rendered(runtime)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    for c in pod["containers"] + pod.get("initContainers", []):
+        context = c["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert "privileged" not in context
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert set(context["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}
+    assert all("hostPath" not in v for v in pod.get("volumes", []))
+    assert all(
+        not m["mountPath"].startswith(initializer.MODEL_DIR) or m["name"] == "model-store"
+        for c in pod["containers"]
+        for m in c.get("volumeMounts", [])
+    )
+    # Every port of the Service carries an appProtocol in the examples.
+    assert all("appProtocol" in p for p in svc["spec"]["ports"])
+
+
+def test_docs_show_each_example_as_it_is_in_examples() -> None:
+    docs = (serving_runtimes.ROOT / "docs" / "serving-runtimes.md").read_text()
+    for runtime in serving_runtimes.RUNTIMES:
+        text = (serving_runtimes.EXAMPLES / f"{runtime}.yaml").read_text()
+        body = "".join(line for line in text.splitlines(True) if not line.startswith("#"))
+        assert body in docs, f"docs/serving-runtimes.md is out of date for {runtime}.yaml"

@@ -28,6 +28,18 @@ from ferryman.api.common import (
 )
 from ferryman.api.rollout import HistoryOutcome
 from ferryman.api.rollout_limits import MAX_REASON
+from ferryman.api.serving import (
+    MAX_ENV_FROM,
+    MAX_PORTS,
+    MAX_VOLUMES,
+    Probe,
+    SecurityContext,
+    ServingPort,
+    Volume,
+    VolumeMount,
+    serving_rules,
+)
+from ferryman.api.serving_env import EnvFromSource, EnvVar
 
 KIND = "ModelVersion"
 PLURAL = "modelversions"
@@ -68,7 +80,9 @@ class Artifact(ApiModel):
 
 
 class Serving(ApiModel):
-    """How one replica serves this version."""
+    """How one replica serves this version (docs/serving-runtimes.md)."""
+
+    model_config = ApiModel.model_config | ConfigDict(json_schema_extra=rules(*serving_rules()))
 
     image: str = Field(
         min_length=1,
@@ -79,13 +93,27 @@ class Serving(ApiModel):
             cel("self == self.trim()", "serving.image must not start or end with whitespace")
         ),
     )
-    port: int = Field(8080, ge=1, le=65535, description="Port the model server listens on.")
+    port: int = Field(
+        8080,
+        ge=1,
+        le=65535,
+        description="The primary HTTP port (named http: the route's and the readiness "
+        "probe's), default 8080. Or give it as a serving.ports entry named http.",
+    )
     command: list[LongStr] | None = Field(
         None, max_length=32, description="Overrides the image's entrypoint."
     )
     args: list[LongStr] | None = Field(None, max_length=64, description="Model server arguments.")
-    env: list[dict[str, Any]] | None = Field(
-        None, max_length=128, description="Environment variables (core/v1 EnvVar objects)."
+    env: list[EnvVar] | None = Field(
+        None,
+        max_length=128,
+        description="Environment variables: a value, or valueFrom a Secret or ConfigMap "
+        "key, a pod field or a resource (core/v1 EnvVar).",
+    )
+    env_from: list[EnvFromSource] | None = Field(
+        None,
+        max_length=MAX_ENV_FROM,
+        description="Every key of Secrets and ConfigMaps as variables (core/v1 EnvFromSource).",
     )
     resources: dict[str, Any] | None = Field(
         None, description="Resource requests and limits (core/v1 ResourceRequirements)."
@@ -93,8 +121,35 @@ class Serving(ApiModel):
     readiness_path: str = Field(
         "/ready",
         max_length=256,
-        description="HTTP path of the readiness probe (default /ready).",
+        description="HTTP path of the readiness probe on the http port (default /ready): "
+        "the short form of readinessProbe.",
         json_schema_extra=rules(cel("self.startsWith('/')", "readinessPath must start with '/'")),
+    )
+    ports: list[ServingPort] | None = Field(
+        None,
+        max_length=MAX_PORTS,
+        description="Named ports with their appProtocol (gRPC, metrics, management...); "
+        "the version's Service carries each of them.",
+    )
+    startup_probe: Probe | None = Field(
+        None, description="Holds liveness and readiness off until the model has loaded."
+    )
+    liveness_probe: Probe | None = Field(None, description="Restarts a server that hangs.")
+    readiness_probe: Probe | None = Field(
+        None, description="Ready for traffic (default: httpGet readinessPath on http)."
+    )
+    volumes: list[Volume] | None = Field(
+        None,
+        max_length=MAX_VOLUMES,
+        description="Extra volumes: emptyDir (medium Memory for /dev/shm), configMap, secret.",
+    )
+    volume_mounts: list[VolumeMount] | None = Field(
+        None, max_length=MAX_VOLUMES, description="Where the model server mounts them."
+    )
+    security_context: SecurityContext | None = Field(
+        None,
+        description="Overrides within the restricted Pod Security Standard: user and "
+        "groups, read-only root filesystem, NET_BIND_SERVICE.",
     )
 
 

@@ -16,15 +16,105 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ferryman.api.modelversion import ModelVersion
+from ferryman.api.modelversion import ModelVersion, Serving
 from ferryman.api.rollout import Rollout
+from ferryman.api.serving import PRIMARY_PORT, Probe
 from ferryman.plan import initializer, labels, pod_security
 
 SERVER_CONTAINER = "model-server"
-PORT_NAME = "http"
+PORT_NAME = PRIMARY_PORT
 NON_ROOT_UID = 65532
+# ferryman's readiness probe timings where the ModelVersion gives none (seconds, count).
+READINESS_DEFAULTS = {"periodSeconds": 5, "failureThreshold": 3}
+PROBE_TIMINGS = (
+    "initialDelaySeconds",
+    "periodSeconds",
+    "timeoutSeconds",
+    "successThreshold",
+    "failureThreshold",
+)
 
 Obj = dict[str, Any]
+
+
+def _dump(model: Any) -> Obj:
+    out: Obj = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return out
+
+
+def primary_port(serving: Serving) -> int:
+    """The number of the primary HTTP port: the ``ports`` entry named http, else ``port``."""
+    named = [p.container_port for p in serving.ports or [] if p.name == PORT_NAME]
+    return named[0] if named else serving.port
+
+
+def _extra_ports(serving: Serving) -> list[Any]:
+    return [p for p in serving.ports or [] if p.name != PORT_NAME]
+
+
+def _container_ports(serving: Serving) -> list[Obj]:
+    ports = [{"name": PORT_NAME, "containerPort": primary_port(serving), "protocol": "TCP"}]
+    for p in _extra_ports(serving):
+        ports.append(
+            {"name": p.name, "containerPort": p.container_port, "protocol": p.protocol.value}
+        )
+    return ports
+
+
+def _probe(probe: Probe, serving: Serving, defaults: Obj | None = None) -> Obj:
+    """A core/v1 Probe from the ModelVersion's: ports by name, except gRPC's (the API
+    wants a number there, so the name is looked up); timings copied where given."""
+    numbers = {p["name"]: p["containerPort"] for p in _container_ports(serving)}
+    out: Obj = {}
+    if probe.http_get:
+        out["httpGet"] = {"port": PORT_NAME, **_dump(probe.http_get)}
+    elif probe.grpc:
+        out["grpc"] = {**_dump(probe.grpc), "port": numbers[probe.grpc.port or PORT_NAME]}
+    elif probe.tcp_socket:
+        out["tcpSocket"] = {"port": probe.tcp_socket.port or PORT_NAME}
+    timings = {**(defaults or {}), **_dump(probe)}
+    out.update({k: timings[k] for k in PROBE_TIMINGS if k in timings})
+    return out
+
+
+def _probes(serving: Serving) -> Obj:
+    if serving.readiness_probe:
+        readiness = _probe(serving.readiness_probe, serving, READINESS_DEFAULTS)
+    else:
+        readiness = {
+            "httpGet": {"path": serving.readiness_path, "port": PORT_NAME},
+            **READINESS_DEFAULTS,
+        }
+    out = {"readinessProbe": readiness}
+    if serving.liveness_probe:
+        out["livenessProbe"] = _probe(serving.liveness_probe, serving)
+    if serving.startup_probe:
+        out["startupProbe"] = _probe(serving.startup_probe, serving)
+    return out
+
+
+def _container_security(serving: Serving) -> Obj:
+    context = pod_security.container()
+    override = serving.security_context
+    if override and override.read_only_root_filesystem is not None:
+        context["readOnlyRootFilesystem"] = override.read_only_root_filesystem
+    if override and override.capabilities and override.capabilities.add:
+        context["capabilities"] = {"drop": ["ALL"], "add": list(override.capabilities.add)}
+    return context
+
+
+def _pod_security(serving: Serving) -> Obj:
+    override = serving.security_context
+    ids = {
+        "runAsUser": override.run_as_user if override else None,
+        "runAsGroup": override.run_as_group if override else None,
+        "fsGroup": override.fs_group if override else None,
+    }
+    return {
+        "runAsNonRoot": True,
+        **{key: NON_ROOT_UID if value is None else value for key, value in ids.items()},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _metadata(mv: ModelVersion, rollout: Rollout) -> Obj:
@@ -38,7 +128,7 @@ def _metadata(mv: ModelVersion, rollout: Rollout) -> Obj:
 
 
 def _env(mv: ModelVersion, with_init: bool) -> list[Obj]:
-    env = [copy.deepcopy(e) for e in (mv.spec.serving.env or [])]
+    env = [_dump(e) for e in (mv.spec.serving.env or [])]
     env += [
         {"name": "MODEL_NAME", "value": mv.spec.model},
         {"name": "MODEL_VERSION", "value": mv.spec.version},
@@ -56,15 +146,13 @@ def _pod_spec(mv: ModelVersion, rollout: Rollout, init_image: str | None) -> Obj
     server: Obj = {
         "name": SERVER_CONTAINER,
         "image": serving.image,
-        "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
+        "ports": _container_ports(serving),
         "env": _env(mv, with_init=init_image is not None),
-        "readinessProbe": {
-            "httpGet": {"path": serving.readiness_path, "port": PORT_NAME},
-            "periodSeconds": 5,
-            "failureThreshold": 3,
-        },
-        "securityContext": pod_security.container(),
+        **_probes(serving),
+        "securityContext": _container_security(serving),
     }
+    if serving.env_from:
+        server["envFrom"] = [_dump(e) for e in serving.env_from]
     if serving.command:
         server["command"] = list(serving.command)
     if serving.args:
@@ -74,20 +162,23 @@ def _pod_spec(mv: ModelVersion, rollout: Rollout, init_image: str | None) -> Obj
         server["resources"] = copy.deepcopy(resources)
     spec: Obj = {
         "containers": [server],
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": NON_ROOT_UID,
-            "runAsGroup": NON_ROOT_UID,
-            "fsGroup": NON_ROOT_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _pod_security(serving),
         "automountServiceAccountToken": False,
     }
+    volumes: list[Obj] = []
+    mounts: list[Obj] = []
     if init_image:
         model = initializer.model_store(mv, rollout, init_image)
-        server["volumeMounts"] = model.server_mounts
+        mounts += model.server_mounts
         spec["initContainers"] = model.init_containers
-        spec["volumes"] = model.volumes
+        volumes += model.volumes
+    # Never a hostPath, even from an object the CRD's rule did not check (docs).
+    volumes += [_dump(v.model_copy(update={"host_path": None})) for v in serving.volumes or []]
+    mounts += [_dump(m) for m in serving.volume_mounts or []]
+    if mounts:
+        server["volumeMounts"] = mounts
+    if volumes:
+        spec["volumes"] = volumes
     if placement:
         for key, value in (
             ("nodeSelector", placement.node_selector),
@@ -149,16 +240,27 @@ def service(mv: ModelVersion, rollout: Rollout) -> Obj:
         "spec": {
             "type": "ClusterIP",
             "selector": labels.version_labels(mv, rollout.metadata.name),
-            "ports": [
-                {
-                    "name": PORT_NAME,
-                    "port": service_port(rollout),
-                    "targetPort": PORT_NAME,
-                    "protocol": "TCP",
-                }
-            ],
+            "ports": _service_ports(mv.spec.serving, service_port(rollout)),
         },
     }
+
+
+def _service_ports(serving: Serving, primary: int) -> list[Obj]:
+    """The primary port at ``primary`` (the Rollout's service port), every other port at
+    its own number; each targets the container port of its name and carries its
+    ``appProtocol``. An extra port numbered like the service port makes the Service
+    invalid: the API server refuses it (docs/serving-runtimes.md)."""
+    declared = {p.name: p for p in serving.ports or []}
+    out: list[Obj] = []
+    for p in _container_ports(serving):
+        number = primary if p["name"] == PORT_NAME else p["containerPort"]
+        port = {"name": p["name"], "port": number, "targetPort": p["name"]}
+        port["protocol"] = p["protocol"]
+        spec = declared.get(p["name"])
+        if spec is not None and spec.app_protocol:
+            port["appProtocol"] = spec.app_protocol
+        out.append(port)
+    return out
 
 
 def pod_disruption_budget(mv: ModelVersion, rollout: Rollout) -> Obj:
