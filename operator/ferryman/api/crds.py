@@ -40,6 +40,12 @@ HEADER = (
 
 Schema = dict[str, Any]
 
+ROLLOUT_SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
+
 
 def _merge(base: Schema, outer: Schema) -> Schema:
     """Merge the keys a field adds around a reference into the referenced schema."""
@@ -138,7 +144,12 @@ def crd(
     status: type[BaseModel],
     columns: list[dict[str, Any]],
     name_rules: names.NameRules,
+    scale: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """One CRD; ``scale``: the scale subresource's paths (None: status only)."""
+    subresources: dict[str, Any] = {"status": {}}
+    if scale is not None:
+        subresources["scale"] = scale
     spec_schema = _part(spec)
     status_schema = _part(status)
     problems = unbounded(spec_schema, ".spec") + unbounded(status_schema, ".status")
@@ -167,7 +178,7 @@ def crd(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": subresources,
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
@@ -234,6 +245,10 @@ def documents() -> dict[str, dict[str, Any]]:
                 age,
             ],
             name_rules=names.ROLLOUT,
+            # An HPA or a KEDA ScaledObject targets a Rollout as it would a Deployment
+            # (docs/autoscaling.md); the API server validates every scale write against
+            # the whole schema, so no rule may read spec.replicas.
+            scale=ROLLOUT_SCALE,
         ),
     }
 
