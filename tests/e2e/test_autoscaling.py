@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +45,7 @@ pytestmark = [
     pytest.mark.audit_log,
 ]
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "autoscaling"
 GROUP, VERSION, PLURAL = "ferryman.dev", "v1alpha1", "rollouts"
 STABLE, CANDIDATE = "fraud-1-0-0", "fraud-1-1-0"
 
@@ -308,11 +310,16 @@ def test_hpa_resizes_a_rollout_and_ferryman_follows_mid_canary(
 
 
 def test_scale_writes_at_and_beyond_the_schema_bounds(cluster: Cluster, namespace: str) -> None:
-    """What the API server answers a scale write (`kubectl scale`, an autoscaler): 0 and
-    the schema's maximum are accepted (no rule reads replicas), beyond is refused with
-    the schema's message."""
+    """What the API server answers a scale read and writes (`kubectl scale`, an
+    autoscaler): 0 and the schema's maximum are accepted (no rule reads replicas), beyond
+    is refused with the schema's message; examples/autoscaling/hpa.yaml is accepted."""
     ns = namespace
-    cluster.apply(r.rollout("1.0.0"), namespace=ns)
+    # Without spec.replicas the API server fills in the default (1): a scale GET would
+    # otherwise be an InternalError ("the spec replicas field ... does not exist").
+    bare = r.rollout("1.0.0")
+    del bare["spec"]["replicas"]
+    cluster.apply(bare, namespace=ns)
+    assert scale_of(cluster, ns)["spec"]["replicas"] == 1
 
     def put(replicas: int) -> int:
         body = {"spec": {"replicas": replicas}}
@@ -331,3 +338,8 @@ def test_scale_writes_at_and_beyond_the_schema_bounds(cluster: Cluster, namespac
     out = cluster.kubectl("scale", "rollout.ferryman.dev/fraud", "-n", ns, "--replicas=3")
     assert "scaled" in out.stdout
     assert scale_of(cluster, ns)["spec"]["replicas"] == 3
+    example = EXAMPLES / "hpa.yaml"
+    applied = cluster.kubectl("apply", "--dry-run=server", "-n", ns, "-f", str(example))
+    assert "horizontalpodautoscaler.autoscaling/fraud-detector created (server dry run)" in (
+        applied.stdout
+    )

@@ -5,10 +5,13 @@ follows, keeps the step, the weight and the invariants, and never writes spec.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ferryman.api import crds, rollout
-from ferryman.api.rollout import RolloutPhase, RolloutStatus, Weights
+from ferryman.api.rollout import MAX_REPLICAS, RolloutPhase, RolloutStatus, Weights
 from ferryman.plan import scale
 from ferryman.plan.decision import DeploymentState
 from unit.machine_sim import Sim, canary_spec, check_writes, retarget
@@ -51,7 +54,9 @@ def test_the_rollout_crd_has_the_scale_subresource() -> None:
         },
     }
     props = version["schema"]["openAPIV3Schema"]["properties"]
-    assert props["spec"]["properties"]["replicas"]["minimum"] == 0
+    replicas = props["spec"]["properties"]["replicas"]
+    # The API server fills in 1 (a scale GET without the field is an InternalError).
+    assert (replicas["minimum"], replicas["maximum"], replicas["default"]) == (0, 1000, 1)
     assert props["status"]["properties"]["selector"]["type"] == "string"
     assert props["status"]["properties"]["replicas"]["type"] == "integer"
 
@@ -71,6 +76,20 @@ def test_no_validation_rule_reads_replicas() -> None:
     rules = rules_in(rollout_crd())
     assert len(rules) > 10  # the walk finds the Rollout's rules
     assert [r for r in rules if "replicas" in r.lower()] == []
+
+
+def test_no_other_field_gets_a_server_default() -> None:
+    def defaults(node: Any, path: str = "") -> list[str]:
+        if isinstance(node, dict):
+            own = [path] if "default" in node else []
+            return own + [p for k, v in node.items() for p in defaults(v, f"{path}.{k}")]
+        if isinstance(node, list):
+            return [p for v in node for p in defaults(v, path)]
+        return []
+
+    assert defaults(rollout_crd()) == [
+        ".spec.versions.schema.openAPIV3Schema.properties.spec.properties.replicas"
+    ]
 
 
 def test_only_the_rollout_crd_scales() -> None:
@@ -194,6 +213,7 @@ def test_candidate_pods_unready_during_a_scale_up_still_lose_weight() -> None:
 
 def test_a_resize_back_and_forth_does_not_flap_the_route() -> None:
     sim = paused_at_half()
+    since = sim.status.pause.since if sim.status.pause else None
     routes = []
     for replicas in (8, 4, 10, 3, 6, 0, 5):
         resize(sim, replicas)
@@ -203,6 +223,7 @@ def test_a_resize_back_and_forth_does_not_flap_the_route() -> None:
         routes.append(sim.route)
     assert {r.candidate_weight for r in routes if r is not None} == {50}
     assert sim.status.current_step == 1 and sim.status.phase == RolloutPhase.PAUSED
+    assert sim.status.pause is not None and sim.status.pause.since == since
 
 
 def test_promotion_after_a_scale_up_needs_the_new_size() -> None:
@@ -231,4 +252,62 @@ def test_blue_green_preview_follows_a_scale_up_without_a_deadline_rollback() -> 
     assert sim.status.capacity_replicas == 6 and sim.status.phase == RolloutPhase.PAUSED
     sim.reconcile("promote")
     sim.tick()
+    assert sim.status.stable_version == "1.1.0"
+
+
+# --- examples/autoscaling ----------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def example(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "autoscaling" / name).read_text())
+    return doc
+
+
+def test_the_autoscaler_examples_target_the_example_rollout() -> None:
+    """The HPA (the API server validates it too, tests/e2e/test_autoscaling.py) and the
+    KEDA ScaledObject name the Rollout of examples/rollouts by its scale subresource's
+    group/version/kind, within the schema's bounds on spec.replicas."""
+    target = yaml.safe_load((EXAMPLES / "rollouts" / "canary-gatewayapi.yaml").read_text())
+    ref = {"apiVersion": target["apiVersion"], "kind": "Rollout", "name": "fraud-detector"}
+    assert target["metadata"]["name"] == ref["name"]
+    hpa, keda = example("hpa.yaml"), example("keda-scaledobject.yaml")
+    assert hpa["spec"]["scaleTargetRef"] == ref and keda["spec"]["scaleTargetRef"] == ref
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"] <= MAX_REPLICAS
+    assert 0 <= keda["spec"]["minReplicaCount"] <= keda["spec"]["maxReplicaCount"] <= MAX_REPLICAS
+
+
+def test_the_argocd_example_ignores_replicas_and_respects_it_on_sync() -> None:
+    app = example("argocd-application.yaml")
+    assert app["spec"]["ignoreDifferences"] == [
+        {"group": "ferryman.dev", "kind": "Rollout", "jsonPointers": ["/spec/replicas"]}
+    ]
+    assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
+    # Otherwise the Application of examples/gitops, unchanged.
+    gitops = yaml.safe_load((EXAMPLES / "gitops" / "apps" / "fraud-detection.yaml").read_text())
+    assert app["spec"]["source"] == gitops["spec"]["source"]
+    assert app["spec"]["destination"] == gitops["spec"]["destination"]
+
+
+def test_scaled_to_zero_a_canary_holds_its_step_and_resumes() -> None:
+    """At spec.replicas 0 every ready_for(ceil(0 * w)) is trivially true: without the
+    hold a canary would walk its steps and promote with no pod at all."""
+    sim = Sim(canary_spec([{"setWeight": 10}, {"pause": {"duration": "5s"}}, {"setWeight": 50}]))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    resize(sim, 0)
+    sim.tick()
+    sim.tick()  # status.replicas counts what the reconcile observed: the next one
+    assert sim.replicas == {"1.0.0": 0} and sim.status.replicas == 0
+    retarget(sim, "1.1.0")
+    for _ in range(10):
+        sim.tick(2)
+    assert sim.status.stable_version == "1.0.0" and sim.status.current_step == 0
+    assert "spec.replicas is 0" in (sim.status.message or "")
+    assert sim.replicas == {"1.0.0": 0, "1.1.0": 0}
+    assert (
+        sim.route is not None and sum((sim.route.stable_weight, sim.route.candidate_weight)) == 100
+    )
+    resize(sim, 4)
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY, seconds=2)
     assert sim.status.stable_version == "1.1.0"

@@ -7,7 +7,9 @@ needs a *structural* OpenAPI v3 schema. This module turns one into the other:
   and CEL rules are merged with the referenced model's;
 - ``Optional[X]`` (``anyOf [X, null]``) becomes ``X``, not required;
 - ``const`` becomes a one-value ``enum``; ``title`` and ``default`` are dropped (defaults
-  are applied by the operator's models, so what users wrote stays what Git holds);
+  are applied by the operator's models, so what users wrote stays what Git holds), except
+  where a field asks for a server-side default (``SERVER_DEFAULT``: spec.replicas, which
+  the scale subresource must find);
 - free-form parts (``dict[str, Any]``: env entries, resources, affinity, signature)
   become ``x-kubernetes-preserve-unknown-fields``.
 
@@ -39,6 +41,13 @@ HEADER = (
 )
 
 Schema = dict[str, Any]
+
+# The one exception to "no defaults in the CRD": a field whose absence a client other
+# than ferryman would misread. The API server then fills it in (spec.replicas: a scale
+# GET on a Rollout without it is an InternalError, "the spec replicas field
+# \".spec.replicas\" does not exist", so an HPA could not read it). A field asks for it
+# with json_schema_extra={SERVER_DEFAULT: value} (the models apply the same default).
+SERVER_DEFAULT = "x-ferryman-server-default"
 
 ROLLOUT_SCALE = {
     "specReplicasPath": ".spec.replicas",
@@ -78,6 +87,8 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
             continue
         if key == "const":
             out["enum"] = [value]
+        elif key == SERVER_DEFAULT:
+            out["default"] = value
         elif key == "properties":
             # An empty map is dropped by the API server: applying it would leave a
             # permanent difference from the live CRD (a server-side apply conflict with

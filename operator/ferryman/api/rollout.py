@@ -307,7 +307,10 @@ class RolloutSpec(ApiModel):
         "share of it, a blue-green preview all of it. The scale subresource's "
         "specReplicasPath: an HPA or a KEDA ScaledObject may own it (docs/autoscaling.md); "
         "ferryman never writes it. No validation rule reads it, so any count an "
-        "autoscaler writes within 0..1000 is accepted.",
+        "autoscaler writes within 0..1000 is accepted. Defaults to 1, also in the API "
+        "server (the scale subresource needs the field).",
+        # api.crds.SERVER_DEFAULT: a scale GET on a Rollout without spec.replicas fails.
+        json_schema_extra={"x-ferryman-server-default": 1},
     )
     template: Placement | None = Field(None, description="Pod placement for every version.")
     storage: Storage | None = Field(None, description="Credentials for artifact download.")

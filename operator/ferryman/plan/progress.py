@@ -129,6 +129,13 @@ def progress(
             # Keep traffic where it is; analysis keeps running and lifts the hold.
             s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
             hold = True
+    if replicas == 0 and not hold:
+        # Scaled to zero (an autoscaler's idle state): no pod carries or measures
+        # anything, so no step advances and nothing is promoted until replicas return.
+        # A pause step keeps its clock (and the phase says Paused).
+        s.message, hold = f"spec.replicas is 0: {ZERO_NOTE}", True
+        if s.pause is not None:
+            s.phase = RolloutPhase.PAUSED
     walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
     if manual:
         hold_stage(walk, ratio)
@@ -252,6 +259,9 @@ def progress(
     s.capacity_replicas = next_capacity(replicas, s.capacity_replicas, available, need)
     warm_previous(spec, s, now, d)
     return d
+
+
+ZERO_NOTE = "the rollout holds where it is until the Rollout is scaled up"
 
 
 def deadline_passed(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Decision) -> bool:
