@@ -18,6 +18,8 @@ during a canary paused at a step, and checks that
   found no weights off 100 and no weight on unready capacity on any watch event;
 - the operator's user never wrote rollouts/scale nor owns spec.replicas (audit log,
   managedFields);
+- scaled to zero by hand, the HPA stops (ScalingDisabled), every Deployment goes to 0
+  and the canary holds at its step;
 - the API server's answers to scale writes at 0, the schema's maximum and beyond.
 """
 
@@ -307,6 +309,29 @@ def test_hpa_resizes_a_rollout_and_ferryman_follows_mid_canary(
     print("operator's Rollout writes:", sorted(set(rollout_writes)))
     assert {sub for _verb, sub in rollout_writes} <= {"status", ""}, rollout_writes
     assert ("patch", "status") in rollout_writes, rollout_writes  # the log holds its writes
+
+    # Scale to zero by hand: the HPA stops scaling a target at 0 (ScalingDisabled; the
+    # HPAScaleToZero gate is alpha and off), every Deployment goes to 0, the route keeps
+    # its weights (summing to 100) and the canary holds at its step, its pause's clock
+    # kept (docs/autoscaling.md, Scale to zero).
+    cluster.kubectl("scale", "rollout.ferryman.dev/fraud", "-n", ns, "--replicas=0")
+    wait_for(settled(cluster, ns, {STABLE: 0, CANDIDATE: 0}), timeout=30, message="all at 0")
+
+    def disabled() -> bool:
+        got = cluster.get_json("hpa", "fraud", ns) or {}
+        return any(
+            (c["type"], c["status"], c["reason"]) == ("ScalingActive", "False", "ScalingDisabled")
+            for c in (got.get("status") or {}).get("conditions") or []
+        )
+
+    wait_for(disabled, timeout=30, message="the HPA to stop scaling a target at 0")
+    wait_for(
+        lambda: "spec.replicas is 0" in (r.status(cluster, ns).get("message") or ""), timeout=30
+    )
+    st = r.status(cluster, ns)
+    assert (st["currentStep"], st["phase"], st["pause"]["since"]) == (1, "Paused", pause_since)
+    assert r.http_route(cluster, ns) == {STABLE: 50, CANDIDATE: 50}
+    assert scale_of(cluster, ns)["spec"].get("replicas", 0) == 0  # the HPA left it there
 
 
 def test_scale_writes_at_and_beyond_the_schema_bounds(cluster: Cluster, namespace: str) -> None:
