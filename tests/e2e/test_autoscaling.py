@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import localcluster
 import pytest
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
@@ -50,6 +51,25 @@ pytestmark = [
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "autoscaling"
 GROUP, VERSION, PLURAL = "ferryman.dev", "v1alpha1", "rollouts"
 STABLE, CANDIDATE = "fraud-1-0-0", "fraud-1-1-0"
+
+
+HPA_SYNC = "--horizontal-pod-autoscaler-sync-period=1s"
+
+
+@pytest.fixture
+def fast_hpa(local_cluster: Cluster) -> None:
+    """The prerequisite: the local control plane's kube-controller-manager syncs HPAs
+    every second. A control plane started before that flag was added (`up` reuses a
+    running one) is a failure that says what to do, not a slow pass or a skip."""
+    pid = localcluster.component_pids(localcluster.Layout())["kube-controller-manager"]
+    assert pid is not None, "kube-controller-manager is not running"
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    if HPA_SYNC.encode() not in cmdline:
+        pytest.fail(
+            f"kube-controller-manager runs without {HPA_SYNC} (started before it was added "
+            "to hack/cluster/localcluster.py): restart the local control plane "
+            "(`make down`, then `make up` or `make test`)"
+        )
 
 
 def hpa(minimum: int, maximum: int) -> dict[str, Any]:
@@ -198,6 +218,7 @@ def towards(states: list[dict[str, int]], name: str) -> list[int]:
 
 
 def test_hpa_resizes_a_rollout_and_ferryman_follows_mid_canary(
+    fast_hpa: None,
     cluster: Cluster,
     namespace: str,
     operator: OperatorProcess,
