@@ -7,7 +7,9 @@ needs a *structural* OpenAPI v3 schema. This module turns one into the other:
   and CEL rules are merged with the referenced model's;
 - ``Optional[X]`` (``anyOf [X, null]``) becomes ``X``, not required;
 - ``const`` becomes a one-value ``enum``; ``title`` and ``default`` are dropped (defaults
-  are applied by the operator's models, so what users wrote stays what Git holds);
+  are applied by the operator's models, so what users wrote stays what Git holds), except
+  where a field asks for a server-side default (``SERVER_DEFAULT``: spec.replicas, which
+  the scale subresource must find);
 - free-form parts (``dict[str, Any]``: env entries, resources, affinity, signature)
   become ``x-kubernetes-preserve-unknown-fields``.
 
@@ -39,6 +41,19 @@ HEADER = (
 )
 
 Schema = dict[str, Any]
+
+# The one exception to "no defaults in the CRD": a field whose absence a client other
+# than ferryman would misread. The API server then fills it in (spec.replicas: a scale
+# GET on a Rollout without it is an InternalError, "the spec replicas field
+# \".spec.replicas\" does not exist", so an HPA could not read it). A field asks for it
+# with json_schema_extra={SERVER_DEFAULT: value} (the models apply the same default).
+SERVER_DEFAULT = "x-ferryman-server-default"
+
+ROLLOUT_SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
 
 
 def _merge(base: Schema, outer: Schema) -> Schema:
@@ -72,6 +87,8 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
             continue
         if key == "const":
             out["enum"] = [value]
+        elif key == SERVER_DEFAULT:
+            out["default"] = value
         elif key == "properties":
             # An empty map is dropped by the API server: applying it would leave a
             # permanent difference from the live CRD (a server-side apply conflict with
@@ -138,7 +155,12 @@ def crd(
     status: type[BaseModel],
     columns: list[dict[str, Any]],
     name_rules: names.NameRules,
+    scale: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """One CRD; ``scale``: the scale subresource's paths (None: status only)."""
+    subresources: dict[str, Any] = {"status": {}}
+    if scale is not None:
+        subresources["scale"] = scale
     spec_schema = _part(spec)
     status_schema = _part(status)
     problems = unbounded(spec_schema, ".spec") + unbounded(status_schema, ".status")
@@ -167,7 +189,7 @@ def crd(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": subresources,
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
@@ -234,6 +256,10 @@ def documents() -> dict[str, dict[str, Any]]:
                 age,
             ],
             name_rules=names.ROLLOUT,
+            # An HPA or a KEDA ScaledObject targets a Rollout as it would a Deployment
+            # (docs/autoscaling.md); the API server validates every scale write against
+            # the whole schema, so no rule may read spec.replicas.
+            scale=ROLLOUT_SCALE,
         ),
     }
 

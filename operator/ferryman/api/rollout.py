@@ -43,6 +43,7 @@ from ferryman.api.rollout_limits import (
     MAX_METRICS,
     MAX_QUERY,
     MAX_REASON,
+    MAX_REPLICAS,
     MAX_STEPS,
     QUOTED_QUERY,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "MAX_METRICS",
     "MAX_QUERY",
     "MAX_REASON",
+    "MAX_REPLICAS",
     "MAX_STEPS",
     "PLURAL",
     "QUOTED_QUERY",
@@ -297,7 +299,19 @@ class RolloutSpec(ApiModel):
         json_schema_extra=rules(dns_label_rule("model")),
     )
     target: Target = Field(description="The version to serve: {version: X} or {track: latest}.")
-    replicas: int = Field(1, ge=0, le=1000, description="Replicas of the stable version.")
+    replicas: int = Field(
+        1,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Replicas of the stable version; a canary's candidate gets its weight's "
+        "share of it, a blue-green preview all of it. The scale subresource's "
+        "specReplicasPath: an HPA or a KEDA ScaledObject may own it (docs/autoscaling.md); "
+        "ferryman never writes it. No validation rule reads it, so any count an "
+        "autoscaler writes within 0..1000 is accepted. Defaults to 1, also in the API "
+        "server (the scale subresource needs the field).",
+        # api.crds.SERVER_DEFAULT: a scale GET on a Rollout without spec.replicas fails.
+        json_schema_extra={"x-ferryman-server-default": 1},
+    )
     template: Placement | None = Field(None, description="Pod placement for every version.")
     storage: Storage | None = Field(None, description="Credentials for artifact download.")
     service: ServicePort | None = Field(None, description="Port of the Services (default 80).")

@@ -27,3 +27,8 @@ MAX_METRIC_NAME = 63
 MAX_METRIC_QUERY = 4096  # spec.analysis.metrics[].query, as written (before rendering)
 MAX_THRESHOLD = 256
 MAX_MEASUREMENT_MESSAGE = 1024
+# spec.replicas: the scale subresource's specReplicasPath. A scale write above it is
+# refused by the schema (422), as any edit would be; nothing else bounds it.
+MAX_REPLICAS = 1000
+# status.selector: "ferryman.dev/rollout=<63>,ferryman.dev/version in (<63>,<63>)" fits.
+MAX_SELECTOR = 512

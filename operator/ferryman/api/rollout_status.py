@@ -27,6 +27,8 @@ from ferryman.api.rollout_limits import (
     MAX_METRICS,
     MAX_QUERY,
     MAX_REASON,
+    MAX_REPLICAS,
+    MAX_SELECTOR,
     MAX_STEPS,
     MAX_THRESHOLD,
 )
@@ -251,3 +253,30 @@ class RolloutStatus(ApiModel):
     )
     conditions: Conditions | None = None
     observed_generation: int | None = None
+    # The scale subresource (docs/autoscaling.md): what an HPA, a KEDA ScaledObject and
+    # `kubectl scale` read next to spec.replicas.
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        description="The scale subresource's statusReplicasPath: Ready pods of the versions "
+        "that carry live traffic (the stable, and the candidate while it has weight), as "
+        "last observed; blue-green previews, shadows and a warm previous stable are not "
+        "counted.",
+    )
+    selector: str | None = Field(
+        None,
+        max_length=MAX_SELECTOR,
+        description="The scale subresource's labelSelectorPath: a label selector (string "
+        "form, as an HPA parses it) matching the pods status.replicas counts, e.g. "
+        "ferryman.dev/rollout=fraud,ferryman.dev/version in (1.0.0,1.1.0).",
+    )
+    capacity_replicas: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="The spec.replicas the candidate's Ready replicas last carried its "
+        "weight (canary) or its preview (blue-green) at. While spec.replicas grows past it "
+        "(an autoscaler), the candidate keeps that weight with the replicas that carried "
+        "it, and new replicas come up for both versions; the next step or a promotion "
+        "needs Ready replicas for spec.replicas itself.",
+    )

@@ -47,7 +47,7 @@ from ferryman.handlers.applied import ApplyFailure, Observed, apply_owned
 from ferryman.handlers.killpoints import kill_point
 from ferryman.handlers.ledger import Ledger, note
 from ferryman.kube.client import Conflict, Rejected
-from ferryman.plan import labels
+from ferryman.plan import labels, scale
 from ferryman.plan.capacity import ratio_weights
 from ferryman.plan.conditions import set_condition
 from ferryman.plan.decision import Decision, DeploymentState, Event
@@ -302,7 +302,8 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         report = holds.newly_reported(rollout.status, kept)
         status, events = kept, [Event("Warning", holds.REASON, report)] if report else []
 
-    # 4. status
+    # 4. status (with the scale subresource's replicas and selector: plan.scale)
+    scale.set_scale_status(status, name, seen.deployments)
     failures = [p for p in problems if isinstance(p, ApplyFailure)]
     foreign = [p for p in problems if not isinstance(p, ApplyFailure)]
     status.conditions = (

@@ -38,6 +38,7 @@ from ferryman.plan.evidence import (
 )
 from ferryman.plan.manual import hold_stage, manual_action
 from ferryman.plan.route import Route, weights_of
+from ferryman.plan.scale import next_capacity, reference_replicas
 from ferryman.plan.spec_edits import follow_spec_edits
 from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stop, stages
 from ferryman.plan.walk import Walk, no_live_weight
@@ -128,6 +129,13 @@ def progress(
             # Keep traffic where it is; analysis keeps running and lifts the hold.
             s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
             hold = True
+    if replicas == 0 and not hold:
+        # Scaled to zero (an autoscaler's idle state): no pod carries or measures
+        # anything, so no step advances and nothing is promoted until replicas return.
+        # A pause step keeps its clock (and the phase says Paused).
+        s.message, hold = f"spec.replicas is 0: {ZERO_NOTE}", True
+        if s.pause is not None:
+            s.phase = RolloutPhase.PAUSED
     walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
     if manual:
         hold_stage(walk, ratio)
@@ -227,8 +235,10 @@ def progress(
             # (while the Service still selects the stable only).
             s.scale_down_at = None
     else:
-        # Never more weight or mirror than the candidate's Ready replicas carry now.
-        weight = min(committed, supported(replicas, available))
+        # Never more weight or mirror than the candidate's Ready replicas carry now (at
+        # the count they last carried it at, while an autoscaler grows spec.replicas).
+        reference = reference_replicas(replicas, s.capacity_replicas)
+        weight = min(committed, supported(reference, available))
         if weight < committed and newly_withdrawn(s, weight):
             events.append(
                 Event(
@@ -245,8 +255,13 @@ def progress(
     d.route = route
     d.preview = candidate if preview_on else None
     s.weights = weights_of(route)
+    need = replicas if spec.strategy.blue_green else needed(replicas, committed)
+    s.capacity_replicas = next_capacity(replicas, s.capacity_replicas, available, need)
     warm_previous(spec, s, now, d)
     return d
+
+
+ZERO_NOTE = "the rollout holds where it is until the Rollout is scaled up"
 
 
 def deadline_passed(spec: RolloutSpec, s: RolloutStatus, now: datetime, d: Decision) -> bool:
@@ -347,7 +362,10 @@ def preview(w: Walk, stage: Preview) -> bool:
     w.committed = no_live_weight(spec, s, now, w.committed, candidate, w.d.events, "a preview")
     w.want = replicas
     w.preview = True
-    if not w.ready_for(replicas):
+    # A preview that was Ready stays up while an autoscaler grows spec.replicas (its new
+    # replicas come up meanwhile): that is no wait for the progress deadline.
+    held = reference_replicas(replicas, s.capacity_replicas) if s.stage_since else replicas
+    if not w.ready_for(held):
         w.waiting_for_pods = True
         s.message = (
             f"preview: waiting for {replicas} Ready replicas of {candidate} ({w.available} Ready)"
