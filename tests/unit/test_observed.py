@@ -140,7 +140,7 @@ def test_records_older_than_max_age_are_pruned_and_answers_do_not_change(
     every entry whose watch event came before those records (the entries a record is
     there to refuse: the index behind our write, or a ghost of what we deleted)."""
     clock = [1000.0]
-    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("ferryman.handlers.ledger.time.monotonic", lambda: clock[0])
     book = ledger.Ledger()
     old = [entry(f"d{i}", rv="5", generation=2) for i in range(100)]
     for i, e in enumerate(old):
@@ -160,7 +160,7 @@ def test_records_older_than_max_age_are_pruned_and_answers_do_not_change(
 
 def test_status_writes_older_than_max_age_are_pruned(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [50.0]
-    monkeypatch.setattr(ledger.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("ferryman.handlers.ledger.time.monotonic", lambda: clock[0])
     writes = ledger.StatusLedger()
     ledger.note_status(writes, ("modelversions", "ml", "a"), "7", {}, {"phase": "Serving"})
     clock[0] += ledger.MAX_AGE + 1
