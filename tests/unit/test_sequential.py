@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -244,3 +245,22 @@ def test_decisions_and_intervals_agree_with_savvi(effect: float, both_reject: bo
         assert 0.5 < ratio < 2, ratio
         if both_reject:
             assert abs(math.log10(ours.p_value) - math.log10(theirs.p_value[1])) < 1
+
+
+def test_summary_is_json_ready_with_every_figure_status_shows() -> None:
+    r = sequential.evaluate(
+        Arm.per_user(users=2000, successes=200), Arm.per_user(users=2000, successes=300), DESIGN
+    )
+    summary = json.loads(json.dumps(r.summary()))
+    assert summary["outcome"] == "CandidateWins" and summary["unit"] == sequential.UNIT_USERS
+    assert summary["stable"] == {"users": 2000, "successes": 200, "trials": 2000, "rate": 0.1}
+    assert summary["candidate"]["rate"] == 0.15
+    assert summary["difference"] == pytest.approx(0.05)
+    assert r.interval is not None and summary["interval"] == list(r.interval)
+    assert summary["pValue"] == r.p_value and summary["eValue"] == r.e_value
+    assert summary["usersNeeded"] == r.users_needed and summary["message"] == r.message
+    early = sequential.evaluate(
+        Arm.per_user(users=0, successes=0), Arm.per_user(users=0, successes=0), DESIGN
+    ).summary()
+    assert early["interval"] is None and early["difference"] is None
+    assert early["usersNeeded"] is None and early["stable"]["rate"] is None

@@ -152,7 +152,7 @@ def rate_variance(n: Any, sx: Any, sy: Any, sxx: Any, syy: Any, sxy: Any) -> Any
     """Delta-method variance of ``sum(y) / sum(x)`` from per-user sums (Deng et al. 2018,
     §3.1), elementwise over numpy arrays or scalars; NaN where n or sum(x) is 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        n = np.asarray(n, dtype=float)
+        n, sx, sy = (np.asarray(v, dtype=float) for v in (n, sx, sy))
         mx, my = sx / n, sy / n
         r = sy / sx
         vx = sxx / n - mx**2
@@ -225,6 +225,33 @@ class Result:
     e_value: float
     users_needed: int | None
     message: str
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures for status and ``kubectl ferryman status`` (camelCase keys):
+        outcome, unit, per variant (``stable``, ``candidate``) users, successes, trials and
+        rate, then difference, interval ``[low, high]``, pValue, eValue, usersNeeded and
+        message; a figure that does not exist yet is None."""
+
+        def arm(a: Arm) -> dict[str, Any]:
+            return {
+                "users": a.users,
+                "successes": a.successes,
+                "trials": a.trials,
+                "rate": a.rate,
+            }
+
+        return {
+            "outcome": self.outcome.value,
+            "unit": self.unit,
+            "stable": arm(self.stable),
+            "candidate": arm(self.candidate),
+            "difference": self.difference,
+            "interval": list(self.interval) if self.interval is not None else None,
+            "pValue": self.p_value,
+            "eValue": self.e_value,
+            "usersNeeded": self.users_needed,
+            "message": self.message,
+        }
 
 
 def users_for_power(per_user_variance: float, design: Design) -> float:
