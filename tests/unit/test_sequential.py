@@ -264,3 +264,17 @@ def test_summary_is_json_ready_with_every_figure_status_shows() -> None:
     ).summary()
     assert early["interval"] is None and early["difference"] is None
     assert early["usersNeeded"] is None and early["stable"]["rate"] is None
+
+
+def test_no_verdict_before_enough_successes_and_non_successes_in_each_arm() -> None:
+    """Zero conversions against nine, 5,000 users each: the normal approximation would
+    already decide (here: a difference of the MDE ruled out), on fewer than the 10 events
+    per arm it needs."""
+    none = Arm.per_user(users=5000, successes=0)
+    nine = Arm.per_user(users=5000, successes=9)
+    r = sequential.evaluate(none, nine, DESIGN)
+    assert r.outcome == Outcome.UNDECIDED and "0 successes (or non-successes)" in r.message
+    all_but = Arm.per_user(users=5000, successes=4995)
+    assert "5 successes (or non-successes)" in sequential.evaluate(all_but, nine, DESIGN).message
+    lenient = Design(direction=Direction.HIGHER, mde=0.02, min_successes=0)
+    assert sequential.evaluate(none, nine, lenient).outcome != Outcome.UNDECIDED

@@ -82,7 +82,9 @@ def msprt_decisions(a, b, design: Design) -> tuple[np.ndarray, np.ndarray]:
     rb, vb = rate_and_variance(b)
     diff, var = rb - ra, va + vb
     log_lr = sequential.log_mixture_ratio(diff, var, design.tau2)
-    hit = (log_lr >= math.log(1 / design.alpha)) & (a["n"] >= design.min_users)
+    events = np.minimum.reduce([a["sy"], b["sy"], a["sx"] - a["sy"], b["sx"] - b["sy"]])
+    ready = (np.minimum(a["n"], b["n"]) >= design.min_users) & (events >= design.min_successes)
+    hit = (log_lr >= math.log(1 / design.alpha)) & ready
     first = np.argmax(hit, axis=1)
     sign = np.sign(diff[np.arange(len(diff)), first])
     return hit.any(axis=1), sign
@@ -115,6 +117,23 @@ def test_aa_false_positive_rate_stays_under_alpha_when_peeking_every_look(aa) ->
     k = int(rejected.sum())
     report(f"A/A mSPRT, delta method, {LOOKS} looks, alpha {ALPHA}", k, RUNS)
     assert k <= stats.binom.ppf(0.999, RUNS, ALPHA)
+
+
+@pytest.mark.parametrize("base", [0.005, 0.02])
+def test_aa_with_rare_successes_and_a_small_candidate_share_stays_under_alpha(base) -> None:
+    """10% of users on the candidate (30 per look), conversions of 0.5% or 2% per request:
+    an arm with no successes yet has a zero variance estimate, which is why no verdict
+    comes before ``min_successes`` successes and non-successes per arm."""
+    rng = np.random.default_rng(int(base * 1000))
+    runs = RUNS // 2
+    a = simulate(rng, runs, LOOKS * 270, base)
+    b = simulate(rng, runs, LOOKS * 30, base)
+    design = Design(direction=Direction.HIGHER, mde=0.2 * base, alpha=ALPHA)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rejected, _ = msprt_decisions(a, b, design)
+    k = int(rejected.sum())
+    report(f"A/A base rate {base}, candidate share 10%", k, runs)
+    assert k <= stats.binom.ppf(0.999, runs, ALPHA)
 
 
 def test_the_same_harness_catches_a_fixed_horizon_test_read_at_every_look(aa) -> None:

@@ -47,7 +47,12 @@ Treating requests as independent instead underestimates the variance and breaks 
 error guarantee (the simulation shows that too).
 
 The normal approximation and the plug-in variance make the guarantee asymptotic (as in
-Johari et al.); ``Design.min_users`` holds any verdict until both arms have that many users.
+Johari et al.); ``Design.min_users`` holds any verdict until both arms have that many users,
+and ``Design.min_successes`` until each arm has that many successes and as many
+non-successes (the usual n p >= 10 and n (1 - p) >= 10 condition for the normal
+approximation to a proportion; without it, rare conversions in a small arm give a zero
+variance estimate and the false-positive rate under peeking exceeds 10%, which
+``tests/unit/test_sequential_simulation.py`` shows).
 """
 
 from __future__ import annotations
@@ -181,7 +186,9 @@ class Design:
     ``mde``: minimum detectable effect, an absolute difference of rates (e.g. 0.01 = one
     percentage point for a conversion rate), > 0. ``alpha``: significance level in (0, 1).
     ``power``: wanted probability in (0, 1) of a verdict by ``users_needed`` when the true
-    difference is ``mde``. ``min_users``: users per arm before any verdict. ``tau``: the
+    difference is ``mde``. ``min_users``: users per arm before any verdict;
+    ``min_successes``: successes, and non-successes (trials - successes), per arm before
+    any verdict. ``tau``: the
     mixing scale (default ``mde``). ``max_users``: users per arm after which no verdict
     means no difference (the deadline in users; the strategy may also end on time).
     """
@@ -191,6 +198,7 @@ class Design:
     alpha: float = 0.05
     power: float = 0.8
     min_users: int = 100
+    min_successes: int = 10
     tau: float | None = None
     max_users: int | None = None
 
@@ -313,6 +321,17 @@ def evaluate(
     if difference is None or n_min < design.min_users:
         return result(
             Outcome.UNDECIDED, f"{n_min} users in the smaller arm, {design.min_users} needed"
+        )
+    events = min(
+        stable.successes,
+        candidate.successes,
+        stable.trials - stable.successes,
+        candidate.trials - candidate.successes,
+    )
+    if events < design.min_successes:
+        return result(
+            Outcome.UNDECIDED,
+            f"{events:g} successes (or non-successes) in an arm, {design.min_successes} needed",
         )
     if not var > 0 or not math.isfinite(var):
         # Every user identical in both arms (e.g. no successes yet): no evidence either way.
