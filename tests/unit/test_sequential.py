@@ -278,3 +278,20 @@ def test_no_verdict_before_enough_successes_and_non_successes_in_each_arm() -> N
     assert "5 successes (or non-successes)" in sequential.evaluate(all_but, nine, DESIGN).message
     lenient = Design(direction=Direction.HIGHER, mde=0.02, min_successes=0)
     assert sequential.evaluate(none, nine, lenient).outcome != Outcome.UNDECIDED
+
+
+def test_users_needed_counts_both_arms_at_the_current_split() -> None:
+    """Equal arms: twice ``users_for_power`` less the users so far. A 10% candidate share
+    with the same per-user variance needs V = (v + 9 v) / n_s, so n_s is 5x the 50/50 one
+    and the total 5 * 1.11 / 2 = 2.78x."""
+    design = Design(direction=Direction.HIGHER, mde=0.02)
+    even = sequential.evaluate(
+        Arm.per_user(users=1000, successes=100), Arm.per_user(users=1000, successes=100), design
+    )
+    per_arm = sequential.users_for_power(2 * 0.1 * 0.9, design)
+    assert even.users_needed == math.ceil(2 * per_arm) - 2000
+    split = sequential.evaluate(
+        Arm.per_user(users=1800, successes=180), Arm.per_user(users=200, successes=20), design
+    )
+    assert split.users_needed is not None
+    assert split.users_needed + 2000 == pytest.approx((2 * per_arm) * 50 / 18, abs=2)

@@ -220,8 +220,9 @@ class Result:
     """One look's verdict. ``difference`` is candidate rate minus stable rate;
     ``interval`` its always-valid confidence interval at level 1 - alpha (None before
     ``min_users``); ``p_value`` the always-valid p-value (running minimum); ``e_value`` this
-    look's mixture likelihood ratio; ``users_needed`` more users per arm until the test
-    has ``power`` for a true difference of ``mde`` (None when it cannot be estimated yet)."""
+    look's mixture likelihood ratio; ``users_needed`` more users, both arms together at
+    the current split, until the test has ``power`` for a true difference of ``mde`` (None
+    when it cannot be estimated yet)."""
 
     outcome: Outcome
     stable: Arm
@@ -365,10 +366,15 @@ def evaluate(
 
 
 def _still_needed(stable: Arm, candidate: Arm, design: Design) -> int | None:
-    if min(stable.users, candidate.users) < 2:
+    """More users in total at the current split k = n_c / n_s: with per-user variances
+    v_s, v_c, V = (v_s + v_c / k) / n_s, so ``users_for_power`` gives n_s and the total is
+    n_s (1 + k)."""
+    ns, nc = stable.users, candidate.users
+    if min(ns, nc) < 2:
         return None
-    per_user = stable.variance * stable.users + candidate.variance * candidate.users
+    k = nc / ns
+    per_user = stable.variance * ns + candidate.variance * nc / k
     if not per_user > 0 or not math.isfinite(per_user):
         return None
-    total = users_for_power(per_user, design)
-    return max(0, math.ceil(total) - min(stable.users, candidate.users))
+    total = users_for_power(per_user, design) * (1 + k)
+    return max(0, math.ceil(total) - (ns + nc))
