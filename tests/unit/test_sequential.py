@@ -295,3 +295,19 @@ def test_users_needed_counts_both_arms_at_the_current_split() -> None:
     )
     assert split.users_needed is not None
     assert split.users_needed + 2000 == pytest.approx((2 * per_arm) * 50 / 18, abs=2)
+
+
+def test_the_running_state_from_status_continues_as_the_result_does() -> None:
+    """What the strategy keeps in status (p-value, interval, through JSON) makes the next
+    look decide exactly as the in-memory result would."""
+    first = sequential.evaluate(
+        Arm.per_user(users=1000, successes=100), Arm.per_user(users=1000, successes=128), DESIGN
+    )
+    kept = json.loads(json.dumps({"p": first.p_value, "interval": first.interval}))
+    restored = sequential.Running(kept["p"], tuple(kept["interval"]))
+    arms = Arm.per_user(users=1500, successes=150), Arm.per_user(users=1500, successes=160)
+    from_result = sequential.evaluate(*arms, DESIGN, previous=first)
+    from_status = sequential.evaluate(*arms, DESIGN, previous=restored)
+    assert from_status == from_result
+    assert from_result.running == sequential.Running(from_result.p_value, from_result.interval)
+    assert from_result.p_value == first.p_value  # the running minimum held

@@ -216,6 +216,17 @@ class Design:
 
 
 @dataclass(frozen=True)
+class Running:
+    """What carries over from one look to the next: the always-valid p-value so far and
+    the intersection of the intervals so far (None before the first). The strategy keeps
+    it in status between looks (``Result.running``), so a restarted operator goes on with
+    the same running minimum."""
+
+    p_value: float = 1.0
+    interval: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
 class Result:
     """One look's verdict. ``difference`` is candidate rate minus stable rate;
     ``interval`` its always-valid confidence interval at level 1 - alpha (None before
@@ -234,6 +245,10 @@ class Result:
     e_value: float
     users_needed: int | None
     message: str
+
+    @property
+    def running(self) -> Running:
+        return Running(self.p_value, self.interval)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures for status and ``kubectl ferryman status`` (camelCase keys):
@@ -297,11 +312,12 @@ def evaluate(
     candidate: Arm,
     design: Design,
     *,
-    previous: Result | None = None,
+    previous: Running | Result | None = None,
     deadline: bool = False,
 ) -> Result:
-    """The verdict at this look. ``previous`` is the last look's result (for the running
-    minimum p-value and the running intersection of intervals; None at the first look);
+    """The verdict at this look. ``previous`` is the last look's result or its
+    ``running`` state (for the running minimum p-value and the running intersection of
+    intervals; None at the first look);
     ``deadline`` says the experiment's time is up. Arms must be cumulative since the
     start of the experiment."""
     unit = UNIT_USERS if stable.unit == candidate.unit == UNIT_USERS else UNIT_REQUESTS
