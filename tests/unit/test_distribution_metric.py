@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,3 +173,23 @@ def test_one_round_measures_both_versions_and_records_the_psi() -> None:
     assert m.verdict == Verdict.FAILED and m.value == pytest.approx(expected)
     assert f"PSI {expected:.4g}" in m.message and m.threshold == "PSI <= 0.05"
     assert status.failures == {"predictions": 1}
+
+
+def test_the_operator_imports_scipy_only_when_a_distribution_is_judged() -> None:
+    """scipy costs ~40 MB and half a second at startup; an operator whose Rollouts have no
+    distribution metric never loads it (evaluate imports ``distribution`` lazily)."""
+    code = (
+        "import sys, ferryman.main, ferryman.handlers.analysis\n"
+        "from ferryman.analysis import evaluate\n"
+        "from ferryman.api.rollout import Metric\n"
+        "print('scipy' in sys.modules, 'numpy' in sys.modules)\n"
+        "m = Metric.model_validate("
+        "{'name': 'p', 'query': 'q', 'distribution': {'maxPSI': 0.1, 'minCount': 0}})\n"
+        "b = evaluate.BucketsResult(buckets={'1': 1.0, '+Inf': 2.0})\n"
+        "evaluate.judge_distribution(m, b, stable=b)\n"
+        "print('scipy.spatial.distance' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["False", "False", "True"]
