@@ -4,7 +4,7 @@
   ratio over the N(0, tau^2) mixing density (scipy.integrate.quad), which is its
   definition in Johari et al. (2022);
 - the confidence sequence's edge: the ratio at ``difference +- radius`` is exactly
-  ``1 / alpha`` (Howard et al. 2021, eq. 14, is that level set);
+  ``1 / alpha`` (Howard et al. 2021's normal-mixture boundary is that level set);
 - the delta-method variance against the per-user linearization computed from raw data,
   and against the binomial ``p (1 - p) / n`` for one trial per user;
 - the fixed-horizon sample size against statsmodels' NormalIndPower;

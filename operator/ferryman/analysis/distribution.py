@@ -15,13 +15,15 @@ difference (a counter reset or extrapolation noise inside ``increase``) counts a
 
 - Population Stability Index (the symmetrised Kullback-Leibler, or Jeffreys, divergence
   over the buckets; B. Yurdakul, "Statistical Properties of Population Stability Index",
-  Western Michigan University dissertation, 2018, §2; N. Siddiqi, "Credit Risk
+  Western Michigan University dissertation, 2018; N. Siddiqi, "Credit Risk
   Scorecards", Wiley 2006, ch. 8): ``PSI = sum_i (c_i - s_i) * ln(c_i / s_i)`` over the
   candidate's (c) and the stable's (s) bucket probabilities. An empty bucket on one side
   makes it infinite, so both histograms are smoothed first by additive smoothing with a
-  pseudo-count of 0.5 per bucket (the Jeffreys prior / Krichevsky-Trofimov estimator;
-  C. D. Manning, P. Raghavan, H. Schuetze, "Introduction to Information Retrieval", CUP
-  2008, §11.3.2 and §13.2 on add-one/add-half smoothing):
+  pseudo-count of 0.5 per bucket, the Krichevsky-Trofimov estimator (the posterior mean
+  under a Jeffreys Dirichlet(1/2) prior; R. Krichevsky, V. Trofimov, "The performance of
+  universal encoding", IEEE Trans. Inf. Theory 27(2), 1981; additive smoothing in
+  general: C. D. Manning, P. Raghavan, H. Schuetze, "Introduction to Information
+  Retrieval", CUP 2008, ch. 13, add-one):
   ``p_i = (n_i + 0.5) / (N + 0.5 B)``. Under no shift, PSI is about
   ``(B - 1) (1 / N_c + 1 / N_s)`` (Yurdakul 2018: PSI * N_c N_s / (N_c + N_s) is
   approximately chi-square with B - 1 degrees of freedom), reported as the noise floor.

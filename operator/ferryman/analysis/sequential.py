@@ -12,9 +12,10 @@ the difference of the two rates, in its normal-approximation form, and its alway
 p-value and confidence sequence:
 
 - R. Johari, P. Koomen, L. Pekelis, D. Walsh, "Always Valid Inference: Continuous
-  Monitoring of A/B Tests", Operations Research 70(3), 2022 (arXiv:1512.04922, 2015/2019),
-  §3-4: with the estimated difference ``d`` (candidate rate minus stable rate), its
-  variance ``V`` and a mixing distribution N(0, tau^2) over the true difference, the
+  Monitoring of A/B Tests", Operations Research 70(3), 2022 (arXiv:1512.04922), the
+  mSPRT and its normal approximation for two samples: with the estimated difference ``d``
+  (candidate rate minus stable rate), its variance ``V`` and a mixing distribution
+  N(0, tau^2) over the true difference, the
   mixture likelihood ratio against "no difference" is
   ``Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 d^2 / (2 V (V + tau^2)))``; the always-valid
   p-value is the running minimum of ``min(1, 1 / Lambda)``; rejecting when it falls to
@@ -22,7 +23,7 @@ p-value and confidence sequence:
   inequality). We use the default they recommend of a mixing scale on the order of the
   effect one cares about: ``tau = mde`` unless set.
 - S. R. Howard, A. Ramdas, J. McAuliffe, J. Sekhon, "Time-uniform, nonparametric,
-  nonasymptotic confidence sequences", Annals of Statistics 49(2), 2021, eq. (14) (the
+  nonasymptotic confidence sequences", Annals of Statistics 49(2), 2021 (the two-sided
   normal-mixture boundary): the set of differences ``theta`` for which the same ratio stays
   under ``1 / alpha`` is the confidence sequence
   ``|d - theta| <= sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha) + log((V + tau^2) / V)))``,
@@ -40,8 +41,8 @@ y_i^2 and x_i*y_i. The rate is ``sum(y) / sum(x)``. When each user counts once (
 y_i in {0, 1}: e.g. "converted after first exposure") the variance below is exactly the
 binomial ``p (1 - p) / n``. When the counted unit is the request and users send several,
 correlated, requests, the rate is a ratio of two per-user means, and its variance is the
-delta-method one (A. Deng, J. Lu, J. Litz, "Applying the Delta Method in Metric
-Analytics: A Practical Guide with Novel Ideas", KDD 2018, §3.1):
+delta-method one (A. Deng, U. Knoblich, J. Lu, "Applying the Delta Method in Metric
+Analytics: A Practical Guide with Novel Ideas", KDD 2018):
 ``Var(R) ~= (s_y^2 - 2 R s_xy + R^2 s_x^2) / (n * xbar^2)``, with plug-in (1/n) moments.
 Treating requests as independent instead underestimates the variance and breaks the
 error guarantee (the simulation shows that too).
@@ -154,8 +155,8 @@ class Arm:
 
 
 def rate_variance(n: Any, sx: Any, sy: Any, sxx: Any, syy: Any, sxy: Any) -> Any:
-    """Delta-method variance of ``sum(y) / sum(x)`` from per-user sums (Deng et al. 2018,
-    §3.1), elementwise over numpy arrays or scalars; NaN where n or sum(x) is 0."""
+    """Delta-method variance of ``sum(y) / sum(x)`` from per-user sums (Deng, Knoblich and
+    Lu 2018), elementwise over numpy arrays or scalars; NaN where n or sum(x) is 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         n, sx, sy = (np.asarray(v, dtype=float) for v in (n, sx, sy))
         mx, my = sx / n, sy / n
@@ -175,7 +176,7 @@ def log_mixture_ratio(diff: Any, var: Any, tau2: float) -> Any:
 
 
 def radius(var: Any, tau2: float, alpha: float) -> Any:
-    """Half-width of the confidence sequence at this look (Howard et al. 2021, eq. 14)."""
+    """Half-width of the confidence sequence at this look (Howard et al. 2021, normal mixture)."""
     return np.sqrt(var * (var + tau2) / tau2 * (2 * math.log(1 / alpha) + np.log1p(tau2 / var)))
 
 
@@ -188,9 +189,9 @@ class Design:
     ``power``: wanted probability in (0, 1) of a verdict by ``users_needed`` when the true
     difference is ``mde``. ``min_users``: users per arm before any verdict;
     ``min_successes``: successes, and non-successes (trials - successes), per arm before
-    any verdict. ``tau``: the
-    mixing scale (default ``mde``). ``max_users``: users per arm after which no verdict
-    means no difference (the deadline in users; the strategy may also end on time).
+    any verdict. ``tau``: the mixing scale (default ``mde``). ``max_users``: users per arm
+    after which no verdict means no difference (the deadline in users; the strategy may
+    also end on time).
     """
 
     direction: Direction
