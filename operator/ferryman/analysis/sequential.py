@@ -20,8 +20,9 @@ p-value and confidence sequence:
   ``Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 d^2 / (2 V (V + tau^2)))``; the always-valid
   p-value is the running minimum of ``min(1, 1 / Lambda)``; rejecting when it falls to
   ``alpha`` keeps the type-I error at or under ``alpha`` at any stopping time (Ville's
-  inequality). We use the default they recommend of a mixing scale on the order of the
-  effect one cares about: ``tau = mde`` unless set.
+  inequality). Johari et al. fit the mixing scale to the effects seen in past
+  experiments; without such a history the MDE, the effect the experiment is designed to
+  find, is that scale here: ``tau = mde`` unless set.
 - S. R. Howard, A. Ramdas, J. McAuliffe, J. Sekhon, "Time-uniform, nonparametric,
   nonasymptotic confidence sequences", Annals of Statistics 49(2), 2021 (the two-sided
   normal-mixture boundary): the set of differences ``theta`` for which the same ratio stays
