@@ -173,3 +173,8 @@ ha: venv deps cluster-build
 fuzz: venv deps cluster-build
 	FERRYMAN_FUZZ=1 FERRYMAN_TEST_WORKERS=0 bash hack/run-tests.sh -s -p no:xdist \
 		tests/e2e/test_fuzz_admission.py tests/e2e/test_fuzz_reconcile.py $(PYTEST_ARGS)
+
+# The A/B verdict's simulations at ten times the size `make test` runs (10,000 A/A runs,
+# 6,000 A/B runs; docs/experiments.md), printing the false-positive rate and the power.
+stats-sim: venv
+	FERRYMAN_SIM_RUNS=10000 $(VENV)/bin/pytest -p no:cacheprovider -q -s tests/unit/test_sequential_simulation.py

@@ -527,6 +527,31 @@ INVALID: list[Case] = [
         "analysis metric names must be unique",
     ),
     Case(
+        "distribution metric without a limit",
+        _ro(_set("analysis.metrics.0", {"name": "p", "query": "x", "distribution": {}})),
+        "distribution needs maxPSI or maxJSDistance",
+    ),
+    Case(
+        "distribution metric with a value threshold",
+        _ro(
+            _set(
+                "analysis.metrics.0",
+                {"name": "p", "query": "x", "max": 1, "distribution": {"maxPSI": 0.2}},
+            )
+        ),
+        "a distribution metric takes maxPSI/maxJSDistance, not min, max",
+    ),
+    Case(
+        "JS distance limit above 1",
+        _ro(
+            _set(
+                "analysis.metrics.0",
+                {"name": "p", "query": "x", "distribution": {"maxJSDistance": 1.5}},
+            )
+        ),
+        "maxJSDistance in body should be less than or equal to 1",
+    ),
+    Case(
         "provider and inline address",
         _ro(_set("analysis.address", "http://127.0.0.1:9090")),
         "analysis takes a provider name or an inline address, not both",
@@ -646,6 +671,20 @@ VALID: list[Case] = [
         _mv(
             lambda s: s["serving"].update(
                 port=9090, ports=[{"name": "metrics", "containerPort": 8080}]
+            )
+        ),
+    ),
+    Case(
+        "prediction-distribution metric",
+        _ro(
+            _set(
+                "analysis.metrics.0",
+                {
+                    "name": "predictions",
+                    "query": 'sum by (le) (increase(model_prediction_bucket{version="{{version}}"}'
+                    "[{{interval}}]))",
+                    "distribution": {"maxPSI": 0.2, "maxJSDistance": 0.1, "minCount": 500},
+                },
             )
         ),
     ),

@@ -8,6 +8,11 @@ back low-traffic models for nothing); otherwise absolute (``min``/``max``) and r
 version, measured at the same time) thresholds decide ``Failed`` or ``Successful``. A
 stable value that is itself inconclusive makes a relative check inconclusive.
 
+A distribution metric (``metric.distribution``) compares two histograms instead of
+judging one value (``judge_distribution``; the numbers come from ``distribution``): its
+PSI and Jensen-Shannon distance against ``maxPSI`` / ``maxJSDistance``; too few samples,
+different buckets or an empty window are ``Inconclusive``, never ``Failed``.
+
 Counting (Argo Rollouts' semantics): failures per metric, cumulative for the candidate;
 ``failures > failureLimit`` rolls back. A round with an inconclusive measurement (and no
 failure) adds to ``inconclusive``, a round with an error to ``consecutiveErrors``; a fully
@@ -32,6 +37,15 @@ from ferryman.api.rollout import (
     Metric,
     Verdict,
 )
+
+
+@dataclass(frozen=True)
+class BucketsResult:
+    """A histogram query's answer: cumulative counts by ``le`` label (``{"0.5": 12.0,
+    "+Inf": 30.0}``; empty when the query matched nothing), or an error."""
+
+    buckets: dict[str, float] | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,12 +76,9 @@ def judge(
     """(verdict, threshold text, message) for one measurement of ``metric``."""
     if result.error is not None:
         return Verdict.ERROR, "", result.error
-    if samples is not None and min_samples is not None:
-        if samples.error is not None:
-            return Verdict.ERROR, "", f"samples query: {samples.error}"
-        if not samples.usable or (samples.value or 0) < min_samples:
-            n = _fmt(samples.value) if samples.usable and samples.value is not None else "no"
-            return Verdict.INCONCLUSIVE, f"samples >= {_fmt(min_samples)}", f"{n} samples"
+    too_few = _too_few_samples(samples, min_samples)
+    if too_few is not None:
+        return too_few
     if not result.usable:
         return Verdict.INCONCLUSIVE, "", "no data (empty, NaN or Inf)"
     value = result.value
@@ -104,6 +115,20 @@ def judge(
             if value < limit:
                 return Verdict.FAILED, text, f"{_fmt(value)} < {_fmt(limit)} (stable {_fmt(base)})"
     return Verdict.SUCCESSFUL, ", ".join(checks), _fmt(value)
+
+
+def _too_few_samples(
+    samples: QueryResult | None, min_samples: float | None
+) -> tuple[Verdict, str, str] | None:
+    """The analysis-wide ``minSamples`` rule: an Error or Inconclusive verdict, or None."""
+    if samples is None or min_samples is None:
+        return None
+    if samples.error is not None:
+        return Verdict.ERROR, "", f"samples query: {samples.error}"
+    if not samples.usable or (samples.value or 0) < min_samples:
+        n = _fmt(samples.value) if samples.usable and samples.value is not None else "no"
+        return Verdict.INCONCLUSIVE, f"samples >= {_fmt(min_samples)}", f"{n} samples"
+    return None
 
 
 def record_round(
@@ -163,3 +188,61 @@ def has_evidence(status: AnalysisStatus | None, analysis: Analysis, since: datet
         if m.verdict == Verdict.SUCCESSFUL and (since is None or m.at >= since)
     }
     return all(metric.name in ok for metric in analysis.metrics)
+
+
+def judge_distribution(
+    metric: Metric,
+    candidate: BucketsResult,
+    *,
+    stable: BucketsResult | None,
+    samples: QueryResult | None = None,
+    min_samples: float | None = None,
+) -> tuple[Verdict, str, str, float | None]:
+    """(verdict, threshold text, message, value) for one distribution measurement: the
+    value is the PSI (or, with only ``maxJSDistance``, the JS distance); the message
+    carries both. ``stable`` None means there is no stable version receiving traffic to
+    compare with (a first rollout, or baking): nothing to judge, so ``Successful`` with a
+    message saying so, as relative thresholds are skipped then."""
+    # scipy is imported only by Rollouts that use the metric kind (~40 MB, 0.5 s).
+    from ferryman.analysis import distribution
+
+    spec = metric.distribution
+    assert spec is not None
+    limits = [
+        *([f"PSI <= {_fmt(spec.max_psi)}"] if spec.max_psi is not None else []),
+        *(
+            [f"JS distance <= {_fmt(spec.max_js_distance)}"]
+            if spec.max_js_distance is not None
+            else []
+        ),
+    ]
+    threshold = ", ".join(limits)
+    if candidate.error is not None:
+        return Verdict.ERROR, "", candidate.error, None
+    too_few = _too_few_samples(samples, min_samples)
+    if too_few is not None:
+        return (*too_few, None)
+    if stable is None:
+        return Verdict.SUCCESSFUL, threshold, "not compared: no stable version serving", None
+    if stable.error is not None:
+        return Verdict.ERROR, "", f"stable: {stable.error}", None
+    try:
+        c = distribution.Histogram.from_buckets(candidate.buckets or {})
+        s = distribution.Histogram.from_buckets(stable.buckets or {})
+        result = distribution.compare(c, s, min_count=spec.min_count)
+    except distribution.Incomparable as e:
+        side = "" if candidate.buckets and stable.buckets else _empty_side(candidate, stable)
+        return Verdict.INCONCLUSIVE, threshold, f"{side}{e}", None
+    value = result.psi if spec.max_psi is not None else result.js_distance
+    described = result.describe()
+    if spec.max_psi is not None and result.psi > spec.max_psi:
+        return Verdict.FAILED, threshold, f"{described}: PSI > {_fmt(spec.max_psi)}", value
+    if spec.max_js_distance is not None and result.js_distance > spec.max_js_distance:
+        limit = _fmt(spec.max_js_distance)
+        return Verdict.FAILED, threshold, f"{described}: JS distance > {limit}", value
+    return Verdict.SUCCESSFUL, threshold, described, value
+
+
+def _empty_side(candidate: BucketsResult, stable: BucketsResult) -> str:
+    empty = [n for n, r in (("candidate", candidate), ("stable", stable)) if not r.buckets]
+    return f"no histogram for the {' and the '.join(empty)}: "

@@ -11,11 +11,13 @@ from typing import Any, Protocol
 import aiohttp
 
 from ferryman import errors
-from ferryman.analysis.evaluate import QueryResult
+from ferryman.analysis.evaluate import BucketsResult, QueryResult
 
 
 class MetricsProvider(Protocol):
     async def query(self, promql: str) -> QueryResult: ...
+
+    async def query_buckets(self, promql: str) -> BucketsResult: ...
 
     async def healthy(self) -> bool: ...
 
@@ -46,7 +48,8 @@ class Prometheus:
             self.headers["Authorization"] = f"Bearer {token}"
         self.ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
 
-    async def query(self, promql: str) -> QueryResult:
+    async def _fetch(self, promql: str) -> dict[str, Any] | str:
+        """The body of a successful ``/api/v1/query`` answer, or the error as text."""
         url = f"{self.address}/api/v1/query"
         try:
             async with self.session.get(
@@ -59,23 +62,36 @@ class Prometheus:
             ) as resp:
                 body = await resp.json(content_type=None)
                 if not isinstance(body, dict):
-                    return QueryResult(
-                        error=f"HTTP {resp.status}: not a Prometheus API response "
-                        f"({type(body).__name__})"
+                    return (
+                        f"HTTP {resp.status}: not a Prometheus API response ({type(body).__name__})"
                     )
                 if resp.status != 200 or body.get("status") != "success":
                     detail = body.get("error") if isinstance(body, dict) else None
-                    return QueryResult(error=f"HTTP {resp.status}: {detail or 'query failed'}")
+                    return f"HTTP {resp.status}: {detail or 'query failed'}"
+                return body
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-            return QueryResult(
-                error=f"Prometheus at {self.address} unreachable: {errors.describe(e)}"
-            )
+            return f"Prometheus at {self.address} unreachable: {errors.describe(e)}"
+
+    async def query(self, promql: str) -> QueryResult:
+        body = await self._fetch(promql)
+        if isinstance(body, str):
+            return QueryResult(error=body)
         try:
             return _result(body)
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
             # A shape we do not read (a native histogram sample, a null value): an Error
             # measurement that names it, never an exception that stops the reconcile.
             return QueryResult(error=f"unreadable Prometheus result: {errors.describe(e)}")
+
+    async def query_buckets(self, promql: str) -> BucketsResult:
+        """A histogram's buckets: a vector with one series per ``le`` label."""
+        body = await self._fetch(promql)
+        if isinstance(body, str):
+            return BucketsResult(error=body)
+        try:
+            return _buckets(body)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+            return BucketsResult(error=f"unreadable Prometheus result: {errors.describe(e)}")
 
     async def healthy(self) -> bool:
         try:
@@ -106,6 +122,27 @@ def _result(body: dict[str, Any]) -> QueryResult:
             )
         return QueryResult(value=_number(result[0]["value"][1]))
     return QueryResult(error=f"unsupported result type {kind!r}")
+
+
+def _buckets(body: dict[str, Any]) -> BucketsResult:
+    """Cumulative counts by ``le`` from a vector answer, e.g. of
+    ``sum by (le) (increase(model_prediction_bucket{version="v2"}[5m]))``."""
+    data = body.get("data") or {}
+    kind, result = data.get("resultType"), data.get("result")
+    if kind != "vector" or not isinstance(result, list):
+        return BucketsResult(error=f"histogram query must return a vector, not {kind!r}")
+    buckets: dict[str, float] = {}
+    for series in result:
+        labels = series.get("metric") or {}
+        if set(labels) != {"le"}:
+            return BucketsResult(
+                error=f"histogram query returned a series labelled {labels}; "
+                "aggregate it to one series per le, e.g. sum by (le) (...)"
+            )
+        if labels["le"] in buckets:
+            return BucketsResult(error=f"histogram query returned le={labels['le']} twice")
+        buckets[labels["le"]] = _number(series["value"][1])
+    return BucketsResult(buckets=buckets)
 
 
 def _number(text: str) -> float:

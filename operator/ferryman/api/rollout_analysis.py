@@ -60,14 +60,56 @@ class MinSamples(ApiModel):
     min: float = Field(ge=0, description="Fewest samples for a measurement to count.")
 
 
-class Metric(ApiModel):
-    """A Prometheus query and its thresholds."""
+class PredictionDistribution(ApiModel):
+    """Compares the candidate's prediction histogram with the stable's over the same
+    window (analysis.distribution: Population Stability Index and Jensen-Shannon distance;
+    docs/experiments.md). The metric's query returns one histogram's cumulative bucket
+    counts by ``le`` and is rendered once per version."""
 
     model_config = model_rules(
         cel(
-            _ONE_THRESHOLD,
-            "metric needs at least one threshold: min, max, maxIncreaseVsStable or maxDropVsStable",
+            "has(self.maxPSI) || has(self.maxJSDistance)",
+            "distribution needs maxPSI or maxJSDistance",
         )
+    )
+
+    max_psi: float | None = Field(
+        None,
+        alias="maxPSI",
+        ge=0,
+        description="Fails when the Population Stability Index of the candidate against "
+        "the stable exceeds this (0.1 small shift, 0.25 large; empty buckets smoothed by "
+        "adding 0.5 to every bucket).",
+    )
+    max_js_distance: float | None = Field(
+        None,
+        alias="maxJSDistance",
+        ge=0,
+        le=1,
+        description="Fails when the Jensen-Shannon distance (base 2, in [0, 1]) exceeds this.",
+    )
+    min_count: float = Field(
+        100,
+        ge=0,
+        description="Fewest samples (the +Inf bucket's count) in each histogram for a "
+        "measurement to count; fewer is Inconclusive.",
+    )
+
+
+class Metric(ApiModel):
+    """A Prometheus query and its thresholds, or a histogram compared (distribution)."""
+
+    model_config = model_rules(
+        cel(
+            f"{_ONE_THRESHOLD} || has(self.distribution)",
+            "metric needs at least one threshold: min, max, maxIncreaseVsStable or "
+            "maxDropVsStable (or a distribution)",
+        ),
+        cel(
+            f"!has(self.distribution) || !({_ONE_THRESHOLD})",
+            "a distribution metric takes maxPSI/maxJSDistance, not min, max, "
+            "maxIncreaseVsStable or maxDropVsStable",
+        ),
     )
 
     name: str = Field(
@@ -93,6 +135,12 @@ class Metric(ApiModel):
         None,
         ge=0,
         description="Fails when below the stable version's value by more than this fraction.",
+    )
+    distribution: PredictionDistribution | None = Field(
+        None,
+        description="Makes this a prediction-distribution metric: the query returns "
+        "histogram buckets by le, e.g. sum by (le) (increase(model_prediction_bucket"
+        '{version="{{version}}"}[{{interval}}])), measured for the candidate and the stable.',
     )
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import aiohttp
 
 from ferryman.analysis import templates
-from ferryman.analysis.evaluate import QueryResult, judge, record_round
+from ferryman.analysis.evaluate import QueryResult, judge, judge_distribution, record_round
 from ferryman.analysis.provider import MetricsProvider, Prometheus
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import AnalysisStatus, Measurement, Rollout, RolloutStatus, Verdict
@@ -124,8 +124,32 @@ async def measure(
             templates.render(analysis.min_samples.query, values(target.version))
         )
     measurements: list[Measurement] = []
+    min_samples = analysis.min_samples.min if analysis.min_samples else None
     for metric in analysis.metrics:
         query = templates.render(metric.query, values(target.version))
+        if metric.distribution is not None:
+            # Two histograms over the same window: the candidate's and the stable's.
+            hist = await provider.query_buckets(query)
+            base = None
+            if target.relative and target.stable:
+                base = await provider.query_buckets(
+                    templates.render(metric.query, values(target.stable))
+                )
+            verdict, threshold, message, value = judge_distribution(
+                metric, hist, stable=base, samples=samples, min_samples=min_samples
+            )
+            measurements.append(
+                Measurement(
+                    metric=metric.name,
+                    query=query,
+                    value=_finite(value),
+                    threshold=threshold,
+                    verdict=verdict,
+                    message=message,
+                    at=now,
+                )
+            )
+            continue
         result = await provider.query(query)
         stable: QueryResult | None = None
         relative = (
