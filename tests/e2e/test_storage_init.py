@@ -399,3 +399,35 @@ def test_pvc_failures_each_have_their_reason(tmp_path: Path, tree_src: Path) -> 
 def test_an_unknown_scheme_or_digest_is_unsupported(tmp_path: Path) -> None:
     assert_failed(run(tmp_path, "ftp://host/m.onnx", WRONG, {}), "Unsupported")
     assert_failed(run(tmp_path, "s3://b/m.onnx", "md5:abc", {}), "Unsupported")
+
+
+# --- kubectl ferryman digest ---------------------------------------------------------------
+
+
+def cli_digest(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", "digest", target, "--timeout=10"],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], **env},
+        timeout=120,
+    )
+
+
+def test_the_cli_prints_what_the_initializer_verifies(
+    store: Store, tree_src: Path, tree_digest: str
+) -> None:
+    """The digest a user computes from the store, or from the local copy she pushed, is
+    the one the initializer accepts (test_a_directory_is_fetched_and_verified...)."""
+    for target, expected in [
+        (store.file_uri, FILE_DIGEST),
+        (store.tree_uri, tree_digest),
+        (str(tree_src), tree_digest),
+    ]:
+        out = cli_digest(target, store.env)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == f"{expected}\n"
+    missing = cli_digest(store.missing_uri, store.env)
+    # The last line (oras prints the registry's "manifest unknown" before it).
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines()[-1].startswith("error: NotFound: ")
