@@ -217,7 +217,10 @@ class Store:
     missing_uri: str
     env: dict[str, str]
     denied_env: dict[str, str]  # wrong credentials
-    truncating_env: dict[str, str]  # the same store behind a proxy that cuts bodies
+    # The same store behind a proxy that closes the connection mid-body (``cut``), and
+    # one that sends a short body with a matching Content-Length (``lie``): (URI, env).
+    cut: tuple[str, dict[str, str]]
+    lie: tuple[str, dict[str, str]]
     secrets: list[str] = field(default_factory=list)
 
 
@@ -232,15 +235,20 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         def cut(method: str, path: str) -> bool:
             return method == "GET" and path.startswith("/models/fraud/model.onnx")
 
-        with stores.Proxy(server.endpoint, truncate=cut) as proxy:
+        with (
+            stores.Proxy(server.endpoint, truncate=cut) as cutting,
+            stores.Proxy(server.endpoint, truncate=cut, consistent=True) as lying,
+        ):
             env = server.env()
+            uri = "s3://models/fraud/model.onnx"
             yield Store(
-                "s3://models/fraud/model.onnx",
+                uri,
                 "s3://models/fraud-tree",
                 "s3://models/absent/model.onnx",
                 env,
                 {**env, "AWS_SECRET_ACCESS_KEY": "not-the-secret-key"},
-                {**env, "AWS_ENDPOINT_URL": proxy.url},
+                (uri, {**env, "AWS_ENDPOINT_URL": cutting.url}),
+                (uri, {**env, "AWS_ENDPOINT_URL": lying.url}),
                 [server.secret, "not-the-secret-key"],
             )
 
@@ -262,17 +270,25 @@ def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
             truncate=lambda m, p: m == "GET" and "alt=media" in p,
             keep=0,
         ) as cutting,
+        stores.Proxy(
+            endpoint,
+            bearer=GCS_TOKEN,
+            truncate=lambda m, p: m == "GET" and "alt=media" in p,
+            consistent=True,
+        ) as lying,
     ):
         good = stores.service_account_key(tmp, "good-key", tokens.url)
         bad = stores.service_account_key(tmp, "revoked-key", tokens.url)
         env = {"GCS_ENDPOINT_URL": authed.url, "GOOGLE_SERVICE_ACCOUNT_JSON": good}
+        uri = "gs://models/fraud/model.onnx"
         yield Store(
-            "gs://models/fraud/model.onnx",
+            uri,
             "gs://models/fraud-tree",
             "gs://models/absent/model.onnx",
             env,
             {**env, "GOOGLE_SERVICE_ACCOUNT_JSON": bad},
-            {**env, "GCS_ENDPOINT_URL": cutting.url},
+            (uri, {**env, "GCS_ENDPOINT_URL": cutting.url}),
+            (uri, {**env, "GCS_ENDPOINT_URL": lying.url}),
             [GCS_TOKEN, "PRIVATE KEY"],
         )
 
@@ -286,9 +302,18 @@ def oci(tmp_path_factory: pytest.TempPathFactory, tree_src: Path) -> Iterator[St
     with stores.registry(tmp) as reg:
         stores.oras_push(reg, "models/fraud:1.3.0", one, ["model.onnx"])
         stores.oras_push(reg, "models/fraud-tree:1.3.0", tree_src, sorted(TREE))
-        with stores.Proxy(
-            f"http://{reg.host}", truncate=lambda m, p: m == "GET" and "/blobs/" in p
-        ) as proxy:
+
+        def blobs(method: str, path: str) -> bool:
+            return method == "GET" and "/blobs/" in path
+
+        with (
+            stores.Proxy(f"http://{reg.host}", truncate=blobs) as cutting,
+            stores.Proxy(f"http://{reg.host}", truncate=blobs, consistent=True) as lying,
+        ):
+            # The proxies' 127.0.0.1 hosts are plain HTTP like the registry's.
+            def via(proxy: stores.Proxy) -> str:
+                return f"oci://{proxy.url.removeprefix('http://')}/models/fraud:1.3.0"
+
             env = reg.env()
             yield Store(
                 f"oci://{reg.host}/models/fraud:1.3.0",
@@ -296,8 +321,8 @@ def oci(tmp_path_factory: pytest.TempPathFactory, tree_src: Path) -> Iterator[St
                 f"oci://{reg.host}/models/absent:1.3.0",
                 env,
                 {**env, "OCI_PASSWORD": "not-the-password"},
-                # The proxy's 127.0.0.1 host is plain HTTP like the registry's.
-                {**env, "FERRYMAN_TEST_OCI_PROXY": proxy.url},
+                (via(cutting), env),
+                (via(lying), env),
                 [reg.password, "not-the-password"],
             )
 
@@ -351,13 +376,19 @@ def test_wrong_credentials_are_access_denied(store: Store, tmp_path: Path) -> No
 
 
 def test_a_download_cut_short_is_truncated(store: Store, tmp_path: Path) -> None:
-    env = dict(store.truncating_env)
-    uri = store.file_uri
-    if proxy := env.pop("FERRYMAN_TEST_OCI_PROXY", None):
-        uri = uri.replace(uri.split("/")[2], proxy.removeprefix("http://"))
+    uri, env = store.cut
     # A short retry deadline: the store's client retries the cut download until then.
     result = run(tmp_path, uri, FILE_DIGEST, env, "--timeout=3")
     assert_failed(result, "Truncated", *store.secrets)
+
+
+def test_a_short_body_that_claims_to_be_whole_is_truncated(store: Store, tmp_path: Path) -> None:
+    """The body's own Content-Length agrees with it; only the size the store listed
+    (HEAD, object metadata, the OCI descriptor) shows that bytes are missing."""
+    uri, env = store.lie
+    result = run(tmp_path, uri, FILE_DIGEST, env, "--timeout=3")
+    assert_failed(result, "Truncated", *store.secrets)
+    assert "bytes" in result.termination
 
 
 # --- pvc ---------------------------------------------------------------------------------

@@ -248,9 +248,11 @@ class Proxy:
     store never shows: ``truncate(method, path)`` true sends a response's headers with
     the full Content-Length, then ``keep`` (a fraction) of its body, then closes the
     connection (a server that dies mid-download; a client that resumes from where it was
-    cut makes no progress with ``keep=0``); ``bearer`` set answers 401 to a request without
-    ``Authorization: Bearer <bearer>`` (fake-gcs-server checks no credentials). Every
-    response carries ``Connection: close``, one request per connection."""
+    cut makes no progress with ``keep=0``), or with ``consistent`` a Content-Length (and
+    no Content-Range) that matches the short body: a store that lies about the object;
+    ``bearer`` set answers 401 to a request without ``Authorization: Bearer <bearer>``
+    (fake-gcs-server checks no credentials). Every response carries
+    ``Connection: close``, one request per connection."""
 
     def __init__(
         self,
@@ -258,9 +260,11 @@ class Proxy:
         truncate: Callable[[str, str], bool] = lambda m, p: False,
         bearer: str | None = None,
         keep: float = 0.5,
+        consistent: bool = False,
     ) -> None:
         self.upstream = urllib.parse.urlparse(upstream)
         self.keep = keep
+        self.consistent = consistent
         self.truncate = truncate
         self.bearer = bearer
         self.truncated: list[str] = []
@@ -317,20 +321,27 @@ class Proxy:
             ]
         finally:
             conn.close()
+        cut = (
+            h.command == "GET"
+            and resp.status in (200, 206)
+            and len(body) > 1
+            and self.truncate(h.command, h.path)
+        )
+        sent = body[: int(len(body) * self.keep)] if cut else body
+        if cut:
+            self.truncated.append(h.path)
         h.send_response(resp.status)
         for k, v in out_headers:
-            h.send_header(k, v)
-        h.send_header("Content-Length", str(len(body)))
+            if not (cut and self.consistent and k.lower() == "content-range"):
+                h.send_header(k, v)
+        # A consistent cut announces the short length: a complete-looking response that
+        # only a comparison with the object's listed size can catch.
+        h.send_header("Content-Length", str(len(sent) if cut and self.consistent else len(body)))
         h.send_header("Connection", "close")
         h.end_headers()
-        if h.command == "HEAD":
-            return
-        if resp.status in (200, 206) and len(body) > 1 and self.truncate(h.command, h.path):
-            self.truncated.append(h.path)
-            h.wfile.write(body[: int(len(body) * self.keep)])
+        if h.command != "HEAD":
+            h.wfile.write(sent)
             h.wfile.flush()
-            return
-        h.wfile.write(body)
 
 
 class TokenServer:

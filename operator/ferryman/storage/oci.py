@@ -115,19 +115,24 @@ class OciStore:
     def read(self, item: Item) -> Iterator[bytes]:
         where = f"{self.uri[:200]} layer {item.path!r}"
         sha = hashlib.sha256()
+        got = 0
         try:
             with self.client.get_blob(self.container, item.handle, stream=True) as resp:
                 if resp.status_code != 200:
                     raise _status(resp.status_code, where)
                 for chunk in resp.iter_content(chunk_size=CHUNK):
                     sha.update(chunk)
+                    got += len(chunk)
                     yield chunk
         except StorageError:
             raise
         except Exception as e:
             raise _error(e, where) from e
+        if got != item.size:
+            raise StorageError(
+                Reason.TRUNCATED, f"{where}: got {got} bytes, the manifest says {item.size}"
+            )
         if f"sha256:{sha.hexdigest()}" != item.handle:
-            # A short body is reported by the sink (Truncated); same size, other bytes:
             raise StorageError(Reason.INVALID_ARTIFACT, f"{where}: blob digest differs")
 
 
