@@ -42,9 +42,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     HOME=/tmp
 # The wheel is mounted from the build stage, never copied into a layer. pip compiles
-# the installed modules to bytecode, so a read-only root costs no start-up time.
+# the installed modules to bytecode, so a read-only root costs no start-up time. The
+# `storage` extra brings the storage initializer's s3, gs and oci clients
+# (docs/artifacts.md); the operator never imports them. Its versions are pinned in
+# pyproject.toml, which hadolint cannot see through the wheel's file name:
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/dist,target=/dist \
-    pip install --no-cache-dir /dist/ferryman-*.whl \
+    wheel=$(echo /dist/ferryman-*.whl) \
+    && pip install --no-cache-dir "${wheel}[storage]" \
     && groupadd --gid 65532 ferryman \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin ferryman

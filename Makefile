@@ -27,7 +27,7 @@ help:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,storage]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -54,7 +54,7 @@ status:
 
 # The README's test command (and CI's only one): everything from a fresh clone, the lint
 # tools first (a few seconds; they fail before the cluster is built), then every test.
-test: lint deps cluster-build tools-build argocd-lua argocd-build toxiproxy-build
+test: lint deps cluster-build tools-build argocd-lua argocd-build toxiproxy-build storage-servers-build
 	bash hack/run-tests.sh $(PYTEST_ARGS)
 
 unit: venv tools-build argocd-lua
@@ -178,3 +178,10 @@ fuzz: venv deps cluster-build
 # 6,000 A/B runs; docs/experiments.md), printing the false-positive rate and the power.
 stats-sim: venv
 	FERRYMAN_SIM_RUNS=10000 $(VENV)/bin/pytest -p no:cacheprovider -q -s tests/unit/test_sequential_simulation.py
+
+# The artifact stores of the storage initializer's tests (tests/e2e/test_storage_init.py,
+# docs/artifacts.md): the CNCF OCI registry and fake-gcs-server from their Go modules, and
+# moto (S3) in its own virtualenv, cached like the lint tools (hack/tools/build.sh).
+.PHONY: storage-servers-build
+storage-servers-build:
+	nice -n 10 bash hack/tools/build.sh registry fake-gcs-server moto >/dev/null

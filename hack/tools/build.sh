@@ -5,7 +5,9 @@
 #   $FERRYMAN_CACHE/bin/actionlint-<v>/actionlint
 # A tool whose binary is present and was built by the same recipe is skipped, so a warm
 # run costs nothing. Usage: build.sh [tool...]   (default: actionlint; tools: actionlint,
-# toxiproxy: the fault proxy of tests/e2e/test_faults.py, built by `make toxiproxy-build`)
+# toxiproxy: the fault proxy of tests/e2e/test_faults.py, built by `make toxiproxy-build`;
+# registry, fake-gcs-server: the OCI and GCS stores of the storage initializer's tests,
+# built by `make storage-servers-build`)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,13 +48,48 @@ build_toxiproxy() {
     "-X github.com/Shopify/toxiproxy/v2.Version=${TOXIPROXY_VERSION#v}"
 }
 
+# The CNCF distribution registry (an OCI registry) installs as `registry`; the storage
+# tests look for $FERRYMAN_CACHE/bin/registry-<v>/registry.
+build_registry() {
+  go_install registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry \
+    registry "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
+}
+
+# fake-gcs-server: $FERRYMAN_CACHE/bin/fake-gcs-server-<v>/fake-gcs-server.
+build_fake_gcs_server() {
+  go_install fake-gcs-server "$FAKE_GCS_SERVER_VERSION" github.com/fsouza/fake-gcs-server \
+    fake-gcs-server
+}
+
+# moto's S3 server (`python -m moto.server`) in a virtualenv of its own, pinned:
+# $FERRYMAN_CACHE/venv/moto-<v>/bin/python. It cannot share the dev virtualenv (pyproject.toml).
+build_moto() {
+  local out="$cache/venv/moto-$MOTO_VERSION"
+  local recipe="moto==$MOTO_VERSION flask==$MOTO_FLASK_VERSION flask-cors==$MOTO_FLASK_CORS_VERSION"
+  if [ "$(cat "$out/.recipe" 2>/dev/null)" = "$recipe" ] && [ -x "$out/bin/python" ]; then
+    log "moto $MOTO_VERSION: cached"; return
+  fi
+  log "moto $MOTO_VERSION: pip install $recipe"
+  rm -rf "$out.tmp" && mkdir -p "$(dirname "$out")"
+  python3 -m venv "$out.tmp"
+  # shellcheck disable=SC2086 # the recipe is a list of requirements
+  "$out.tmp/bin/pip" install --quiet --disable-pip-version-check $recipe
+  printf '%s' "$recipe" >"$out.tmp/.recipe"
+  # Moved into place whole: `bin/python -m moto.server` finds its pyvenv.cfg beside bin/
+  # (the scripts' shebangs name the temporary path and are not used).
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 start=$(date +%s)
 tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(actionlint)
 for t in "${tools[@]}"; do
   case $t in
     actionlint) build_actionlint ;;
     toxiproxy) build_toxiproxy ;;
-    *) echo "unknown tool: $t (actionlint, toxiproxy)" >&2; exit 2 ;;
+    registry) build_registry ;;
+    fake-gcs-server) build_fake_gcs_server ;;
+    moto) build_moto ;;
+    *) echo "unknown tool: $t (actionlint, toxiproxy, registry, fake-gcs-server, moto)" >&2; exit 2 ;;
   esac
 done
 log "done in $(( $(date +%s) - start ))s; binaries under $cache/bin"

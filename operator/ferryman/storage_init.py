@@ -1,144 +1,68 @@
 """The storage initializer: ``python -m ferryman.storage_init --uri U --digest D --dest DIR``.
 
-Runs as an init container before the model server. It fetches the artifact into ``DIR``
-and verifies its sha256 digest while streaming; on a mismatch it deletes what it wrote
-and exits non-zero with a message naming both digests, so the pod never becomes Ready and
-no traffic can reach a model other than the one registered.
+Runs as an init container before the model server (``plan/initializer.py`` renders it).
+It fetches the artifact (a file, or a directory tree) into ``DIR`` and verifies its
+digest (``ferryman.storage.tree``); a ``pvc://`` artifact is verified where the claim is
+mounted, without a copy. Stores: ``https``, ``s3``, ``gs``, ``oci``, ``pvc``
+(``ferryman.storage``; s3, gs and oci need the ``storage`` extra, which the operator
+image carries). Credentials come from the environment (the Rollout's
+``storage.secretName`` Secret, docs/artifacts.md).
 
-Supported schemes:
-- ``https://``: streamed with the standard library. Trust: the system CA bundle,
-  ``--ca-file`` or ``SSL_CERT_FILE``. A bearer token comes from ``MODEL_STORE_TOKEN`` (set
-  it in the Rollout's ``storage.secretName`` Secret).
-- ``pvc://<claim>/<path>``: the claim mounted under ``--pvc-root`` (default /mnt/pvc); the
-  file is verified and copied.
-Other schemes (s3, gs, oci) need their cloud SDKs, which this image does not carry: they
-fail with a message saying so (use a storage-initializer image that supports them).
+On failure nothing is left in ``DIR``, and the initializer writes ONE line
+``<Reason>: <message>`` (``storage.failure``) to ``--termination-log`` (default
+``/dev/termination-log``, which the kubelet reports as the container's
+``state.terminated.message``), prints it on stderr and exits 1. Exit 2: bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import ssl
 import sys
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
-from ferryman import errors
+from ferryman.storage import failure
+from ferryman.storage.fetch import Options, fetch
 
-CHUNK = 1 << 20
-TOKEN_ENV = "MODEL_STORE_TOKEN"
-
-
-class StorageError(Exception):
-    """A failure with a message for the pod's termination log."""
+TERMINATION_LOG = Path("/dev/termination-log")
 
 
-def _chunks(stream: BinaryIO) -> Iterator[bytes]:
-    while chunk := stream.read(CHUNK):
-        yield chunk
-
-
-def _https(uri: str, ca_file: str | None, timeout: float) -> Iterator[bytes]:
-    context = ssl.create_default_context(cafile=ca_file)
-    request = urllib.request.Request(uri, headers={"User-Agent": "ferryman-storage-init"})
-    if token := os.environ.get(TOKEN_ENV):
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=timeout) as resp:
-            yield from _chunks(resp)
-    except OSError as e:
-        raise StorageError(f"cannot download {uri}: {errors.describe(e)}") from e
-
-
-def _pvc(uri: str, pvc_root: Path) -> Iterator[bytes]:
-    parsed = urllib.parse.urlparse(uri)
-    path = (pvc_root / parsed.netloc / parsed.path.lstrip("/")).resolve()
-    if pvc_root.resolve() not in path.parents:
-        raise StorageError(f"{uri} points outside the mounted claim")
-    try:
-        with open(path, "rb") as f:
-            yield from _chunks(f)
-    except OSError as e:
-        raise StorageError(f"cannot read {uri} at {path}: {errors.describe(e)}") from e
-
-
-def fetch(
-    uri: str,
-    digest: str,
-    dest: Path,
-    *,
-    ca_file: str | None = None,
-    pvc_root: Path = Path("/mnt/pvc"),
-    timeout: float = 60.0,
-) -> Path:
-    """Fetch ``uri`` into ``dest`` and verify it; return the file's path."""
-    algorithm, _, expected = digest.partition(":")
-    if algorithm != "sha256" or len(expected) != 64:
-        raise StorageError(f"unsupported digest {digest!r}: expected sha256:<64 hex>")
-    scheme = urllib.parse.urlparse(uri).scheme
-    if scheme == "https":
-        source = _https(uri, ca_file, timeout)
-    elif scheme == "pvc":
-        source = _pvc(uri, pvc_root)
-    else:
-        raise StorageError(
-            f"scheme {scheme!r} of {uri} is not supported by the built-in storage initializer "
-            "(https and pvc are); configure a storage-initializer image that supports it"
-        )
-    dest.mkdir(parents=True, exist_ok=True)
-    name = Path(urllib.parse.urlparse(uri).path).name or "model"
-    target = dest / name
-    partial = dest / f".{name}.partial"
-    sha = hashlib.sha256()
-    size = 0
-    try:
-        with open(partial, "wb") as out:
-            for chunk in source:
-                sha.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-        actual = f"sha256:{sha.hexdigest()}"
-        if actual != digest:
-            raise StorageError(
-                f"digest mismatch for {uri}: expected {digest}, got {actual} ({size} bytes); "
-                "the artifact is not the one this ModelVersion registered"
-            )
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    (dest / ".digest").write_text(digest + "\n")
-    return target
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ferryman.storage_init", description=(__doc__ or "").split("\n\n")[0]
+    )
+    p.add_argument("--uri", required=True, help="https, s3, gs, oci or pvc URI")
+    p.add_argument("--digest", required=True, help="sha256:<64 hex> (file or tree digest)")
+    p.add_argument("--dest", required=True, type=Path, help="the model volume")
+    p.add_argument("--ca-file", default=None, help="CA bundle for https")
+    p.add_argument("--pvc-root", default=Path("/mnt/pvc"), type=Path, help="claims' mounts")
+    p.add_argument("--timeout", default=60.0, type=float, help="seconds per request")
+    p.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="allow an OCI registry without TLS on a non-loopback host",
+    )
+    p.add_argument("--termination-log", default=TERMINATION_LOG, type=Path)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ferryman.storage_init", description=__doc__)
-    parser.add_argument("--uri", required=True)
-    parser.add_argument("--digest", required=True)
-    parser.add_argument("--dest", required=True, type=Path)
-    parser.add_argument("--ca-file", default=None)
-    parser.add_argument("--pvc-root", default=Path("/mnt/pvc"), type=Path)
-    parser.add_argument("--timeout", default=60.0, type=float)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    options = Options(
+        ca_file=args.ca_file,
+        pvc_root=args.pvc_root,
+        timeout=args.timeout,
+        plain_http=args.plain_http,
+    )
     try:
-        path = fetch(
-            args.uri,
-            args.digest,
-            args.dest,
-            ca_file=args.ca_file,
-            pvc_root=args.pvc_root,
-            timeout=args.timeout,
-        )
-    except StorageError as e:
-        print(f"storage-initializer: {e}", file=sys.stderr)
-        # The kubelet shows the termination message in `kubectl describe pod`.
-        termination_log = Path("/dev/termination-log")
-        if termination_log.exists() and os.access(termination_log, os.W_OK):
-            termination_log.write_text(str(e))
+        path = fetch(args.uri, args.digest, args.dest, options)
+    except failure.StorageError as e:
+        line = failure.line(e)
+        print(f"storage-initializer: {line}", file=sys.stderr)
+        try:
+            args.termination_log.write_text(line + "\n")
+        except OSError as write_error:  # the kubelet falls back to the log tail
+            print(f"storage-initializer: {write_error}", file=sys.stderr)
         return 1
     print(f"storage-initializer: {args.uri} -> {path} ({args.digest}) verified")
     return 0

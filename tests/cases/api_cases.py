@@ -212,6 +212,16 @@ INVALID: list[Case] = [
         _mv(_set("artifact.uri", "models/x.onnx")),
         "artifact.uri must be a URL with scheme",
     ),
+    Case(
+        "artifact size not a quantity",
+        _mv(_set("artifact.size", "20 GB")),
+        "artifact.size must be a positive quantity",
+    ),
+    Case(
+        "artifact size zero",
+        _mv(_set("artifact.size", "0")),
+        "artifact.size must be a positive quantity",
+    ),
     Case("missing model", _mv(_set("model", _DELETE)), "spec.model: Required value"),
     Case(
         "model not a DNS label",
@@ -570,6 +580,8 @@ INVALID: list[Case] = [
 ]
 
 VALID: list[Case] = [
+    Case("artifact size 20Gi", _mv(_set("artifact.size", "20Gi"))),
+    Case("artifact size 1500M", _mv(_set("artifact.size", "1500M"))),
     Case(
         "weights 0 and 100",
         _ro(_set("strategy.canary.steps", [{"setWeight": 0}, {"setWeight": 100}])),

@@ -2,11 +2,13 @@
 
 The wheel is built with ``python -m build --wheel`` from a copy of exactly what the
 Docker build context admits (.dockerignore: pyproject.toml, README.md, operator/) and
-installed with its runtime dependencies only into a fresh virtualenv, no dev extra, no
-editable install. From that virtualenv, with the repository out of reach (another working
-directory, no PYTHONPATH), this runs the operator against the control plane (liveness,
-metrics, a ModelVersion registered), the storage initializer (an https artifact fetched
-and verified), and the ``kubectl-ferryman`` entry point. A runtime dependency missing
+installed with its runtime dependencies and the ``storage`` extra (what the Dockerfile
+installs) only into a fresh virtualenv, no dev extra, no editable install. From that
+virtualenv, with the repository out of reach (another working directory, no
+PYTHONPATH), this runs the operator against the control plane (liveness, metrics, a
+ModelVersion registered), the storage initializer (each scheme once: https, s3, gs, oci,
+pvc, against the real servers of test_storage_init.py), and the ``kubectl-ferryman``
+entry point (``digest``). A runtime dependency missing
 from pyproject.toml or a module left out of the wheel fails here, not in a user's pod.
 
 The wheel and the virtualenv are made once per module (per pytest-xdist worker).
@@ -34,7 +36,16 @@ from pathlib import Path
 import pytest
 
 from cases.api_cases import model_version
-from e2e.test_storage_init import ARTIFACT, https_server  # noqa: F401 (fixture)
+from e2e.test_storage_init import (  # noqa: F401 (fixtures)
+    ARTIFACT,
+    FILE_DIGEST,
+    gcs,
+    https_server,
+    oci,
+    s3,
+    tree_digest,
+    tree_src,
+)
 from harness.kube import Cluster, wait_for
 from harness.net import free_port
 
@@ -42,6 +53,8 @@ ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 # What .dockerignore admits into the image's build context (tests/image checks that list).
 CONTEXT = ("pyproject.toml", "README.md", "operator")
+# The extra the Dockerfile installs with the wheel: the storage initializer's stores.
+EXTRA = "storage"
 
 pytestmark = pytest.mark.usefixtures("ferryman_crds")
 
@@ -120,7 +133,15 @@ def make_wheel_venv(base: Path) -> WheelVenv:
     # No pip inside: the test's own pip installs into it (`--python`), which saves
     # ensurepip's minute under load and leaves the venv with the wheel's closure only.
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=base)
-    pip(venv, "install", "--no-compile", "--no-index", "--find-links", str(wheelhouse), str(wheel))
+    pip(
+        venv,
+        "install",
+        "--no-compile",
+        "--no-index",
+        "--find-links",
+        str(wheelhouse),
+        f"{wheel}[{EXTRA}]",
+    )
     timings["venv + install"] = time.monotonic() - start
     workdir = base / "elsewhere"
     workdir.mkdir()
@@ -145,7 +166,8 @@ def dependency_wheelhouse(wheel: Path) -> Path:
         requires = sorted(
             line
             for line in zf.read(name).decode().splitlines()
-            if line.startswith("Requires-Dist:") and "extra ==" not in line
+            if line.startswith("Requires-Dist:")
+            and ("extra ==" not in line or f'extra == "{EXTRA}"' in line)
         )
     key = hashlib.sha256(
         "\n".join([sys.implementation.cache_tag, sysconfig.get_platform(), *requires]).encode()
@@ -165,7 +187,7 @@ def dependency_wheelhouse(wheel: Path) -> Path:
                 "--quiet",
                 "--dest",
                 str(tmp),
-                str(wheel),
+                f"{wheel}[{EXTRA}]",
             ],
             cwd=tmp,
         )
@@ -314,6 +336,52 @@ def test_storage_initializer_from_the_wheel_fetches_and_verifies(
     )
     assert wrong.returncode == 1 and f"got {digest}" in wrong.stderr
     assert list((tmp_path / "wrong").iterdir()) == []
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gcs", "oci"])
+def test_each_store_of_the_storage_extra_from_the_wheel(
+    wheel_venv: WheelVenv, scheme: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """s3 (obstore), gs (google-cloud-storage) and oci (oras) from the wheel and its
+    storage extra alone, against the same real servers as tests/e2e/test_storage_init.py."""
+    store = request.getfixturevalue(scheme)
+    dest = tmp_path / "models"
+    wheel_venv.python(
+        "-m",
+        "ferryman.storage_init",
+        f"--uri={store.file_uri}",
+        f"--digest={FILE_DIGEST}",
+        f"--dest={dest}",
+        f"--termination-log={tmp_path / 'termination-log'}",
+        env={**clean_env(wheel_venv), **store.env},
+    )
+    assert (dest / "model.onnx").read_bytes() == ARTIFACT
+
+
+def test_a_claim_directory_and_its_digest_from_the_wheel(
+    wheel_venv: WheelVenv,
+    tree_src: Path,  # noqa: F811
+    tree_digest: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """pvc:// verified in place, and ``kubectl-ferryman digest`` printing the same digest."""
+    shutil.copytree(tree_src, tmp_path / "pvc" / "claim" / "fraud")
+    printed = run(
+        [str(wheel_venv.bin / "kubectl-ferryman"), "digest", str(tree_src)],
+        cwd=wheel_venv.workdir,
+        env=clean_env(wheel_venv),
+    ).stdout
+    assert printed == f"{tree_digest}\n"
+    wheel_venv.python(
+        "-m",
+        "ferryman.storage_init",
+        "--uri=pvc://claim/fraud",
+        f"--digest={tree_digest}",
+        f"--dest={tmp_path / 'models'}",
+        f"--pvc-root={tmp_path / 'pvc'}",
+        f"--termination-log={tmp_path / 'termination-log'}",
+        env=clean_env(wheel_venv),
+    )
 
 
 def test_the_fresh_venv_sees_nothing_but_what_the_wheel_declares(

@@ -68,6 +68,16 @@ def test_model_pods_run_the_storage_initializer_of_this_image_as_its_user() -> N
     assert pod["securityContext"]["runAsUser"] == serving.NON_ROOT_UID
 
 
+def test_the_image_installs_the_storage_extra_the_initializer_needs() -> None:
+    """s3://, gs:// and oci:// need the storage extra (docs/artifacts.md): the final
+    stage installs the wheel with it, and the extra is the one pyproject.toml declares."""
+    (run,) = [r for r in instructions("RUN") if "ferryman-*.whl" in r]
+    assert 'pip install --no-cache-dir "${wheel}[storage]"' in run
+    extra = PYPROJECT["project"]["optional-dependencies"]["storage"]
+    assert {r.partition("==")[0] for r in extra} == {"obstore", "google-cloud-storage", "oras"}
+    assert all("==" in r for r in extra)
+
+
 def test_base_is_pinned_by_tag_to_a_supported_python() -> None:
     (arg,) = [a for a in instructions("ARG") if a.startswith("PYTHON_IMAGE=")]
     image = arg.removeprefix("PYTHON_IMAGE=")

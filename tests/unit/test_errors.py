@@ -10,8 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ferryman import errors, storage_init
+from ferryman import errors
 from ferryman.analysis.provider import Prometheus
+from ferryman.storage import failure, fetch
 
 
 def test_describe_names_the_type_when_the_text_is_empty() -> None:
@@ -58,8 +59,9 @@ def test_a_storage_download_timeout_is_reported_with_its_cause(
         raise TimeoutError
 
     monkeypatch.setattr(urllib.request, "urlopen", timeout)
-    with pytest.raises(storage_init.StorageError) as caught:
-        storage_init.fetch("https://127.0.0.1:9/m.onnx", "sha256:" + "a" * 64, tmp_path)
+    with pytest.raises(failure.StorageError) as caught:
+        fetch.fetch("https://127.0.0.1:9/m.onnx", "sha256:" + "a" * 64, tmp_path, fetch.Options())
+    assert caught.value.reason == failure.Reason.UNREACHABLE
     assert str(caught.value) == "cannot download https://127.0.0.1:9/m.onnx: TimeoutError"
 
 

@@ -49,7 +49,11 @@ DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
 
 
 class Artifact(ApiModel):
-    """Where the trained model's files are, and the digest they must have."""
+    """Where the trained model's files are, and the digest they must have.
+
+    A file or a directory tree (docs/artifacts.md): the digest is the file's sha256, or
+    the sha256 of the tree's manifest (``ferryman.storage.tree``); ``kubectl ferryman
+    digest PATH|URI`` prints it."""
 
     uri: str = Field(
         max_length=2048,
@@ -66,7 +70,9 @@ class Artifact(ApiModel):
     digest: str = Field(
         max_length=71,
         description="sha256 digest of the artifact, 'sha256:' followed by 64 lowercase hex "
-        "characters. The storage initializer verifies it before the model server starts.",
+        "characters: of the file, or of a directory's manifest (docs/artifacts.md; "
+        "`kubectl ferryman digest` prints it). The storage initializer verifies it before "
+        "the model server starts.",
         json_schema_extra=rules(
             cel(
                 matches(DIGEST_PATTERN),
@@ -76,6 +82,19 @@ class Artifact(ApiModel):
     )
     format: str | None = Field(
         None, max_length=64, description="Serialization format, e.g. onnx, torchscript, xgboost."
+    )
+    size: str | None = Field(
+        None,
+        max_length=32,
+        description="Upper bound of the artifact's size, a quantity (e.g. 20Gi): the "
+        "model volume's emptyDir sizeLimit and the storage initializer's ephemeral-storage "
+        "request. Unset: no limit (docs/artifacts.md).",
+        json_schema_extra=rules(
+            cel(
+                "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+                "artifact.size must be a positive quantity such as 500Mi or 20Gi",
+            )
+        ),
     )
 
 

@@ -38,7 +38,7 @@ from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
-from ferryman.cli import render, uninstall
+from ferryman.cli import digest, render, uninstall
 from ferryman.plan import actions, labels
 
 EPILOG = """actions are annotations with a nonce on the Rollout (ferryman.dev/action:
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     lin.add_argument("model")
     uninstall.add_parser(sub, [common])
+    digest.add_parser(sub, [common])
     return p
 
 
@@ -267,6 +268,8 @@ class Cli:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "run"):  # a command without a cluster (digest)
+        return int(args.run(args))
     try:
         cli = Cli(getattr(args, "kubeconfig", None), getattr(args, "namespace", None))
         if args.command == "uninstall":
