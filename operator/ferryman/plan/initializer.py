@@ -46,6 +46,8 @@ def _init_container(mv: ModelVersion, rollout: Rollout, image: str) -> Obj:
         ],
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}],
         "securityContext": pod_security.container(),
+        # The failure's line, or the log tail when the file is empty (handlers.pods).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if rollout.spec.storage and rollout.spec.storage.secret_name:
         container["envFrom"] = [{"secretRef": {"name": rollout.spec.storage.secret_name}}]
