@@ -28,7 +28,8 @@ from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
 from harness.sampler import Sampler, http_route
 
-pytestmark = pytest.mark.usefixtures("ferryman_crds")
+# kwok: the pod-ready stage must leave the pods this test plays alone (podrun.TEST_KUBELET).
+pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.kwok]
 __all__ = ["https_server"]  # the fixture, used by name
 GOOD = "sha256:" + hashlib.sha256(ARTIFACT).hexdigest()
 WRONG = "sha256:" + "0" * 64
