@@ -22,7 +22,7 @@ import pytest
 from cases.api_cases import model_version
 from e2e import rollouts as r
 from e2e.test_storage_init import ARTIFACT, https_server
-from ferryman.plan.pod_failures import DETERMINISTIC, first_line, parse_reason
+from ferryman.plan.pod_failures import DETERMINISTIC, parse_reason, reason_line
 from harness import podrun
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
@@ -101,7 +101,7 @@ def test_a_failing_artifact_is_reported_and_never_served(
         r.retarget(cluster, ns, "2.0.0", name=name)
     podrun.wait_played(kubelet, 2)
     lines = {
-        pod.split("-2-0-0-")[0]: (pod, first_line(result.message))
+        pod.split("-2-0-0-")[0]: (pod, reason_line(result.message))
         for pod, result in kubelet.played.items()
     }
     assert sorted(lines) == ["churn", "fraud"], kubelet.played

@@ -53,7 +53,7 @@ def terminated(message: str, code: int = 1) -> dict[str, Any]:
 
 
 def test_an_init_containers_termination_line_is_read_with_its_reason() -> None:
-    found = failure_of(pod(init=terminated(LINE + "\nsecond line ignored")))
+    found = failure_of(pod(init=terminated("a log line before\n" + LINE + "\nanother after\n")))
     assert found == PodFailure(
         "fraud-2-0-0-abc", "storage-initializer", True, "DigestMismatch", LINE, 1
     )
@@ -81,10 +81,11 @@ def test_while_the_kubelet_backs_off_the_last_termination_is_read() -> None:
 def test_unknown_and_transient_reasons_are_shown_whole_and_not_deterministic() -> None:
     for line, reason in (
         ("Unreachable: cannot connect to 127.0.0.1:9", "Unreachable"),
-        ("Traceback (most recent call last):", "Error"),  # kubelet's log-tail fallback
+        ("ValueError: boom", "Error"),  # the last line of kubelet's log-tail fallback
         ("Bogus: not a reason of the contract", "Error"),
     ):
-        found = failure_of(pod(init=terminated(line)))
+        tail = f"Traceback (most recent call last):\n  File x\n{line}\n"
+        found = failure_of(pod(init=terminated(tail)))
         assert found is not None and found.line == line and found.reason == reason
         assert not found.deterministic
     empty = failure_of(pod(init=terminated("")))

@@ -16,6 +16,10 @@ other pod event wakes nothing. ``failures_by_version`` gives a reconcile one fai
 version (``plan.pod_failures.pick``), which the state machine reports and, for a
 deterministic artifact failure of the candidate, acts on (``plan.pod_failures``).
 
+The index is trusted as it is (not through ``handlers.ledger``): an entry kopf kept for a
+pod that vanished during a re-list still tells a true failure of that version, whose
+artifact and digest cannot change.
+
 Needs ``list`` and ``watch`` on pods (the chart's RBAC, docs/install.md).
 """
 

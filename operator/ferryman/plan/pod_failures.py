@@ -84,8 +84,8 @@ class PodFailure:
     """One pod's failure: ``pod`` name, ``container`` name, ``init`` (the storage
     initializer or another init container) or the model server, ``reason`` (the
     initializer's ``<Reason>`` when the line starts with a known one, else the kubelet's
-    reason, e.g. ``Error`` or ``CrashLoopBackOff``), ``line`` (the termination message's
-    first line, at most ``MAX_LINE`` bytes, or the kubelet's message), ``exit_code``."""
+    reason, e.g. ``Error`` or ``CrashLoopBackOff``), ``line`` (``reason_line`` of the
+    termination message, at most ``MAX_LINE`` bytes), ``exit_code``."""
 
     pod: str
     container: str
@@ -107,10 +107,13 @@ class PodFailure:
         return f"pod {self.pod} {kind} {self.container}{code}: {self.line}"
 
 
-def first_line(text: str) -> str:
-    """The first non-empty line of ``text``, stripped, cut to ``MAX_LINE`` bytes (at a
-    character boundary)."""
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+def reason_line(text: str) -> str:
+    """The one line of a termination message that says why: the first line that starts
+    with one of ``REASONS`` (the initializer's file holds just that line), else the last
+    non-empty line (kubelet's log-tail fallback ends with the error, e.g. a traceback's
+    exception); stripped and cut to ``MAX_LINE`` bytes at a character boundary."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = next((ln for ln in lines if parse_reason(ln)), lines[-1] if lines else "")
     raw = line.encode()
     if len(raw) <= MAX_LINE:
         return line
@@ -141,7 +144,7 @@ def _container_failure(pod: str, status: Mapping[str, Any], init: bool) -> PodFa
         code = last.get("exitCode") if last else None
     else:
         return None
-    line = first_line(str(found.get("message") or ""))
+    line = reason_line(str(found.get("message") or ""))
     kubelet_reason = str(found.get("reason") or (waiting or {}).get("reason") or "Error")
     if not line:
         line = f"{kubelet_reason} (no termination message)"
