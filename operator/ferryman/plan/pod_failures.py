@@ -46,7 +46,7 @@ from ferryman.plan import conditions
 from ferryman.plan.decision import Decision, Event
 
 # The storage initializer's reasons (the termination-message contract, docs/
-# troubleshooting-artifacts.md); those no retry of the same artifact can change:
+# troubleshooting-artifacts.md).
 REASONS = (
     "DigestMismatch",
     "NotFound",
@@ -56,6 +56,7 @@ REASONS = (
     "Unsupported",
     "InvalidArtifact",
 )
+# Those no retry of the same artifact can change (the candidate is rolled back at once).
 DETERMINISTIC = frozenset(
     {"DigestMismatch", "NotFound", "AccessDenied", "InvalidArtifact", "Unsupported"}
 )
