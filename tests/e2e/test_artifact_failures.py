@@ -65,8 +65,21 @@ def test_a_failing_artifact_is_reported_and_never_served(
     https_server: tuple[str, Path, list[str]],
     tmp_path: Path,
 ) -> None:
-    base, ca, _ = https_server
+    base, ca, seen_auth = https_server
     ns = namespace
+    # The Rollouts' storage Secret: envFrom of the init container, which the test
+    # kubelet resolves from the cluster like the kubelet does.
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "model-store"},
+                "stringData": {"MODEL_STORE_TOKEN": "s3cret"},
+            }
+        ],
+        namespace=ns,
+    )
     settings = tmp_path / "settings.json"
     settings.write_text('{"storageInitializerImage": "ghcr.io/ferryman-dev/ferryman:test"}')
     operator_factory(args=[f"--settings={settings}"]).start()
@@ -86,6 +99,7 @@ def test_a_failing_artifact_is_reported_and_never_served(
                 replicas=1,
                 progressDeadlineSeconds=15,
                 template={"podAnnotations": {podrun.TEST_KUBELET: "true"}},
+                storage={"secretName": "model-store"},
                 strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
             ),
             namespace=ns,
@@ -105,6 +119,7 @@ def test_a_failing_artifact_is_reported_and_never_served(
         for pod, result in kubelet.played.items()
     }
     assert sorted(lines) == ["churn", "fraud"], kubelet.played
+    assert set(seen_auth) == {"Bearer s3cret"}, seen_auth  # every run had the Secret
     assert "0" * 64 in lines["fraud"][1], lines  # the expected digest, named
     assert "404" in lines["churn"][1] or "NotFound" in lines["churn"][1], lines
 
