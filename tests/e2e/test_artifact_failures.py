@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import localcluster
 import pytest
 
 from cases.api_cases import model_version
@@ -67,6 +68,11 @@ def test_a_failing_artifact_is_reported_and_never_served(
 ) -> None:
     base, ca, seen_auth = https_server
     ns = namespace
+    kwok_config = (localcluster.Layout().kwok_dir / "kwok.yaml").read_text()
+    assert podrun.TEST_KUBELET in kwok_config, (
+        "the running local control plane's kwok stages predate the test-kubelet exception "
+        "(hack/cluster/stages/pod-ready.yaml): restart it (make down) and run again"
+    )
     # The Rollouts' storage Secret: envFrom of the init container, which the test
     # kubelet resolves from the cluster like the kubelet does.
     cluster.apply(

@@ -259,6 +259,10 @@ def test_a_transient_failure_is_reported_once_and_left_to_the_progress_deadline(
     # A new message is a new Event.
     sim.pod_failures["1.1.0"] = failing("Unreachable", "Unreachable: another detail")
     assert [e.reason for e in sim.tick().events].count("ArtifactFailed") == 1
+    message = sim.status.message or ""
+    assert "another detail" in message and "Unreachable: detail" not in message
+    sim.tick()
+    assert sim.status.message == message  # not appended again
     sim.run_until(lambda x: x.status.phase == RolloutPhase.ROLLED_BACK, seconds=30)
     assert (sim.status.history or [])[-1].cause == "ProgressDeadline"
 
