@@ -6,8 +6,10 @@ pod of the Rollouts (annotated ``ferryman.dev/test-kubelet`` through
 ``template.podAnnotations``) has its storage-initializer init container run as a local
 process with the exact command, args and env of the rendered pod spec (mounts mapped to
 temporary directories) against a loopback HTTPS server (``test_storage_init``'s), and
-the kubelet's termination message written into the pod status. Two Rollouts at once:
-"fraud" moves to a version whose digest does not match, "churn" to a missing object.
+the kubelet's termination message written into the pod status. Three Rollouts at once:
+"fraud" moves to a version whose digest does not match, "churn" to a missing object,
+"crash" to a version whose model server (run as a process too) exits at once: a
+``ServerFailed`` report, left to the progress deadline.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ __all__ = ["https_server"]  # the fixture, used by name
 GOOD = "sha256:" + hashlib.sha256(ARTIFACT).hexdigest()
 WRONG = "sha256:" + "0" * 64
 PATH = "/models/fraud/model.onnx"
+# A model server that cannot load its model: one line in its termination-message file.
+CRASH = (
+    "import sys; open('/dev/termination-log', 'w').write('ModelLoadError: unsupported opset 99'); "
+    "sys.exit(3)"
+)
 
 
 def versions(model: str, base: str, bad_uri: str, bad_digest: str) -> list[dict[str, Any]]:
@@ -50,12 +57,10 @@ def condition(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
     return next((c for c in conds if c["type"] == "PodFailure"), {})
 
 
-def warnings(cluster: Cluster, ns: str, name: str) -> list[str]:
+def warnings(cluster: Cluster, ns: str, name: str, reason: str) -> list[str]:
     events: Any = cluster.core.list_namespaced_event(ns)
     return [
-        e.message
-        for e in events.items
-        if e.involved_object.name == name and e.reason == "ArtifactFailed"
+        e.message for e in events.items if e.involved_object.name == name and e.reason == reason
     ]
 
 
@@ -89,11 +94,17 @@ def test_a_failing_artifact_is_reported_and_never_served(
     settings = tmp_path / "settings.json"
     settings.write_text('{"storageInitializerImage": "ghcr.io/ferryman-dev/ferryman:test"}')
     operator_factory(args=[f"--settings={settings}"]).start()
-    # The image's CA bundle, as the initializer's image would carry it.
-    kubelet = podrun.Kubelet(cluster, ns, tmp_path, extra_env={"SSL_CERT_FILE": str(ca)})
+    # The image's CA bundle, as the initializer's image would carry it; model servers
+    # with a command run too, and one that exits within 5 s crashed.
+    kubelet = podrun.Kubelet(
+        cluster, ns, tmp_path, main_grace=5.0, extra_env={"SSL_CERT_FILE": str(ca)}
+    )
+    crashing = versions("crash", base, base + PATH, GOOD)
+    crashing[1]["spec"]["serving"]["command"] = ["python", "-c", CRASH]
     cases = {
         "fraud": versions("fraud", base, base + PATH, WRONG),
         "churn": versions("churn", base, base + "/models/missing.onnx", GOOD),
+        "crash": crashing,
     }
     for name, mvs in cases.items():
         cluster.apply(mvs, namespace=ns)
@@ -113,51 +124,58 @@ def test_a_failing_artifact_is_reported_and_never_served(
     wait_for(
         lambda: all(r.status(cluster, ns, n).get("phase") == "Healthy" for n in cases),
         timeout=40,
-        message=f"both stable at 1.0.0 (kubelet: {kubelet.errors})",
+        message=f"every stable at 1.0.0 (kubelet: {kubelet.errors})",
     )
-    sampler = Sampler(cluster, ns, replicas=1, limit_s=60)
-    churn_weights: list[dict[str, int] | None] = []
+    sampler = Sampler(cluster, ns, replicas=1, limit_s=60)  # the route "fraud"
+    weights: list[dict[str, int] | None] = []  # the routes "churn" and "crash"
+
+    def sample() -> None:
+        weights.extend(http_route(cluster, ns, n) for n in ("churn", "crash"))
+
     for name in cases:
         r.retarget(cluster, ns, "2.0.0", name=name)
-    podrun.wait_played(kubelet, 2)
+    podrun.wait_played(kubelet, 3)
     lines = {
         pod.split("-2-0-0-")[0]: (pod, reason_line(result.message))
         for pod, result in kubelet.played.items()
     }
-    assert sorted(lines) == ["churn", "fraud"], kubelet.played
+    assert sorted(lines) == ["churn", "crash", "fraud"], kubelet.played
     assert set(seen_auth) == {"Bearer s3cret"}, seen_auth  # every run had the Secret
     assert "0" * 64 in lines["fraud"][1], lines  # the expected digest, named
     assert "404" in lines["churn"][1] or "NotFound" in lines["churn"][1], lines
+    assert lines["crash"][1] == "ModelLoadError: unsupported opset 99", lines
+    reasons = {"fraud": "ArtifactFailed", "churn": "ArtifactFailed", "crash": "ServerFailed"}
 
     def reported() -> bool:
-        churn_weights.append(http_route(cluster, ns, "churn"))
+        sample()
         return all(lines[n][1] in condition(cluster, ns, n).get("message", "") for n in cases)
 
-    wait_for(reported, timeout=20, message="the termination line on both Rollouts")
+    wait_for(reported, timeout=20, message="the termination line on every Rollout")
     for name in cases:
         pod, line = lines[name]
         cond = condition(cluster, ns, name)
-        assert pod in cond["message"] and cond["reason"] == "ArtifactFailed", cond
+        assert pod in cond["message"] and cond["reason"] == reasons[name], cond
         assert line in r.status(cluster, ns, name).get("message", "") or any(
             line in (h.get("reason") or "") for h in r.status(cluster, ns, name).get("history", [])
         )
 
-    # Ended: at once for a reason of the contract no retry changes, else at the
-    # progress deadline (plan.pod_failures); the stable serves 100% throughout.
+    # Ended: at once for an initializer reason of the contract no retry changes, else at
+    # the progress deadline (plan.pod_failures); the stable serves 100% throughout.
     def ended() -> bool:
-        churn_weights.append(http_route(cluster, ns, "churn"))
+        sample()
         return all(r.status(cluster, ns, n).get("phase") == "RolledBack" for n in cases)
 
-    wait_for(ended, timeout=30, message="both candidates rolled back")
+    wait_for(ended, timeout=30, message="every candidate rolled back")
     for name in cases:
         last = r.status(cluster, ns, name)["history"][-1]
-        deterministic = parse_reason(lines[name][1]) in DETERMINISTIC
+        deterministic = name != "crash" and parse_reason(lines[name][1]) in DETERMINISTIC
         assert last["cause"] == ("ArtifactFailed" if deterministic else "ProgressDeadline"), last
         assert r.status(cluster, ns, name)["stableVersion"] == "1.0.0"
         # One Event per distinct message: no storm while the pod kept failing.
-        found = warnings(cluster, ns, name)
+        found = warnings(cluster, ns, name, reasons[name])
         assert len(found) == 1 and lines[name][1] in found[0], found
     assert sampler.stop() == []
-    assert {w.get("churn-2-0-0", 0) for w in churn_weights if w} == {0}, churn_weights
     assert all(s.get("fraud-2-0-0", 0) == 0 for s in sampler.samples), sampler.samples
+    seen = [w for w in weights if w]
+    assert seen and all(w.get(f"{n}-2-0-0", 0) == 0 for w in seen for n in ("churn", "crash"))
     assert kubelet.stop() == []

@@ -18,9 +18,10 @@ process can stand for a container:
 - **Path rewriting** (a process has no mount namespace): every occurrence of a mount
   path, of an ``image_paths`` key or of the ``terminationMessagePath`` (default
   ``/dev/termination-log``) in the command, the args and the env values is replaced by
-  its local directory, when it stands as a whole path (followed by ``/``, ``=``, ``:``,
-  whitespace or the end; so ``--dest=/mnt/models/x`` becomes ``--dest=<work>/volumes/
-  model-store/x`` and ``/mnt/modelsX`` is left alone). A path the program computes
+  its local directory, when it stands as a whole path (not preceded by a path character,
+  not followed by a letter, digit, ``.``, ``-`` or ``_``; so ``--dest=/mnt/models/x``
+  becomes ``--dest=<work>/volumes/model-store/x``, a quoted path in a ``python -c``
+  script is rewritten too, and ``/mnt/modelsX`` is left alone). A path the program computes
   itself, or a default it does not print, is not rewritten: what it writes there is lost
   (``Result`` then reports what the kubelet would: the logs' tail, or nothing).
 - the termination message is computed with the kubelet's rule (``termination_message``):
@@ -103,7 +104,7 @@ def rewrite(text: str, paths: Mapping[str, Path]) -> str:
     """``text`` with each whole-path occurrence of a key of ``paths`` (longest first)
     replaced by its local path (module docstring, "Path rewriting")."""
     for inside in sorted(paths, key=len, reverse=True):
-        pattern = r"(?<![\w./-])" + re.escape(inside.rstrip("/")) + r"(?=/|=|:|\s|$)"
+        pattern = r"(?<![\w./-])" + re.escape(inside.rstrip("/")) + r"(?![\w.-])"
         local = str(paths[inside]).replace("\\", "\\\\")
         text = re.sub(pattern, local, text)
     return text
@@ -414,11 +415,48 @@ def started_status(pod: Obj) -> Obj:
     }
 
 
+def server_crashed_status(pod: Obj, container: str, result: Result) -> Obj:
+    """The pod status a kubelet reports while main container ``container`` crash-loops
+    after exiting with ``result``: init containers Completed, the pod Running and not
+    Ready, the container waiting in ``CrashLoopBackOff`` with the failed run in
+    ``lastState``."""
+    status = started_status(pod)
+    now = _now()
+    for cond in status["conditions"]:
+        if cond["type"] in ("Ready", "ContainersReady"):
+            cond.update(status="False", reason="ContainersNotReady")
+    for cs in status["containerStatuses"]:
+        if cs["name"] == container:
+            cs.update(
+                ready=False,
+                started=False,
+                restartCount=1,
+                state={
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off 10s restarting failed container={container}",
+                    }
+                },
+                lastState={
+                    "terminated": {
+                        "exitCode": result.exit_code,
+                        "reason": "Error",
+                        "message": result.message,
+                        "startedAt": now,
+                        "finishedAt": now,
+                    }
+                },
+            )
+    return status
+
+
 class Kubelet:
     """Plays the kubelet for the pods of ``namespace`` annotated ``TEST_KUBELET``: runs
     each new pod's init containers as processes (``Pod.run``, in ``workdir/<pod>``),
     then writes the status a kubelet would (``init_failed_status`` or
-    ``started_status``) through the status subresource, once kwok's pod-start stage
+    ``started_status``; with ``main_grace`` > 0 the main container is run too when it
+    has a command, and one that exits within that many seconds is reported as
+    ``server_crashed_status``) through the status subresource, once kwok's pod-start stage
     gave the pod its IP (so no stage of kwok matches it afterwards). ``played``: the
     ``Result`` of each pod's failing init container, by pod name; ``errors``: what went
     wrong in the helper itself (a test asserts it is empty)."""
@@ -430,10 +468,13 @@ class Kubelet:
         workdir: Path,
         *,
         restarts: bool = True,
+        main_grace: float = 0.0,
         **pod_options: Any,
     ) -> None:
         self.cluster, self.namespace, self.workdir = cluster, namespace, workdir
         self.restarts = restarts
+        self.main_grace = main_grace
+        self._running: list[subprocess.Popen[bytes]] = []
         self.pod_options = pod_options
         self.played: dict[str, Result] = {}
         self.started: list[str] = []
@@ -477,6 +518,26 @@ class Kubelet:
                 self.played[name] = result
                 self._write(name, init_failed_status(pod, c["name"], result, self.restarts))
                 return
+        main = pod["spec"]["containers"][0]
+        if self.main_grace > 0 and main.get("command"):
+            # The model server too: one that exits within main_grace seconds crashed.
+            proc = local.start(main["name"])
+            try:
+                code = proc.wait(timeout=self.main_grace)
+            except subprocess.TimeoutExpired:
+                self._running.append(proc)
+            else:
+                logs = (local.workdir / "logs" / main["name"]).read_bytes()
+                message = termination_message(
+                    local.termination_file(main).read_bytes(),
+                    logs,
+                    main.get("terminationMessagePolicy"),
+                    code,
+                )
+                result = Result(code, message, logs.decode(errors="replace"))
+                self.played[name] = result
+                self._write(name, server_crashed_status(pod, main["name"], result))
+                return
         self._write(name, started_status(pod))
         self.started.append(name)
 
@@ -493,6 +554,9 @@ class Kubelet:
     def stop(self) -> list[str]:
         self._stop.set()
         self._thread.join(timeout=10)
+        for proc in self._running:
+            proc.terminate()
+            proc.wait(timeout=10)
         return self.errors
 
 

@@ -42,6 +42,7 @@ def test_whole_paths_only_are_rewritten() -> None:
     assert podrun.rewrite("--dest=/mnt/models", paths) == "--dest=/tmp/w/v"
     assert podrun.rewrite("/mnt/models/a.onnx", paths) == "/tmp/w/v/a.onnx"
     assert podrun.rewrite("/mnt/modelsX /x/mnt/models", paths) == "/mnt/modelsX /x/mnt/models"
+    assert podrun.rewrite("open('/dev/termination-log', 'w')", paths) == "open('/tmp/w/t', 'w')"
     assert podrun.rewrite("--termination-log=/dev/termination-log", paths) == (
         "--termination-log=/tmp/w/t"
     )
@@ -65,6 +66,10 @@ def test_the_written_statuses_read_as_the_operator_reads_a_kubelets() -> None:
         found = failure_of({"metadata": {"name": "p"}, "status": status})
         assert found is not None and found.reason == "DigestMismatch" and found.exit_code == 1
     assert failure_of({"metadata": {"name": "p"}, "status": podrun.started_status(pod())}) is None
+    crashed = podrun.server_crashed_status(pod(), "model-server", podrun.Result(3, "Boom: x", ""))
+    found = failure_of({"metadata": {"name": "p"}, "status": crashed})
+    assert found is not None and not found.init and found.line == "Boom: x"
+    assert found.exit_code == 3
 
 
 def test_kwoks_ready_stage_leaves_the_played_pods_alone() -> None:
