@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: fuzz crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle bench-scale bench-growth
+.PHONY: stats-sim fuzz crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle bench-scale bench-growth
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"

@@ -98,6 +98,7 @@ ROLLBACK_REASON: dict[HistoryCause, str] = {
     HistoryCause.ANALYSIS: "analysis",
     HistoryCause.BAKE_ANALYSIS: "bake",
     HistoryCause.PROGRESS_DEADLINE: "progress-deadline",
+    HistoryCause.ARTIFACT_FAILED: "artifact",
     HistoryCause.USER: "abort",
     HistoryCause.UNDO: "undo",
 }

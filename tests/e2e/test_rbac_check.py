@@ -127,3 +127,16 @@ def test_the_audit_log_counts_only_allowed_resource_requests_of_the_identity_sin
         ("create", "apps", "deployments"),
     }
     assert rbac.denied(events) == {("get", "", "secrets"), ("create", "", "services")}
+
+
+def test_pods_are_only_listed_and_watched(cluster: Cluster, tmp_path: Path) -> None:
+    """handlers/pods.py watches ferryman's pods for a failing container: the chart grants
+    list and watch on pods and nothing else about pods (no get, no status or log read,
+    no write), in both scopes."""
+    for vals in (
+        rbac.values(secrets=rbac.PROVIDER_SECRETS),
+        rbac.values(scope="namespaced", watch_namespaces=["a", "b"]),
+    ):
+        granted = rbac.granted(rbac.render(cluster.helm_bin, vals, workdir=tmp_path))
+        pods = {t for t in granted if t[1] == "" and t[2].split("/")[0] == "pods"}
+        assert pods == {("list", "", "pods"), ("watch", "", "pods")}, pods

@@ -42,6 +42,7 @@ from ferryman.handlers import executor, ledger, rollouts
 from ferryman.plan import labels, machine, serving
 from ferryman.plan.capacity import needed
 from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed, VersionRecord
+from ferryman.plan.pod_failures import PodFailure
 from ferryman.plan.route import Route
 from ferryman.routing import Router, router_for
 from unit.fake_kube import FakeKube, Obj, json_copy
@@ -199,6 +200,8 @@ class Sim:
     available: dict[str, int] = field(default_factory=dict)
     route: Route | None = None
     index_lag: int = 0  # reconciles the object indexes lag by (module docstring)
+    # What failing pods report, by version (``handlers.pods.failures_by_version``).
+    pod_failures: dict[str, PodFailure] = field(default_factory=dict)
     lag_seed: int = 0
     ledger: ledger.Ledger = field(default_factory=ledger.Ledger)
     _history: list[dict[Any, Obj]] = field(default_factory=list, repr=False)
@@ -330,6 +333,7 @@ class Sim:
             ),
             action=action,
             generation=rollout.metadata.generation,
+            pod_failures=dict(self.pod_failures),
             blocked=(
                 f"{router.kind} {NAME} exists and is not owned by this Rollout" if foreign else None
             ),

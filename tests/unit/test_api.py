@@ -69,10 +69,13 @@ def test_short_names_and_columns() -> None:
         "Available",
         "Step",
         "Pause",
+        "Message",
         "Age",
     ]
-    pause = docs["Rollout"]["spec"]["versions"][0]["additionalPrinterColumns"][-2]
+    pause = docs["Rollout"]["spec"]["versions"][0]["additionalPrinterColumns"][-3]
     assert (pause["jsonPath"], pause["priority"]) == (".status.pause.reason", 1)  # -o wide
+    message = docs["Rollout"]["spec"]["versions"][0]["additionalPrinterColumns"][-2]
+    assert (message["jsonPath"], message["priority"]) == (".status.message", 1)  # -o wide
 
 
 def test_cel_string_literal_escapes_backslashes_and_quotes() -> None:

@@ -23,8 +23,7 @@ from cases.api_cases import model_version, rollout
 from ferryman.api.common import ConditionStatus
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout, RolloutStatus
-from ferryman.handlers import applied, executor
-from ferryman.handlers import rollouts as handler
+from ferryman.handlers import applied, executor, validity
 from ferryman.kube.client import ApplyRejected, Conflict, Kube, apply_body
 from ferryman.plan.decision import VersionRecord
 
@@ -122,15 +121,15 @@ def _versions(*mvs: ModelVersion) -> tuple[tuple[VersionRecord, ...], dict[str, 
 
 def test_a_rollout_whose_name_cannot_name_its_services_is_invalid() -> None:
     records, by_version = _versions(ModelVersion.model_validate(model_version(name="fraud-1")))
-    problem = handler._name_problem(_rollout("r" * 56), records, by_version)
+    problem = validity.name_problem(_rollout("r" * 56), records, by_version)
     assert problem is not None and "Rollout name must be at most 55 characters" in problem
-    assert handler._name_problem(_rollout("r" * 55), records, by_version) is None
+    assert validity.name_problem(_rollout("r" * 55), records, by_version) is None
 
 
 def test_a_target_model_version_whose_name_cannot_name_a_service_is_refused() -> None:
     bad = ModelVersion.model_validate(model_version(name="mdots.v1.3.0"))
     records, by_version = _versions(bad)
-    problem = handler._name_problem(_rollout(), records, by_version)
+    problem = validity.name_problem(_rollout(), records, by_version)
     assert problem is not None
     assert problem.startswith("ModelVersion mdots.v1.3.0 cannot be served:")
     assert "DNS-1035 label" in problem
@@ -139,7 +138,7 @@ def test_a_target_model_version_whose_name_cannot_name_a_service_is_refused() ->
     records, by_version = _versions(bad, ok)
     pinned = _rollout()
     pinned.spec.target.version = "1.4.0"
-    assert handler._name_problem(pinned, records, by_version) is None
+    assert validity.name_problem(pinned, records, by_version) is None
 
 
 @pytest.mark.parametrize("mv_name", ["fraud", "fraud-preview"])
@@ -150,5 +149,5 @@ def test_a_model_version_named_like_the_rollouts_own_service_is_refused(mv_name:
     records, by_version = _versions(mv)
     target = _rollout()
     target.spec.target.version = "1.3.0"
-    problem = handler._name_problem(target, records, by_version)
+    problem = validity.name_problem(target, records, by_version)
     assert problem is not None and f"ModelVersion {mv_name} (version 1.3.0)" in problem

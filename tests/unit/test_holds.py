@@ -13,7 +13,7 @@ import pytest
 
 from ferryman.api.common import ConditionStatus
 from ferryman.api.rollout import Rollout, RolloutPhase
-from ferryman.handlers import executor, holds, observed, rollouts
+from ferryman.handlers import executor, holds, observed, rollouts, validity
 from ferryman.handlers.context import OperatorContext, install
 from ferryman.plan import conditions, labels, machine, serving
 from ferryman.plan.decision import DeploymentState, Observed, VersionRecord
@@ -164,7 +164,7 @@ def test_a_persisting_hold_backs_off_and_reports_once_through_reconcile(
         "event",
         lambda *a, **k: posted.append(k["message"]) if k.get("reason") == holds.REASON else None,
     )
-    monkeypatch.setattr(rollouts, "_name_problem", lambda *a: None)  # fraud-1.0.0: a dot
+    monkeypatch.setattr(validity, "name_problem", lambda *a: None)  # fraud-1.0.0: a dot
     new, _first, kube = first_rollout_over_plain_services()
     kube.put_status("modelversions", NS, "fraud-1.0.0", "1", {})
     ghost = serving.deployment(mv_of("1.0.0"), new, replicas=4)

@@ -13,7 +13,7 @@ import kopf
 import pytest
 
 from ferryman.api.rollout import Rollout, RolloutPhase
-from ferryman.handlers import executor, ledger, observed, orphans, rollouts, terminating
+from ferryman.handlers import executor, ledger, observed, orphans, rollouts, terminating, validity
 from ferryman.handlers.context import OperatorContext, install
 from ferryman.kube.client import ApplyRejected
 from ferryman.plan import labels, serving
@@ -183,7 +183,7 @@ def test_a_new_rollout_of_the_same_name_adopts_the_orphans_and_starts_from_their
 ) -> None:
     monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
     # The simulator names its ModelVersions fraud-1.0.0, which the CRDs refuse (a dot).
-    monkeypatch.setattr(rollouts, "_name_problem", lambda *a: None)
+    monkeypatch.setattr(validity, "name_problem", lambda *a: None)
     sim = paused_at_ten()
     keep(sim)
     collect_garbage(sim.kube)

@@ -253,6 +253,8 @@ def documents() -> dict[str, dict[str, Any]]:
                 _col("Step", ".status.currentStep", "integer"),
                 # Why it is Paused (Step, Manual, Inconclusive, AnalysisError): -o wide.
                 _col("Pause", ".status.pause.reason", priority=1),
+                # What it is doing or why it ended (a candidate's failing pod): -o wide.
+                _col("Message", ".status.message", priority=1),
                 age,
             ],
             name_rules=names.ROLLOUT,

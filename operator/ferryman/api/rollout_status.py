@@ -145,6 +145,8 @@ class HistoryCause(StrEnum):
     ANALYSIS = "Analysis"  # a metric failed beyond failureLimit while rolling out
     BAKE_ANALYSIS = "BakeAnalysis"  # a metric failed beyond failureLimit while baking
     PROGRESS_DEADLINE = "ProgressDeadline"  # not Ready within progressDeadlineSeconds
+    # the storage initializer failed for a reason no retry changes (plan.pod_failures)
+    ARTIFACT_FAILED = "ArtifactFailed"
     USER = "User"  # `kubectl ferryman abort`
     UNDO = "Undo"  # `kubectl ferryman undo`
 
@@ -159,7 +161,7 @@ class HistoryEntry(ApiModel):
     cause: HistoryCause | None = Field(
         None,
         description="For RolledBack and Aborted: Analysis, BakeAnalysis, ProgressDeadline, "
-        "User or Undo.",
+        "ArtifactFailed, User or Undo.",
     )
     at: datetime
     reason: Annotated[str, bounded_text(MAX_REASON)] = Field(

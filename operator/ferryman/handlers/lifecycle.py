@@ -11,7 +11,7 @@ import aiohttp
 import kopf
 
 from ferryman import errors, metrics
-from ferryman.handlers import observed
+from ferryman.handlers import observed, pods
 from ferryman.handlers.context import OperatorContext, install, options, started
 from ferryman.kube.client import Kube
 
@@ -77,8 +77,10 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = watch_timeout()
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.watching.connect_timeout = 10
-    # Only ferryman's Deployments, Services, budgets and routes, selected by the server.
+    # Only ferryman's Deployments, Services, budgets, routes and pods, selected by the server.
     observed.label_selectors(settings)
+    # Only ferryman's pods (the failing ones are indexed, handlers.pods).
+    pods.label_selectors(settings)
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
     settings.posting.level = logging.INFO

@@ -45,8 +45,10 @@ from ferryman.handlers import (
     killpoints,
     namespaces,
     orphans,
+    pods,
     roles,
     terminating,
+    validity,
     wakeups,
 )
 from ferryman.handlers import observed as indexed
@@ -244,7 +246,7 @@ async def reconcile(
         (r.rollout for r in others if (r.created or now, r.rollout) < (mine, name)), None
     )
     settings = ctx.settings
-    invalid = _name_problem(rollout, records, by_version) or analysis_round.problems(
+    invalid = validity.name_problem(rollout, records, by_version) or analysis_round.problems(
         rollout, settings
     )
     due = analysis_round.due(rollout, now) if invalid is None else None
@@ -316,6 +318,7 @@ async def reconcile(
         conflict=conflict,
         invalid=invalid,
         blocked=blocked,
+        pod_failures=pods.failures_by_version(indexes, ns, name),
         # Weights by replica ratio (plain Services): which pods the live Service selects
         # now, so a decision never drops Ready capacity behind it.
         route=(
@@ -373,42 +376,6 @@ async def reconcile(
         # let the daemon retry the status write with a backoff.
         raise executed.refused
     return delay, executed.wrote
-
-
-def _name_problem(
-    rollout: Rollout,
-    records: tuple[VersionRecord, ...],
-    by_version: dict[str, ModelVersion],
-) -> str | None:
-    """Why the Rollout's name, or its target ModelVersion's, cannot name the objects
-    ferryman derives from it (``api.names``); None when both can. The CRDs refuse such
-    names at creation, so this finds only objects created before they did."""
-    found = names.problem(names.ROLLOUT, rollout.metadata.name)
-    if found:
-        return found
-    target, _ = machine.resolve_target(
-        rollout.spec,
-        records,
-        list(rollout.status.rolled_back_versions or []),
-        rollout.status.stable_version,
-    )
-    mv = by_version.get(target or "")
-    found = names.problem(names.MODEL_VERSION, mv.metadata.name) if mv else None
-    if mv is not None and found:
-        return f"ModelVersion {mv.metadata.name} cannot be served: {found}"
-    # A served version's Service is named after its ModelVersion: it must not be one of
-    # the Services this Rollout names after itself (the live/stable one, the preview).
-    reserved = names.rollout_services(rollout.metadata.name)
-    status = rollout.status
-    for version in (target, status.stable_version, status.candidate_version):
-        served = by_version.get(version or "")
-        if served is not None and served.metadata.name in reserved:
-            return (
-                f"ModelVersion {served.metadata.name} (version {served.spec.version}) cannot "
-                f"be served by Rollout {rollout.metadata.name}: its Service would be the "
-                "Rollout's own Service of that name; register the version under another name"
-            )
-    return None
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ferryman.api.rollout import RolloutStatus
 from ferryman.plan.route import Route, RouterCapabilities
+
+if TYPE_CHECKING:
+    from ferryman.plan.pod_failures import PodFailure
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class Observed:
     invalid: str | None = None  # a problem the handler found (unknown provider, ...)
     # The route cannot be written (a same-named object belongs to someone else): hold.
     blocked: str | None = None
+    # What the failing pods of each served version report, by version (one each,
+    # ``plan.pod_failures.pick``); healthy versions are absent.
+    pod_failures: Mapping[str, PodFailure] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ from ferryman.plan.endings import (
     undo,
 )
 from ferryman.plan.evidence import mark_weight_change
+from ferryman.plan.pod_failures import artifact_verdict, set_failure_condition
 from ferryman.plan.progress import deadline_passed, progress
 from ferryman.plan.route import Route, weights_of
 from ferryman.plan.spec_edits import analysis_fingerprint, plan_fingerprint
@@ -115,10 +116,18 @@ def resolve_target(
 
 def decide(spec: RolloutSpec, status: RolloutStatus, observed: Observed) -> Decision:
     """What to do now (see the module docstring), with the verdict on a pending user
-    action in ``status.lastAction`` and the ``Available`` condition (is the stable
-    version Ready for the traffic it carries) set on every decision."""
+    action in ``status.lastAction``, the ``Available`` condition (is the stable
+    version Ready for the traffic it carries) set on every decision and the
+    ``PodFailure`` condition once a served version's pod reports a failure."""
     d = _decide_action(spec, status, observed)
     set_available(spec, d, observed)
+    set_failure_condition(
+        d,
+        observed.pod_failures,
+        (status.candidate_version, d.status.candidate_version, d.status.stable_version),
+        generation=observed.generation,
+        now=observed.now,
+    )
     set_standard_conditions(d, observed)
     return d
 
@@ -197,7 +206,21 @@ def _decide(
         events.append(Event("Normal", "Retry", f"retrying version {retried}"))
         action, applied = None, True
 
-    if s.stable_version is None:
+    verdict = artifact_verdict(s.candidate_version, observed.pod_failures)
+    if verdict is not None and s.candidate_version == target:
+        # Its initializer failed for a reason no retry changes: roll back now, not at
+        # the progress deadline (plan.pod_failures).
+        d = rollback(
+            spec,
+            s,
+            observed,
+            phase=RolloutPhase.ROLLED_BACK,
+            reason=verdict,
+            cause=HistoryCause.ARTIFACT_FAILED,
+        )
+        if action is not None:
+            d.action_refusal = f"the candidate was rolled back: {verdict}"
+    elif s.stable_version is None:
         d = _first_rollout(spec, s, observed, target)
     elif s.candidate_version is not None and s.candidate_version != target:
         # A new target mid-rollout (or a return to stable): traffic to stable first; the
