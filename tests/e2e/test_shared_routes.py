@@ -241,3 +241,35 @@ def test_a_canary_on_a_named_rule_of_the_platform_teams_route(
     assert unmanaged(kept) == before and not kept["metadata"].get("ownerReferences")
     assert cluster.get_json("service", "fraud-1-0-0", ns) is not None  # orphaned, serving
     assert sampler.stop() == []
+
+
+def test_a_hand_edit_of_a_route_ferryman_owns_is_written_back(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The same promise for ferryman's own HTTPRoute: weights changed by hand mid-canary
+    are applied back, and a route deleted by hand is created again, on the watch event
+    (not at a later step)."""
+    ns = namespace
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0"), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=60, message="up")
+    sampler = r.Sampler(cluster, ns, replicas=2)
+    r.retarget(cluster, ns, "1.1.0")
+    half = {"fraud-1-0-0": 50, "fraud-1-1-0": 50}
+    wait_for(
+        lambda: (
+            r.http_route(cluster, ns) == half and r.status(cluster, ns).get("phase") == "Paused"
+        ),
+        timeout=60,
+        message="candidate at 50%",
+    )
+    edit = [
+        {"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 80},
+        {"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 20},
+    ]
+    cluster.kubectl("patch", "httproute", "fraud", "-n", ns, "--type=json", "-p", json.dumps(edit))
+    wait_for(lambda: r.http_route(cluster, ns) == half, timeout=10, message="weights restored")
+    cluster.kubectl("delete", "httproute", "fraud", "-n", ns)
+    wait_for(lambda: r.http_route(cluster, ns) == half, timeout=10, message="route recreated")
+    assert r.status(cluster, ns)["phase"] == "Paused"  # still at the indefinite pause
+    assert sampler.stop() == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -370,3 +370,31 @@ def test_keep_stable_leaves_the_named_rules_on_stable_and_the_route_theirs() -> 
     assert unmanaged(after) == unmanaged(before) | {"metadata": after["metadata"]}
     assert not any(w[0] == "delete" for w in kube.writes)
     assert ("HTTPRoute", "public") not in orphans.kept_objects(rollout, router, "fraud-1.0.0")
+
+
+def test_a_change_of_a_shared_route_wakes_the_rollouts_that_name_it() -> None:
+    from ferryman.handlers import shared_wakeups
+    from ferryman.handlers.context import OperatorContext, install
+
+    sim, rollout = shared_rollout()
+    body = rollout.model_dump(by_alias=True, mode="json", exclude_none=True)
+    index: Any = shared_wakeups.rollouts_by_shared_route  # a kopf handler, called bare
+    assert index(body=body, name="fraud", namespace=NS) == {(NS, "HTTPRoute", "public"): "fraud"}
+    own = rollout_of(sim).model_dump(by_alias=True, mode="json", exclude_none=True)
+    assert index(body=own, name="fraud", namespace=NS) is None
+    memo: dict[str, Any] = {}
+    ctx = install(memo, OperatorContext(kube=cast(Any, None), http=cast(Any, None)))
+
+    async def changed(route: str, kind: str = "HTTPRoute") -> set[tuple[str, str]]:
+        ctx.wakeups.clear()
+        index = {(NS, "HTTPRoute", "public"): ["fraud", "fraud-eu"]}
+        handler: Any = shared_wakeups.shared_route_changed
+        await handler(
+            namespace=NS, name=route, body={"kind": kind}, memo=memo,
+            rollouts_by_shared_route=index,
+        )  # fmt: skip
+        return {k for k, event in ctx.wakeups.items() if event.is_set()}
+
+    assert asyncio.run(changed("public")) == {(NS, "fraud"), (NS, "fraud-eu")}
+    assert asyncio.run(changed("other")) == set()
+    assert asyncio.run(changed("public", "VirtualService")) == set()

@@ -7,29 +7,15 @@ next analysis round. kopf registrations only; its own module so the executor's s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from ferryman.api.common import GROUP, VERSION
-from ferryman.api.rollout import PLURAL
+from ferryman.api.rollout import PLURAL, RolloutSpec
 from ferryman.handlers import wakeups
 from ferryman.plan import labels
-from ferryman.routing import registered, watch_of
-
-
-def _shared_ref(body: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(kind, name) of the shared route a Rollout body names, None when it names none."""
-    traffic = (body.get("spec") or {}).get("trafficRouting") or {}
-    for key, field, kind in (
-        ("gatewayAPI", "httpRoute", "HTTPRoute"),
-        ("istio", "virtualService", "VirtualService"),
-    ):
-        ref = (traffic.get(key) or {}).get(field) or {}
-        if ref.get("name"):
-            return kind, str(ref["name"])
-    return None
+from ferryman.routing import NoRouter, registered, router_for, shared_of, watch_of
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -37,8 +23,14 @@ def rollouts_by_shared_route(
     *, body: kopf.Body, name: str | None, namespace: str | None, **_: Any
 ) -> Any:
     """The Rollouts naming each shared route: {(namespace, kind, route name): Rollout}."""
-    ref = _shared_ref(body)
-    return {(namespace, *ref): name} if ref is not None else None
+    try:
+        router = router_for(RolloutSpec.model_validate(body.get("spec") or {}))
+    except (ValueError, NoRouter):
+        return None
+    shared = shared_of(router)
+    if shared is None or shared.shared is None:
+        return None
+    return {(namespace, router.kind, shared.shared.name): name}
 
 
 async def shared_route_changed(
