@@ -273,3 +273,85 @@ def test_a_hand_edit_of_a_route_ferryman_owns_is_written_back(
     wait_for(lambda: r.http_route(cluster, ns) == half, timeout=10, message="route recreated")
     assert r.status(cluster, ns)["phase"] == "Paused"  # still at the indefinite pause
     assert sampler.stop() == []
+
+
+def test_an_abort_on_a_named_route_of_a_shared_virtualservice(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, operator: OperatorProcess
+) -> None:
+    """The same with Istio: ferryman moves the weights of the VirtualService's HTTP route
+    named "primary" only, a hand edit of them is written back, an abort returns it to
+    stable, and every other field (the other route, matches, timeout, retries, the
+    owners' header rewrite) is as the platform team applied it."""
+    ns = namespace
+    dataplane.route, dataplane.rules = ROUTE, ("primary",)
+
+    def dest(host: str, weight: int) -> dict[str, Any]:
+        return {"destination": {"host": host, "port": {"number": 80}}, "weight": weight}
+
+    vs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": ROUTE},
+        "spec": {
+            "hosts": ["ml.acme.example"],
+            "gateways": ["ml-gateway"],
+            "http": [
+                {"name": "explain", "match": [{"uri": {"prefix": "/v1/explain"}}],
+                 "route": [dest("explainer", 100)]},
+                {"name": "primary", "match": [{"uri": {"prefix": "/v1/predict"}}],
+                 "timeout": "10s", "retries": {"attempts": 2, "perTryTimeout": "3s"},
+                 "headers": {"request": {"set": {"x-route": "primary"}}},
+                 "route": [dest("fraud", 100)]},
+            ],
+        },
+    }  # fmt: skip
+    cluster.kubectl(
+        "apply", "--server-side", "--field-manager=platform-team", "-n", ns, "-f", "-",
+        input=json.dumps(vs),
+    )  # fmt: skip
+    routing = {"istio": {"virtualService": {"name": ROUTE, "routes": ["primary"]}}}
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0", routing=routing), namespace=ns)
+
+    def primary() -> dict[str, int]:
+        found = cluster.get_json("virtualservice", ROUTE, ns) or {"spec": {"http": []}}
+        http = [h for h in found["spec"]["http"] if h.get("name") == "primary"]
+        return {d["destination"]["host"]: d["weight"] for d in http[0]["route"]} if http else {}
+
+    def theirs() -> dict[str, Any]:
+        found = copy.deepcopy(cluster.get_json("virtualservice", ROUTE, ns) or {})
+        for http in found["spec"]["http"]:
+            if http["name"] == "primary":
+                http.pop("route")
+        return {"spec": found["spec"], "labels": found["metadata"].get("labels")}
+
+    wait_for(
+        lambda: (
+            primary() == {"fraud-1-0-0": 100} and r.status(cluster, ns).get("phase") == "Healthy"
+        ),
+        timeout=60,
+        message="first version on the named route",
+    )
+    before = theirs()
+    r.retarget(cluster, ns, "1.1.0")
+    half = {"fraud-1-0-0": 50, "fraud-1-1-0": 50}
+    wait_for(
+        lambda: primary() == half and r.status(cluster, ns).get("phase") == "Paused",
+        timeout=60,
+        message="candidate at 50% on the named route",
+    )
+    wait_for(
+        lambda: abs(dataplane.shares.get("1.1.0", 0) - 0.5) < 0.01,
+        timeout=5,
+        message="the data plane splits the named route's traffic",
+    )
+    edit = [{"op": "replace", "path": "/spec/http/1/route/1/weight", "value": 90},
+            {"op": "replace", "path": "/spec/http/1/route/0/weight", "value": 10}]  # fmt: skip
+    cluster.kubectl(
+        "patch", "virtualservice", ROUTE, "-n", ns, "--type=json", "-p", json.dumps(edit)
+    )
+    wait_for(lambda: primary() == half, timeout=10, message="the weights restored")
+    r.act(cluster, ns, "abort")
+    wait_for(lambda: primary() == {"fraud-1-0-0": 100}, timeout=30, message="aborted")
+    wait_for(lambda: dataplane.shares == {"1.0.0": 1.0}, timeout=5, message="all traffic on stable")
+    assert theirs() == before
