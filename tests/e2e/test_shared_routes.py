@@ -118,16 +118,6 @@ def test_a_canary_on_a_named_rule_of_the_platform_teams_route(
         "apply", "--server-side", "--field-manager=platform-team", "-n", ns, "-f", "-",
         input=json.dumps(platform_route()),
     )  # fmt: skip
-    # Rules are named, never indexed: the schema refuses an index.
-    for index in (0, "1"):
-        by_index = r.rollout(
-            "1.0.0", routing={"gatewayAPI": {"httpRoute": {"name": ROUTE, "rules": [index]}}}
-        )
-        refused = cluster.apply(by_index, namespace=ns, check=False)
-        assert refused.returncode != 0, refused.stdout
-        assert (
-            "must be of type string" if index == 0 else "rules are named, not indexed"
-        ) in refused.stderr
     operator_factory(args=[f"--settings={settings_file}"]).start()
     cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
     checks = analysis(inconclusiveLimit=10)
