@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from pathlib import Path
 from typing import Any, cast
 
+import jq  # type: ignore[import-not-found]  # a C extension, no stubs
 import pytest
+import yaml
 
 from ferryman.api.common import ConditionStatus
 from ferryman.api.rollout import GatewayAPIRouting, IstioRouting, Rollout
@@ -398,3 +401,53 @@ def test_a_change_of_a_shared_route_wakes_the_rollouts_that_name_it() -> None:
     assert asyncio.run(changed("public")) == {(NS, "fraud"), (NS, "fraud-eu")}
     assert asyncio.run(changed("other")) == set()
     assert asyncio.run(changed("public", "VirtualService")) == set()
+
+
+# --- the Argo CD ignoreDifferences of docs/traffic-shared-routes.md -------------------
+
+
+def documented_ignores() -> dict[str, list[str]]:
+    """The jqPathExpressions by kind of the Application on docs/traffic-shared-routes.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "traffic-shared-routes.md").read_text()
+    start = "```yaml\napiVersion: argoproj.io/v1alpha1\n"
+    app = yaml.safe_load(text.split(start, 1)[1].split("```", 1)[0])
+    return {i["kind"]: i["jqPathExpressions"] for i in app["spec"]["ignoreDifferences"]}
+
+
+def argo_normalized(obj: Obj, expressions: list[str]) -> Obj:
+    """``obj`` as Argo CD compares it: each expression's result deleted (Argo CD's diff
+    normalizer runs ``del(<expression>)`` with gojq; jq here)."""
+    for expression in expressions:
+        obj = jq.compile(f"del({expression})").input_value(obj).first()
+    return obj
+
+
+def test_the_documented_ignore_differences_hide_ferrymans_fields_and_only_those() -> None:
+    services = {"1.0.0": "fraud-detector-1-0-0", "1.1.0": "fraud-detector-1-1-0"}
+    canary = Route(stable="1.0.0", candidate="1.1.0", candidate_weight=30, mirror_percent=20)
+    ignores = documented_ignores()
+
+    git = httproute()  # as in Git: the owners' audit mirror, their backends
+    git["spec"]["rules"][1]["backendRefs"] = [ref("fraud-detector", 100)]
+    live = patched(git, gateway(("predict",)).patch(git, canary, services, 80))
+    assert live != git
+    expressions = ignores["HTTPRoute"]
+    assert argo_normalized(live, expressions) == argo_normalized(git, expressions)
+    for edit in (("timeouts", {"request": "1s"}), ("filters", [HEADER])):  # the owners'
+        owners = copy.deepcopy(live)
+        owners["spec"]["rules"][1][edit[0]] = edit[1]
+        assert argo_normalized(owners, expressions) != argo_normalized(git, expressions)
+
+    vs = virtualservice()
+    vs["spec"]["http"][1]["route"][0]["destination"]["host"] = "fraud-detector"
+    live_vs = patched(vs, istio("primary").patch(vs, canary, services, 80))
+    assert "mirror" in live_vs["spec"]["http"][1]
+    expressions = ignores["VirtualService"]
+    assert argo_normalized(live_vs, expressions) == argo_normalized(vs, expressions)
+    owners = copy.deepcopy(live_vs)
+    owners["spec"]["http"][1]["timeout"] = "1s"
+    assert argo_normalized(owners, expressions) != argo_normalized(vs, expressions)
+    # The owners' own mirror (route "audited") is not hidden.
+    audited = copy.deepcopy(vs)
+    audited["spec"]["http"][2]["mirror"] = {"host": "audit-2"}
+    assert argo_normalized(audited, expressions) != argo_normalized(vs, expressions)
