@@ -155,6 +155,7 @@ FULL_SERVING: dict[str, Any] = {
 }
 SERVICE: dict[str, Any] = {"service": {}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
+SHARED_ROUTE = {"gatewayAPI": {"httpRoute": {"name": "public", "rules": ["predict", "explain"]}}}
 SHADOW = {"shadow": {"mirrorPercent": 50, "duration": "15m", "then": "stop"}}
 
 # Field case 10: names that are valid custom-resource names but cannot name a Service.
@@ -418,7 +419,57 @@ INVALID: list[Case] = [
     Case(
         "gatewayAPI without parentRefs",
         _ro(_set("trafficRouting", {"gatewayAPI": {}})),
-        "parentRefs: Required value",
+        "gatewayAPI needs exactly one of parentRefs (ferryman creates the HTTPRoute) or httpRoute",
+    ),
+    # a route shared with its owners (issue 15): named rules, never an index
+    Case(
+        "httpRoute and parentRefs",
+        _ro(_set("trafficRouting.gatewayAPI.httpRoute", {"name": "public", "rules": ["a"]})),
+        "gatewayAPI needs exactly one of parentRefs",
+    ),
+    Case(
+        "httpRoute rule by index",
+        _ro(_set("trafficRouting", {"gatewayAPI": {"httpRoute": {"name": "p", "rules": ["0"]}}})),
+        "rules are named, not indexed",
+    ),
+    Case(
+        "httpRoute rule named twice",
+        _ro(
+            _set(
+                "trafficRouting", {"gatewayAPI": {"httpRoute": {"name": "p", "rules": ["a", "a"]}}}
+            )
+        ),
+        "httpRoute.rules must not repeat a name",
+    ),
+    Case(
+        "hostnames with httpRoute",
+        _ro(
+            _set(
+                "trafficRouting",
+                {
+                    "gatewayAPI": {
+                        "httpRoute": {"name": "p", "rules": ["a"]},
+                        "hostnames": ["a.example"],
+                    }
+                },
+            )
+        ),
+        "gatewayAPI.hostnames belong to the HTTPRoute ferryman creates",
+    ),
+    Case(
+        "virtualService and hosts",
+        _ro(
+            _set(
+                "trafficRouting",
+                {"istio": {"hosts": ["h"], "virtualService": {"name": "p", "routes": ["a"]}}},
+            )
+        ),
+        "istio needs exactly one of hosts",
+    ),
+    Case(
+        "virtualService route by index",
+        _ro(_set("trafficRouting", {"istio": {"virtualService": {"name": "p", "routes": ["2"]}}})),
+        "rules are named, not indexed",
     ),
     # canary steps
     Case(
@@ -607,6 +658,11 @@ VALID: list[Case] = [
         _ro(_set("analysis.metrics", [metric(f"m{i}") for i in range(16)])),
     ),
     Case("track latest", _ro(_set("target", {"track": "latest"}))),
+    Case("a shared HTTPRoute's named rules", _ro(_set("trafficRouting", SHARED_ROUTE))),
+    Case(
+        "a shared VirtualService's named routes",
+        _ro(_set("trafficRouting", {"istio": {"virtualService": {"name": "vs", "routes": ["r"]}}})),
+    ),
     Case(
         "track latest with pre-releases",
         _ro(_set("target", {"track": "latest", "includePrereleases": True})),

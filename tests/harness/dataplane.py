@@ -9,6 +9,13 @@ version's error rate and latency, and whether it gets traffic at all, can be cha
 run time; that is how a test makes a candidate go bad. It serves /metrics on 127.0.0.1
 for the Prometheus fixture to scrape; every loop is bounded by ``stop()`` or its time
 limit.
+
+A route someone else owns (issue 15 §1: ``route`` names it, ``rules`` the rules or
+VirtualService HTTP routes ferryman manages there) is read the same way, rule by rule
+found by name wherever its owners put it: the request rate is split evenly over the named
+rules, and each rule's backends and mirrors send their share to the versions they name.
+Backends that are not a version's Service (the owners' own) get no model traffic. A named
+rule that is missing sends nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ class DataPlane:
     limit_s: float = 900.0
     behaviour: dict[str, Behaviour] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    route: str | None = None  # the route's name (default: the Rollout's, ferryman's own)
+    rules: tuple[str, ...] = ()  # named rules in a shared route (empty: the first rule)
 
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -64,6 +73,7 @@ class DataPlane:
         self._stop = threading.Event()
         self._carry: dict[str, float] = {}
         self._versions: dict[str, str] = {}  # Service name -> version
+        self._not_versions: dict[str, float] = {}  # Service name -> when last found not one
         self.shares: dict[str, float] = {}
         self._rng = random.Random(7)
 
@@ -91,48 +101,66 @@ class DataPlane:
         self._server_thread.join(timeout=5)
 
     def _version_of(self, service: str) -> str | None:
+        if time.monotonic() - self._not_versions.get(service, -10.0) < 5:
+            return None  # not a version's Service a moment ago: not read again each tick
         if service not in self._versions:
             svc = self.cluster.get_json("service", service, self.namespace) or {}
             version = ((svc.get("metadata") or {}).get("annotations") or {}).get(
                 "ferryman.dev/version"
             )
             if not version:
+                self._not_versions[service] = time.monotonic()
                 return None
             self._versions[service] = version
         return self._versions[service]
 
+    def _selected(self, rules: list[Any]) -> list[tuple[float, Any]]:
+        """(share of the request rate, rule) of each rule that carries model traffic."""
+        if not self.rules:
+            return [(1.0, rules[0])] if rules else []
+        by_name = {r.get("name"): r for r in rules}
+        return [(1 / len(self.rules), by_name[n]) for n in self.rules if n in by_name]
+
     def _read_shares(self) -> dict[str, float]:
         """Fraction of the request rate each version serves (mirrored copies included)."""
         shares: dict[str, float] = {}
-        route = self.cluster.get_json("httproute", self.rollout, self.namespace)
+        name = self.route or self.rollout
+        flows: list[tuple[float, list[tuple[str, float]], list[tuple[str, float]]]] = []
+        route = self.cluster.get_json("httproute", name, self.namespace)
         if route is not None:
-            rule = route["spec"]["rules"][0]
-            backends = [(b["name"], b.get("weight", 1)) for b in rule["backendRefs"]]
-            mirror = [
-                (f["requestMirror"]["backendRef"]["name"], f["requestMirror"].get("percent", 100))
-                for f in rule.get("filters", [])
-                if f["type"] == "RequestMirror"
-            ]
+            for share, rule in self._selected(route["spec"]["rules"]):
+                backends = [(b["name"], b.get("weight", 1)) for b in rule.get("backendRefs", [])]
+                mirror = [
+                    (
+                        f["requestMirror"]["backendRef"]["name"],
+                        f["requestMirror"].get("percent", 100),
+                    )
+                    for f in rule.get("filters", [])
+                    if f["type"] == "RequestMirror"
+                ]
+                flows.append((share, backends, mirror))
         else:
-            vs = self.cluster.get_json("virtualservice", self.rollout, self.namespace)
+            vs = self.cluster.get_json("virtualservice", name, self.namespace)
             if vs is None:
                 return {}
-            http = vs["spec"]["http"][0]
-            backends = [(r["destination"]["host"], r.get("weight", 100)) for r in http["route"]]
-            mirror = (
-                [(http["mirror"]["host"], http.get("mirrorPercentage", {}).get("value", 100))]
-                if "mirror" in http
-                else []
-            )
-        total = sum(w for _, w in backends) or 1
-        for name, weight in backends:
-            version = self._version_of(name)
-            if version:
-                shares[version] = shares.get(version, 0.0) + weight / total
-        for name, percent in mirror:
-            version = self._version_of(name)
-            if version:
-                shares[version] = shares.get(version, 0.0) + percent / 100
+            for share, http in self._selected(vs["spec"]["http"]):
+                backends = [(r["destination"]["host"], r.get("weight", 100)) for r in http["route"]]
+                mirror = (
+                    [(http["mirror"]["host"], http.get("mirrorPercentage", {}).get("value", 100))]
+                    if "mirror" in http
+                    else []
+                )
+                flows.append((share, backends, mirror))
+        for share, backends, mirror in flows:
+            total = sum(w for _, w in backends) or 1
+            for backend, weight in backends:
+                version = self._version_of(backend)
+                if version:
+                    shares[version] = shares.get(version, 0.0) + share * weight / total
+            for backend, percent in mirror:
+                version = self._version_of(backend)
+                if version:
+                    shares[version] = shares.get(version, 0.0) + share * percent / 100
         return shares
 
     def _run(self) -> None:

@@ -22,13 +22,26 @@ from harness.kube import Cluster
 ROUTE_API = ("gateway.networking.k8s.io", "v1")
 
 
-def http_route(cluster: Cluster, ns: str, name: str = "fraud") -> dict[str, int] | None:
-    """Backend name -> weight of the first rule of HTTPRoute ``name``; None if absent."""
+def http_route(
+    cluster: Cluster, ns: str, name: str = "fraud", rule: str | None = None
+) -> dict[str, int] | None:
+    """Backend name -> weight of the first rule of HTTPRoute ``name`` (or of its rule
+    named ``rule``: a shared route, issue 15); None if absent."""
     try:
         obj: Any = cluster.custom.get_namespaced_custom_object(*ROUTE_API, ns, "httproutes", name)
     except Exception:
         return None
-    return {b["name"]: b["weight"] for b in obj["spec"]["rules"][0]["backendRefs"]}
+    return rule_weights(obj, rule)
+
+
+def rule_weights(obj: Any, rule: str | None = None) -> dict[str, int] | None:
+    """Backend name -> weight of ``obj``'s first rule, or of its rule named ``rule``;
+    None when there is no such rule."""
+    rules = obj["spec"]["rules"]
+    found = rules[:1] if rule is None else [r for r in rules if r.get("name") == rule]
+    if not found:
+        return None
+    return {b["name"]: b["weight"] for b in found[0]["backendRefs"]}
 
 
 def available(cluster: Cluster, ns: str) -> dict[str, tuple[int, int]]:
@@ -44,8 +57,17 @@ class Sampler:
     (ceil(replicas * weight / 100)). ``evaluations`` counts checks by trigger
     ("event", "timer"); ``stop()`` returns the violations."""
 
-    def __init__(self, cluster: Cluster, ns: str, replicas: int, limit_s: float = 240) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        ns: str,
+        replicas: int,
+        limit_s: float = 240,
+        route: str = "fraud",
+        rule: str | None = None,
+    ) -> None:
         self.cluster, self.ns, self.replicas = cluster, ns, replicas
+        self.route, self.rule = route, rule  # a shared route's named rule (issue 15)
         self.samples: list[dict[str, int]] = []
         self.violations: list[str] = []
         self.evaluations = {"event": 0, "timer": 0}
@@ -89,10 +111,12 @@ class Sampler:
     def _check_event_route(self, obj: dict[str, Any]) -> None:
         """The route as the event carries it: its weights must sum to 100."""
         try:
-            route = {b["name"]: b["weight"] for b in obj["spec"]["rules"][0]["backendRefs"]}
+            if self.rule is not None and (obj.get("metadata") or {}).get("name") != self.route:
+                return  # another route in a namespace with a shared one
+            route = rule_weights(obj, self.rule)
         except (KeyError, IndexError, TypeError):
             return
-        if sum(route.values()) != 100:
+        if route is not None and sum(route.values()) != 100:
             self.violations.append(f"weights {route} do not sum to 100 (watch event)")
 
     def _run(self) -> None:
@@ -100,12 +124,12 @@ class Sampler:
             trigger = "event" if self._woken.wait(0.1) else "timer"
             self._woken.clear()
             try:
-                route = http_route(self.cluster, self.ns)
+                route = http_route(self.cluster, self.ns, self.route, self.rule)
                 ready = available(self.cluster, self.ns)
                 # A consistent sample only: the route must not have moved while the
                 # Deployments were read (else a rollback that rewrote the route and then
                 # removed the old version in between reads as a violation it never was).
-                if http_route(self.cluster, self.ns) != route:
+                if http_route(self.cluster, self.ns, self.route, self.rule) != route:
                     self._woken.set()
                     continue
             except Exception:

@@ -9,7 +9,7 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-from ferryman.kube.client import Conflict
+from ferryman.kube.client import ApplyRejected, Conflict
 
 Obj = dict[str, Any]
 KINDS = frozenset(
@@ -165,6 +165,57 @@ class FakeKube:
         held["resourceVersion"] = str(int(held["resourceVersion"]) + 1)
         self.writes.append(("status", plural, name))
 
+    async def patch_json(
+        self, api_version: str, kind: str, namespace: str, name: str, ops: list[Obj]
+    ) -> Obj:
+        """A JSON patch (RFC 6902: add, replace, remove, test) of an object someone else
+        may own (a shared route); like the API server, a failed ``test`` or a missing
+        path is HTTP 422 and a missing object 404 (``ApplyRejected``), and every patch
+        bumps the resourceVersion."""
+        self._check_kind(api_version, kind)
+        key = (api_version, kind, namespace, name)
+        if key not in self.objects:
+            raise ApplyRejected(kind, name, 404, "not found")
+        if (kind, name) in self.refuse:
+            raise self.refuse[(kind, name)]
+        doc = json_copy(self.objects[key])
+        try:
+            for op in ops:
+                apply_op(doc, op)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ApplyRejected(kind, name, 422, f"the JSON patch does not apply: {e}") from e
+        meta = doc.setdefault("metadata", {})
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
+        self.objects[key] = doc
+        self.writes.append(("json-patch", kind, name))
+        return json_copy(doc)
+
     def deployment_replicas(self, namespace: str, name: str) -> int | None:
         found = self.objects.get(("apps/v1", "Deployment", namespace, name))
         return None if found is None else int(found["spec"]["replicas"])
+
+
+def apply_op(doc: Any, op: Obj) -> None:
+    """Apply one JSON patch operation (RFC 6902 add, replace, remove, test) to ``doc`` in
+    place. Raises KeyError or IndexError for a missing path, ValueError for a failed
+    test."""
+    *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+    node = doc
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    index: Any = int(last) if isinstance(node, list) and last != "-" else last
+    if op["op"] == "test":
+        if node[index] != op["value"]:
+            raise ValueError(f"testing value {op['path']} failed")
+    elif op["op"] == "remove":
+        del node[index]
+    elif op["op"] == "replace":
+        _ = node[index]  # must exist
+        node[index] = json_copy(op["value"])
+    elif op["op"] == "add":
+        if isinstance(node, list):
+            node.insert(len(node) if index == "-" else index, json_copy(op["value"]))
+        else:
+            node[index] = json_copy(op["value"])
+    else:
+        raise ValueError(f"unsupported op {op['op']}")

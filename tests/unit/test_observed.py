@@ -23,15 +23,16 @@ def test_the_watches_of_ferryman_objects_select_its_label_on_the_server() -> Non
         resource("apps", "deployments", "Deployment"),
         resource("", "services", "Service"),
         resource("policy", "poddisruptionbudgets", "PodDisruptionBudget"),
-        resource("gateway.networking.k8s.io", "httproutes", "HTTPRoute"),
-        resource("networking.istio.io", "virtualservices", "VirtualService"),
     ]
     for res in mine:
         assert settings.watching.label_selectors.collect(res) == [
             "app.kubernetes.io/managed-by=ferryman"
         ], res
-    # Never ferryman's own resources, nor anything else.
+    # Never ferryman's own resources, nor anything else; nor the routes a Rollout may share
+    # with their owners (issue 15: a change of an unlabelled route must reach ferryman).
     for res in [
+        resource("gateway.networking.k8s.io", "httproutes", "HTTPRoute"),
+        resource("networking.istio.io", "virtualservices", "VirtualService"),
         resource("ferryman.dev", "rollouts", "Rollout", "v1alpha1"),
         resource("ferryman.dev", "modelversions", "ModelVersion", "v1alpha1"),
         resource("", "configmaps", "ConfigMap"),

@@ -82,10 +82,91 @@ class ParentRef(ApiModel):
     port: int | None = Field(None, ge=1, le=65535, description="Listener port.")
 
 
-class GatewayAPIRouting(ApiModel):
-    """Route with a Gateway API HTTPRoute (weights and RequestMirror percent)."""
+# Rules are named, never indexed: the route's owners reorder and insert rules, and a
+# list index would then move traffic of a rule nobody named (issue 15).
+_NOT_INDEX = cel(
+    "!self.matches('^[0-9]+$')",
+    "rules are named, not indexed (a route's owners reorder its rules): give the rule a "
+    "name in the route and list that name",
+)
+_UNIQUE = "self.all(x, self.exists_one(y, y == x))"
+RuleName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=253,
+        json_schema_extra=rules(
+            cel(
+                matches(DNS_SUBDOMAIN),
+                "rule names must be lowercase DNS names (Gateway API's SectionName)",
+            ),
+            _NOT_INDEX,
+        ),
+    ),
+]
+RouteName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=253,
+        json_schema_extra=rules(
+            cel(matches(DNS_SUBDOMAIN), "the route's name must be a lowercase DNS name")
+        ),
+    ),
+]
+IstioRouteName = Annotated[
+    str, Field(min_length=1, max_length=253, json_schema_extra=rules(_NOT_INDEX))
+]
 
-    parent_refs: list[ParentRef] = Field(
+
+class SharedHTTPRoute(ApiModel):
+    """An existing HTTPRoute in the Rollout's namespace, owned by someone else, and the
+    rules in it whose traffic this Rollout splits (by ``rules[].name``)."""
+
+    name: RouteName = Field(description="Name of the HTTPRoute (in the Rollout's namespace).")
+    rules: list[RuleName] = Field(
+        min_length=1,
+        max_length=16,
+        description="Names of the rules (rules[].name) whose backendRefs and RequestMirror "
+        "filter ferryman manages; every other field of the route stays its owners'.",
+        json_schema_extra=rules(cel(_UNIQUE, "httpRoute.rules must not repeat a name")),
+    )
+
+
+class SharedVirtualService(ApiModel):
+    """An existing VirtualService in the Rollout's namespace, owned by someone else, and
+    the HTTP routes in it whose traffic this Rollout splits (by ``http[].name``)."""
+
+    name: RouteName = Field(description="Name of the VirtualService (in the Rollout's namespace).")
+    routes: list[IstioRouteName] = Field(
+        min_length=1,
+        max_length=16,
+        description="Names of the HTTP routes (http[].name) whose route destinations, "
+        "weights and mirror ferryman manages; every other field stays its owners'.",
+        json_schema_extra=rules(cel(_UNIQUE, "virtualService.routes must not repeat a name")),
+    )
+
+
+class GatewayAPIRouting(ApiModel):
+    """Route with a Gateway API HTTPRoute (weights and RequestMirror percent): one ferryman
+    creates (``parentRefs``, ``hostnames``) or named rules of an existing one
+    (``httpRoute``)."""
+
+    model_config = model_rules(
+        cel(
+            "has(self.parentRefs) != has(self.httpRoute)",
+            "gatewayAPI needs exactly one of parentRefs (ferryman creates the HTTPRoute) or "
+            "httpRoute (ferryman manages named rules of an existing one)",
+        ),
+        cel(
+            "!has(self.hostnames) || has(self.parentRefs)",
+            "gatewayAPI.hostnames belong to the HTTPRoute ferryman creates (with parentRefs); "
+            "an existing httpRoute keeps its own",
+        ),
+    )
+
+    parent_refs: list[ParentRef] | None = Field(
+        None,
         min_length=1,
         max_length=MAX_PARENT_REFS,
         description="Gateways the HTTPRoute attaches to.",
@@ -100,16 +181,43 @@ class GatewayAPIRouting(ApiModel):
     hostnames: list[Hostname] | None = Field(
         None, max_length=16, description="Hostnames of the HTTPRoute."
     )
+    http_route: SharedHTTPRoute | None = Field(
+        None,
+        alias="httpRoute",
+        description="An existing HTTPRoute whose named rules ferryman manages (instead of "
+        "parentRefs: ferryman then creates no HTTPRoute).",
+    )
 
 
 class IstioRouting(ApiModel):
-    """Route with an Istio VirtualService (weights, mirror and mirrorPercentage)."""
+    """Route with an Istio VirtualService (weights, mirror and mirrorPercentage): one
+    ferryman creates (``hosts``, ``gateways``) or named HTTP routes of an existing one
+    (``virtualService``)."""
 
-    hosts: list[ShortStr] = Field(
-        min_length=1, max_length=16, description="Hosts of the VirtualService."
+    model_config = model_rules(
+        cel(
+            "has(self.hosts) != has(self.virtualService)",
+            "istio needs exactly one of hosts (ferryman creates the VirtualService) or "
+            "virtualService (ferryman manages named routes of an existing one)",
+        ),
+        cel(
+            "!has(self.gateways) || has(self.hosts)",
+            "istio.gateways belong to the VirtualService ferryman creates (with hosts); an "
+            "existing virtualService keeps its own",
+        ),
+    )
+
+    hosts: list[ShortStr] | None = Field(
+        None, min_length=1, max_length=16, description="Hosts of the VirtualService."
     )
     gateways: list[ShortStr] | None = Field(
         None, max_length=16, description="Gateways of the VirtualService."
+    )
+    virtual_service: SharedVirtualService | None = Field(
+        None,
+        alias="virtualService",
+        description="An existing VirtualService whose named HTTP routes ferryman manages "
+        "(instead of hosts: ferryman then creates no VirtualService).",
     )
 
 

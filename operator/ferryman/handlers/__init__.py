@@ -1,6 +1,13 @@
 """kopf registrations: thin glue that reads, asks ``plan`` what to do, and writes
 through ``kube``. Importing this package registers every handler."""
 
-from ferryman.handlers import identity, lifecycle, modelversions, namespaces, rollouts
+from ferryman.handlers import (
+    identity,
+    lifecycle,
+    modelversions,
+    namespaces,
+    rollouts,
+    shared_wakeups,
+)
 
-__all__ = ["identity", "lifecycle", "modelversions", "namespaces", "rollouts"]
+__all__ = ["identity", "lifecycle", "modelversions", "namespaces", "rollouts", "shared_wakeups"]

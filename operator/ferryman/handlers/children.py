@@ -41,6 +41,7 @@ from ferryman.plan import labels, serving
 from ferryman.plan.actions import deployment_readiness
 from ferryman.plan.decision import Decision, DeploymentState
 from ferryman.plan.route import weights_of
+from ferryman.routing import shared_of
 
 if TYPE_CHECKING:
     from ferryman.handlers.executor import Snapshot, Writer
@@ -125,9 +126,10 @@ def stale(counted: DeploymentState | None, fresh: dict[str, Any] | None) -> bool
 def route_object(
     seen: Snapshot, decision: Decision, services: dict[str, str]
 ) -> dict[str, Any] | None:
-    """The route object ``decision`` writes (None: it writes none); ``services``: the
-    Service name of each version."""
-    if decision.route is None:
+    """The route object ``decision`` applies (None: it applies none; a shared route is
+    patched instead, ``handlers.shared_routes``); ``services``: the Service name of each
+    version."""
+    if decision.route is None or shared_of(seen.router) is not None:
         return None
     rollout = seen.rollout
     name = rollout.metadata.name

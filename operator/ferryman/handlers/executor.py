@@ -42,17 +42,17 @@ from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import MAX_METRICS, PLURAL, Rollout, RolloutStatus
 from ferryman.errors import describe
-from ferryman.handlers import children, holds
-from ferryman.handlers.applied import ApplyFailure, Observed, apply_owned
+from ferryman.handlers import children, holds, shared_routes
+from ferryman.handlers.applied import ApplyFailure, Observed
 from ferryman.handlers.killpoints import kill_point
 from ferryman.handlers.ledger import Ledger, note
+from ferryman.handlers.shared_routes import observed_weights
 from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import labels, scale
-from ferryman.plan.capacity import ratio_weights
 from ferryman.plan.conditions import set_condition
 from ferryman.plan.decision import Decision, DeploymentState, Event
-from ferryman.plan.route import Route, weights_of
 from ferryman.routing import Router
+from ferryman.routing.shared import SharedRouteProblem
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,10 @@ class Writer(Protocol):
         resource_version: str | None = None,
     ) -> None: ...
 
+    async def patch_json(
+        self, api_version: str, kind: str, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> dict[str, Any]: ...
+
 
 @dataclass
 class Snapshot:
@@ -143,6 +147,9 @@ class Snapshot:
     # condition a write or a delete on their resourceVersion (``handlers.applied``).
     indexed: Observed = field(default_factory=dict)
     holds: int = 0  # consecutive held reconciles before this one (``handlers.holds``)
+    # A shared route (``handlers.shared_routes``) that cannot carry traffic: ``blocked``
+    # for the plan, reported in the SharedRoute condition, not as a foreign object.
+    route_problem: SharedRouteProblem | None = None
 
 
 @dataclass
@@ -209,7 +216,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     if existing_route is not None and not foreign_route:
         read = router.read(existing_route, reverse)
         if read is not None:
-            status.weights = _observed_weights(router, read, seen.deployments)
+            status.weights = observed_weights(router, read, seen.deployments)
     elif foreign_route or existing_route is None:
         # No route of ours carries traffic: status claims none.
         status.weights = None
@@ -238,34 +245,15 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
                     )
         kill_point("after-scale-up")
     route_ok = not foreign_route and not held
-    if route_obj is not None and route_ok:
+    if decision.route is not None and route_ok:
         # 2. the route. It is written even when a scale-up above failed: the decision gives
         # weight only to replicas it observed Ready, so the route never needs this
         # reconcile's scale-up, and a rollback's route write must never wait for one. Not
         # when a fresh read found fewer Ready than observed (``held``: decide again).
-        applied = await apply_owned(
-            kube,
-            rollout,
-            route_obj,
-            problems,
-            existing=existing_route if seen.route_read else None,
-            read=seen.route_read,
-            observed={(router.kind, name): existing_route} if existing_route is not None else {},
-            ledger=seen.ledger,
-            fresh=conditioned,
+        route_ok = await shared_routes.write(
+            kube, seen, status, decision.route, route_obj, services, conditioned, problems
         )
         route_written_at = datetime.now(UTC)
-        route_ok = applied is not None
-        if applied is None and conditioned:
-            # Not written: status reports the route as it is now, not as indexed.
-            now_route = await kube.get(router.api_version, router.kind, ns, name)
-            note(seen.ledger, router.kind, ns, name, now_route)
-            ours = now_route is not None and labels.is_owned_by(now_route, rollout)
-            read = router.read(now_route, reverse) if ours and now_route is not None else None
-            status.weights = _observed_weights(router, read, seen.deployments)
-        if applied is not None:
-            read = router.read(applied, reverse)
-            status.weights = _observed_weights(router, read, seen.deployments)
         kill_point("after-route-write")
         if not router.capabilities.owns_live_service:
             # With a mesh or Gateway API, a Service named after the Rollout still gives
@@ -320,6 +308,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         else status.conditions
     )
     new_failure = set_apply_failed(rollout, status, failures, now)
+    shared = shared_routes.condition(rollout, status, router, seen.route_problem, now)
     if problems:
         status.message = clip("; ".join(problems), MESSAGE_MAX)
     if any(c.type == STATUS_WRITE for c in status.conditions or []):
@@ -337,6 +326,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         warnings.append(Event("Warning", OWNERSHIP, "; ".join(foreign)))
     if new_failure:
         warnings.append(Event("Warning", APPLY_FAILED, new_failure))
+    warnings += [shared] if shared is not None else []
     return Executed(
         status=status,
         wrote=wrote,
@@ -434,16 +424,3 @@ def set_apply_failed(
     )
     reported = old is not None and old.status == ConditionStatus.TRUE and old.message == message
     return message if failures and not reported else None
-
-
-def _observed_weights(
-    router: Router, read: Route | None, deployments: dict[str, DeploymentState]
-) -> Any:
-    """Weights as the route really carries them: with plain Services the share of Ready
-    pods behind the live Service, with a mesh or Gateway API the route's weights; None
-    without a route of ours."""
-    if read is None:
-        return None
-    if router.capabilities.weights_by_replicas:
-        return ratio_weights(read, deployments)
-    return weights_of(read)

@@ -11,7 +11,11 @@ by whoever needs it.
 
 The watches carry the label as a server-side selector (``label_selectors``): the API
 server sends only ferryman's objects, not every Deployment and Service of the watched
-namespaces for kopf to filter.
+namespaces for kopf to filter. Not the routes of routers that can share a route someone
+else owns (``routing.SharingRouter``: HTTPRoutes, VirtualServices): a change of such a
+route, which carries no label of ferryman's, must wake the Rollouts that name it
+(``handlers.shared_wakeups``); routes are few, and the index keeps only ferryman's
+(its handler's ``labels`` filter).
 """
 
 from __future__ import annotations
@@ -126,9 +130,13 @@ for _indexed in INDEXES:
 
 
 def label_selectors(settings: kopf.OperatorSettings) -> None:
-    """Watch the indexed resources with the server-side selector ``SELECTOR``."""
+    """Watch the indexed resources with the server-side selector ``SELECTOR`` (but the
+    routes of routers that can share one: module docstring)."""
+    shared = [watch_of(r) for r in registered() if hasattr(r, "shape")]
     for indexed in INDEXES:
         w = indexed.watch
+        if w in shared:
+            continue
         settings.watching.label_selectors[w.group, w.version, w.plural] = SELECTOR
 
 

@@ -6,8 +6,10 @@ collector takes it when the Rollout goes: with ``Delete`` that is the whole poin
 ``KeepStable`` (the default) the Rollout's finalizer (``handlers.rollouts``) first
 (``keep_stable``):
 1. writes the route 100% to the stable version (no mirror): the candidate's pods are
-   about to go. If that write is refused nothing is orphaned (``RouteNotKept``): a kept
-   route would still send the candidate's share to objects the garbage collector deletes;
+   about to go. A shared route someone else owns (``handlers.shared_routes``): only its
+   named rules, and the route is neither orphaned nor ever deleted (it is not ours).
+   If that write is refused nothing is orphaned (``RouteNotKept``): a kept route would
+   still send the candidate's share to objects the garbage collector deletes;
 2. orphans what serves the stable version: its Deployment, Service and budget (named
    after its ModelVersion), the Service named after the Rollout, and the route object
    (the HTTPRoute or VirtualService; with plain Services the route is that Service).
@@ -44,6 +46,7 @@ from typing import Any, Protocol
 
 from ferryman.api import names
 from ferryman.api.rollout import Rollout
+from ferryman.handlers import shared_routes
 from ferryman.handlers.applied import apply_owned
 from ferryman.handlers.executor import Writer
 from ferryman.handlers.ledger import Ledger, note
@@ -51,7 +54,7 @@ from ferryman.handlers.observed import INDEXES
 from ferryman.kube.client import Conflict
 from ferryman.plan import labels, serving
 from ferryman.plan.route import Route
-from ferryman.routing import Router
+from ferryman.routing import Router, SharingRouter, shared_of
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +177,7 @@ def kept_objects(rollout: Rollout, router: Router, stable_name: str) -> list[tup
         ("PodDisruptionBudget", stable_name),
         ("Service", name),
     ]
-    if (router.kind, name) not in found:
+    if (router.kind, name) not in found and shared_of(router) is None:
         found.append((router.kind, name))
     return found
 
@@ -210,7 +213,11 @@ async def keep_stable(
             "ownerReferences": [labels.owner_reference(rollout)],
         },
     )
-    found = await kube.get(router.api_version, router.kind, ns, name)
+    shared = shared_of(router)
+    if shared is not None:
+        # A shared route: its named rules go 100% to stable; the route stays its owners'.
+        await _keep_shared(kube, rollout, shared, stable, stable_name)
+    found = None if shared else await kube.get(router.api_version, router.kind, ns, name)
     if found is not None and labels.is_owned_by(found, rollout):
         answer = await apply_owned(
             kube, rollout, route, problems, existing=found, read=True, ledger=ledger
@@ -234,6 +241,27 @@ async def keep_stable(
         if answer is not None:
             orphaned.append(f"{kind} {obj_name}")
     return orphaned
+
+
+async def _keep_shared(
+    kube: Patcher, rollout: Rollout, router: SharingRouter, stable: str, stable_name: str
+) -> None:
+    """KeepStable on a shared route (``handlers.shared_routes``): the named rules 100% to
+    the stable version's Service, nothing else of the route changed, the route never
+    deleted. Raises ``RouteNotKept`` when that patch fails; a route or rule that is gone
+    sends nothing to the candidate, so there is nothing to keep then."""
+    assert router.shared is not None
+    ns, name = rollout.metadata.namespace, router.shared.name
+    found = await kube.get(router.api_version, router.kind, ns, name)
+    if found is None or shared_routes.check(found, router.kind, name, "", router) is not None:
+        return
+    problems: list[str] = []
+    port = serving.service_port(rollout)
+    route, services = Route(stable=stable), {stable: stable_name}
+    if await shared_routes.write_shared(kube, router, ns, found, route, services, port, problems):
+        return
+    why = "; ".join(problems) or "not written"
+    raise RouteNotKept(f"{router.kind} {name} not moved 100% to {stable}: {why}")
 
 
 def candidates(

@@ -47,13 +47,13 @@ from ferryman.handlers import (
     orphans,
     pods,
     roles,
+    shared_routes,
     terminating,
     validity,
     wakeups,
 )
 from ferryman.handlers import observed as indexed
 from ferryman.handlers.context import context
-from ferryman.handlers.ledger import known_absent, note
 from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import actions, labels, machine
 from ferryman.plan.decision import Action, DeploymentState, Observed, VersionRecord
@@ -292,22 +292,11 @@ async def reconcile(
             return 0.0, True
         if await orphans.adopt(kube, rollout, found, ctx.ledger):
             return holds.after(ctx.holds, (ns, name), True, None), False
-    existing_route = known.get((router.kind, name))
-    # Not read again while our own last read found it absent (``ledger.known_absent``).
-    route_read = existing_route is None and not known_absent(
-        ctx.ledger, router.kind, ns, name, time.monotonic()
+    # The route as it is (``handlers.shared_routes``): ours, a shared one, or someone else's.
+    seen_route = await shared_routes.observe(
+        kube, ctx.ledger, router, rollout, known, time.monotonic()
     )
-    if route_read:
-        existing_route = await kube.get(router.api_version, router.kind, ns, name)
-        note(ctx.ledger, router.kind, ns, name, existing_route)
-    foreign_route = existing_route is not None and not labels.is_owned_by(existing_route, rollout)
-    blocked = (
-        f"{router.kind} {name} exists and is not owned by this Rollout: ferryman cannot "
-        "route traffic, so nothing advances, promotes or scales down until it is removed "
-        "or renamed"
-        if foreign_route
-        else None
-    )
+    existing_route, foreign_route = seen_route.route, seen_route.foreign
     observed = Observed(
         versions=records,
         deployments=deployments,
@@ -317,7 +306,7 @@ async def reconcile(
         action=_pending_action(rollout),
         conflict=conflict,
         invalid=invalid,
-        blocked=blocked,
+        blocked=seen_route.blocked,
         pod_failures=pods.failures_by_version(indexes, ns, name),
         # Weights by replica ratio (plain Services): which pods the live Service selects
         # now, so a decision never drops Ready capacity behind it.
@@ -337,7 +326,7 @@ async def reconcile(
             router=router,
             route=existing_route,
             foreign_route=foreign_route,
-            blocked=blocked,
+            blocked=None if seen_route.problem else seen_route.blocked,
             by_version=by_version,
             deployments=deployments,
             deployment_names=dep_names,
@@ -345,9 +334,10 @@ async def reconcile(
             now=now,
             init_image=settings.storage_initializer_image if settings is not None else None,
             observed=known,
-            route_read=route_read,
+            route_read=seen_route.read,
             ledger=ctx.ledger,
             holds=ctx.holds.get((ns, name), 0),
+            route_problem=seen_route.problem,
         ),
         decision,
     )

@@ -88,6 +88,7 @@ def env_proxy(url: str) -> str | None:
 
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 # With a parameter, so the client sends our bytes as they are (it would json.dumps them
 # again for the bare type); the API server ignores the parameter.
 APPLY_PATCH = "application/apply-patch+yaml; charset=utf-8"
@@ -291,6 +292,39 @@ class Kube:
         except DynamicApiError as e:
             if e.status == 409:
                 raise Conflict(f"{kind} {namespace}/{name} changed; read it again") from e
+            raise
+        result: dict[str, Any] = answer.to_dict()
+        return result
+
+    async def patch_json(
+        self, api_version: str, kind: str, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A JSON patch (RFC 6902) of the object, field manager ``ferryman``: how ferryman
+        writes the named rules of a route someone else owns (``handlers.shared_routes``;
+        never a server-side apply there). Safe to repeat when ``ops`` start with a
+        ``test`` of ``metadata.resourceVersion``: an attempt that landed makes the repeat
+        fail that test. Returns the object as patched. Raises ``Conflict`` (HTTP 409),
+        ``ApplyRejected`` (HTTP 400, 403, 404, 422: a failed ``test`` is 422, so the caller
+        reads again to tell a changed object from a refused patch); others as they are."""
+
+        async def call() -> Any:
+            res = await self._resource(api_version, kind)
+            assert self._dynamic is not None
+            return await self._dynamic.request(
+                "patch",
+                res.path(name=name, namespace=namespace),
+                body=ops,
+                content_type=JSON_PATCH,
+                field_manager=FIELD_MANAGER,
+            )
+
+        try:
+            answer = await self._retrying(f"JSON patch {kind} {namespace}/{name}", call)
+        except DynamicApiError as e:
+            if e.status == 409:
+                raise Conflict(f"{kind} {namespace}/{name} changed") from e
+            if e.status in REJECTED_STATUSES:
+                raise ApplyRejected(kind, name, e.status, _api_message(e)) from e
             raise
         result: dict[str, Any] = answer.to_dict()
         return result

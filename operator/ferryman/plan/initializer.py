@@ -86,10 +86,9 @@ def _init_container(mv: ModelVersion, rollout: Rollout, image: str, mounts: list
         "volumeMounts": mounts,
         "resources": _resources(mv),
         "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": pod_security.container(),
         # The failure's line, or the log tail when the file is empty (handlers.pods).
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": pod_security.container(),
     }
     if rollout.spec.storage and rollout.spec.storage.secret_name:
         container["envFrom"] = [{"secretRef": {"name": rollout.spec.storage.secret_name}}]

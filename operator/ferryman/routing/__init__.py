@@ -6,12 +6,14 @@ Each declares what it can do (``plan.route.RouterCapabilities``); ``router_for(s
 (``routing.registry``) picks the one a Rollout's ``spec.trafficRouting`` selects. Routers
 are pure: the handler checks ownership, applies the object with server-side apply (the
 full desired state every time, never appending) and passes back what the API server
-returned.
+returned. A route someone else owns, named by the Rollout (``routing.shared``), is never
+applied: the routers that can share (``SharingRouter``) give the JSON patch of the named
+rules instead, and the handler writes it conditioned on the resourceVersion it read.
 """
 
 from __future__ import annotations
 
-from ferryman.routing.base import Obj, Router, RouterType
+from ferryman.routing.base import Obj, Router, RouterType, SharingRouter, route_name, shared_of
 from ferryman.routing.registry import (
     NoRouter,
     Watch,
@@ -27,10 +29,13 @@ __all__ = [
     "Obj",
     "Router",
     "RouterType",
+    "SharingRouter",
     "Watch",
     "register",
     "registered",
+    "route_name",
     "router_for",
+    "shared_of",
     "watch_of",
     "watched",
 ]

@@ -6,10 +6,11 @@ modules and the registry import it without importing each other."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ferryman.api.rollout import RolloutSpec
 from ferryman.plan.route import Route, RouterCapabilities
+from ferryman.routing.shared import RuleShape, Shared
 
 Obj = dict[str, Any]
 
@@ -41,9 +42,41 @@ class Router(Protocol):
         ...
 
     def read(self, obj: Obj, versions: Mapping[str, str]) -> Route | None:
-        """The weights really in ``obj`` (``versions`` maps Service name -> version); None
-        when ``obj`` routes to something that is not one of the versions."""
+        """The weights really in ``obj`` (a shared route: in its first named rule;
+        ``versions`` maps Service name -> version); None when ``obj`` routes to something
+        that is not one of the versions."""
         ...
+
+
+class SharingRouter(Router, Protocol):
+    """A router that can also manage named rules of a route someone else owns
+    (``routing.shared``); ``shared_of`` finds out whether a router does for its spec."""
+
+    # The route the Rollout names and the names of its rules ferryman manages; None: the
+    # router creates the route object and owns it.
+    shared: Shared | None
+    shape: RuleShape  # how its API spells a rule
+
+    def patch(self, obj: Obj, route: Route, services: Mapping[str, str], port: int) -> list[Obj]:
+        """The JSON patch operations that make the named rules of ``obj`` (the shared
+        route as read) carry ``route``, empty when they do (``routing.shared.patch_ops``).
+        Raises ``routing.shared.SharedRouteProblem``."""
+        ...
+
+
+def shared_of(router: Router) -> SharingRouter | None:
+    """``router`` when its spec names a shared route (``SharingRouter.shared``), else None
+    (a router that owns its route object, or one that cannot share)."""
+    if getattr(router, "shared", None) is None:
+        return None
+    return cast(SharingRouter, router)
+
+
+def route_name(router: Router, rollout: str) -> str:
+    """The name of the route object of the Rollout named ``rollout``: the shared route's,
+    else the Rollout's own (the routers name their objects after it)."""
+    shared = shared_of(router)
+    return shared.shared.name if shared is not None and shared.shared is not None else rollout
 
 
 class RouterType(Protocol):

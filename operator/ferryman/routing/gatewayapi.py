@@ -1,8 +1,11 @@
-"""Gateway API: one HTTPRoute per Rollout, owned by it.
+"""Gateway API: one HTTPRoute per Rollout, owned by it, or named rules of an existing
+HTTPRoute someone else owns (``gatewayAPI.httpRoute``, ``routing.shared``).
 
-One rule with weighted ``backendRefs`` to the stable and candidate Services, and a
-``RequestMirror`` filter with ``percent`` (standard channel since v1.3, GEP-3171) when
-traffic is mirrored. Weights are written as percentages that always sum to 100.
+A rule's weighted ``backendRefs`` go to the stable and candidate Services, and a
+``RequestMirror`` filter with ``percent`` (standard channel since v1.3, GEP-3171) mirrors
+traffic when asked. Weights are written as percentages that always sum to 100. In a
+shared route ferryman's mirror filter is the ``RequestMirror`` whose backend is one of the
+Rollout's version Services; other filters (the owners' own mirrors included) stay.
 """
 
 from __future__ import annotations
@@ -12,8 +15,64 @@ from typing import Any
 
 from ferryman.api.rollout import GatewayAPIRouting, RolloutSpec
 from ferryman.plan.route import Route, RouterCapabilities
+from ferryman.routing.shared import RuleShape, Shared, carries, patch_ops, read_rule
 
 Obj = dict[str, Any]
+MIRROR = "RequestMirror"
+
+
+def backends(route: Route, services: Mapping[str, str], port: int) -> list[Obj]:
+    """The weighted backendRefs of ``route`` (stable first)."""
+    refs = [{"name": services[route.stable], "port": port, "weight": route.stable_weight}]
+    if route.candidate is not None:
+        refs.append(
+            {"name": services[route.candidate], "port": port, "weight": route.candidate_weight}
+        )
+    return refs
+
+
+def mirror_filter(route: Route, services: Mapping[str, str], port: int) -> Obj | None:
+    """The RequestMirror filter of ``route``, None when it mirrors nothing."""
+    if route.mirror_percent <= 0 or route.candidate is None:
+        return None
+    return {
+        "type": MIRROR,
+        "requestMirror": {
+            "backendRef": {"name": services[route.candidate], "port": port},
+            "percent": route.mirror_percent,
+        },
+    }
+
+
+def _mirrors_to(f: Obj) -> str | None:
+    if f.get("type") != MIRROR:
+        return None
+    name = ((f.get("requestMirror") or {}).get("backendRef") or {}).get("name")
+    return str(name) if name else None
+
+
+def mirror_ops(
+    rule: Obj, route: Route, services: Mapping[str, str], port: int, ours: frozenset[str]
+) -> list[Obj]:
+    """Ops (paths relative to the rule) that make ``rule``'s filters carry ``route``'s
+    mirror: ferryman's RequestMirror (one whose backend is in ``ours``) replaced in place,
+    added last, or removed; every other filter kept as it is."""
+    filters: list[Obj] = list(rule.get("filters") or [])
+    want = mirror_filter(route, services, port)
+    mine = [i for i, f in enumerate(filters) if _mirrors_to(f) in ours]
+    new = [f for i, f in enumerate(filters) if i not in mine]
+    if want is not None:
+        new.insert(mine[0] if mine else len(new), want)
+    if carries(filters, new):
+        return []
+    if not new:
+        return [{"op": "remove", "path": "/filters"}]
+    return [{"op": "replace" if "filters" in rule else "add", "path": "/filters", "value": new}]
+
+
+SHAPE = RuleShape(
+    rules_key="rules", backends_key="backendRefs", backends=backends, mirror_ops=mirror_ops
+)
 
 
 class GatewayAPIRouter:
@@ -24,9 +83,16 @@ class GatewayAPIRouter:
     api_version = "gateway.networking.k8s.io/v1"
     kind = "HTTPRoute"
     plural = "httproutes"
+    shape = SHAPE
 
     def __init__(self, config: GatewayAPIRouting) -> None:
         self.config = config
+        ref = config.http_route
+        self.shared = (
+            Shared(name=ref.name, rules=tuple(ref.rules), field="gatewayAPI.httpRoute")
+            if ref is not None
+            else None
+        )
 
     @classmethod
     def for_spec(cls, spec: RolloutSpec) -> GatewayAPIRouter | None:
@@ -43,25 +109,14 @@ class GatewayAPIRouter:
         port: int,
         metadata: Obj,
     ) -> Obj:
-        backends = [{"name": services[route.stable], "port": port, "weight": route.stable_weight}]
-        if route.candidate is not None:
-            backends.append(
-                {"name": services[route.candidate], "port": port, "weight": route.candidate_weight}
-            )
-        rule: Obj = {"backendRefs": backends}
-        if route.mirror_percent > 0 and route.candidate is not None:
-            rule["filters"] = [
-                {
-                    "type": "RequestMirror",
-                    "requestMirror": {
-                        "backendRef": {"name": services[route.candidate], "port": port},
-                        "percent": route.mirror_percent,
-                    },
-                }
-            ]
+        rule: Obj = {"backendRefs": backends(route, services, port)}
+        mirror = mirror_filter(route, services, port)
+        if mirror is not None:
+            rule["filters"] = [mirror]
         spec: Obj = {
             "parentRefs": [
-                r.model_dump(by_alias=True, exclude_none=True) for r in self.config.parent_refs
+                r.model_dump(by_alias=True, exclude_none=True)
+                for r in self.config.parent_refs or []
             ],
             "rules": [rule],
         }
@@ -74,12 +129,19 @@ class GatewayAPIRouter:
             "spec": spec,
         }
 
+    def patch(self, obj: Obj, route: Route, services: Mapping[str, str], port: int) -> list[Obj]:
+        assert self.shared is not None
+        return patch_ops(obj, self.shape, self.shared.rules, route, services, port)
+
     def read(self, obj: Obj, versions: Mapping[str, str]) -> Route | None:
-        rules = (obj.get("spec") or {}).get("rules") or []
-        if not rules:
+        if self.shared is not None:
+            rule = read_rule(obj, "rules", self.shared.rules)
+        else:
+            rule = ((obj.get("spec") or {}).get("rules") or [None])[0]
+        if rule is None:
             return None
         weights: list[tuple[str, int]] = []
-        for ref in rules[0].get("backendRefs") or []:
+        for ref in rule.get("backendRefs") or []:
             version = versions.get(ref.get("name", ""))
             if version is None:
                 return None
@@ -88,8 +150,8 @@ class GatewayAPIRouter:
             return None
         total = sum(w for _, w in weights) or 1
         mirror = 0
-        for f in rules[0].get("filters") or []:
-            if f.get("type") == "RequestMirror":
+        for f in rule.get("filters") or []:
+            if f.get("type") == MIRROR and (_mirrors_to(f) in versions or self.shared is None):
                 mirror = int((f.get("requestMirror") or {}).get("percent", 100))
         stable = weights[0][0]
         candidate, cw = (
