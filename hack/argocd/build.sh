@@ -28,6 +28,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${FERRYMAN_CACHE:-$HOME/.cache/ferryman}
+# One build at a time per cache: a concurrent run (two make targets, two checkouts, two
+# test workers) waits here, then finds the binaries cached instead of racing on the same
+# .tmp directories (a helm build once failed that way).
+mkdir -p "$cache" && exec 9>"$cache/.build.lock" && flock 9
 export GOTOOLCHAIN=${ARGOCD_GOTOOLCHAIN:-go1.27.3} GOFLAGS=-mod=mod CGO_ENABLED=0
 export GOMAXPROCS=${GOMAXPROCS:-2}
 

@@ -15,6 +15,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/versions.env"
 
 cache=${FERRYMAN_CACHE:-$HOME/.cache/ferryman}
+# One build at a time per cache: a concurrent run (two make targets, two checkouts, two
+# test workers) waits here, then finds the binaries cached instead of racing on the same
+# .tmp directories (a helm build once failed that way).
+mkdir -p "$cache" && exec 9>"$cache/.build.lock" && flock 9
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 # Two cores: more parallel compiles than that only costs memory.
 export GOMAXPROCS=${GOMAXPROCS:-2}
