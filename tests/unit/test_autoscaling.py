@@ -432,6 +432,7 @@ def test_a_manual_pause_at_zero_mirrors_nothing_without_ready_pods() -> None:
         sim.tick()
         assert sim.available.get("1.1.0") == 0
         assert sim.route is not None and sim.route.mirror_percent == 0, (spec.strategy, sim.route)
+        assert sim.status.step_started_at is None  # the deadline stops under a pause too
         resize(sim, 4)
         sim.unready.clear()
         sim.tick()

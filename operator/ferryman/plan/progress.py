@@ -129,17 +129,20 @@ def progress(
             # Keep traffic where it is; analysis keeps running and lifts the hold.
             s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
             hold = True
+    if replicas == 0:
+        # The progress deadline stops (no pod can turn Ready at 0; unset once, so no
+        # status write per reconcile) and counts in full from the scale-up, as after a
+        # manual pause's resume; also under a user's pause or an analysis hold.
+        s.step_started_at = None
+    elif s.step_started_at is None:
+        s.step_started_at = now  # back from zero
     if replicas == 0 and not hold:
         # Scaled to zero (an autoscaler's idle state): no pod carries or measures
         # anything, so no step advances and nothing is promoted until replicas return.
-        # A pause step keeps its clock (and the phase says Paused). The progress deadline
-        # stops (no pod can turn Ready at 0; set once, so no status write per reconcile)
-        # and counts in full from the scale-up, as after a manual pause's resume.
-        s.message, hold, s.step_started_at = f"spec.replicas is 0: {ZERO_NOTE}", True, None
+        # A pause step keeps its clock (and the phase says Paused).
+        s.message, hold = f"spec.replicas is 0: {ZERO_NOTE}", True
         if s.pause is not None:
             s.phase = RolloutPhase.PAUSED
-    elif replicas > 0 and s.step_started_at is None:
-        s.step_started_at = now  # back from zero
     walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
     if manual:
         hold_stage(walk, ratio)
