@@ -19,7 +19,8 @@ during a canary paused at a step, and checks that
 - the operator's user never wrote rollouts/scale nor owns spec.replicas (audit log,
   managedFields);
 - scaled to zero by hand, the HPA stops (ScalingDisabled), every Deployment goes to 0
-  and the canary holds at its step;
+  and the canary holds at its step (its progress deadline stopped); scaled back up by
+  hand, it continues at 50% from the same step and pause;
 - the API server's answers to scale writes at 0, the schema's maximum and beyond.
 """
 
@@ -353,6 +354,19 @@ def test_hpa_resizes_a_rollout_and_ferryman_follows_mid_canary(
     assert (st["currentStep"], st["phase"], st["pause"]["since"]) == (1, "Paused", pause_since)
     assert r.http_route(cluster, ns) == {STABLE: 50, CANDIDATE: 50}
     assert scale_of(cluster, ns)["spec"].get("replicas", 0) == 0  # the HPA left it there
+    # The progress deadline stops at 0 (docs/autoscaling.md, Scale to zero).
+    assert "stepStartedAt" not in st, st
+
+    # Back from zero by hand (the HPA's bounds, [2, 2], hold it there): the canary
+    # continues where it stood, at 50% once both versions have Ready pods, its pause's
+    # clock kept and the deadline's clock started again at the scale-up.
+    cluster.kubectl("scale", "rollout.ferryman.dev/fraud", "-n", ns, "--replicas=2")
+    wait_for(settled(cluster, ns, {STABLE: 2, CANDIDATE: 1}), timeout=30, message="back at 2")
+    wait_for(lambda: r.http_route(cluster, ns) == {STABLE: 50, CANDIDATE: 50}, timeout=30)
+    wait_for(lambda: r.status(cluster, ns).get("capacityReplicas") == 2, timeout=30)
+    st = r.status(cluster, ns)
+    assert (st["currentStep"], st["phase"], st["pause"]["since"]) == (1, "Paused", pause_since)
+    assert st.get("stepStartedAt") not in (None, started), st
 
 
 def test_scale_writes_at_and_beyond_the_schema_bounds(cluster: Cluster, namespace: str) -> None:

@@ -8,7 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from hypothesis import example as case
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ferryman.api import crds, rollout
 from ferryman.api.rollout import MAX_REPLICAS, RolloutPhase, RolloutStatus, Weights
@@ -146,12 +150,25 @@ def test_set_scale_status_counts_ready_pods_of_serving_versions() -> None:
 
 
 def test_reference_replicas_holds_a_growing_count_only() -> None:
-    assert scale.reference_replicas(8, None) == 8
-    assert scale.reference_replicas(8, 4) == 4  # growing: held at 4
-    assert scale.reference_replicas(2, 4) == 2  # shrinking: at once
+    assert scale.reference_replicas(8, None, from_zero=0) == 8
+    assert scale.reference_replicas(8, 4, from_zero=0) == 4  # growing: held at 4
+    assert scale.reference_replicas(2, 4, from_zero=0) == 2  # shrinking: at once
     assert scale.next_capacity(8, 4, available=2, need=4) == 4
     assert scale.next_capacity(8, 4, available=4, need=4) == 8
     assert scale.next_capacity(2, 4, available=0, need=1) == 2
+
+
+def test_back_from_zero_the_reference_is_what_backs_the_weight_now() -> None:
+    """capacityReplicas 0 (the weight was last held at spec.replicas 0, by no pod): the
+    reference is ``from_zero`` (the stable's Ready pods, or replicas for a preview), never
+    0 once it has Ready pods, and 0 stays 0 until the candidate is Ready again."""
+    assert scale.reference_replicas(4, 0, from_zero=0) == 0  # nothing Ready anywhere yet
+    assert scale.reference_replicas(4, 0, from_zero=3) == 3
+    assert scale.reference_replicas(4, 0, from_zero=9) == 4
+    assert scale.reference_replicas(0, 0, from_zero=4) == 0  # at zero
+    assert scale.next_capacity(0, 4, available=0, need=0) == 0
+    assert scale.next_capacity(8, 0, available=1, need=4) == 0
+    assert scale.next_capacity(8, 0, available=4, need=4) == 8
 
 
 # --- the state machine, driven through the real executor --------------------------------
@@ -253,6 +270,252 @@ def test_blue_green_preview_follows_a_scale_up_without_a_deadline_rollback() -> 
     sim.reconcile("promote")
     sim.tick()
     assert sim.status.stable_version == "1.1.0"
+
+
+# --- back from zero, and any resize: no traffic to a candidate without Ready pods ---------
+# At spec.replicas 0 every readiness count is 0 and status.capacityReplicas is 0 (review14
+# R1, R2: held against 0, a weight or a preview needed no Ready pod at all once scaled up).
+
+
+def test_canary_back_from_zero_gives_no_weight_to_an_unready_candidate() -> None:
+    sim = paused_at_half()
+    resize(sim, 0)
+    sim.tick()
+    sim.tick()
+    assert sim.status.capacity_replicas == 0
+    resize(sim, 4)
+    sim.broken.add("1.1.0")  # the candidate's new pods never turn Ready
+    for _ in range(3):
+        sim.tick()
+    assert sim.available == {"1.0.0": 4, "1.1.0": 0}
+    # What ferryman does on any other scale-up with an unready candidate
+    # (test_candidate_pods_unready_during_a_scale_up_still_lose_weight): weight 0.
+    assert sim.route is not None and sim.route.candidate_weight == 0, sim.route
+
+
+def test_blue_green_back_from_zero_mirrors_nothing_to_an_unready_preview() -> None:
+    sim = settled(Sim(spec_with({"blueGreen": {"previewMirrorPercent": 20}}, ISTIO)))
+    to_version(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.PAUSED)
+    resize(sim, 0)
+    sim.tick()
+    sim.tick()
+    since = len(sim.moments)
+    resize(sim, 4)
+    sim.broken.add("1.1.0")
+    for _ in range(3):
+        sim.tick()
+    assert sim.available.get("1.1.0") == 0
+    assert "preview Ready" not in (sim.status.message or "")
+    check_writes(sim, since)  # no mirror written to a version without a Ready pod
+
+
+def test_canary_back_from_zero_at_a_new_size_weighs_what_its_ready_pods_carry() -> None:
+    """Back at 8 (from 4 through 0): on the first reconcile no version has a Ready pod
+    and the weight stays (nothing could take it; no withdrawal, no Warning for pods that
+    are just starting). Then 1 of the candidate's 4 pods Ready beside 8 Ready stable pods
+    carries 12%, not the 50% it once carried with 2 pods at 4; the weight comes back once
+    its pods are Ready at 8."""
+    sim = paused_at_half()
+    resize(sim, 0)
+    sim.tick()
+    sim.tick()
+    since = len(sim.moments)
+    resize(sim, 8)
+    sim.reconcile()
+    assert sim.replicas == {"1.0.0": 8, "1.1.0": 4}
+    assert sim.route is not None and sim.route.candidate_weight == 50
+    assert not [e for e in sim.events if e.reason == "CandidateUnready"]
+    sim.unready["1.1.0"] = 3
+    sim.tick()
+    sim.tick()
+    assert sim.available == {"1.0.0": 8, "1.1.0": 1}
+    assert sim.route is not None and sim.route.candidate_weight == 12, sim.route
+    assert sim.status.capacity_replicas == 0  # not carried at a non-zero size yet
+    sim.unready.clear()
+    sim.tick()
+    assert sim.route.candidate_weight == 50 and sim.status.capacity_replicas == 8
+    assert sim.status.current_step == 1 and sim.status.phase == RolloutPhase.PAUSED
+    no_traffic_without_ready_pods(sim, since)
+
+
+def test_a_stretch_at_zero_does_not_use_up_the_progress_deadline() -> None:
+    """At 0 nothing can turn Ready: the progress deadline counts in full from the scale-up
+    (before, a canary that sat at 0 longer than progressDeadlineSeconds was rolled back on
+    the first reconcile after it, its new pods not yet Ready)."""
+    sim = Sim(canary_spec([{"setWeight": 10}, {"pause": {"duration": "5s"}}, {"setWeight": 50}]))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    resize(sim, 0)
+    sim.tick()
+    retarget(sim, "1.1.0")
+    for _ in range(5):
+        sim.tick(60)  # 300 s at 0 > progressDeadlineSeconds (120)
+    # The clock is stopped once, not moved on every reconcile (each status write wakes
+    # the Rollout again: that would be a write loop while it sits at 0).
+    assert sim.status.step_started_at is None
+    at_zero = sim.status.model_dump()
+    sim.tick(60)
+    assert sim.status.model_dump() == at_zero
+    resize(sim, 4)
+    sim.tick()
+    assert sim.status.phase == RolloutPhase.PROGRESSING, sim.status.message
+    assert sim.status.step_started_at == sim.now
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY, seconds=2)
+    assert sim.status.stable_version == "1.1.0"
+    # A candidate that never turns Ready after the scale-up still meets the deadline.
+    retarget(sim, "1.2.0")
+    sim.broken.add("1.2.0")
+    sim.tick()
+    resize(sim, 0)
+    for _ in range(5):
+        sim.tick(60)
+    resize(sim, 4)
+    sim.tick()
+    assert sim.status.phase == RolloutPhase.PROGRESSING, sim.status.message
+    sim.tick(121)
+    assert sim.status.phase == RolloutPhase.ROLLED_BACK
+    assert "progress deadline" in (sim.status.message or "")
+
+
+def test_blue_green_preview_back_from_zero_is_ready_again_at_its_new_size() -> None:
+    """A preview that waited for promote past progressDeadlineSeconds, scaled to 0 and
+    back to 6: no rollback; no mirror and no 'preview Ready' until its 6 pods are Ready;
+    then the mirror again, auto-promotion's clock unchanged."""
+    spec = spec_with({"blueGreen": {"previewMirrorPercent": 20}}, ISTIO)
+    sim = settled(Sim(spec))
+    to_version(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.PAUSED)
+    since_ready = sim.status.stage_since
+    sim.tick(300)
+    resize(sim, 0)
+    sim.tick()
+    sim.tick()
+    since = len(sim.moments)
+    resize(sim, 6)
+    sim.unready["1.1.0"] = 6
+    sim.tick()
+    sim.tick()
+    assert sim.status.phase == RolloutPhase.PROGRESSING, sim.status.message
+    assert "waiting for 6 Ready replicas" in (sim.status.message or "")
+    assert sim.route is not None and sim.route.mirror_percent == 0
+    sim.unready["1.1.0"] = 1  # 5 of 6: not Ready at the new size yet
+    sim.tick()
+    assert sim.route.mirror_percent == 0 and sim.status.phase == RolloutPhase.PROGRESSING
+    sim.unready.clear()
+    sim.tick()
+    assert sim.status.phase == RolloutPhase.PAUSED, sim.status.message
+    assert "preview Ready" in (sim.status.message or "")
+    assert sim.route.mirror_percent == 20 and sim.status.stage_since == since_ready
+    no_traffic_without_ready_pods(sim, since)
+    check_writes(sim, since)
+
+
+def test_a_manual_pause_at_zero_mirrors_nothing_without_ready_pods() -> None:
+    """A shadow or preview paused by the user keeps its mirror while its pods are Ready.
+    At spec.replicas 0 "ready for ceil(0 x percent)" held for no pod at all: the preview
+    (scaled to 0) and a shadow whose kept pods turned unready went on being mirrored to.
+    Now a mirror needs a Ready pod at 0 too, and comes back with them after the
+    scale-up."""
+    for spec in (
+        spec_with({"shadow": {"mirrorPercent": 50, "duration": "60s", "then": "promote"}}, ISTIO),
+        spec_with({"blueGreen": {"previewMirrorPercent": 20}}, ISTIO),
+    ):
+        sim = settled(Sim(spec))
+        to_version(sim, "1.1.0")
+        sim.run_until(lambda s: s.route is not None and s.route.mirror_percent > 0)
+        mirror = sim.route.mirror_percent if sim.route else 0
+        sim.reconcile("pause")
+        since = len(sim.moments)
+        resize(sim, 0)
+        sim.unready["1.1.0"] = 4  # a paused shadow keeps its pods at 0: none Ready
+        sim.tick()
+        sim.tick()
+        assert sim.available.get("1.1.0") == 0
+        assert sim.route is not None and sim.route.mirror_percent == 0, (spec.strategy, sim.route)
+        assert sim.status.step_started_at is None  # the deadline stops under a pause too
+        resize(sim, 4)
+        sim.unready.clear()
+        sim.tick()
+        sim.tick()
+        assert sim.route.mirror_percent == mirror, (spec.strategy, sim.route)
+        no_traffic_without_ready_pods(sim, since)
+
+
+# --- property: any resizes, any readiness ------------------------------------------------
+
+
+def no_traffic_without_ready_pods(sim: Sim, since: int = 0) -> None:
+    """After every route write and at the end of every reconcile since moment ``since``:
+    the candidate gets mirrored traffic only with a Ready pod, and (at spec.replicas > 0)
+    live weight only with a Ready pod, unless the stable has none either (back from zero:
+    nothing could take the weight; at 0 the route keeps its weights)."""
+    for m in sim.moments[since:]:
+        route = m.route
+        if (m.write is not None and m.write[0] != "route") or route is None:
+            continue
+        if route.candidate is None or route.candidate == route.stable:
+            continue
+        ready, stable = m.ready.get(route.candidate, 0), m.ready.get(route.stable, 0)
+        assert route.mirror_percent == 0 or ready >= 1, (m, sim.writes[-8:])
+        if stable > 0 and m.size > 0:
+            assert route.candidate_weight == 0 or ready >= 1, (m, sim.writes[-8:])
+
+
+RESIZE_STRATEGIES = [
+    {"canary": {"steps": [{"setWeight": 25}, {"pause": {"duration": "20s"}}, {"setWeight": 50}]}},
+    {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+    {"blueGreen": {"previewMirrorPercent": 20}},
+    {"blueGreen": {"previewMirrorPercent": 50, "autoPromotionSeconds": 30}},
+    {"shadow": {"mirrorPercent": 50, "duration": "30s", "then": "promote"}},
+    {"shadow": {"mirrorPercent": 20, "duration": "30s", "then": "canary", "steps": STEPS}},
+]
+ROUTING = [ISTIO, {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}]
+RESIZE_OPS = st.one_of(
+    st.tuples(st.just("resize"), st.sampled_from([0, 0, 1, 2, 3, 4, 6, 8])),
+    st.tuples(st.just("tick"), st.integers(1, 40)),
+    st.tuples(st.just("unready"), st.integers(0, 8)),
+    st.tuples(st.just("broken"), st.booleans()),
+    st.tuples(st.just("action"), st.sampled_from(["promote", "pause", "resume"])),
+)
+
+
+@pytest.mark.parametrize("routing", ROUTING, ids=["istio", "gatewayAPI"])
+@pytest.mark.parametrize("strategy", RESIZE_STRATEGIES, ids=lambda s: next(iter(s)))
+def test_no_traffic_to_a_candidate_without_ready_pods_after_any_resize(
+    strategy: dict[str, Any], routing: dict[str, Any]
+) -> None:
+    """Canary, blue-green and shadow over routers with weights, a candidate mid-rollout,
+    then any sequence of resizes (0 among them), time, unready or broken candidate pods
+    and user actions: ``no_traffic_without_ready_pods`` after every write, and a message
+    that says 'preview Ready' only with Ready preview pods."""
+
+    @settings(max_examples=25, deadline=None)
+    @given(ops=st.lists(RESIZE_OPS, max_size=25))
+    @case(ops=[("resize", 0), ("broken", True), ("resize", 4)])  # review14 R1, R2
+    @case(ops=[("resize", 0), ("unready", 8), ("resize", 8), ("unready", 0)])
+    def run(ops: list[tuple[str, Any]]) -> None:
+        sim = settled(Sim(spec_with(strategy, routing)))
+        to_version(sim, "1.1.0")
+        sim.tick()
+        sim.tick()
+        since = len(sim.moments)
+        for op, arg in ops:
+            if op == "resize":
+                resize(sim, arg)
+            elif op == "unready":
+                sim.unready["1.1.0"] = arg
+            elif op == "broken":
+                (sim.broken.add if arg else sim.broken.discard)("1.1.0")
+            elif op == "action":
+                sim.reconcile(arg)
+                continue
+            for _ in range(3):
+                sim.tick(arg if op == "tick" else 1)
+                if "preview Ready" in (sim.status.message or ""):
+                    assert sim.available.get("1.1.0", 0) >= 1, sim.status.message
+        no_traffic_without_ready_pods(sim, since)
+
+    run()
 
 
 # --- examples/autoscaling ----------------------------------------------------------------

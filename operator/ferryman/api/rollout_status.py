@@ -212,7 +212,9 @@ class RolloutStatus(ApiModel):
         "less while candidate pods are not Ready.",
     )
     step_started_at: datetime | None = Field(
-        None, description="When the current step started (for progressDeadlineSeconds)."
+        None,
+        description="When the current step started (for progressDeadlineSeconds); unset "
+        "while spec.replicas is 0 (the deadline stops), set again at the scale-up.",
     )
     stage_since: datetime | None = Field(
         None,
@@ -280,5 +282,7 @@ class RolloutStatus(ApiModel):
         "weight (canary) or its preview (blue-green) at. While spec.replicas grows past it "
         "(an autoscaler), the candidate keeps that weight with the replicas that carried "
         "it, and new replicas come up for both versions; the next step or a promotion "
-        "needs Ready replicas for spec.replicas itself.",
+        "needs Ready replicas for spec.replicas itself. 0 after spec.replicas 0 (no pod "
+        "carried it): back from zero the weight is held against the stable's Ready "
+        "replicas, and a preview needs spec.replicas Ready replicas.",
     )

@@ -80,9 +80,11 @@ def hold_stage(w: Walk, weights_by_replicas: bool) -> None:
         w.want = max(w.want, needed(replicas, w.committed), w.dep.replicas if w.dep else 0)
     if isinstance(stage, Shadow) and s.stage_since is not None:
         w.want = max(needed(replicas, stage.percent), 1 if stage.percent else 0, w.want)
-        if w.ready_for(needed(replicas, stage.percent)):
+        if w.ready_for(max(needed(replicas, stage.percent), 1)):
             w.mirror = stage.percent
     elif isinstance(stage, Preview):
         w.want, w.preview = replicas, True
-        if s.stage_since is not None and w.ready_for(replicas):
+        # At spec.replicas 0 the preview goes to 0 pods: no mirror (its Ready pods now
+        # are going away in this very decision).
+        if s.stage_since is not None and replicas > 0 and w.ready_for(replicas):
             w.mirror = stage.mirror

@@ -129,6 +129,13 @@ def progress(
             # Keep traffic where it is; analysis keeps running and lifts the hold.
             s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
             hold = True
+    if replicas == 0:
+        # The progress deadline stops (no pod can turn Ready at 0; unset once, so no
+        # status write per reconcile) and counts in full from the scale-up, as after a
+        # manual pause's resume; also under a user's pause or an analysis hold.
+        s.step_started_at = None
+    elif s.step_started_at is None:
+        s.step_started_at = now  # back from zero
     if replicas == 0 and not hold:
         # Scaled to zero (an autoscaler's idle state): no pod carries or measures
         # anything, so no step advances and nothing is promoted until replicas return.
@@ -236,8 +243,12 @@ def progress(
             s.scale_down_at = None
     else:
         # Never more weight or mirror than the candidate's Ready replicas carry now (at
-        # the count they last carried it at, while an autoscaler grows spec.replicas).
-        reference = reference_replicas(replicas, s.capacity_replicas)
+        # the count they last carried it at, while an autoscaler grows spec.replicas;
+        # back from zero, at the stable's Ready replicas).
+        serving = observed.deployments.get(stable)
+        reference = reference_replicas(
+            replicas, s.capacity_replicas, from_zero=serving.available if serving else 0
+        )
         weight = min(committed, supported(reference, available))
         if weight < committed and newly_withdrawn(s, weight):
             events.append(
@@ -364,7 +375,12 @@ def preview(w: Walk, stage: Preview) -> bool:
     w.preview = True
     # A preview that was Ready stays up while an autoscaler grows spec.replicas (its new
     # replicas come up meanwhile): that is no wait for the progress deadline.
-    held = reference_replicas(replicas, s.capacity_replicas) if s.stage_since else replicas
+    # Back from zero (capacityReplicas 0) it is Ready again only at its new size.
+    held = (
+        reference_replicas(replicas, s.capacity_replicas, from_zero=replicas)
+        if s.stage_since
+        else replicas
+    )
     if not w.ready_for(held):
         w.waiting_for_pods = True
         s.message = (

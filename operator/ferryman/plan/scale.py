@@ -64,20 +64,33 @@ def set_scale_status(
     status.selector = selector(rollout_name, versions)
 
 
-def reference_replicas(replicas: int, capacity: int | None) -> int:
+def reference_replicas(replicas: int, capacity: int | None, *, from_zero: int) -> int:
     """The replica count the candidate's Ready replicas are held against for the weight
     (or preview) it already has: ``spec.replicas`` (``replicas``), or less while it grows
     past ``capacity`` (``status.capacityReplicas``, the count that weight was last carried
     at). A weight the candidate carried at the smaller count stays: the stable's Ready
     replicas did not grow either, so both versions share the new load in the same
-    proportion until the new replicas are Ready. A shrinking count applies at once."""
-    return replicas if capacity is None else min(replicas, capacity)
+    proportion until the new replicas are Ready. A shrinking count applies at once.
+
+    ``capacity`` 0 says the weight was last "carried" at ``spec.replicas`` 0, by no pod
+    at all: back from zero nothing has carried it yet, so it is held against
+    ``from_zero`` instead (at most ``replicas``): the stable's Ready replicas for a
+    canary's weight (kept while no version has a Ready pod, as at 0; gone from a
+    candidate without Ready pods once the stable has some), ``replicas`` for a preview
+    (Ready again only at its new size). A reference of 0 holds any weight, so it is never
+    taken from a count that no Ready pod backs."""
+    if capacity is None:
+        return replicas
+    if capacity == 0:
+        return min(replicas, from_zero)
+    return min(replicas, capacity)
 
 
 def next_capacity(replicas: int, capacity: int | None, available: int, need: int) -> int:
     """``status.capacityReplicas`` after this decision: ``replicas`` once the candidate's
     ``available`` Ready replicas reach ``need`` (what its weight or preview needs at
-    ``replicas``), else the reference it is held against (``reference_replicas``)."""
+    ``replicas``), else the count it was last carried at, or ``replicas`` if that is
+    less (0 stays 0 until the candidate is Ready again after a scale to zero)."""
     if available >= need:
         return replicas
-    return reference_replicas(replicas, capacity)
+    return replicas if capacity is None else min(replicas, capacity)
