@@ -10,18 +10,20 @@ refuses (k8s.io/apimachinery ``pkg/util/validation`` and Kubernetes'
 ``pkg/apis/core/validation``), so that a ModelVersion the API server stores always
 renders a Deployment server-side apply accepts (review14 R4-R6):
 
-- variable names and envFrom prefixes: ``IsEnvVarName``, the pattern below and not '.',
-  '..' nor anything starting with '..' (``hasChDirPrefix``); the relaxed names newer
-  versions accept behind RelaxedEnvironmentVariableValidation are not taken, so a
-  version serves on every supported Kubernetes;
 - names unique in ``env``, and none of the variables ferryman sets itself
   (``RESERVED_ENV``): a container's env is a list map keyed by name, so server-side
   apply refuses a repeated one;
-- Secret and ConfigMap keys: ``IsConfigMapKey``, the pattern below and the same
-  '.'/'..' rule;
+- Secret and ConfigMap keys: ``IsConfigMapKey``, the pattern below and not '.', '..'
+  nor anything starting with '..' (``hasChDirPrefix``);
 - downward-API fields: the env list of fields, and a label key a qualified name
   (``IsQualifiedName``; an annotation key is checked lowercased, so its prefix may hold
   capitals).
+
+Variable names and envFrom prefixes keep the pattern of the strict ``IsEnvVarName``
+(letters, digits, '-', '_', '.', no leading digit), stricter than the API server: from
+Kubernetes 1.34, the oldest ferryman supports, RelaxedEnvironmentVariableValidation is
+GA and any printable ASCII but '=' is a valid name ('.' and '..' included), so no rule
+beyond that pattern is needed for a pod.
 """
 
 from __future__ import annotations
@@ -169,7 +171,6 @@ class EnvVar(ApiModel):
                 matches(ENV_NAME),
                 "env[].name must be letters, digits, '-', '_' and '.', not starting with a digit",
             ),
-            no_chdir_prefix("env[].name"),
             cel(
                 "!(self in [" + ", ".join(f"'{n}'" for n in RESERVED_ENV) + "])",
                 "env[].name must not be "
@@ -209,7 +210,6 @@ class EnvFromSource(ApiModel):
         description="Prepended to every key.",
         json_schema_extra=rules(
             cel(matches(ENV_NAME), "envFrom.prefix must be letters, digits, '-', '_' and '.'"),
-            no_chdir_prefix("envFrom.prefix"),
         ),
     )
     secret_ref: ObjectRef | None = Field(None, description="A Secret.")
