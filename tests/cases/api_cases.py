@@ -153,6 +153,38 @@ FULL_SERVING: dict[str, Any] = {
     "command": ["tritonserver"],
     "args": ["--model-repository=/mnt/models"],
 }
+# Env names, keys and downward-API fields just inside what a pod takes (review14 R4-R6):
+# accepted, and rendered into a Deployment server-side apply accepts
+# (tests/e2e/test_serving_servable.py).
+EDGE_ENV: dict[str, Any] = {
+    "env": [
+        {"name": ".A", "value": "1"},
+        {"name": "a..b", "value": "1"},
+        {"name": "..A", "value": "1"},  # a pod takes it (relaxed names, GA in 1.34)
+        {"name": "-", "value": "1"},
+        {"name": "MODEL", "value": "1"},
+        {"name": "MODEL_URI_", "value": "1"},
+        {"name": "K1", "valueFrom": {"secretKeyRef": {"name": "s", "key": ".k"}}},
+        {"name": "K2", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k.."}}},
+        {"name": "K3", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "-..-"}}},
+        {
+            "name": "L1",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app.kubernetes.io/name']"}},
+        },
+        {"name": "L2", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{'a' * 63}']"}}},
+        {"name": "L3", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['A_b.C-1']"}}},
+        {
+            "name": "A1",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['Acme.IO/Some_Key']"}},
+        },
+        {"name": "A2", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['x']"}}},
+    ],
+    "envFrom": [
+        {"prefix": ".P_", "configMapRef": {"name": "c"}},
+        {"prefix": "..", "secretRef": {"name": "s"}},
+    ],
+    "volumes": [{"name": "model-cache", "emptyDir": {}}],
+}
 SERVICE: dict[str, Any] = {"service": {}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
 SHARED_ROUTE = {"gatewayAPI": {"httpRoute": {"name": "public", "rules": ["predict", "explain"]}}}
@@ -379,6 +411,68 @@ INVALID: list[Case] = [
         "envFrom without a source",
         _mv(_set("serving.envFrom", [{"prefix": "HF_"}])),
         "envFrom needs exactly one of secretRef or configMapRef",
+    ),
+    # What a pod refuses, refused by the schema (review14 R4-R6; api/serving_env.py)
+    Case(
+        "env name repeated",
+        _mv(_set("serving.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}])),
+        "serving.env names must be unique",
+    ),
+    *(
+        Case(
+            f"env name {name} (ferryman's)",
+            _mv(_set("serving.env", [{"name": name, "value": "1"}])),
+            "env[].name must not be MODEL_NAME, MODEL_VERSION, MODEL_URI, MODEL_DIGEST or "
+            "MODEL_DIR: ferryman sets them",
+        )
+        for name in ("MODEL_URI", "MODEL_DIR")
+    ),
+    *(
+        Case(
+            f"{source} key {key!r}",
+            _mv(
+                _set(
+                    "serving.env", [{"name": "A", "valueFrom": {source: {"name": "c", "key": key}}}]
+                )
+            ),
+            "keyRef.key must not be '.' or '..' nor start with '..'",
+        )
+        for source, key in (
+            ("secretKeyRef", ".."),
+            ("configMapKeyRef", ".."),
+            ("configMapKeyRef", "."),
+            ("secretKeyRef", "..k"),
+        )
+    ),
+    *(
+        Case(
+            f"downward-API {kind} key {key!r}",
+            _mv(
+                _set(
+                    "serving.env",
+                    [
+                        {
+                            "name": "A",
+                            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.{kind}['{key}']"}},
+                        }
+                    ],
+                )
+            ),
+            f"the key in metadata.{kind}['key'] must be a qualified name",
+        )
+        for kind, key in (
+            ("labels", "a b"),
+            ("labels", "Acme.io/x"),  # a label key's prefix is lowercase
+            ("labels", "a" * 64),
+            ("annotations", "/x"),
+            ("annotations", "acme.io/x/y"),
+            ("annotations", "-x"),
+        )
+    ),
+    Case(
+        "volume named like the model's claim",
+        _mv(_set("serving.volumes", [{"name": "model-claim", "emptyDir": {}}])),
+        "the volume names model-store and model-claim are the model directory's",
     ),
     # Rollout: target
     Case(
@@ -730,6 +824,10 @@ VALID: list[Case] = [
         ),
     ),
     Case("every serving field", _mv(lambda s: s["serving"].update(FULL_SERVING))),
+    Case(
+        "names and keys at the edge of what a pod takes",
+        _mv(lambda s: s["serving"].update(EDGE_ENV)),
+    ),
     Case(
         "a port named http with serving.port unset",
         _mv(_set("serving.ports", [{"name": "http", "containerPort": 8080}])),

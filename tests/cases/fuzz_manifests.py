@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from cases import fuzz_schema as schema
 from cases import fuzz_serving
+from ferryman.api.serving_env import RESERVED_ENV
 
 Manifest = dict[str, Any]
 Expect = Literal["accept", "reject", "either"]
@@ -187,7 +188,9 @@ def model_version(
                     st.lists(
                         st.builds(
                             lambda n, v: {"name": n, "value": v},
-                            st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True),
+                            st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True).filter(
+                                lambda n: n not in RESERVED_ENV  # ferryman's own
+                            ),
                             text(32),
                         ),
                         max_size=3,

@@ -89,7 +89,7 @@ def extras(draw: st.DrawFn, serving: dict[str, Any]) -> dict[str, Any]:
     volume_names = draw(
         st.lists(
             st.from_regex(r"[a-z]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True).filter(
-                lambda s: s != "model-store"
+                lambda s: s not in ("model-store", "model-claim")
             ),
             max_size=3,
             unique=True,

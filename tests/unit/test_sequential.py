@@ -280,6 +280,39 @@ def test_no_verdict_before_enough_successes_and_non_successes_in_each_arm() -> N
     assert sequential.evaluate(none, nine, lenient).outcome != Outcome.UNDECIDED
 
 
+def test_deadline_ends_an_experiment_whose_candidate_converts_nobody() -> None:
+    """review14 R3: 0 of 20,000 against 10,000 of 20,000 never reaches min_successes in
+    the candidate's arm; the deadline still ends it, keeping stable ("no significant
+    difference by the deadline", issue 16), with the gate that held the test named."""
+    design = Design(direction=Direction.HIGHER, mde=0.01)
+    stable = Arm.per_user(users=20_000, successes=10_000)
+    candidate = Arm.per_user(users=20_000, successes=0)
+    assert sequential.evaluate(stable, candidate, design).outcome == Outcome.UNDECIDED
+    result = sequential.evaluate(stable, candidate, design, deadline=True)
+    assert result.outcome == Outcome.NO_DIFFERENCE, result.message
+    assert "deadline" in result.message and "0 successes (or non-successes)" in result.message
+    assert result.interval is None and result.p_value == 1.0  # no test was run
+    capped = Design(direction=Direction.HIGHER, mde=0.01, max_users=20_000)
+    assert sequential.evaluate(stable, candidate, capped).outcome == Outcome.NO_DIFFERENCE
+
+
+def test_deadline_with_too_few_users_is_no_difference() -> None:
+    """review14 R3: a candidate share that never grew past min_users, and two arms without
+    any variation: Undecided before the deadline, NoDifference at it."""
+    design = Design(direction=Direction.HIGHER, mde=0.01, min_users=100)
+    stable = Arm.per_user(users=1_000, successes=100)
+    candidate = Arm.per_user(users=50, successes=5)  # a tiny share that never grew
+    assert sequential.evaluate(stable, candidate, design).outcome == Outcome.UNDECIDED
+    result = sequential.evaluate(stable, candidate, design, deadline=True)
+    assert result.outcome == Outcome.NO_DIFFERENCE, result.message
+    assert "50 users in the smaller arm" in result.message
+    flat = Arm.per_user(users=500, successes=0)
+    lenient = Design(direction=Direction.HIGHER, mde=0.01, min_successes=0)
+    assert sequential.evaluate(flat, flat, lenient).outcome == Outcome.UNDECIDED
+    by_deadline = sequential.evaluate(flat, flat, lenient, deadline=True)
+    assert by_deadline.outcome == Outcome.NO_DIFFERENCE and "no variation" in by_deadline.message
+
+
 def test_users_needed_counts_both_arms_at_the_current_split() -> None:
     """Equal arms: twice ``users_for_power`` less the users so far. A 10% candidate share
     with the same per-user variance needs V = (v + 9 v) / n_s, so n_s is 5x the 50/50 one

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from cases import serving_runtimes
 from cases.api_cases import model_version, rollout
 from ferryman.api import serving as api_serving
+from ferryman.api import serving_env as api_env
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
 from ferryman.plan import initializer, labels, pod_security, serving
@@ -428,6 +429,15 @@ def test_the_api_refuses_mounts_where_the_initializer_puts_the_model() -> None:
     # The API layer may not import the plan: its copies of the two names must match.
     assert api_serving.MODEL_DIR == initializer.MODEL_DIR
     assert api_serving.MODEL_VOLUME == initializer.MODEL_VOLUME
+    assert api_serving.CLAIM_VOLUME == initializer.CLAIM_VOLUME
+
+
+def test_the_api_refuses_the_env_names_ferryman_sets() -> None:
+    # A repeated name makes server-side apply refuse the Deployment (env is a list map
+    # keyed by name): the CRD refuses these names (api/serving_env.py), so they must be
+    # every name the builder adds, with a storage initializer or without.
+    pod = serving.deployment(mv(), ro(), replicas=1, init_image="ferryman:0.1")
+    assert [e["name"] for e in server(pod)["env"]] == list(api_env.RESERVED_ENV)
 
 
 def test_security_context_overrides_stay_within_the_restricted_standard() -> None:

@@ -55,6 +55,20 @@ non-successes (the usual n p >= 10 and n (1 - p) >= 10 condition for the normal
 approximation to a proportion; without it, rare conversions in a small arm give a zero
 variance estimate and the false-positive rate under peeking exceeds 10%, which
 ``tests/unit/test_sequential_simulation.py`` shows).
+
+At the deadline (``deadline=True``, or ``Design.max_users`` reached in the smaller arm) a
+look still held by one of those gates (too few users, successes or non-successes in an
+arm, or no variation at all) ends with ``NoDifference``, its message naming the gate:
+issue 16's outcomes are "candidate wins", "stable wins" or "no significant difference by
+the deadline" (report, keep stable), and staying ``NoSignificantDifferenceYet`` past the
+deadline would run the experiment forever (e.g. a candidate that converts nobody: 0
+successes never reach ``min_successes``). A winner is not declared from such counts: the
+gate says the normal approximation behind the mSPRT's error guarantee does not hold yet,
+so a "wins" would carry no stated error rate; an exact test for small counts (e.g. a
+beta-binomial mixture confidence sequence per arm) would spend its own alpha on top of the
+mSPRT's. "No significant difference was found by the deadline" is true as stated, keeps
+stable (so such a candidate is never promoted), and rejects nothing, so the type-I error
+bound (and the A/A simulation) is unchanged.
 """
 
 from __future__ import annotations
@@ -320,14 +334,16 @@ def evaluate(
     """The verdict at this look. ``previous`` is the last look's result or its
     ``running`` state (for the running minimum p-value and the running intersection of
     intervals; None at the first look);
-    ``deadline`` says the experiment's time is up. Arms must be cumulative since the
-    start of the experiment."""
+    ``deadline`` says the experiment's time is up: then (as once ``max_users`` is reached)
+    the outcome is never ``Undecided`` (see the module docstring). Arms must be cumulative
+    since the start of the experiment."""
     unit = UNIT_USERS if stable.unit == candidate.unit == UNIT_USERS else UNIT_REQUESTS
     rs, rc = stable.rate, candidate.rate
     difference = rc - rs if rs is not None and rc is not None else None
     var = stable.variance + candidate.variance
     n_min = min(stable.users, candidate.users)
     needed = _still_needed(stable, candidate, design)
+    ended = deadline or (design.max_users is not None and n_min >= design.max_users)
 
     def result(outcome: Outcome, message: str, **kw: Any) -> Result:
         base: dict[str, Any] = {"interval": None, "p_value": 1.0, "e_value": 1.0}
@@ -337,10 +353,17 @@ def evaluate(
             message=message, **base,
         )  # fmt: skip
 
+    def held(why: str) -> Result:
+        """A gate holds the test: undecided, or no difference once the deadline is here."""
+        if ended:
+            return result(
+                Outcome.NO_DIFFERENCE,
+                f"no significant difference by the deadline (too little data for the test: {why})",
+            )
+        return result(Outcome.UNDECIDED, why)
+
     if difference is None or n_min < design.min_users:
-        return result(
-            Outcome.UNDECIDED, f"{n_min} users in the smaller arm, {design.min_users} needed"
-        )
+        return held(f"{n_min} users in the smaller arm, {design.min_users} needed")
     events = min(
         stable.successes,
         candidate.successes,
@@ -348,13 +371,12 @@ def evaluate(
         candidate.trials - candidate.successes,
     )
     if events < design.min_successes:
-        return result(
-            Outcome.UNDECIDED,
-            f"{events:g} successes (or non-successes) in an arm, {design.min_successes} needed",
+        return held(
+            f"{events:g} successes (or non-successes) in an arm, {design.min_successes} needed"
         )
     if not var > 0 or not math.isfinite(var):
         # Every user identical in both arms (e.g. no successes yet): no evidence either way.
-        return result(Outcome.UNDECIDED, "no variation yet (every user the same)")
+        return held("no variation yet (every user the same)")
     e_value = math.exp(min(float(log_mixture_ratio(difference, var, design.tau2)), 700.0))
     p_value = min(1.0, 1.0 / e_value)
     half = float(radius(var, design.tau2, design.alpha))
@@ -374,7 +396,7 @@ def evaluate(
     elif -design.mde < low and high < design.mde:
         outcome = Outcome.NO_DIFFERENCE
         message = f"a difference of {design.mde:g} or more is ruled out"
-    elif deadline or (design.max_users is not None and n_min >= design.max_users):
+    elif ended:
         outcome = Outcome.NO_DIFFERENCE
         message = "no significant difference by the deadline"
     else:

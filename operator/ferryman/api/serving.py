@@ -31,8 +31,10 @@ from ferryman.api.common import ApiModel, cel, matches, model_rules, rules
 # The storage initializer's model directory (plan/initializer.py's MODEL_DIR; the API layer
 # may not import the plan, so a unit test holds the two equal).
 MODEL_DIR = "/mnt/models"
-# The pod volume that holds it (plan/initializer.py's MODEL_VOLUME).
+# The pod volume that holds it (plan/initializer.py's MODEL_VOLUME), and the one that
+# mounts a PersistentVolumeClaim store (its CLAIM_VOLUME): pod volume names are unique.
 MODEL_VOLUME = "model-store"
+CLAIM_VOLUME = "model-claim"
 # The name of the primary port: the route's Services and the default probe target it.
 PRIMARY_PORT = "http"
 DEFAULT_PORT = 8080
@@ -242,12 +244,13 @@ class Volume(ApiModel):
 
     name: str = Field(
         max_length=63,
-        description=f"DNS-1123 label, unique in the version; not {MODEL_VOLUME} (the model's).",
+        description=f"DNS-1123 label, unique in the version; not {MODEL_VOLUME} nor "
+        f"{CLAIM_VOLUME} (the model's).",
         json_schema_extra=rules(
             cel(matches(DNS_LABEL), "volumes[].name must be a DNS-1123 label"),
             cel(
-                f"self != '{MODEL_VOLUME}'",
-                f"the volume name {MODEL_VOLUME} is the model directory's",
+                f"self != '{MODEL_VOLUME}' && self != '{CLAIM_VOLUME}'",
+                f"the volume names {MODEL_VOLUME} and {CLAIM_VOLUME} are the model directory's",
             ),
         ),
     )
@@ -372,7 +375,7 @@ def _probe_ports_rule(probe: str) -> dict[str, str]:
 
 
 def serving_rules() -> tuple[dict[str, str], ...]:
-    """The CEL rules of ``serving`` that relate its fields (ports, probes, mounts)."""
+    """The CEL rules of ``serving`` that relate its fields (ports, probes, env, mounts)."""
     default_port = f"(has(self.port) ? self.port : {DEFAULT_PORT})"
     return (
         cel(
@@ -415,6 +418,10 @@ def serving_rules() -> tuple[dict[str, str], ...]:
             "self.livenessProbe.successThreshold == 1) && (!has(self.startupProbe) || "
             "!has(self.startupProbe.successThreshold) || self.startupProbe.successThreshold == 1)",
             "livenessProbe and startupProbe need successThreshold 1",
+        ),
+        cel(
+            "!has(self.env) || self.env.all(e, self.env.exists_one(f, f.name == e.name))",
+            "serving.env names must be unique",
         ),
         cel(
             "!has(self.volumes) || "
