@@ -45,6 +45,33 @@ def at(kind: str, path: str) -> Schema:
     return node
 
 
+def with_defaults(kind: str, spec: Any) -> Any:
+    """``spec`` as the API server stores it: every ``default`` of the CRD's schema filled
+    in where the field is absent, in objects that are present (structural defaulting,
+    https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#defaulting).
+    """
+    return _defaulted(at(kind, "spec"), spec)
+
+
+def _defaulted(node: Schema, value: Any) -> Any:
+    if isinstance(value, dict):
+        props = node.get("properties") or {}
+        extra = node.get("additionalProperties")
+        out = {
+            k: _defaulted(props[k], v)
+            if k in props
+            else (_defaulted(extra, v) if isinstance(extra, dict) else v)
+            for k, v in value.items()
+        }
+        for k, sub in props.items():
+            if k not in out and "default" in sub:
+                out[k] = sub["default"]
+        return out
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [_defaulted(node["items"], v) for v in value]
+    return value
+
+
 def bound(kind: str, path: str, key: str) -> Any:
     """One keyword of a field's schema, e.g. ``bound("Rollout", "spec.replicas",
     "maximum")``; KeyError when the schema has no such bound."""

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from cases import fuzz_manifests as fm
 from cases import fuzz_profile
+from cases import fuzz_schema as schema
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
 from harness.kube import Cluster
@@ -107,7 +108,8 @@ def check(
         return "refused"
     assert stored is not None
     assert expect != "reject", f"accepted a manifest with {path} past its edge"
-    assert numbers_as_floats(stored["spec"]) == numbers_as_floats(manifest["spec"]), (
+    expected = schema.with_defaults(manifest["kind"], manifest["spec"])
+    assert numbers_as_floats(stored["spec"]) == numbers_as_floats(expected), (
         "the API server pruned or rewrote the spec"
     )
     try:
