@@ -26,9 +26,7 @@ def _short(text: str, width: int) -> str:
 def status(rollout: Rollout) -> str:
     s, spec = rollout.status, rollout.spec
     plan = stages.stages(spec)
-    kind = (
-        "canary" if spec.strategy.canary else "blueGreen" if spec.strategy.blue_green else "shadow"
-    )
+    kind = spec.strategy.kind
     router = router_for(spec).name
     w = s.weights
     lines = [

@@ -15,6 +15,7 @@ from typing import Any
 
 from ferryman.api.rollout import GatewayAPIRouting, RolloutSpec
 from ferryman.plan.route import Route, RouterCapabilities
+from ferryman.routing import abtest
 from ferryman.routing.shared import RuleShape, Shared, carries, patch_ops, read_rule
 
 Obj = dict[str, Any]
@@ -118,7 +119,8 @@ class GatewayAPIRouter:
                 r.model_dump(by_alias=True, exclude_none=True)
                 for r in self.config.parent_refs or []
             ],
-            "rules": [rule],
+            # An A/B test: header-matched rules instead (routing.abtest).
+            "rules": [rule] if route.users is None else abtest.gateway_rules(route, services, port),
         }
         if self.config.hostnames:
             spec["hostnames"] = list(self.config.hostnames)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ferryman.api.rollout import IstioRouting, RolloutSpec
 from ferryman.plan.route import Route, RouterCapabilities
+from ferryman.routing import abtest
 from ferryman.routing.shared import (
     RuleShape,
     Shared,
@@ -123,7 +124,9 @@ class IstioRouter:
         mirror = _mirror(route, services, port)
         if mirror is not None:
             http["mirror"], http["mirrorPercentage"] = mirror
-        spec: Obj = {"hosts": list(self.config.hosts or []), "http": [http]}
+        # An A/B test: header-matched routes instead (routing.abtest).
+        routes = [http] if route.users is None else abtest.istio_http(route, services, port)
+        spec: Obj = {"hosts": list(self.config.hosts or []), "http": routes}
         if self.config.gateways:
             spec["gateways"] = list(self.config.gateways)
         return {
