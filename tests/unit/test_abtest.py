@@ -4,7 +4,9 @@ whose abTest cannot run is Invalid with the reason and writes nothing."""
 
 from __future__ import annotations
 
+import copy
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from ferryman.api.rollout_experiment import Users
 from ferryman.plan import experiment
 from ferryman.plan.route import Route, UserMatch
 from ferryman.plan.stages import Experiment, stages
+from ferryman.routing import router_for
 from ferryman.routing.gatewayapi import GatewayAPIRouter
 from ferryman.routing.istio import IstioRouter
 from unit.machine_sim import Sim
@@ -178,3 +181,46 @@ def test_objective_defaults_and_bounds() -> None:
                 },
             }
         )
+
+
+REVERSE = {name: version for version, name in SERVICES.items()}
+MATCHES = [
+    UserMatch("x-beta", exact="yes"),
+    UserMatch("x-user-id", regex="^.*([0][0-9a-fA-F]|[1][0-9])$", share=26 / 256),
+    UserMatch("cookie", regex="^(.*;)?[ \\t]*uid=([^;]*([0-3][0-9a-fA-F]))[ \\t]*(;.*)?$"),
+]
+
+
+@pytest.mark.parametrize("routing", [GATEWAY, ISTIO], ids=["gatewayAPI", "istio"])
+@pytest.mark.parametrize("match", MATCHES, ids=["exact", "header-regex", "cookie-regex"])
+def test_an_ab_route_reads_back_as_written(routing: dict[str, Any], match: UserMatch) -> None:
+    """Status reports what the route does: the A/B route reads back as the Route it was
+    built from (the expected share is not in the route, so it reads back as None)."""
+    router = router_for(spec_with(AB_TEST, routing))
+    route = Route(stable="1.0.0", candidate="1.1.0", users=match)
+    obj = router.build(
+        name="fraud", namespace="ns", route=route, services=SERVICES, port=80, metadata={}
+    )
+    want = Route(stable="1.0.0", candidate="1.1.0", users=replace(match, share=None))
+    assert router.read(obj, REVERSE) == want
+    # a weighted route is read as before
+    weighted = Route(stable="1.0.0", candidate="1.1.0", candidate_weight=30)
+    obj = router.build(
+        name="fraud", namespace="ns", route=weighted, services=SERVICES, port=80, metadata={}
+    )
+    assert router.read(obj, REVERSE) == weighted
+
+
+def test_someone_elses_two_rules_are_not_read_as_an_ab_route() -> None:
+    router = router_for(spec_with(AB_TEST, GATEWAY))
+    route = Route(stable="1.0.0", candidate="1.1.0", users=MATCHES[0])
+    obj = router.build(
+        name="fraud", namespace="ns", route=route, services=SERVICES, port=80, metadata={}
+    )
+    unknown = copy.deepcopy(obj)
+    unknown["spec"]["rules"][0]["backendRefs"][0]["name"] = "other-service"
+    assert router.read(unknown, REVERSE) is None
+    two_matches = copy.deepcopy(obj)
+    two_matches["spec"]["rules"][0]["matches"][0]["path"] = {"type": "PathPrefix", "value": "/v2"}
+    read = router.read(two_matches, REVERSE)  # read as weights (of one Service): not A/B
+    assert read is None or read.users is None

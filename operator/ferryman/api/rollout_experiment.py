@@ -22,6 +22,7 @@ it as one of the strategies.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -225,3 +226,44 @@ class ABTest(ApiModel):
         description="When the candidate wins: promote (default) or report only (the stable "
         "keeps serving everyone).",
     )
+
+
+class VariantFigures(ApiModel):
+    """One variant's counts since the experiment began, as the objective's queries read
+    them: ``users`` (trials) and ``successes``; ``rate`` = successes / users."""
+
+    users: int = Field(0, ge=0)
+    successes: int = Field(0, ge=0)
+    rate: float | None = None
+
+
+class ExperimentStatus(ApiModel):
+    """The abTest's verdict at its last look (``analysis.sequential``): per variant users,
+    successes and rate; the difference (candidate minus stable) with its always-valid
+    confidence interval, the always-valid p-value (running minimum: the next look goes on
+    from it) and e-value, the users still needed for the wanted power at the MDE, and which
+    unit is counted."""
+
+    outcome: str = Field(
+        max_length=64,
+        description="CandidateWins, StableWins, NoDifference or NoSignificantDifferenceYet.",
+    )
+    unit: str = Field(max_length=128, description="What the verdict counts.")
+    stable: VariantFigures = Field(description="The stable version's figures.")
+    candidate: VariantFigures = Field(description="The candidate's figures.")
+    difference: float | None = Field(None, description="Candidate rate minus stable rate.")
+    interval: list[float] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[low, high]: the always-valid (1 - alpha) confidence interval of the "
+        "difference, intersected over the looks so far.",
+    )
+    p_value: float = Field(1.0, ge=0, le=1, description="Always-valid p-value.")
+    e_value: float | None = Field(None, ge=0, description="This look's mixture likelihood ratio.")
+    users_needed: int | None = Field(
+        None, ge=0, description="More users (both variants) for the wanted power at the MDE."
+    )
+    looks: int = Field(0, ge=0, description="Looks taken so far.")
+    message: str = Field("", max_length=512)
+    at: datetime | None = Field(None, description="When the last look was taken.")

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import Field
 
 from ferryman.api.common import ApiModel, Conditions, ShortStr, bounded_text, newest_items
+from ferryman.api.rollout_experiment import ExperimentStatus
 from ferryman.api.rollout_limits import (
     MAX_ACTION_ID,
     MAX_ACTION_MESSAGE,
@@ -238,6 +239,11 @@ class RolloutStatus(ApiModel):
     )
     weights: Weights | None = None
     analysis: AnalysisStatus | None = None
+    experiment: ExperimentStatus | None = Field(
+        None,
+        description="The abTest's verdict at its last look (reset on a new target and on "
+        "retry, like analysis).",
+    )
     rolled_back_versions: Annotated[list[ShortStr] | None, newest_items(MAX_HISTORY)] = Field(
         None, max_length=MAX_HISTORY, description="Versions rolled back, newest last."
     )

@@ -24,8 +24,19 @@ plane takes a full match (Envoy's RE2 ``safe_regex``, Istio) or a search.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from ferryman.analysis import sequential
+from ferryman.api.common import clip
 from ferryman.api.rollout import RolloutSpec
-from ferryman.api.rollout_experiment import Users
+from ferryman.api.rollout_experiment import (
+    ExperimentStatus,
+    Objective,
+    Users,
+    VariantFigures,
+)
 from ferryman.plan.route import RouterCapabilities, UserMatch
 
 BUCKETS = 256  # two hex digits
@@ -131,3 +142,81 @@ def refusal(spec: RolloutSpec, capabilities: RouterCapabilities) -> str | None:
             "parentRefs or hosts so ferryman creates the route"
         )
     return NOT_ACTIVE
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One variant's objective counters as Prometheus answered them (None: no data)."""
+
+    users: float | None
+    successes: float | None
+
+
+def design(objective: Objective) -> sequential.Design:
+    """The verdict's design from the objective (``analysis.sequential.Design``)."""
+    return sequential.Design(
+        direction=sequential.Direction(objective.direction),
+        mde=objective.mde,
+        alpha=objective.alpha,
+        power=objective.power,
+        min_users=objective.min_users,
+    )
+
+
+def _arm(counts: Counts, what: str) -> sequential.Arm | str:
+    u, k = counts.users, counts.successes
+    if u is None or k is None:
+        return f"no data for the {what}'s users or successes yet"
+    if not (math.isfinite(u) and math.isfinite(k)) or u < 0 or k < 0:
+        return f"the {what}'s counts are not usable (users {u}, successes {k})"
+    # Counters summed by PromQL are whole numbers up to float noise; more successes than
+    # users (counters scraped at different instants) count as every user succeeding.
+    users = round(u)
+    return sequential.Arm.per_user(users=users, successes=min(round(k), users))
+
+
+def look(
+    objective: Objective,
+    stable: Counts,
+    candidate: Counts,
+    previous: ExperimentStatus | None,
+    *,
+    deadline: bool,
+    now: datetime,
+) -> ExperimentStatus | str:
+    """The verdict at this look (``sequential.evaluate``), going on from ``previous``
+    (its running p-value and interval), as the status keeps it; a message instead when
+    the counts are unusable (no data yet, NaN, negative): that look does not count."""
+    arms = _arm(stable, "stable"), _arm(candidate, "candidate")
+    for arm in arms:
+        if isinstance(arm, str):
+            return arm
+    s_arm, c_arm = arms
+    assert not isinstance(s_arm, str) and not isinstance(c_arm, str)
+    running = None
+    if previous is not None:
+        interval = previous.interval
+        running = sequential.Running(
+            previous.p_value, (interval[0], interval[1]) if interval else None
+        )
+    result = sequential.evaluate(
+        s_arm, c_arm, design(objective), previous=running, deadline=deadline
+    )
+
+    def figures(a: sequential.Arm) -> VariantFigures:
+        return VariantFigures(users=a.users, successes=int(a.successes), rate=a.rate)
+
+    return ExperimentStatus(
+        outcome=result.outcome.value,
+        unit=result.unit,
+        stable=figures(s_arm),
+        candidate=figures(c_arm),
+        difference=result.difference,
+        interval=list(result.interval) if result.interval is not None else None,
+        p_value=result.p_value,
+        e_value=result.e_value if math.isfinite(result.e_value) else None,
+        users_needed=result.users_needed,
+        looks=(previous.looks if previous else 0) + 1,
+        message=clip(result.message, 512),
+        at=now,
+    )

@@ -359,6 +359,7 @@ def _start(
     s.current_step, s.canary_weight, s.pause = 0, 0, None
     s.step_started_at = observed.now
     s.analysis = None  # counters reset on a new target (and on retry)
+    s.experiment = None  # so does an A/B test's verdict (plan.experiment)
     mark_weight_change(spec, s, observed.now)
     s.phase = RolloutPhase.PROGRESSING
     s.stage_since = None

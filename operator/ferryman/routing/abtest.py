@@ -12,9 +12,13 @@ candidate, the second every other request to the stable version.
 - Istio (VirtualService): ``http`` routes are tried in order; the first has
   ``match[].headers`` (``exact`` or ``regex``, RE2, full match), the second none.
 
+Reading back (``read_gateway``, ``read_istio``): a route of exactly this shape, with one
+header match, is read as the ``Route`` with ``users`` it was built from, so status reports
+what the route really does; anything else is not an A/B route (the routers read weights).
+
 Its own module so the routers' weight/mirror code (``routing.gatewayapi``,
 ``routing.istio``) stays as it is; they call ``gateway_rules`` / ``istio_http`` when the
-route has ``users``.
+route has ``users``, and ``read_gateway`` / ``read_istio`` first when reading.
 """
 
 from __future__ import annotations
@@ -70,3 +74,70 @@ def istio_http(route: Route, services: Mapping[str, str], port: int) -> list[Obj
         },
         {"name": ISTIO_STABLE_ROUTE, "route": [_destination(services[route.stable], port)]},
     ]
+
+
+def _one_backend(refs: Any, name_of: Any, versions: Mapping[str, str]) -> str | None:
+    if not isinstance(refs, list) or len(refs) != 1:
+        return None
+    return versions.get(name_of(refs[0]) or "")
+
+
+def read_gateway(rules: list[Obj], versions: Mapping[str, str]) -> Route | None:
+    """The A/B ``Route`` of an HTTPRoute's ``rules`` (``versions``: Service -> version)
+    when they are the two rules ``gateway_rules`` writes, else None."""
+    if len(rules) != 2 or not all(isinstance(r, dict) for r in rules) or "matches" in rules[1]:
+        return None
+    matches = rules[0].get("matches")
+    if not isinstance(matches, list) or len(matches) != 1:
+        return None
+    headers = matches[0].get("headers")
+    if not isinstance(headers, list) or len(headers) != 1 or set(matches[0]) - {"headers"}:
+        return None
+    h = headers[0]
+
+    def name(ref: Obj) -> Any:
+        return ref.get("name")
+
+    candidate = _one_backend(rules[0].get("backendRefs"), name, versions)
+    stable = _one_backend(rules[1].get("backendRefs"), name, versions)
+    if candidate is None or stable is None:
+        return None
+    kind, header, value = h.get("type", "Exact"), str(h.get("name", "")).lower(), h.get("value")
+    if kind == "Exact":
+        users = UserMatch(header=header, exact=value)
+    elif kind == "RegularExpression":
+        users = UserMatch(header=header, regex=value)
+    else:
+        return None
+    return Route(stable=stable, candidate=candidate, users=users)
+
+
+def read_istio(http: list[Obj], versions: Mapping[str, str]) -> Route | None:
+    """The A/B ``Route`` of a VirtualService's ``http`` routes when they are the two
+    routes ``istio_http`` writes, else None."""
+    if len(http) != 2 or not all(isinstance(r, dict) for r in http):
+        return None
+    if http[0].get("name") != ISTIO_CANDIDATE_ROUTE or "match" in http[1]:
+        return None
+    match = http[0].get("match")
+    if not isinstance(match, list) or len(match) != 1 or set(match[0]) - {"headers"}:
+        return None
+    headers = match[0].get("headers")
+    if not isinstance(headers, dict) or len(headers) != 1:
+        return None
+    [(header, how)] = headers.items()
+
+    def host(r: Obj) -> Any:
+        return (r.get("destination") or {}).get("host")
+
+    candidate = _one_backend(http[0].get("route"), host, versions)
+    stable = _one_backend(http[1].get("route"), host, versions)
+    if candidate is None or stable is None or not isinstance(how, dict):
+        return None
+    if set(how) == {"exact"}:
+        users = UserMatch(header=header, exact=how["exact"])
+    elif set(how) == {"regex"}:
+        users = UserMatch(header=header, regex=how["regex"])
+    else:
+        return None
+    return Route(stable=stable, candidate=candidate, users=users)

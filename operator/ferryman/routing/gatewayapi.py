@@ -139,7 +139,11 @@ class GatewayAPIRouter:
         if self.shared is not None:
             rule = read_rule(obj, "rules", self.shared.rules)
         else:
-            rule = ((obj.get("spec") or {}).get("rules") or [None])[0]
+            every = (obj.get("spec") or {}).get("rules") or [None]
+            ab = abtest.read_gateway(every, versions)  # an A/B test's rules (routing.abtest)
+            if ab is not None:
+                return ab
+            rule = every[0]
         if rule is None:
             return None
         weights: list[tuple[str, int]] = []

@@ -144,7 +144,11 @@ class IstioRouter:
         if self.shared is not None:
             http = read_rule(obj, "http", self.shared.rules)
         else:
-            http = ((obj.get("spec") or {}).get("http") or [None])[0]
+            every = (obj.get("spec") or {}).get("http") or [None]
+            ab = abtest.read_istio(every, versions)  # an A/B test's routes (routing.abtest)
+            if ab is not None:
+                return ab
+            http = every[0]
         if http is None:
             return None
         weights: list[tuple[str, int]] = []
