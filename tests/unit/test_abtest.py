@@ -149,8 +149,6 @@ SHARED_ISTIO = {"istio": {"virtualService": {"name": "public", "routes": ["predi
         (SERVICE, "strategy.abTest needs a router that can route by header or cookie"),
         (SHARED_GATEWAY, "strategy.abTest on a route you own"),
         (SHARED_ISTIO, "strategy.abTest on a route you own"),
-        (GATEWAY, experiment.NOT_ACTIVE),
-        (ISTIO, experiment.NOT_ACTIVE),
     ],
 )
 def test_an_abtest_that_cannot_run_is_invalid_and_writes_nothing(
@@ -164,6 +162,13 @@ def test_an_abtest_that_cannot_run_is_invalid_and_writes_nothing(
     assert d.route is None and d.deployments is None
     assert sim.writes == []  # no Deployment, no route
     assert [e.reason for e in d.events] == ["Invalid"]
+
+
+@pytest.mark.parametrize("routing", [GATEWAY, ISTIO], ids=["gatewayAPI", "istio"])
+def test_an_abtest_over_a_route_ferryman_creates_runs(routing: dict[str, Any]) -> None:
+    sim = Sim(spec_with(AB_TEST, routing))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)  # the first version
+    assert experiment.refusal(sim.spec, router_for(sim.spec).capabilities) is None
 
 
 def test_objective_defaults_and_bounds() -> None:

@@ -55,6 +55,16 @@ def test_looks_carried_in_status_match_the_verdicts_own_running_state() -> None:
     assert previous.looks == len(looks) and previous.unit == sequential.UNIT_USERS
 
 
+def test_the_stage_spells_the_verdicts_outcomes() -> None:
+    from ferryman.plan import experiment_stage as stage
+
+    assert (stage.CANDIDATE_WINS, stage.STABLE_WINS, stage.NO_DIFFERENCE) == (
+        sequential.Outcome.CANDIDATE_WINS,
+        sequential.Outcome.STABLE_WINS,
+        sequential.Outcome.NO_DIFFERENCE,
+    )
+
+
 def test_direction_and_deadline() -> None:
     lower = OBJECTIVE.model_copy(update={"direction": "LowerIsBetter"})
     got = experiment.look(
@@ -73,3 +83,38 @@ def test_more_successes_than_users_count_as_every_user() -> None:
     )
     assert isinstance(got, ExperimentStatus)
     assert got.candidate.users == 150 and got.candidate.successes == 150
+
+
+def test_kubectl_ferryman_status_shows_the_verdict_per_variant() -> None:
+    from cases.api_cases import AB_TEST, rollout
+    from ferryman.api.rollout import Rollout
+    from ferryman.cli import render
+
+    obj = rollout(name="fraud")
+    obj["metadata"]["namespace"] = "risk"
+    obj["spec"]["strategy"] = AB_TEST
+    looks = [(1000, 100, 1000, 160), (2000, 200, 2000, 320)]
+    previous: ExperimentStatus | None = None
+    for su, ss, cu, cs in looks:
+        got = experiment.look(
+            OBJECTIVE, Counts(su, ss), Counts(cu, cs), previous, deadline=False, now=NOW
+        )
+        assert isinstance(got, ExperimentStatus)
+        previous = got
+    assert previous is not None
+    obj["status"] = {
+        "phase": "Progressing",
+        "stableVersion": "1.2.0",
+        "candidateVersion": "1.3.0",
+        "experiment": previous.model_dump(by_alias=True, mode="json"),
+    }
+    text = render.status(Rollout.model_validate(obj))
+    print(text)
+    assert "(model fraud, abTest over gatewayAPI)" in text
+    assert "A/B test:  CandidateWins; look 2" in text
+    assert "counts users (one trial per user)" in text
+    lines = text.splitlines()
+    assert any(line.split()[-4:] == ["stable", "2000", "200", "10.00%"] for line in lines)
+    assert any(line.split()[-4:] == ["candidate", "2000", "320", "16.00%"] for line in lines)
+    assert "difference +6.00%, 95% CI [+" in text and "p-value " in text
+    assert "users needed" in text

@@ -22,7 +22,7 @@ from ferryman.api.rollout import (
     RolloutStatus,
 )
 from ferryman.plan.decision import Decision
-from ferryman.plan.stages import Preview, Shadow, Stage
+from ferryman.plan.stages import Experiment, Preview, Shadow, Stage
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ def analysis_target(spec: RolloutSpec, status: RolloutStatus) -> AnalysisTarget 
         # The previous stable gets no traffic while baking: nothing to compare with.
         return AnalysisTarget(status.stable_version, status.previous_stable_version, False)
     w = status.weights
+    # An A/B test's candidate serves its users whatever the weights say (plan.experiment).
     live = w is not None and (w.candidate > 0 or w.mirror_percent > 0)
+    live = live or spec.strategy.ab_test is not None
     if (
         status.phase in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
         and live
@@ -98,6 +100,8 @@ def had_traffic(plan: list[Stage], i: int, committed: int) -> bool:
         if isinstance(stage, Shadow) and stage.percent > 0:
             return True
         if isinstance(stage, Preview) and stage.mirror > 0:
+            return True
+        if isinstance(stage, Experiment):
             return True
     return False
 

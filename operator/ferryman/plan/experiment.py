@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ferryman.analysis import sequential
 from ferryman.api.common import clip
 from ferryman.api.rollout import RolloutSpec
 from ferryman.api.rollout_experiment import (
@@ -38,6 +38,11 @@ from ferryman.api.rollout_experiment import (
     VariantFigures,
 )
 from ferryman.plan.route import RouterCapabilities, UserMatch
+
+if TYPE_CHECKING:
+    # numpy and scipy cost ~40 MB at startup: loaded at the first look, never by an
+    # operator whose Rollouts run no abTest.
+    from ferryman.analysis import sequential
 
 BUCKETS = 256  # two hex digits
 COOKIE_HEADER = "cookie"
@@ -117,17 +122,9 @@ def user_match(users: Users) -> UserMatch:
     )
 
 
-# The refusal while the strategy's state machine is not wired (issue 16 §1 step 4): the
-# API, the routing and the stickiness proof exist; the operator does not run an abTest yet.
-NOT_ACTIVE = (
-    "strategy.abTest is not active in this version of ferryman: its routing is written "
-    "but the verdict is not run yet (docs/experiments.md); nothing changes in traffic"
-)
-
-
 def refusal(spec: RolloutSpec, capabilities: RouterCapabilities) -> str | None:
     """Why this Rollout's abTest cannot run (the Rollout is then ``Invalid`` with this
-    message, and nothing changes in traffic); None when it is not an abTest."""
+    message, and nothing changes in traffic); None when it can, or is not an abTest."""
     if spec.strategy.ab_test is None:
         return None
     if not capabilities.header_match:
@@ -141,7 +138,7 @@ def refusal(spec: RolloutSpec, capabilities: RouterCapabilities) -> str | None:
             f"strategy.abTest on a route you own ({owned}) is not supported yet: name "
             "parentRefs or hosts so ferryman creates the route"
         )
-    return NOT_ACTIVE
+    return None
 
 
 @dataclass(frozen=True)
@@ -154,6 +151,8 @@ class Counts:
 
 def design(objective: Objective) -> sequential.Design:
     """The verdict's design from the objective (``analysis.sequential.Design``)."""
+    from ferryman.analysis import sequential
+
     return sequential.Design(
         direction=sequential.Direction(objective.direction),
         mde=objective.mde,
@@ -164,6 +163,8 @@ def design(objective: Objective) -> sequential.Design:
 
 
 def _arm(counts: Counts, what: str) -> sequential.Arm | str:
+    from ferryman.analysis import sequential
+
     u, k = counts.users, counts.successes
     if u is None or k is None:
         return f"no data for the {what}'s users or successes yet"
@@ -187,6 +188,8 @@ def look(
     """The verdict at this look (``sequential.evaluate``), going on from ``previous``
     (its running p-value and interval), as the status keeps it; a message instead when
     the counts are unusable (no data yet, NaN, negative): that look does not count."""
+    from ferryman.analysis import sequential
+
     arms = _arm(stable, "stable"), _arm(candidate, "candidate")
     for arm in arms:
         if isinstance(arm, str):

@@ -9,7 +9,7 @@ the routers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ferryman.api.rollout import Weights
 
@@ -43,12 +43,13 @@ class UserMatch:
     """The requests an A/B test sends to the candidate (``plan.experiment``): those whose
     header ``header`` (lowercase; ``cookie`` for cookies) equals ``exact``, or fully
     matches the RE2 pattern ``regex`` (anchored ``^...$``). ``share``: the expected share
-    of users for a percent-of-users split (None for an explicit cohort)."""
+    of users for a percent-of-users split (None for an explicit cohort); not in the route
+    object, so not compared (a route read back equals the one written)."""
 
     header: str
     exact: str | None = None
     regex: str | None = None
-    share: float | None = None
+    share: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
