@@ -11,6 +11,7 @@ from typing import Any
 from cases.api_cases import AB_TEST
 from ferryman.api.rollout import HistoryOutcome, RolloutPhase, Verdict
 from ferryman.api.rollout_experiment import ExperimentStatus, VariantFigures
+from ferryman.plan import evidence
 from ferryman.plan.route import Route
 from unit.machine_sim import Sim, retarget
 from unit.test_machine_analysis import ANALYSIS, measure
@@ -125,3 +126,16 @@ def test_no_look_after_the_deadline_ends_with_no_difference() -> None:
     sim.tick(31)
     assert sim.status.phase == RolloutPhase.HEALTHY and sim.route == Route(stable="1.0.0")
     assert "no verdict by the deadline 60s" in (sim.status.history or [])[-1].reason
+
+
+def test_analysis_runs_once_the_users_are_on_the_candidate_not_while_its_pods_come_up() -> None:
+    spec = spec_with({"abTest": AB_TEST["abTest"]}, GATEWAY, analysis=ANALYSIS)
+    sim = Sim(spec)
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.reconcile()  # the candidate's Deployment is created, not Ready yet
+    assert sim.status.candidate_version == "1.1.0" and sim.status.stage_since is None
+    assert evidence.analysis_target(sim.spec, sim.status) is None
+    sim.run_until(lambda s: s.route is not None and s.route.users is not None)
+    target = evidence.analysis_target(sim.spec, sim.status)
+    assert target is not None and (target.version, target.stable) == ("1.1.0", "1.0.0")

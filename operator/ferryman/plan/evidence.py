@@ -44,9 +44,11 @@ def analysis_target(spec: RolloutSpec, status: RolloutStatus) -> AnalysisTarget 
         # The previous stable gets no traffic while baking: nothing to compare with.
         return AnalysisTarget(status.stable_version, status.previous_stable_version, False)
     w = status.weights
-    # An A/B test's candidate serves its users whatever the weights say (plan.experiment).
     live = w is not None and (w.candidate > 0 or w.mirror_percent > 0)
-    live = live or spec.strategy.ab_test is not None
+    # An A/B test's candidate serves its users whatever the weights say, from the start
+    # of its stage (plan.experiment_stage) to its promotion; not while its pods come up.
+    ab = spec.strategy.ab_test is not None
+    live = live or (ab and (status.stage_since is not None or (status.current_step or 0) > 0))
     if (
         status.phase in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
         and live
