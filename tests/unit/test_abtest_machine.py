@@ -82,6 +82,9 @@ def test_candidate_wins_with_report_only_keeps_the_stable() -> None:
     assert sim.route == Route(stable="1.0.0") and "1.1.0" not in sim.replicas
     entry = (sim.status.history or [])[-1]
     assert entry.outcome == HistoryOutcome.STOPPED and "candidate wins" in (entry.reason or "")
+    assert entry.cause == "Experiment"
+    ready = [c for c in sim.status.conditions or [] if c.type == "Ready"]
+    assert [(c.status, c.reason) for c in ready] == [("True", "ExperimentEnded")]
 
 
 def test_stable_wins_rolls_back() -> None:
@@ -91,6 +94,7 @@ def test_stable_wins_rolls_back() -> None:
     assert sim.status.phase == RolloutPhase.ROLLED_BACK
     assert sim.route == Route(stable="1.0.0")
     assert "1.1.0" in (sim.status.rolled_back_versions or [])
+    assert (sim.status.history or [])[-1].cause == "Experiment"
     assert "stable wins: look says StableWins" in (sim.status.history or [])[-1].reason
 
 

@@ -141,7 +141,7 @@ class HistoryOutcome(StrEnum):
 
 
 class HistoryCause(StrEnum):
-    """What caused a RolledBack or Aborted outcome."""
+    """What caused a RolledBack or Aborted outcome (or an abTest's Stopped one)."""
 
     ANALYSIS = "Analysis"  # a metric failed beyond failureLimit while rolling out
     BAKE_ANALYSIS = "BakeAnalysis"  # a metric failed beyond failureLimit while baking
@@ -150,6 +150,9 @@ class HistoryCause(StrEnum):
     ARTIFACT_FAILED = "ArtifactFailed"
     USER = "User"  # `kubectl ferryman abort`
     UNDO = "Undo"  # `kubectl ferryman undo`
+    # the abTest's verdict (plan.experiment_stage): stable wins (RolledBack), or no
+    # difference / report only (Stopped)
+    EXPERIMENT = "Experiment"
 
 
 class HistoryEntry(ApiModel):

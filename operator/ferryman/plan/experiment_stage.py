@@ -5,10 +5,10 @@ analysis interval, ``plan.experiment.look``) says how it ends:
 
 - ``CandidateWins``: on to promotion (the usual promotion: full size, guardrail evidence,
   one route write), or, with ``onCandidateWins: report``, end and keep the stable;
-- ``StableWins``: roll back (phase ``RolledBack``, cause ``Analysis``);
+- ``StableWins``: roll back (phase ``RolledBack``, cause ``Experiment``);
 - ``NoDifference`` (a difference of the MDE ruled out, or none found by ``duration``):
-  end, keep the stable, report (phase ``Healthy``, history ``Stopped``, as a shadow's
-  ``then: stop``);
+  end, keep the stable, report (phase ``Healthy``, history ``Stopped`` with cause
+  ``Experiment``; condition Ready with reason ``ExperimentEnded``);
 - otherwise keep serving the users. At ``duration`` the handler's look says
   ``deadline``; if no look comes within ``GRACE_INTERVALS`` analysis intervals after it
   (Prometheus down), the test ends with no difference rather than run on.
@@ -141,7 +141,7 @@ def end(
             observed,
             phase=RolloutPhase.ROLLED_BACK,
             reason=ending.reason,
-            cause=HistoryCause.ANALYSIS,
+            cause=HistoryCause.EXPERIMENT,
         )
     victim = s.candidate_version
     d = rollback(
@@ -151,7 +151,7 @@ def end(
         phase=RolloutPhase.HEALTHY,
         reason=ending.reason,
         outcome=HistoryOutcome.STOPPED,
-        cause=None,
+        cause=HistoryCause.EXPERIMENT,
     )
     d.status.message = f"{ending.reason}; {victim} removed, stable {s.stable_version} kept"
     d.events = [*events, Event("Normal", "ABTestEnded", d.status.message)]
