@@ -229,3 +229,29 @@ def test_someone_elses_two_rules_are_not_read_as_an_ab_route() -> None:
     two_matches["spec"]["rules"][0]["matches"][0]["path"] = {"type": "PathPrefix", "value": "/v2"}
     read = router.read(two_matches, REVERSE)  # read as weights (of one Service): not A/B
     assert read is None or read.users is None
+
+
+def test_exclusive_bounds_are_openapi_v3_booleans_in_the_crds() -> None:
+    """pydantic's gt/lt give JSON Schema 2020-12 numbers; the API server refuses a CRD
+    with them (found applying the abTest's objective bounds)."""
+    from ferryman.api import crds
+
+    found: list[tuple[str, Any]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("exclusiveMinimum", "exclusiveMaximum"):
+                    found.append((f"{path}.{key}", value))
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(crds.documents(), "")
+    assert found and all(value is True for _, value in found), found
+    mde = "objective.properties.mde"
+    assert {p.rsplit(".", 1)[1] for p, _ in found if mde in p} == {
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+    }
