@@ -89,7 +89,63 @@ def test_a_candidate_that_converts_better_wins_and_is_promoted(
     assert abs(e["stable"]["rate"] - 0.10) < 0.02 and abs(e["candidate"]["rate"] - 0.20) < 0.02
     assert e["interval"][0] > 0 and e["pValue"] <= 0.05
     # every user reached one version; about half of them the candidate while it ran
-    share = users.reached["1.1.0"] / (users.reached["1.1.0"] + users.reached["1.0.0"])
-    assert 0.3 < share < 0.7, users.reached
+    assert users.experiments == [("fraud-1-1-0", "fraud-1-0-0")], users.experiments
+    reached = users.reached
+    share = reached.get("1.1.0", 0) / (sum(reached.values()) or 1)
+    assert 0.3 < share < 0.7, reached
     entry = status["history"][-1]
     assert entry["version"] == "1.1.0" and entry["outcome"] == "Promoted"
+
+
+def test_an_equal_candidate_ends_with_no_difference_and_a_worse_one_is_rolled_back(
+    cluster: Cluster,
+    namespace: str,
+    dataplane: DataPlane,
+    users: ABUsers,
+    analysing_operator: OperatorProcess,
+) -> None:
+    """One Rollout, two experiments: 1.1.0 converts as the stable does (10%) and the test
+    ends with no difference (the interval inside +-MDE), the stable kept; 1.2.0 converts
+    4% and the stable wins: rolled back."""
+    cluster.apply(r.versions("1.0.0", "1.1.0", "1.2.0"), namespace=namespace)
+    cluster.apply(
+        r.rollout("1.0.0", analysis=analysis(), strategy=ab_test(50)), namespace=namespace
+    )
+    stable_on(cluster, namespace, "1.0.0")
+    users.rate.update({"1.0.0": 0.10, "1.1.0": 0.10, "1.2.0": 0.04})
+    r.retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: any(
+            h["version"] == "1.1.0" for h in r.status(cluster, namespace).get("history") or []
+        ),
+        timeout=120,
+        message="the equal candidate's test ended",
+    )
+    status = r.status(cluster, namespace)
+    entry = status["history"][-1]
+    assert (entry["outcome"], entry.get("cause")) == ("Stopped", "Experiment"), entry
+    assert "no difference" in entry["reason"], entry
+    assert status["phase"] == "Healthy" and status["stableVersion"] == "1.0.0"
+    e = status["experiment"]
+    assert e["outcome"] == "NoDifference" and -0.05 < e["interval"][0] < e["interval"][1] < 0.05
+    ready = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert [(c["status"], c["reason"]) for c in ready] == [("True", "ExperimentEnded")]
+
+    r.retarget(cluster, namespace, "1.2.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("phase") == "RolledBack",
+        timeout=120,
+        message="the worse candidate rolled back",
+    )
+    status = r.status(cluster, namespace)
+    entry = status["history"][-1]
+    assert (entry["version"], entry["outcome"], entry.get("cause")) == (
+        "1.2.0",
+        "RolledBack",
+        "Experiment",
+    )
+    assert "stable wins" in entry["reason"]
+    e = status["experiment"]
+    assert e["outcome"] == "StableWins" and e["interval"][1] < 0
+    assert e["candidate"]["users"] < 1000  # a fresh experiment's counts, not the last one's
+    assert status["stableVersion"] == "1.0.0"

@@ -9,7 +9,9 @@ version. Per version it exports ``app_exposed_users_total`` (users who reached i
 ``app_converted_users_total`` (users who converted), the conversions being each version's
 true rate times its users with the remainder carried (no random draws), so a verdict in
 an e2e test is deterministic up to scrape timing. Users count from the moment the route
-is an A/B one (the experiment's exposures); before that they only make requests. The
+is an A/B one (the experiment's exposures), and start again at 0 with each new
+experiment, as an application counts per experiment; before that users only make
+requests. The
 data plane's request shares follow the same users (``DataPlane.shares`` is what the
 users reached), so the guardrail metrics see the split the route makes.
 """
@@ -52,6 +54,8 @@ class ABUsers:
         # The data plane's request shares are the users' (one routing rule for both).
         self.dataplane._read_shares = self._shares  # type: ignore[method-assign]
         self._tick_shares: dict[str, float] = {}
+        self._experiment: tuple[str, ...] = ()
+        self.experiments: list[tuple[str, ...]] = []  # each experiment's Services, in order
 
     def start(self) -> ABUsers:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -95,6 +99,14 @@ class ABUsers:
             n, self._arrived = int(self._arrived), self._arrived - int(self._arrived)
             counts: dict[str, int] = {}
             ab = _is_ab(route)
+            if ab and _backends(route) != self._experiment:
+                # A new experiment: the application's per-experiment counters start at 0.
+                self._experiment = _backends(route)
+                self.experiments.append(self._experiment)
+                self.exposed.clear()
+                self.converted.clear()
+                self._carry.clear()
+                self.reached = {}
             for _ in range(n):
                 uid = hashlib.sha256(str(self._next).encode()).hexdigest()[:32]
                 self._next += 1
@@ -121,12 +133,23 @@ class ABUsers:
             self.converted.labels(**labels).inc(k)
 
 
+def _backends(route: dict[str, Any]) -> tuple[str, ...]:
+    """The Services a route sends to, in its order (an experiment's identity)."""
+    spec = route.get("spec") or {}
+    names = [b["name"] for r in spec.get("rules") or [] for b in r.get("backendRefs") or []]
+    names += [
+        d["destination"]["host"] for h in spec.get("http") or [] for d in h.get("route") or []
+    ]
+    return tuple(names)
+
+
 def _is_ab(route: dict[str, Any]) -> bool:
     """Whether the route sends users by a header match (an A/B test's route)."""
     spec = route.get("spec") or {}
-    return any(r.get("matches") for r in spec.get("rules") or []) or any(
-        h.get("match") for h in spec.get("http") or []
-    )
+    # (the API server gives every HTTPRoute rule a path match: only headers count)
+    gateway = [m for r in spec.get("rules") or [] for m in r.get("matches") or []]
+    istio = [m for h in spec.get("http") or [] for m in h.get("match") or []]
+    return any(m.get("headers") for m in gateway + istio)
 
 
 def _weighted(seed: int) -> route_eval.Pick:

@@ -255,3 +255,21 @@ def test_exclusive_bounds_are_openapi_v3_booleans_in_the_crds() -> None:
         "exclusiveMinimum",
         "exclusiveMaximum",
     }
+
+
+def test_an_ab_httproute_reads_back_with_what_the_api_server_defaults() -> None:
+    """The API server gives every HTTPRoute match a PathPrefix / path, a rule without
+    matches one such match, and backendRefs group, kind and weight (found in e2e)."""
+    router = router_for(spec_with(AB_TEST, GATEWAY))
+    route = Route(stable="1.0.0", candidate="1.1.0", users=MATCHES[1])
+    obj = router.build(
+        name="fraud", namespace="ns", route=route, services=SERVICES, port=80, metadata={}
+    )
+    rules = obj["spec"]["rules"]
+    path = {"type": "PathPrefix", "value": "/"}
+    rules[0]["matches"][0]["path"] = dict(path)
+    rules[1]["matches"] = [{"path": dict(path)}]
+    for rule in rules:
+        for ref in rule["backendRefs"]:
+            ref.update(group="", kind="Service")
+    assert router.read(obj, REVERSE) == route

@@ -82,16 +82,31 @@ def _one_backend(refs: Any, name_of: Any, versions: Mapping[str, str]) -> str | 
     return versions.get(name_of(refs[0]) or "")
 
 
+# What the API server fills in for a match without a path (Gateway API's default).
+DEFAULT_PATH = {"type": "PathPrefix", "value": "/"}
+
+
+def _match(match: Any) -> Obj | None:
+    """A match as ferryman wrote it: the defaulted path taken out."""
+    if not isinstance(match, dict):
+        return None
+    return {k: v for k, v in match.items() if not (k == "path" and v == DEFAULT_PATH)}
+
+
 def read_gateway(rules: list[Obj], versions: Mapping[str, str]) -> Route | None:
     """The A/B ``Route`` of an HTTPRoute's ``rules`` (``versions``: Service -> version)
-    when they are the two rules ``gateway_rules`` writes, else None."""
-    if len(rules) != 2 or not all(isinstance(r, dict) for r in rules) or "matches" in rules[1]:
+    when they are the two rules ``gateway_rules`` writes (with what the API server
+    defaults: a ``PathPrefix /`` path in every match, a rule without matches given one
+    such match), else None."""
+    if len(rules) != 2 or not all(isinstance(r, dict) for r in rules):
         return None
-    matches = rules[0].get("matches")
-    if not isinstance(matches, list) or len(matches) != 1:
+    if [_match(m) for m in rules[1].get("matches") or []] not in ([], [{}]):
         return None
-    headers = matches[0].get("headers")
-    if not isinstance(headers, list) or len(headers) != 1 or set(matches[0]) - {"headers"}:
+    matches = [_match(m) for m in rules[0].get("matches") or []]
+    if len(matches) != 1 or matches[0] is None or set(matches[0]) != {"headers"}:
+        return None
+    headers = matches[0]["headers"]
+    if not isinstance(headers, list) or len(headers) != 1:
         return None
     h = headers[0]
 
