@@ -118,3 +118,4 @@ def test_kubectl_ferryman_status_shows_the_verdict_per_variant() -> None:
     assert any(line.split()[-4:] == ["candidate", "2000", "320", "16.00%"] for line in lines)
     assert "difference +6.00%, 95% CI [+" in text and "p-value " in text
     assert "users needed" in text
+    assert "A/B users: 10.16% of users by x-user-id (requests without it: stable)" in text

@@ -9,7 +9,7 @@ from datetime import datetime
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import HistoryEntry, Rollout, RolloutSpec
 from ferryman.api.rollout_experiment import ExperimentStatus
-from ferryman.plan import semver, stages
+from ferryman.plan import experiment_stage, semver, stages
 from ferryman.routing import router_for
 
 MEASUREMENTS_SHOWN = 6
@@ -57,6 +57,9 @@ def status(rollout: Rollout) -> str:
                 + (f"   weight {w.candidate}%   mirror {w.mirror_percent}%" if w else ""),
             )
         )
+        if spec.strategy.ab_test is not None:  # the users it serves besides any weight
+            users = experiment_stage.describe(experiment_stage.users_of(spec))
+            rows.append(("A/B users", f"{users} (requests without it: stable)"))
     if s.previous_stable_version:
         rows.append(("Previous", s.previous_stable_version))
     if s.current_step is not None and s.candidate_version:
