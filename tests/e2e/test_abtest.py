@@ -58,16 +58,20 @@ def analysis() -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("routing", [r.GATEWAY, r.ISTIO], ids=["gatewayAPI", "istio"])
 def test_a_candidate_that_converts_better_wins_and_is_promoted(
     cluster: Cluster,
     namespace: str,
     dataplane: DataPlane,
     users: ABUsers,
     analysing_operator: OperatorProcess,
+    routing: dict[str, Any],
 ) -> None:
+    """Over Gateway API (RegularExpression header match) and Istio (regex header match)."""
     cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
     cluster.apply(
-        r.rollout("1.0.0", analysis=analysis(), strategy=ab_test(50)), namespace=namespace
+        r.rollout("1.0.0", analysis=analysis(), strategy=ab_test(50), routing=routing),
+        namespace=namespace,
     )
     stable_on(cluster, namespace, "1.0.0")
     users.rate.update({"1.0.0": 0.10, "1.1.0": 0.20})
