@@ -101,6 +101,7 @@ ROLLBACK_REASON: dict[HistoryCause, str] = {
     HistoryCause.ARTIFACT_FAILED: "artifact",
     HistoryCause.USER: "abort",
     HistoryCause.UNDO: "undo",
+    HistoryCause.EXPERIMENT: "experiment",
 }
 ROLLBACK_OUTCOMES = frozenset({HistoryOutcome.ROLLED_BACK, HistoryOutcome.ABORTED})
 

@@ -189,6 +189,37 @@ SERVICE: dict[str, Any] = {"service": {}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
 SHARED_ROUTE = {"gatewayAPI": {"httpRoute": {"name": "public", "rules": ["predict", "explain"]}}}
 SHADOW = {"shadow": {"mirrorPercent": 50, "duration": "15m", "then": "stop"}}
+AB_OBJECTIVE = {
+    "successes": 'sum(app_converted_users_total{version="{{version}}"})',
+    "trials": 'sum(app_exposed_users_total{version="{{version}}"})',
+    "direction": "HigherIsBetter",
+    "mde": 0.02,
+}
+AB_TEST = {
+    "abTest": {
+        "users": {"percentOfUsers": {"percent": 10, "userId": {"header": "x-user-id"}}},
+        "objective": AB_OBJECTIVE,
+    }
+}
+
+
+def _ab(
+    users: dict[str, Any] | None = None, routing: Manifest | None = None, **fields: Any
+) -> Manifest:
+    """A Rollout with the abTest strategy; ``users`` and ``fields`` replace its parts,
+    ``routing`` its trafficRouting."""
+    ab = copy.deepcopy(AB_TEST["abTest"])
+    if users is not None:
+        ab["users"] = users
+    analysis = fields.pop("analysis", None)
+    ab.update(fields)
+    m = _ro(_set("strategy", {"abTest": ab}))
+    if analysis is _DELETE:
+        del m["spec"]["analysis"]
+    if routing is not None:
+        m["spec"]["trafficRouting"] = copy.deepcopy(routing)
+    return m
+
 
 # Field case 10: names that are valid custom-resource names but cannot name a Service.
 LONG_MV_NAME = "mlong-" + "a" * 60 + "-1-2-0"  # 72 characters
@@ -497,9 +528,94 @@ INVALID: list[Case] = [
     Case(
         "two strategies",
         _ro(_set("strategy.blueGreen", {})),
-        "strategy needs exactly one of canary, blueGreen or shadow",
+        "strategy needs exactly one of canary, blueGreen, shadow or abTest",
     ),
     Case("no strategy", _ro(_set("strategy", {})), "strategy needs exactly one of canary"),
+    Case(
+        "abTest and canary",
+        _ro(_set("strategy.abTest", AB_TEST["abTest"])),
+        "strategy needs exactly one of canary, blueGreen, shadow or abTest",
+    ),
+    Case(
+        "abTest without analysis",
+        _ab(analysis=_DELETE),
+        "strategy.abTest needs spec.analysis",
+    ),
+    Case("abTest without users", _ab(users={}), "abTest.users needs exactly one of header"),
+    Case(
+        "abTest with a header and a cookie cohort",
+        _ab(
+            users={
+                "header": {"name": "x-beta", "value": "1"},
+                "cookie": {"name": "b", "value": "1"},
+            }
+        ),
+        "abTest.users needs exactly one of header, cookie or percentOfUsers",
+    ),
+    Case(
+        "abTest uppercase header name",
+        _ab(users={"header": {"name": "X-Beta", "value": "1"}}),
+        "abTest header names must be lowercase",
+    ),
+    Case(
+        "abTest cookie matched as a header",
+        _ab(users={"header": {"name": "cookie", "value": "beta=1"}}),
+        "to match a cookie, use cookie",
+    ),
+    Case(
+        "abTest cookie value with a semicolon",
+        _ab(users={"cookie": {"name": "beta", "value": "1;x=2"}}),
+        "abTest cookie value must be",
+    ),
+    Case(
+        "abTest cookie name with a space",
+        _ab(users={"cookie": {"name": "be ta", "value": "1"}}),
+        "abTest cookie names must be",
+    ),
+    Case(
+        "abTest header value with a trailing space",
+        _ab(users={"header": {"name": "x-beta", "value": "yes "}}),
+        "abTest header value must be visible ASCII",
+    ),
+    Case(
+        "abTest user id in a header and a cookie",
+        _ab(
+            users={
+                "percentOfUsers": {"percent": 10, "userId": {"header": "x-user", "cookie": "uid"}}
+            }
+        ),
+        "abTest userId needs exactly one of header or cookie",
+    ),
+    Case(
+        "abTest 100 percent of users",
+        _ab(users={"percentOfUsers": {"percent": 100, "userId": {"cookie": "uid"}}}),
+        "percent",
+    ),
+    Case(
+        "abTest zero MDE",
+        _ab(objective={**AB_OBJECTIVE, "mde": 0}),
+        "mde",
+    ),
+    Case(
+        "abTest unknown direction",
+        _ab(objective={**AB_OBJECTIVE, "direction": "Up"}),
+        "direction",
+    ),
+    Case(
+        "abTest blank objective query",
+        _ab(objective={**AB_OBJECTIVE, "trials": " "}),
+        "abTest objective query must not be empty",
+    ),
+    Case(
+        "abTest duration in days",
+        _ab(duration="14d"),
+        "abTest.duration must be a duration",
+    ),
+    Case(
+        "abTest report or promote only",
+        _ab(onCandidateWins="rollback"),
+        "onCandidateWins",
+    ),
     Case(
         "no router",
         _ro(_set("trafficRouting", {})),
@@ -752,6 +868,22 @@ VALID: list[Case] = [
         _ro(_set("analysis.metrics", [metric(f"m{i}") for i in range(16)])),
     ),
     Case("track latest", _ro(_set("target", {"track": "latest"}))),
+    Case("abTest on 10% of users by header id", _ab()),
+    Case(
+        "abTest on 1% of users by cookie id, until 336h, report only",
+        _ab(
+            users={"percentOfUsers": {"percent": 1, "userId": {"cookie": "session.uid"}}},
+            duration="336h",
+            onCandidateWins="report",
+        ),
+    ),
+    Case(
+        "abTest beta testers by header", _ab(users={"header": {"name": "x-beta", "value": "yes"}})
+    ),
+    Case(
+        "abTest beta testers by cookie, over istio",
+        _ab(users={"cookie": {"name": "beta", "value": "a/b=c"}}, routing=ISTIO),
+    ),
     Case("a shared HTTPRoute's named rules", _ro(_set("trafficRouting", SHARED_ROUTE))),
     Case(
         "a shared VirtualService's named routes",

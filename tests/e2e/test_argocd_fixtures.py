@@ -44,6 +44,7 @@ REQUIRED = {
     "Rollout/WaitingForOperator/NewGeneration",
     "Rollout/Healthy",
     "Rollout/Healthy/ShadowStopped",
+    "Rollout/Healthy/ExperimentEnded",
     "Rollout/Healthy/Unavailable",
     "Rollout/Progressing",
     "Rollout/Baking",
@@ -98,6 +99,22 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "noprom": {"analysis": analysis("vector(0)", provider="down")},
     "gate": {"gates": {"offlineMetrics": [{"name": "auc", "min": 0.9}]}},
     "shadow": {"strategy": {"shadow": {"mirrorPercent": 10, "duration": "2s", "then": "stop"}}},
+    # An A/B test whose two variants convert alike (1,000 users, 100 successes each): its
+    # first look rules out a difference of the MDE -> Healthy, ExperimentEnded.
+    "abtest": {
+        "strategy": {
+            "abTest": {
+                "users": {"percentOfUsers": {"percent": 50, "userId": {"header": "x-user-id"}}},
+                "objective": {
+                    "successes": "vector(100)",
+                    "trials": "vector(1000)",
+                    "direction": "HigherIsBetter",
+                    "mde": 0.05,
+                },
+            }
+        },
+        "analysis": analysis("vector(0)"),
+    },
     # Promoted at once, previous kept warm: undo -> RolledBack.
     "undo": {"strategy": {"canary": {"steps": [{"setWeight": 50}]}}, "scaleDownDelaySeconds": 600},
     "unready": {},

@@ -64,8 +64,9 @@ def health(kind_dir: Path, files: list[Path]) -> list[dict[str, str]]:
 def fixture_key(obj: dict[str, Any]) -> str:
     """What a Rollout or ModelVersion status object stands for, e.g. ``Rollout/Paused/
     Inconclusive``, ``Rollout/Healthy/Unavailable``, ``Rollout/Healthy/ShadowStopped``,
-    ``Rollout/WaitingForOperator``, ``ModelVersion/Duplicate``: one committed fixture is
-    needed per key seen in a real run."""
+    ``Rollout/Healthy/ExperimentEnded``, ``Rollout/WaitingForOperator``,
+    ``ModelVersion/Duplicate``: one committed fixture is needed per key seen in a real
+    run."""
     kind = obj.get("kind", "?")
     meta, st = obj.get("metadata") or {}, obj.get("status") or {}
     observed, generation = st.get("observedGeneration"), meta.get("generation")
@@ -83,7 +84,9 @@ def fixture_key(obj: dict[str, Any]) -> str:
         key += "/Unavailable"
     history = st.get("history") or []
     if st["phase"] == "Healthy" and history and history[-1].get("outcome") == "Stopped":
-        key += "/ShadowStopped"
+        # an abTest that ended keeping the stable, or a shadow then: stop
+        experiment = history[-1].get("cause") == "Experiment"
+        key += "/ExperimentEnded" if experiment else "/ShadowStopped"
     return key
 
 

@@ -6,7 +6,9 @@ needs a *structural* OpenAPI v3 schema. This module turns one into the other:
 - ``$ref``/``$defs`` are inlined (CRDs allow no references); a field's own description
   and CEL rules are merged with the referenced model's;
 - ``Optional[X]`` (``anyOf [X, null]``) becomes ``X``, not required;
-- ``const`` becomes a one-value ``enum``; ``title`` and ``default`` are dropped (defaults
+- ``const`` becomes a one-value ``enum``; an exclusive bound (``gt``, ``lt``: a number
+  in ``exclusiveMinimum`` in JSON Schema 2020-12) becomes OpenAPI v3's ``minimum`` with
+  ``exclusiveMinimum: true``; ``title`` and ``default`` are dropped (defaults
   are applied by the operator's models, so what users wrote stays what Git holds), except
   where a field asks for a server-side default (``SERVER_DEFAULT``: spec.replicas, which
   the scale subresource must find);
@@ -87,6 +89,11 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
             continue
         if key == "const":
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            # JSON Schema 2020-12 (pydantic's gt/lt) gives the bound; OpenAPI v3 (a CRD)
+            # wants the bound in minimum/maximum and a boolean here.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         elif key == SERVER_DEFAULT:
             out["default"] = value
         elif key == "properties":

@@ -282,6 +282,11 @@ _MIRROR_RULES = (
         "istio); trafficRouting.service cannot mirror",
     ),
     cel(
+        "!has(self.strategy.abTest) || has(self.analysis)",
+        "strategy.abTest needs spec.analysis: its provider and interval read the objective "
+        "(and its metrics are the guardrails)",
+    ),
+    cel(
         "self.model == oldSelf.model",
         "model is immutable: create a new Rollout for another model",
     ),

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import Field
 
 from ferryman.api.common import ApiModel, Conditions, ShortStr, bounded_text, newest_items
+from ferryman.api.rollout_experiment import ExperimentStatus
 from ferryman.api.rollout_limits import (
     MAX_ACTION_ID,
     MAX_ACTION_MESSAGE,
@@ -140,7 +141,7 @@ class HistoryOutcome(StrEnum):
 
 
 class HistoryCause(StrEnum):
-    """What caused a RolledBack or Aborted outcome."""
+    """What caused a RolledBack or Aborted outcome (or an abTest's Stopped one)."""
 
     ANALYSIS = "Analysis"  # a metric failed beyond failureLimit while rolling out
     BAKE_ANALYSIS = "BakeAnalysis"  # a metric failed beyond failureLimit while baking
@@ -149,6 +150,9 @@ class HistoryCause(StrEnum):
     ARTIFACT_FAILED = "ArtifactFailed"
     USER = "User"  # `kubectl ferryman abort`
     UNDO = "Undo"  # `kubectl ferryman undo`
+    # the abTest's verdict (plan.experiment_stage): stable wins (RolledBack), or no
+    # difference / report only (Stopped)
+    EXPERIMENT = "Experiment"
 
 
 class HistoryEntry(ApiModel):
@@ -240,6 +244,11 @@ class RolloutStatus(ApiModel):
     )
     weights: Weights | None = None
     analysis: AnalysisStatus | None = None
+    experiment: ExperimentStatus | None = Field(
+        None,
+        description="The abTest's verdict at its last look (reset on a new target and on "
+        "retry, like analysis).",
+    )
     rolled_back_versions: Annotated[list[ShortStr] | None, newest_items(MAX_HISTORY)] = Field(
         None, max_length=MAX_HISTORY, description="Versions rolled back, newest last."
     )

@@ -1,6 +1,7 @@
 """``spec.strategy``: how traffic moves, exactly one of canary (steps of setWeight and
-pause), blueGreen (a preview, then a switch) or shadow (mirroring, then promote, canary
-or stop). ``plan.stages`` turns it into the state machine's stages.
+pause), blueGreen (a preview, then a switch), shadow (mirroring, then promote, canary
+or stop) or abTest (a share of users, sticky, until a verdict; ``api.rollout_experiment``).
+``plan.stages`` turns it into the state machine's stages.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from ferryman.api.common import ApiModel, cel, duration_rule, model_rules, rules
+from ferryman.api.rollout_experiment import ABTest
 from ferryman.api.rollout_limits import MAX_STEPS
 
 
@@ -103,12 +105,13 @@ class Shadow(ApiModel):
 
 
 class Strategy(ApiModel):
-    """How traffic moves: exactly one of canary, blueGreen or shadow."""
+    """How traffic moves: exactly one of canary, blueGreen, shadow or abTest."""
 
     model_config = model_rules(
         cel(
-            "[has(self.canary), has(self.blueGreen), has(self.shadow)].exists_one(x, x)",
-            "strategy needs exactly one of canary, blueGreen or shadow",
+            "[has(self.canary), has(self.blueGreen), has(self.shadow), has(self.abTest)]"
+            ".exists_one(x, x)",
+            "strategy needs exactly one of canary, blueGreen, shadow or abTest",
         )
     )
 
@@ -117,3 +120,18 @@ class Strategy(ApiModel):
         None, alias="blueGreen", description="Preview, then switch."
     )
     shadow: Shadow | None = Field(None, description="Mirrored traffic only.")
+    ab_test: ABTest | None = Field(
+        None,
+        alias="abTest",
+        description="A share of users, sticky per user, until a statistical verdict "
+        "(docs/experiments.md).",
+    )
+
+    @property
+    def kind(self) -> str:
+        """The strategy's field name: canary, blueGreen, shadow or abTest."""
+        if self.canary is not None:
+            return "canary"
+        if self.blue_green is not None:
+            return "blueGreen"
+        return "abTest" if self.ab_test is not None else "shadow"

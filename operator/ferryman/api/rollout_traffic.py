@@ -243,3 +243,13 @@ class TrafficRouting(ApiModel):
     service: ServiceRouting | None = Field(
         None, description="Plain Services (no mesh, no mirroring)."
     )
+
+    @property
+    def user_owned_route(self) -> str | None:
+        """The field that names a route someone else owns (``gatewayAPI.httpRoute`` or
+        ``istio.virtualService``), None when ferryman creates the route object."""
+        if self.gateway_api is not None and self.gateway_api.http_route is not None:
+            return "gatewayAPI.httpRoute"
+        if self.istio is not None and self.istio.virtual_service is not None:
+            return "istio.virtualService"
+        return None

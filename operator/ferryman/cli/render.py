@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import HistoryEntry, Rollout
-from ferryman.plan import semver, stages
+from ferryman.api.rollout import HistoryEntry, Rollout, RolloutSpec
+from ferryman.api.rollout_experiment import ExperimentStatus
+from ferryman.plan import experiment_stage, semver, stages
 from ferryman.routing import router_for
 
 MEASUREMENTS_SHOWN = 6
@@ -26,9 +27,7 @@ def _short(text: str, width: int) -> str:
 def status(rollout: Rollout) -> str:
     s, spec = rollout.status, rollout.spec
     plan = stages.stages(spec)
-    kind = (
-        "canary" if spec.strategy.canary else "blueGreen" if spec.strategy.blue_green else "shadow"
-    )
+    kind = spec.strategy.kind
     router = router_for(spec).name
     w = s.weights
     lines = [
@@ -58,6 +57,9 @@ def status(rollout: Rollout) -> str:
                 + (f"   weight {w.candidate}%   mirror {w.mirror_percent}%" if w else ""),
             )
         )
+        if spec.strategy.ab_test is not None:  # the users it serves besides any weight
+            users = experiment_stage.describe(experiment_stage.users_of(spec))
+            rows.append(("A/B users", f"{users} (requests without it: stable)"))
     if s.previous_stable_version:
         rows.append(("Previous", s.previous_stable_version))
     if s.current_step is not None and s.candidate_version:
@@ -69,11 +71,9 @@ def status(rollout: Rollout) -> str:
         rows.append(
             ("Action", f"{la.action} {la.result.value} at {_t(la.at)} — {_short(la.message, 140)}")
         )
+    more = s.analysis or s.history or s.experiment
     for i, (label, value) in enumerate(rows):
-        lines.append(
-            f"{'└' if i == len(rows) - 1 and not s.analysis and not s.history else '├'}─ "
-            f"{label + ':':<11}{value}"
-        )
+        lines.append(f"{'└' if i == len(rows) - 1 and not more else '├'}─ {label + ':':<11}{value}")
     if s.analysis is not None:
         a = s.analysis
         failures = ", ".join(f"{k}: {v}" for k, v in (a.failures or {}).items()) or "none"
@@ -90,6 +90,8 @@ def status(rollout: Rollout) -> str:
                 f"  {m.threshold or m.message}"
             )
             lines.append(f"│       query: {_short(m.query, 110)}")
+    if s.experiment is not None:
+        lines += experiment_lines(s.experiment, spec, last=not s.history)
     if s.history:
         lines.append("└─ History:")
         for h in s.history[-HISTORY_SHOWN:]:
@@ -97,6 +99,32 @@ def status(rollout: Rollout) -> str:
                 f"    {_t(h.at)}  {h.version:<12} {_outcome(h):<24} {_short(h.reason, 140)}"
             )
     return "\n".join(lines)
+
+
+def experiment_lines(e: ExperimentStatus, spec: RolloutSpec, *, last: bool) -> list[str]:
+    """The abTest's verdict: per variant users, successes and rate; the difference with
+    its always-valid interval, p-value, e-value and users still needed."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:+.2%}" if x < 0 or x > 0 else "0.00%"
+
+    alpha = spec.strategy.ab_test.objective.alpha if spec.strategy.ab_test else 0.05
+    interval = f"[{pct(e.interval[0])}, {pct(e.interval[1])}]" if e.interval else "-"
+    e_value = "-" if e.e_value is None else f"{e.e_value:.3g}"
+    needed = "-" if e.users_needed is None else str(e.users_needed)
+    rows = [("variant", "users", "successes", "rate")] + [
+        (name, str(v.users), str(v.successes), "-" if v.rate is None else f"{v.rate:.2%}")
+        for name, v in (("stable", e.stable), ("candidate", e.candidate))
+    ]
+    bar = "    " if last else "│   "
+    return [
+        f"{'└' if last else '├'}─ A/B test:  {e.outcome}; look {e.looks} at {_t(e.at)}; "
+        f"counts {e.unit}",
+        *(f"{bar}{line}" for line in _table(rows).splitlines()),
+        f"{bar}difference {pct(e.difference)}, {1 - alpha:.0%} CI {interval}, "
+        f"p-value {e.p_value:.3g}, e-value {e_value}, users needed {needed}",
+        f"{bar}{_short(e.message, 140)}",
+    ]
 
 
 def _outcome(h: HistoryEntry) -> str:

@@ -41,6 +41,7 @@ from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import (
     executor,
+    experiment_round,
     holds,
     killpoints,
     namespaces,
@@ -256,6 +257,7 @@ async def reconcile(
             rollout.status.analysis = await analysis_round.measure(
                 rollout, due, provider, by_version, now
             )
+            await experiment_round.look(rollout, due, provider, by_version, now)
         except Exception as e:  # never let measuring stop a decision (abort, rollback)
             log.warning("%s/%s: analysis round failed: %s", ns, name, describe(e))
             rollout.status.analysis = analysis_round.error_round(rollout, describe(e), now)

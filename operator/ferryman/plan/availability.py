@@ -8,7 +8,7 @@ these are computed after the decision is made, whatever path made it.
 from __future__ import annotations
 
 from ferryman.api.common import ConditionStatus
-from ferryman.api.rollout import HistoryOutcome, RolloutSpec
+from ferryman.api.rollout import HistoryCause, HistoryOutcome, RolloutSpec
 from ferryman.plan import conditions
 from ferryman.plan.capacity import needed
 from ferryman.plan.decision import Decision, Event, Observed
@@ -27,6 +27,7 @@ def set_standard_conditions(d: Decision, observed: Observed) -> None:
         pause_reason=s.pause.reason.value if s.pause else None,
         candidate=s.candidate_version,
         stopped=last is not None and last.outcome == HistoryOutcome.STOPPED,
+        experiment=last is not None and last.cause == HistoryCause.EXPERIMENT,
         message=s.message or "",
         generation=observed.generation,
         now=observed.now,

@@ -64,6 +64,7 @@ REASON_STABLE_NOT_READY = "StableNotReady"
 # Ready (True)
 REASON_TARGET_STABLE = "TargetStable"
 REASON_SHADOW_STOPPED = "ShadowStopped"
+REASON_EXPERIMENT_ENDED = "ExperimentEnded"  # an abTest ended keeping the stable
 # Ready, Progressing, Reconciling, Stalled (False or True): the phase, named as it is
 # (Pending before the first status), so a reason never needs a lookup table.
 REASON_PENDING = "Pending"
@@ -80,6 +81,7 @@ def rollout_conditions(
     pause_reason: str | None,
     candidate: str | None,
     stopped: bool,
+    experiment: bool = False,
     message: str,
     generation: int,
     now: datetime,
@@ -87,7 +89,8 @@ def rollout_conditions(
     """``conds`` with Ready, Progressing, Paused, Reconciling and Stalled set from a
     Rollout's decided status (``phase`` a RolloutPhase value or None before the first
     status; ``pause_reason`` a PauseReason value while Paused; ``candidate`` the version
-    in flight; ``stopped`` when the last history entry is a shadow ``then: stop``).
+    in flight; ``stopped`` when the last history entry is a shadow ``then: stop``, or with
+    ``experiment`` an abTest that ended keeping the stable).
     Available is read, not set: Ready needs it not False. Pure."""
     p = phase or REASON_PENDING
     available = find(conds, AVAILABLE)
@@ -95,7 +98,11 @@ def rollout_conditions(
     settled = p == "Healthy" and candidate is None
     ready = settled and stable_ok
     if ready:
-        ready_reason = REASON_SHADOW_STOPPED if stopped else REASON_TARGET_STABLE
+        ready_reason = (
+            (REASON_EXPERIMENT_ENDED if experiment else REASON_SHADOW_STOPPED)
+            if stopped
+            else REASON_TARGET_STABLE
+        )
     elif settled:
         ready_reason = REASON_STABLE_NOT_READY
     else:

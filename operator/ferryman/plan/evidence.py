@@ -22,7 +22,7 @@ from ferryman.api.rollout import (
     RolloutStatus,
 )
 from ferryman.plan.decision import Decision
-from ferryman.plan.stages import Preview, Shadow, Stage
+from ferryman.plan.stages import Experiment, Preview, Shadow, Stage
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ def analysis_target(spec: RolloutSpec, status: RolloutStatus) -> AnalysisTarget 
         return AnalysisTarget(status.stable_version, status.previous_stable_version, False)
     w = status.weights
     live = w is not None and (w.candidate > 0 or w.mirror_percent > 0)
+    # An A/B test's candidate serves its users whatever the weights say, from the start
+    # of its stage (plan.experiment_stage) to its promotion; not while its pods come up.
+    ab = spec.strategy.ab_test is not None
+    live = live or (ab and (status.stage_since is not None or (status.current_step or 0) > 0))
     if (
         status.phase in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
         and live
@@ -98,6 +102,8 @@ def had_traffic(plan: list[Stage], i: int, committed: int) -> bool:
         if isinstance(stage, Shadow) and stage.percent > 0:
             return True
         if isinstance(stage, Preview) and stage.mirror > 0:
+            return True
+        if isinstance(stage, Experiment):
             return True
     return False
 

@@ -53,7 +53,7 @@ from ferryman.api.rollout import (
     RolloutSpec,
     RolloutStatus,
 )
-from ferryman.plan import actions, gates, semver
+from ferryman.plan import actions, experiment, gates, semver
 from ferryman.plan.actions import ActionName
 from ferryman.plan.availability import set_available, set_standard_conditions
 from ferryman.plan.capacity import keep_capacity, ratio_weights
@@ -179,6 +179,9 @@ def _decide(
         return invalid(s, f"Rollout {observed.conflict} already serves model {spec.model}")
     if observed.invalid:
         return invalid(s, observed.invalid)
+    refused = experiment.refusal(spec, observed.capabilities)
+    if refused:
+        return invalid(s, refused)
     if observed.blocked:
         return blocked(s, observed.blocked, action)
 
@@ -356,6 +359,7 @@ def _start(
     s.current_step, s.canary_weight, s.pause = 0, 0, None
     s.step_started_at = observed.now
     s.analysis = None  # counters reset on a new target (and on retry)
+    s.experiment = None  # so does an A/B test's verdict (plan.experiment)
     mark_weight_change(spec, s, observed.now)
     s.phase = RolloutPhase.PROGRESSING
     s.stage_since = None

@@ -25,6 +25,7 @@ from ferryman.api.rollout import (
     RolloutSpec,
     RolloutStatus,
 )
+from ferryman.plan import experiment_stage
 from ferryman.plan.actions import ActionName
 from ferryman.plan.capacity import needed, ratio_sizing, supported
 from ferryman.plan.decision import Action, Decision, Event, Observed
@@ -40,7 +41,7 @@ from ferryman.plan.manual import hold_stage, manual_action
 from ferryman.plan.route import Route, weights_of
 from ferryman.plan.scale import next_capacity, reference_replicas
 from ferryman.plan.spec_edits import follow_spec_edits
-from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stop, stages
+from ferryman.plan.stages import Experiment, Pause, Preview, SetWeight, Shadow, Stop, stages
 from ferryman.plan.walk import Walk, no_live_weight
 
 
@@ -156,6 +157,11 @@ def progress(
             advanced = shadow(walk, stage)
         elif isinstance(stage, Preview):
             advanced = preview(walk, stage)
+        elif isinstance(stage, Experiment):
+            ran = experiment_stage.run(walk, stage)
+            if isinstance(ran, experiment_stage.Ending):
+                return experiment_stage.end(spec, s, observed, events, ran)
+            advanced = ran
         else:
             assert isinstance(stage, Stop)
             return stop_shadow(spec, s, observed, events)
@@ -187,6 +193,10 @@ def progress(
             if isinstance(last, Shadow)
             else 0
         )
+        if isinstance(last, Experiment):  # its users stay on the candidate until promoted
+            users = experiment_stage.users_of(spec)
+            if ready_for(experiment_stage.replicas_for(spec, users)):
+                walk.users = users
         if keep and ready_for(max(needed(replicas, keep), 1)):
             mirror = keep
         else:
@@ -260,7 +270,11 @@ def progress(
                 )
             )
         route = Route(
-            stable=stable, candidate=candidate, candidate_weight=weight, mirror_percent=mirror
+            stable=stable,
+            candidate=candidate,
+            candidate_weight=weight,
+            mirror_percent=mirror,
+            users=walk.users,
         )
         d.deployments = {stable: replicas, candidate: max(want, needed(replicas, committed))}
     d.route = route

@@ -9,7 +9,7 @@ the routers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ferryman.api.rollout import Weights
 
@@ -25,8 +25,8 @@ class RouterCapabilities:
       Ready pods behind one live Service (``plan.capacity``: the stable is sized for what
       the candidate carries, the split is read from Ready pods, no decision drops Ready
       capacity behind the live Service).
-    - ``header_match``: its data plane can route by request header or cookie (declared
-      for A/B routing; nothing decides on it yet).
+    - ``header_match``: its data plane can route by request header or cookie (the abTest
+      strategy, ``plan.experiment``, refuses a router without it).
     - ``owns_live_service``: the route object *is* the Service named after the Rollout;
       otherwise the executor writes that Service itself (selecting the stable version) so
       in-cluster clients keep one stable name.
@@ -39,13 +39,30 @@ class RouterCapabilities:
 
 
 @dataclass(frozen=True)
+class UserMatch:
+    """The requests an A/B test sends to the candidate (``plan.experiment``): those whose
+    header ``header`` (lowercase; ``cookie`` for cookies) equals ``exact``, or fully
+    matches the RE2 pattern ``regex`` (anchored ``^...$``). ``share``: the expected share
+    of users for a percent-of-users split (None for an explicit cohort); not in the route
+    object, so not compared (a route read back equals the one written)."""
+
+    header: str
+    exact: str | None = None
+    regex: str | None = None
+    share: float | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Route:
-    """Traffic: ``candidate_weight`` percent to the candidate, the rest to stable."""
+    """Traffic: ``candidate_weight`` percent to the candidate, the rest to stable; with
+    ``users`` (an A/B test), the requests it matches to the candidate and every other
+    request to stable (``candidate_weight`` and ``mirror_percent`` are then 0)."""
 
     stable: str
     candidate: str | None = None
     candidate_weight: int = 0
     mirror_percent: int = 0
+    users: UserMatch | None = None
 
     @property
     def stable_weight(self) -> int:

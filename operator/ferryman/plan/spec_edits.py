@@ -18,7 +18,7 @@ from typing import Any
 from ferryman.api.rollout import PauseReason, RolloutSpec, RolloutStatus
 from ferryman.plan.decision import Event
 from ferryman.plan.evidence import mark_weight_change
-from ferryman.plan.stages import Pause, Preview, SetWeight, Shadow, Stage, stages
+from ferryman.plan.stages import Experiment, Pause, Preview, SetWeight, Shadow, Stage, stages
 
 
 def _digest(value: object) -> str:
@@ -32,7 +32,7 @@ def plan_fingerprint(spec: RolloutSpec) -> str:
     stages (durations in seconds), nothing else (not replicas, template or analysis).
     Deterministic: equal plans give equal fingerprints across processes."""
     strategy = spec.strategy
-    kind = "canary" if strategy.canary else "blueGreen" if strategy.blue_green else "shadow"
+    kind = strategy.kind
 
     def seconds(d: timedelta | None) -> float | None:
         return None if d is None else d.total_seconds()
@@ -47,6 +47,8 @@ def plan_fingerprint(spec: RolloutSpec) -> str:
             out.append({"shadow": stage.percent, "seconds": seconds(stage.duration)})
         elif isinstance(stage, Preview):
             out.append({"preview": stage.mirror, "autoSeconds": seconds(stage.auto_after)})
+        elif isinstance(stage, Experiment):
+            out.append({"abTest": True, "seconds": seconds(stage.duration)})
         else:
             out.append({"stop": True})
     return _digest([kind, out])

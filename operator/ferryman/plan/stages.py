@@ -1,5 +1,5 @@
-"""A strategy as a list of stages: ``SetWeight``, ``Pause``, ``Shadow``, ``Preview`` and
-``Stop``; promotion follows the last one.
+"""A strategy as a list of stages: ``SetWeight``, ``Pause``, ``Shadow``, ``Preview``,
+``Stop`` and ``Experiment``; promotion follows the last one.
 
 Its own module so the CLI can show the plan without importing the state machine.
 """
@@ -47,7 +47,16 @@ class Stop:
     """Shadow with ``then: stop``: remove the candidate and report; stable untouched."""
 
 
-Stage = SetWeight | Pause | Shadow | Preview | Stop
+@dataclass(frozen=True)
+class Experiment:
+    """abTest: the candidate serves the users ``plan.experiment`` matches until a verdict,
+    or ``duration`` (None: no time limit)."""
+
+    duration: timedelta | None
+    text: str
+
+
+Stage = SetWeight | Pause | Shadow | Preview | Stop | Experiment
 
 
 def stages(spec: RolloutSpec) -> list[Stage]:
@@ -75,6 +84,9 @@ def stages(spec: RolloutSpec) -> list[Stage]:
                 timedelta(seconds=auto) if auto is not None else None,
             )
         ]
+    if strategy.ab_test is not None:
+        d = strategy.ab_test.duration
+        return [Experiment(parse_duration(d) if d else None, d or "")]
     assert strategy.shadow is not None
     sh = strategy.shadow
     first: list[Stage] = [Shadow(sh.mirror_percent, parse_duration(sh.duration), sh.duration)]

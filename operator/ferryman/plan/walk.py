@@ -10,6 +10,7 @@ from datetime import datetime
 from ferryman.api.rollout import RolloutSpec, RolloutStatus
 from ferryman.plan.decision import Decision, DeploymentState, Event
 from ferryman.plan.evidence import mark_weight_change
+from ferryman.plan.route import UserMatch
 from ferryman.plan.stages import Stage
 
 
@@ -17,9 +18,9 @@ from ferryman.plan.stages import Stage
 class Walk:
     """Where the stage loop stands: the position ``i`` in the plan, the weight the steps
     have ``committed``, and what the stage it stopped at asks for: ``want`` candidate
-    replicas, ``mirror`` percent, the ``preview`` Service, whether it is
-    ``waiting_for_pods``. Each stage function advances it (returns True: on to the next
-    stage) or stops there (False)."""
+    replicas, ``mirror`` percent, the ``preview`` Service, the ``users`` an A/B test sends
+    to the candidate, whether it is ``waiting_for_pods``. Each stage function advances it
+    (returns True: on to the next stage) or stops there (False)."""
 
     spec: RolloutSpec
     s: RolloutStatus
@@ -33,6 +34,7 @@ class Walk:
     want: int
     mirror: int = 0
     preview: bool = False
+    users: UserMatch | None = None
     waiting_for_pods: bool = False
 
     @property

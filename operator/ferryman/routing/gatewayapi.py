@@ -15,6 +15,7 @@ from typing import Any
 
 from ferryman.api.rollout import GatewayAPIRouting, RolloutSpec
 from ferryman.plan.route import Route, RouterCapabilities
+from ferryman.routing import abtest
 from ferryman.routing.shared import RuleShape, Shared, carries, patch_ops, read_rule
 
 Obj = dict[str, Any]
@@ -118,7 +119,8 @@ class GatewayAPIRouter:
                 r.model_dump(by_alias=True, exclude_none=True)
                 for r in self.config.parent_refs or []
             ],
-            "rules": [rule],
+            # An A/B test: header-matched rules instead (routing.abtest).
+            "rules": [rule] if route.users is None else abtest.gateway_rules(route, services, port),
         }
         if self.config.hostnames:
             spec["hostnames"] = list(self.config.hostnames)
@@ -137,7 +139,11 @@ class GatewayAPIRouter:
         if self.shared is not None:
             rule = read_rule(obj, "rules", self.shared.rules)
         else:
-            rule = ((obj.get("spec") or {}).get("rules") or [None])[0]
+            every = (obj.get("spec") or {}).get("rules") or [None]
+            ab = abtest.read_gateway(every, versions)  # an A/B test's rules (routing.abtest)
+            if ab is not None:
+                return ab
+            rule = every[0]
         if rule is None:
             return None
         weights: list[tuple[str, int]] = []

@@ -13,6 +13,7 @@ from typing import Any
 
 from ferryman.api.rollout import IstioRouting, RolloutSpec
 from ferryman.plan.route import Route, RouterCapabilities
+from ferryman.routing import abtest
 from ferryman.routing.shared import (
     RuleShape,
     Shared,
@@ -123,7 +124,9 @@ class IstioRouter:
         mirror = _mirror(route, services, port)
         if mirror is not None:
             http["mirror"], http["mirrorPercentage"] = mirror
-        spec: Obj = {"hosts": list(self.config.hosts or []), "http": [http]}
+        # An A/B test: header-matched routes instead (routing.abtest).
+        routes = [http] if route.users is None else abtest.istio_http(route, services, port)
+        spec: Obj = {"hosts": list(self.config.hosts or []), "http": routes}
         if self.config.gateways:
             spec["gateways"] = list(self.config.gateways)
         return {
@@ -141,7 +144,11 @@ class IstioRouter:
         if self.shared is not None:
             http = read_rule(obj, "http", self.shared.rules)
         else:
-            http = ((obj.get("spec") or {}).get("http") or [None])[0]
+            every = (obj.get("spec") or {}).get("http") or [None]
+            ab = abtest.read_istio(every, versions)  # an A/B test's routes (routing.abtest)
+            if ab is not None:
+                return ab
+            http = every[0]
         if http is None:
             return None
         weights: list[tuple[str, int]] = []

@@ -1,0 +1,158 @@
+"""The abTest stage of the state machine (``plan.progress`` runs it like the other stages):
+the candidate serves the users ``plan.experiment.user_match`` picks, sized for their
+share, until the verdict the handler keeps in ``status.experiment`` (one look per
+analysis interval, ``plan.experiment.look``) says how it ends:
+
+- ``CandidateWins``: on to promotion (the usual promotion: full size, guardrail evidence,
+  one route write), or, with ``onCandidateWins: report``, end and keep the stable;
+- ``StableWins``: roll back (phase ``RolledBack``, cause ``Experiment``);
+- ``NoDifference`` (a difference of the MDE ruled out, or none found by ``duration``):
+  end, keep the stable, report (phase ``Healthy``, history ``Stopped`` with cause
+  ``Experiment``; condition Ready with reason ``ExperimentEnded``);
+- otherwise keep serving the users. At ``duration`` the handler's look says
+  ``deadline``; if no look comes within ``GRACE_INTERVALS`` analysis intervals after it
+  (Prometheus down), the test ends with no difference rather than run on.
+
+The guardrails (``spec.analysis.metrics``) are measured throughout and roll back as in a
+canary (``plan.progress``). Pure; its own module so ``plan.progress`` stays one outline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from ferryman.api.rollout import (
+    HistoryCause,
+    HistoryOutcome,
+    RolloutPhase,
+    RolloutSpec,
+    RolloutStatus,
+)
+from ferryman.api.rollout_experiment import OnWin
+from ferryman.plan import experiment
+from ferryman.plan.capacity import needed
+from ferryman.plan.decision import Decision, Event, Observed
+from ferryman.plan.durations import parse_duration
+from ferryman.plan.endings import rollback
+from ferryman.plan.evidence import mark_weight_change
+from ferryman.plan.route import UserMatch
+from ferryman.plan.stages import Experiment
+from ferryman.plan.walk import Walk, no_live_weight
+
+GRACE_INTERVALS = 3
+# analysis.sequential.Outcome's values (not imported: it loads numpy and scipy).
+CANDIDATE_WINS, STABLE_WINS, NO_DIFFERENCE = "CandidateWins", "StableWins", "NoDifference"
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the test ends without promotion: ``rollback`` (stable wins) or not (keep the
+    stable and report), with the reason for history and status."""
+
+    rollback: bool
+    reason: str
+
+
+def users_of(spec: RolloutSpec) -> UserMatch:
+    assert spec.strategy.ab_test is not None
+    return experiment.user_match(spec.strategy.ab_test.users)
+
+
+def replicas_for(spec: RolloutSpec, match: UserMatch) -> int:
+    """Candidate replicas for the users it serves: its share of ``spec.replicas`` (at least
+    one) for a percent of users; all of them for a cohort, whose size nobody knows."""
+    if match.share is None:
+        return spec.replicas
+    return max(1, needed(spec.replicas, math.ceil(match.share * 100)))
+
+
+def describe(match: UserMatch) -> str:
+    if match.share is not None:
+        return f"{match.share:.2%} of users by {match.header}"
+    return (
+        f"requests whose {match.header} {'is ' + repr(match.exact) if match.exact else 'matches'}"
+    )
+
+
+def run(w: Walk, stage: Experiment) -> bool | Ending:
+    """The stage (see the module docstring): True on to promotion, False stay, or how it
+    ends."""
+    spec, s, now, candidate = w.spec, w.s, w.now, w.candidate
+    ab = spec.strategy.ab_test
+    assert ab is not None
+    match = users_of(spec)
+    w.committed = no_live_weight(spec, s, now, w.committed, candidate, w.d.events, "an A/B test")
+    w.want = replicas_for(spec, match)
+    if not w.ready_for(w.want):
+        # Before it starts: wait for the pods (the progress deadline applies). Pods that
+        # turn unready mid-test: its users go back to stable, the clock runs on.
+        w.waiting_for_pods = s.stage_since is None
+        s.message = (
+            f"abTest: waiting for {w.want} Ready replicas of {candidate} ({w.available} Ready)"
+        )
+        return False
+    if s.stage_since is None:
+        s.stage_since = now
+        mark_weight_change(spec, s, now)
+        w.d.events.append(Event("Normal", "ABTest", f"{candidate} serves {describe(match)}"))
+    w.users = match
+    e = s.experiment
+    looked = e is not None and e.at is not None and e.at >= s.stage_since
+    outcome = e.outcome if e is not None and looked else None
+    note = e.message if e is not None and looked else "no look yet"
+    if outcome == CANDIDATE_WINS:
+        if ab.on_candidate_wins == OnWin.PROMOTE:
+            s.stage_since, s.step_started_at, w.i = None, now, w.i + 1
+            return True
+        return Ending(False, f"abTest: candidate wins (onCandidateWins: report): {note}")
+    if outcome == STABLE_WINS:
+        return Ending(True, f"abTest: stable wins: {note}")
+    if outcome == NO_DIFFERENCE:
+        return Ending(False, f"abTest: no difference: {note}")
+    if stage.duration is not None:
+        deadline = s.stage_since + stage.duration
+        assert spec.analysis is not None  # the CRD: abTest needs analysis
+        grace = deadline + GRACE_INTERVALS * parse_duration(spec.analysis.interval)
+        if now >= grace:
+            return Ending(False, f"abTest: no verdict by the deadline {stage.text} ({note})")
+        w.d.wake_in(((deadline if now < deadline else grace) - now).total_seconds())
+    s.message = f"abTest: {candidate} serves {describe(match)}; {note}"
+    return False
+
+
+def deadline_reached(spec: RolloutSpec, s: RolloutStatus, now: datetime) -> bool:
+    """Whether the abTest's ``duration`` has passed (the handler's look says deadline)."""
+    ab = spec.strategy.ab_test
+    if ab is None or ab.duration is None or s.stage_since is None:
+        return False
+    return now >= s.stage_since + parse_duration(ab.duration)
+
+
+def end(
+    spec: RolloutSpec, s: RolloutStatus, observed: Observed, events: list[Event], ending: Ending
+) -> Decision:
+    """End the test without promotion: everything to stable, the candidate removed."""
+    if ending.rollback:
+        return rollback(
+            spec,
+            s,
+            observed,
+            phase=RolloutPhase.ROLLED_BACK,
+            reason=ending.reason,
+            cause=HistoryCause.EXPERIMENT,
+        )
+    victim = s.candidate_version
+    d = rollback(
+        spec,
+        s,
+        observed,
+        phase=RolloutPhase.HEALTHY,
+        reason=ending.reason,
+        outcome=HistoryOutcome.STOPPED,
+        cause=HistoryCause.EXPERIMENT,
+    )
+    d.status.message = f"{ending.reason}; {victim} removed, stable {s.stable_version} kept"
+    d.events = [*events, Event("Normal", "ABTestEnded", d.status.message)]
+    return d
