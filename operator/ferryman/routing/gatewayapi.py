@@ -3,7 +3,18 @@ HTTPRoute someone else owns (``gatewayAPI.httpRoute``, ``routing.shared``).
 
 A rule's weighted ``backendRefs`` go to the stable and candidate Services, and a
 ``RequestMirror`` filter with ``percent`` (standard channel since v1.3, GEP-3171) mirrors
-traffic when asked. Weights are written as percentages that always sum to 100. In a
+traffic when asked. Weights are written as percentages that always sum to 100.
+
+East-west traffic (GAMMA, issue 15 §2): a route whose parent is a Gateway carries only the
+traffic that comes through that Gateway; in-cluster clients calling the Rollout's live
+Service reach the stable version (the Service selects it). A parentRef ``{group: "",
+kind: Service}`` (the live Service, named after the Rollout) asks for a route whose parent
+is that Service, on its port, so a mesh that implements GAMMA splits those calls too.
+Gateway parents and the Service parent never share one route (implementations treat a
+route with both kinds of parents differently): with both, the Gateway parents' route is
+``<rollout>`` and the Service's is ``<rollout>.mesh`` (``api.names.mesh_route``), a
+companion (``routing.base.CompanionRouter``) carrying the same weights and mirror, written
+in the same step; with the Service parent alone, ``<rollout>`` is the mesh route. In a
 shared route ferryman's mirror filter is the ``RequestMirror`` whose backend is one of the
 Rollout's version Services; other filters (the owners' own mirrors included) stay.
 """
@@ -13,8 +24,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ferryman.api import names
 from ferryman.api.rollout import GatewayAPIRouting, RolloutSpec
+from ferryman.api.rollout_traffic import SERVICE_KIND, ParentRef
 from ferryman.plan.route import Route, RouterCapabilities
+from ferryman.routing.base import RouteRef
 from ferryman.routing.shared import RuleShape, Shared, carries, patch_ops, read_rule
 
 Obj = dict[str, Any]
@@ -99,6 +113,36 @@ class GatewayAPIRouter:
         config = spec.traffic_routing.gateway_api
         return cls(config) if config is not None else None
 
+    def _parents(self) -> tuple[list[ParentRef], list[ParentRef]]:
+        """(Gateway parents, Service parents) of the spec."""
+        refs = self.config.parent_refs or []
+        return [r for r in refs if r.kind != SERVICE_KIND], [
+            r for r in refs if r.kind == SERVICE_KIND
+        ]
+
+    def _route(
+        self, name: str, namespace: str, route: Route, services: Mapping[str, str], port: int,
+        metadata: Obj, parents: list[Obj], hostnames: bool,
+    ) -> Obj:  # fmt: skip
+        rule: Obj = {"backendRefs": backends(route, services, port)}
+        mirror = mirror_filter(route, services, port)
+        if mirror is not None:
+            rule["filters"] = [mirror]
+        spec: Obj = {"parentRefs": parents, "rules": [rule]}
+        if hostnames and self.config.hostnames:
+            spec["hostnames"] = list(self.config.hostnames)
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {**metadata, "name": name, "namespace": namespace},
+            "spec": spec,
+        }
+
+    @staticmethod
+    def _service_parent(rollout: str, port: int) -> Obj:
+        # The live Service, on its (HTTP) port: the Service's other ports are not HTTP.
+        return {"group": "", "kind": SERVICE_KIND, "name": rollout, "port": port}
+
     def build(
         self,
         *,
@@ -109,25 +153,35 @@ class GatewayAPIRouter:
         port: int,
         metadata: Obj,
     ) -> Obj:
-        rule: Obj = {"backendRefs": backends(route, services, port)}
-        mirror = mirror_filter(route, services, port)
-        if mirror is not None:
-            rule["filters"] = [mirror]
-        spec: Obj = {
-            "parentRefs": [
-                r.model_dump(by_alias=True, exclude_none=True)
-                for r in self.config.parent_refs or []
-            ],
-            "rules": [rule],
-        }
-        if self.config.hostnames:
-            spec["hostnames"] = list(self.config.hostnames)
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "metadata": {**metadata, "name": name, "namespace": namespace},
-            "spec": spec,
-        }
+        gateways, mesh = self._parents()
+        if gateways:
+            parents = [r.model_dump(by_alias=True, exclude_none=True) for r in gateways]
+            return self._route(name, namespace, route, services, port, metadata, parents, True)
+        parents = [self._service_parent(name, port)] if mesh else []
+        return self._route(name, namespace, route, services, port, metadata, parents, False)
+
+    def companions(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        route: Route,
+        services: Mapping[str, str],
+        port: int,
+        metadata: Obj,
+    ) -> list[Obj]:
+        gateways, mesh = self._parents()
+        if not (gateways and mesh):
+            return []
+        parents = [self._service_parent(name, port)]
+        mesh_name = names.mesh_route(name)
+        return [self._route(mesh_name, namespace, route, services, port, metadata, parents, False)]
+
+    def companion_refs(self, name: str, *, every: bool = False) -> tuple[RouteRef, ...]:
+        gateways, mesh = self._parents()
+        if not every and not (gateways and mesh):
+            return ()
+        return (RouteRef(self.api_version, self.kind, names.mesh_route(name)),)
 
     def patch(self, obj: Obj, route: Route, services: Mapping[str, str], port: int) -> list[Obj]:
         assert self.shared is not None

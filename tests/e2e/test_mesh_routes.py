@@ -1,0 +1,157 @@
+"""East-west (mesh) traffic, issue 15 §2, through the real operator and API server: a
+Rollout whose Gateway API parentRefs mix a Gateway and its live Service (GAMMA) gets two
+HTTPRoutes, ``fraud`` (the Gateway's) and ``fraud.mesh`` (the Service's); both move in
+the same step and both return to stable on an analysis rollback. The simulated data plane
+sends half its requests through the Gateway and half as in-cluster calls to the live
+Service (``harness.dataplane``: routed by the GAMMA route, as a mesh would), so the
+analysis sees, and the test checks, the traffic each route produces; a sampler on each
+route checks every state (weights sum to 100, no weight on unready capacity)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e import rollouts as r
+from e2e.test_analysis import analysis, settings_file  # noqa: F401 (a fixture)
+from harness.dataplane import DataPlane
+from harness.kube import Cluster, wait_for
+from harness.operator import OperatorProcess
+
+pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.prometheus]
+
+MESH = "fraud.mesh"
+GAMMA = {
+    "gatewayAPI": {
+        "parentRefs": [{"name": "ml-gateway"}, {"group": "", "kind": "Service", "name": "fraud"}],
+        "hostnames": ["fraud.acme.example"],
+    }
+}
+STABLE = {"fraud-1-0-0": 100}
+HALF = {"fraud-1-0-0": 50, "fraud-1-1-0": 50}
+
+
+def near(split: dict[str, float], want: dict[str, float]) -> bool:
+    return all(abs(split.get(v, 0.0) - w) < 0.01 for v, w in want.items())
+
+
+def test_gateway_and_mesh_routes_move_and_roll_back_together(
+    cluster: Cluster,
+    namespace: str,
+    dataplane: DataPlane,
+    operator_factory: Callable[..., OperatorProcess],
+    settings_file: Path,  # noqa: F811 (the fixture)
+) -> None:
+    ns = namespace
+    dataplane.traffic = {"gateway": 0.5, "mesh": 0.5}
+    operator_factory(args=[f"--settings={settings_file}"]).start()
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    checks = analysis(inconclusiveLimit=10)
+    cluster.apply(r.rollout("1.0.0", routing=GAMMA, analysis=checks), namespace=ns)
+
+    def routes() -> tuple[dict[str, int] | None, dict[str, int] | None]:
+        return r.http_route(cluster, ns), r.http_route(cluster, ns, MESH)
+
+    wait_for(
+        lambda: routes() == (STABLE, STABLE) and r.status(cluster, ns).get("phase") == "Healthy",
+        timeout=60,
+        message="both routes on the first version",
+    )
+    mesh: Any = cluster.get_json("httproute", MESH, ns)
+    assert mesh["spec"]["parentRefs"] == [
+        {"group": "", "kind": "Service", "name": "fraud", "port": 80}
+    ]
+    assert "hostnames" not in mesh["spec"]
+    assert mesh["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "ferryman"
+    gateway: Any = cluster.get_json("httproute", "fraud", ns)
+    assert [p["name"] for p in gateway["spec"]["parentRefs"]] == ["ml-gateway"]
+    samplers = [r.Sampler(cluster, ns, replicas=2, route=name) for name in ("fraud", MESH)]
+
+    r.retarget(cluster, ns, "1.1.0")
+    wait_for(
+        lambda: routes() == (HALF, HALF) and r.status(cluster, ns).get("phase") == "Paused",
+        timeout=60,
+        message="both routes at 50% in the step",
+    )
+    # The traffic each route produces: half of the Gateway's and half of the in-cluster
+    # calls to the live Service reach the candidate.
+    half = {"1.0.0": 0.5, "1.1.0": 0.5}
+    wait_for(
+        lambda: (
+            near(dataplane.by_source.get("gateway", {}), half)
+            and near(dataplane.by_source.get("mesh", {}), half)
+        ),
+        timeout=5,
+        message="the data plane splits gateway and mesh traffic",
+    )
+    assert r.status(cluster, ns)["weights"]["candidate"] == 50
+
+    # A hand edit of the mesh route is written back, a deleted one created again.
+    cluster.kubectl(
+        "patch", "httproute", MESH, "-n", ns, "--type=json", "-p",
+        '[{"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": 80},'
+        ' {"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 20}]',
+    )  # fmt: skip
+    wait_for(lambda: routes() == (HALF, HALF), timeout=10, message="mesh weights restored")
+    cluster.kubectl("delete", "httproute", MESH, "-n", ns)
+    wait_for(lambda: routes() == (HALF, HALF), timeout=10, message="mesh route recreated")
+
+    # The candidate goes bad: the rollback returns both routes to stable.
+    dataplane.set("1.1.0", error_rate=0.3)
+    wait_for(
+        lambda: r.status(cluster, ns).get("phase") == "RolledBack",
+        timeout=60,
+        message="RolledBack",
+    )
+    assert routes() == (STABLE, STABLE)
+    wait_for(
+        lambda: (
+            near(dataplane.by_source.get("mesh", {}), {"1.0.0": 1.0})
+            and near(dataplane.by_source.get("gateway", {}), {"1.0.0": 1.0})
+        ),
+        timeout=5,
+        message="all traffic back on stable",
+    )
+    assert [s.stop() for s in samplers] == [[], []]
+
+    # The Service parent removed: its route is deleted, the Gateway's stays.
+    gateway_only = {"gatewayAPI": {"parentRefs": [{"name": "ml-gateway"}]}}
+    cluster.apply(r.rollout("1.0.0", routing=gateway_only, analysis=checks), namespace=ns)
+    wait_for(
+        lambda: cluster.get_json("httproute", MESH, ns) is None,
+        timeout=15,
+        message="the mesh route deleted",
+    )
+    assert r.http_route(cluster, ns) == STABLE
+
+
+def test_a_gateway_route_alone_leaves_mesh_traffic_on_stable(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, operator: OperatorProcess
+) -> None:
+    """Why the Service parent exists: with Gateway parents only, in-cluster calls to the
+    live Service reach the stable version whatever the step (docs/traffic.md)."""
+    ns = namespace
+    dataplane.traffic = {"gateway": 0.5, "mesh": 0.5}
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0"), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=60, message="up")
+    r.retarget(cluster, ns, "1.1.0")
+    wait_for(
+        lambda: (
+            r.http_route(cluster, ns) == HALF and r.status(cluster, ns).get("phase") == "Paused"
+        ),
+        timeout=60,
+        message="candidate at 50%",
+    )
+    wait_for(
+        lambda: (
+            near(dataplane.by_source.get("gateway", {}), {"1.1.0": 0.5})
+            and near(dataplane.by_source.get("mesh", {}), {"1.0.0": 1.0, "1.1.0": 0.0})
+        ),
+        timeout=5,
+        message="gateway traffic split, mesh traffic all on stable",
+    )
+    assert cluster.get_json("httproute", MESH, ns) is None

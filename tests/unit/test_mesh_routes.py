@@ -1,0 +1,76 @@
+"""East-west (mesh) routes, issue 15 §2: a Gateway API spec whose parentRefs mix Gateways
+and the Rollout's live Service (GAMMA) gives two HTTPRoutes carrying the same weights and
+mirror, one per kind of parent; the Service parent alone gives one route on that Service;
+Gateways alone no companion (and every companion the spec may have, for clean-up)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ferryman.api.rollout import GatewayAPIRouting
+from ferryman.plan.route import Route
+from ferryman.routing import RouteRef, companions_of
+from ferryman.routing.gatewayapi import GatewayAPIRouter
+
+SERVICES = {"1.2.0": "fraud-1-2-0", "1.3.0": "fraud-1-3-0"}
+GATEWAY = {"name": "ml-gateway", "namespace": "infra"}
+MESH = {"group": "", "kind": "Service", "name": "fraud"}
+
+
+def router(*parents: dict[str, Any]) -> GatewayAPIRouter:
+    return GatewayAPIRouter(
+        GatewayAPIRouting.model_validate(
+            {"parentRefs": list(parents), "hostnames": ["fraud.acme.example"]}
+        )
+    )
+
+
+def render(r: GatewayAPIRouter, route: Route) -> list[dict[str, Any]]:
+    kwargs: dict[str, Any] = dict(
+        name="fraud", namespace="risk", route=route, services=SERVICES, port=80, metadata={}
+    )
+    companion = companions_of(r)
+    assert companion is not None
+    return [r.build(**kwargs), *companion.companions(**kwargs)]
+
+
+def test_gateway_and_service_parents_give_two_routes_with_the_same_traffic() -> None:
+    r = router(GATEWAY, MESH)
+    main, mesh = render(r, Route("1.2.0", "1.3.0", candidate_weight=30, mirror_percent=0))
+    assert main["metadata"]["name"] == "fraud"
+    assert main["spec"]["parentRefs"] == [GATEWAY]
+    assert main["spec"]["hostnames"] == ["fraud.acme.example"]
+    assert mesh["kind"] == "HTTPRoute" and mesh["metadata"]["name"] == "fraud.mesh"
+    # The live Service on its port; no hostnames (GAMMA routes match the Service).
+    assert mesh["spec"]["parentRefs"] == [{**MESH, "port": 80}]
+    assert "hostnames" not in mesh["spec"]
+    assert main["spec"]["rules"] == mesh["spec"]["rules"]
+    assert main["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "fraud-1-2-0", "port": 80, "weight": 70},
+        {"name": "fraud-1-3-0", "port": 80, "weight": 30},
+    ]
+    mirror = render(r, Route("1.2.0", "1.3.0", mirror_percent=20))
+    assert mirror[0]["spec"]["rules"] == mirror[1]["spec"]["rules"]
+    assert mirror[1]["spec"]["rules"][0]["filters"][0]["requestMirror"]["percent"] == 20
+    assert r.companion_refs("fraud") == (RouteRef(r.api_version, "HTTPRoute", "fraud.mesh"),)
+    # What status reads (the main route) is what the companion carries too.
+    reverse = {v: k for k, v in SERVICES.items()}
+    assert r.read(mesh, reverse) == r.read(main, reverse)
+
+
+def test_a_service_parent_alone_is_the_main_route_on_the_live_service() -> None:
+    r = router(MESH)
+    (main,) = render(r, Route("1.2.0"))
+    assert main["metadata"]["name"] == "fraud"
+    assert main["spec"]["parentRefs"] == [{**MESH, "port": 80}]
+    assert "hostnames" not in main["spec"]
+    assert r.companion_refs("fraud") == ()
+    # The companion it had with a Gateway parent is one it may delete.
+    assert [x.name for x in r.companion_refs("fraud", every=True)] == ["fraud.mesh"]
+
+
+def test_gateways_alone_give_no_companion() -> None:
+    r = router(GATEWAY)
+    (main,) = render(r, Route("1.2.0", "1.3.0", candidate_weight=10))
+    assert main["spec"]["parentRefs"] == [GATEWAY]
+    assert r.companion_refs("fraud") == ()
