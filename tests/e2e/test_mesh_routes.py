@@ -155,3 +155,74 @@ def test_a_gateway_route_alone_leaves_mesh_traffic_on_stable(
         message="gateway traffic split, mesh traffic all on stable",
     )
     assert cluster.get_json("httproute", MESH, ns) is None
+
+
+def test_istio_gateway_and_mesh_virtualservices_move_and_abort_together(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, operator: OperatorProcess
+) -> None:
+    """The same with Istio: ``gateways: [ml-gateway, mesh]`` gives the gateway
+    VirtualService ``fraud`` and ``fraud.mesh`` for the ``mesh`` gateway (host: the live
+    Service), which move in the same step and return to stable on an abort; dropping
+    ``mesh`` deletes the mesh one."""
+    ns = namespace
+    dataplane.traffic = {"gateway": 0.5, "mesh": 0.5}
+    routing = {"istio": {"hosts": ["fraud.acme.example"], "gateways": ["ml-gateway", "mesh"]}}
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0", routing=routing), namespace=ns)
+
+    def weights(name: str) -> dict[str, int] | None:
+        found = cluster.get_json("virtualservice", name, ns)
+        if found is None:
+            return None
+        return {d["destination"]["host"]: d["weight"] for d in found["spec"]["http"][0]["route"]}
+
+    def both() -> tuple[dict[str, int] | None, dict[str, int] | None]:
+        return weights("fraud"), weights(MESH)
+
+    wait_for(
+        lambda: both() == (STABLE, STABLE) and r.status(cluster, ns).get("phase") == "Healthy",
+        timeout=60,
+        message="both VirtualServices on the first version",
+    )
+    mesh: Any = cluster.get_json("virtualservice", MESH, ns)
+    assert mesh["spec"]["gateways"] == ["mesh"]
+    assert mesh["spec"]["hosts"] == [f"fraud.{ns}.svc.cluster.local"]
+    gateway: Any = cluster.get_json("virtualservice", "fraud", ns)
+    assert gateway["spec"]["gateways"] == ["ml-gateway"]
+
+    r.retarget(cluster, ns, "1.1.0")
+    wait_for(
+        lambda: both() == (HALF, HALF) and r.status(cluster, ns).get("phase") == "Paused",
+        timeout=60,
+        message="both VirtualServices at 50% in the step",
+    )
+    half = {"1.0.0": 0.5, "1.1.0": 0.5}
+    wait_for(
+        lambda: (
+            near(dataplane.by_source.get("gateway", {}), half)
+            and near(dataplane.by_source.get("mesh", {}), half)
+        ),
+        timeout=5,
+        message="the data plane splits gateway and mesh traffic",
+    )
+
+    r.act(cluster, ns, "abort")
+    wait_for(
+        lambda: r.status(cluster, ns).get("phase") == "Aborted",
+        timeout=30,
+        message="Aborted",
+    )
+    assert both() == (STABLE, STABLE)
+    wait_for(
+        lambda: near(dataplane.by_source.get("mesh", {}), {"1.0.0": 1.0}),
+        timeout=5,
+        message="mesh traffic back on stable",
+    )
+
+    gateway_only = {"istio": {"hosts": ["fraud.acme.example"], "gateways": ["ml-gateway"]}}
+    cluster.apply(r.rollout("1.0.0", routing=gateway_only), namespace=ns)
+    wait_for(
+        lambda: cluster.get_json("virtualservice", MESH, ns) is None,
+        timeout=15,
+        message="the mesh VirtualService deleted",
+    )

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferryman.api.rollout import GatewayAPIRouting
+from ferryman.api.rollout import GatewayAPIRouting, IstioRouting
 from ferryman.plan.route import Route
 from ferryman.routing import RouteRef, companions_of
 from ferryman.routing.gatewayapi import GatewayAPIRouter
+from ferryman.routing.istio import IstioRouter
 
 SERVICES = {"1.2.0": "fraud-1-2-0", "1.3.0": "fraud-1-3-0"}
 GATEWAY = {"name": "ml-gateway", "namespace": "infra"}
@@ -74,3 +75,43 @@ def test_gateways_alone_give_no_companion() -> None:
     (main,) = render(r, Route("1.2.0", "1.3.0", candidate_weight=10))
     assert main["spec"]["parentRefs"] == [GATEWAY]
     assert r.companion_refs("fraud") == ()
+
+
+def istio(gateways: list[str]) -> IstioRouter:
+    return IstioRouter(
+        IstioRouting.model_validate({"hosts": ["fraud.acme.example"], "gateways": gateways})
+    )
+
+
+def test_istio_gateways_and_mesh_give_a_gateway_and_a_mesh_virtualservice() -> None:
+    r = istio(["infra/ml-gateway", "mesh"])
+    kwargs: dict[str, Any] = dict(
+        name="fraud",
+        namespace="risk",
+        route=Route("1.2.0", "1.3.0", candidate_weight=30, mirror_percent=0),
+        services=SERVICES,
+        port=80,
+        metadata={},
+    )
+    main, (mesh,) = r.build(**kwargs), r.companions(**kwargs)
+    assert main["metadata"]["name"] == "fraud"
+    assert main["spec"]["gateways"] == ["infra/ml-gateway"]
+    assert main["spec"]["hosts"] == ["fraud.acme.example"]
+    assert mesh["metadata"]["name"] == "fraud.mesh"
+    assert mesh["spec"]["gateways"] == ["mesh"]
+    assert mesh["spec"]["hosts"] == ["fraud.risk.svc.cluster.local"]
+    assert main["spec"]["http"] == mesh["spec"]["http"]
+    assert [d["weight"] for d in mesh["spec"]["http"][0]["route"]] == [70, 30]
+    assert [x.name for x in r.companion_refs("fraud")] == ["fraud.mesh"]
+
+
+def test_istio_mesh_alone_or_gateways_alone_keep_one_virtualservice() -> None:
+    for gateways in (["mesh"], ["infra/ml-gateway"]):
+        r = istio(gateways)
+        kwargs: dict[str, Any] = dict(
+            name="fraud", namespace="risk", route=Route("1.2.0"), services=SERVICES, port=80,
+            metadata={},
+        )  # fmt: skip
+        assert r.build(**kwargs)["spec"]["gateways"] == gateways
+        assert r.companions(**kwargs) == [] and r.companion_refs("fraud") == ()
+        assert [x.name for x in r.companion_refs("fraud", every=True)] == ["fraud.mesh"]

@@ -4,15 +4,25 @@ weights to the stable and candidate Services, ``mirror`` and ``mirrorPercentage`
 shadow and blue-green preview mirroring. In a shared VirtualService ferryman's mirror is
 a named route's ``mirror`` when it points at one of the Rollout's version Services; a
 route that mirrors elsewhere keeps its mirror, and mirroring the candidate there is
-refused (``SharedRouteProblem`` ``MirrorTaken``) rather than written over it."""
+refused (``SharedRouteProblem`` ``MirrorTaken``) rather than written over it.
+
+East-west traffic (issue 15 §2): Istio applies a VirtualService to in-cluster calls when
+its ``gateways`` include ``mesh`` (or are absent). With ``gateways`` naming Gateways and
+``mesh``, ferryman writes the gateway VirtualService ``<rollout>`` (those Gateways, the
+spec's hosts) and a companion (``routing.base.CompanionRouter``) ``<rollout>.mesh`` for
+the ``mesh`` gateway whose host is the Rollout's live Service
+(``<rollout>.<namespace>.svc.cluster.local``: the name its callers use), with the same
+weights and mirror, written in the same step (``handlers.companions``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from ferryman.api import names
 from ferryman.api.rollout import IstioRouting, RolloutSpec
 from ferryman.plan.route import Route, RouterCapabilities
+from ferryman.routing.base import RouteRef
 from ferryman.routing.shared import (
     RuleShape,
     Shared,
@@ -23,6 +33,7 @@ from ferryman.routing.shared import (
 )
 
 Obj = dict[str, Any]
+MESH = "mesh"  # Istio's reserved gateway name: the sidecars, i.e. in-cluster calls
 
 
 def _destination(service: str, port: int) -> Obj:
@@ -109,6 +120,29 @@ class IstioRouter:
         config = spec.traffic_routing.istio
         return cls(config) if config is not None else None
 
+    def _mesh_split(self) -> bool:
+        """Whether the spec asks for a gateway VirtualService and one for the mesh."""
+        gateways = self.config.gateways or []
+        return MESH in gateways and any(g != MESH for g in gateways)
+
+    def _vs(
+        self, name: str, namespace: str, route: Route, services: Mapping[str, str], port: int,
+        metadata: Obj, hosts: list[str], gateways: list[str],
+    ) -> Obj:  # fmt: skip
+        http: Obj = {"name": "ferryman", "route": destinations(route, services, port)}
+        mirror = _mirror(route, services, port)
+        if mirror is not None:
+            http["mirror"], http["mirrorPercentage"] = mirror
+        spec: Obj = {"hosts": hosts, "http": [http]}
+        if gateways:
+            spec["gateways"] = gateways
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {**metadata, "name": name, "namespace": namespace},
+            "spec": spec,
+        }
+
     def build(
         self,
         *,
@@ -119,19 +153,32 @@ class IstioRouter:
         port: int,
         metadata: Obj,
     ) -> Obj:
-        http: Obj = {"name": "ferryman", "route": destinations(route, services, port)}
-        mirror = _mirror(route, services, port)
-        if mirror is not None:
-            http["mirror"], http["mirrorPercentage"] = mirror
-        spec: Obj = {"hosts": list(self.config.hosts or []), "http": [http]}
-        if self.config.gateways:
-            spec["gateways"] = list(self.config.gateways)
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "metadata": {**metadata, "name": name, "namespace": namespace},
-            "spec": spec,
-        }
+        gateways = list(self.config.gateways or [])
+        if self._mesh_split():
+            gateways = [g for g in gateways if g != MESH]
+        hosts = list(self.config.hosts or [])
+        return self._vs(name, namespace, route, services, port, metadata, hosts, gateways)
+
+    def companions(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        route: Route,
+        services: Mapping[str, str],
+        port: int,
+        metadata: Obj,
+    ) -> list[Obj]:
+        if not self._mesh_split():
+            return []
+        hosts = [f"{name}.{namespace}.svc.cluster.local"]
+        mesh_name = names.mesh_route(name)
+        return [self._vs(mesh_name, namespace, route, services, port, metadata, hosts, [MESH])]
+
+    def companion_refs(self, name: str, *, every: bool = False) -> tuple[RouteRef, ...]:
+        if not every and not self._mesh_split():
+            return ()
+        return (RouteRef(self.api_version, self.kind, names.mesh_route(name)),)
 
     def patch(self, obj: Obj, route: Route, services: Mapping[str, str], port: int) -> list[Obj]:
         assert self.shared is not None
