@@ -226,3 +226,121 @@ def test_istio_gateway_and_mesh_virtualservices_move_and_abort_together(
         timeout=15,
         message="the mesh VirtualService deleted",
     )
+
+
+def grpc_versions(*versions: str) -> list[dict[str, Any]]:
+    """ModelVersions serving gRPC on port 9000 next to HTTP."""
+    out = r.versions(*versions)
+    for mv in out:
+        mv["spec"]["serving"]["ports"] = [
+            {"name": "grpc", "containerPort": 9000, "appProtocol": "grpc"}
+        ]
+    return out
+
+
+def grpc_route(cluster: Cluster, ns: str, name: str = "fraud") -> dict[str, int] | None:
+    found = cluster.get_json("grpcroute", name, ns)
+    if found is None:
+        return None
+    return {b["name"]: b["weight"] for b in found["spec"]["rules"][0]["backendRefs"]}
+
+
+def test_a_grpc_port_gets_a_grpcroute_and_a_canary_completes_on_it(
+    cluster: Cluster, namespace: str, dataplane: DataPlane, operator: OperatorProcess
+) -> None:
+    """Issue 15 §3: versions with a serving port of appProtocol grpc get a GRPCRoute
+    (Gateway parent, the versions' Services on port 9000) whose weights move with the
+    HTTPRoute's through every step to promotion; gRPC calls through the Gateway (the
+    data plane's ``grpc`` source) follow it. The Istio router cannot route that port:
+    its GRPCRoute condition says so."""
+    ns = namespace
+    dataplane.traffic = {"gateway": 0.5, "grpc": 0.5}
+    cluster.apply(grpc_versions("1.0.0", "1.1.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0"), namespace=ns)
+    wait_for(
+        lambda: (
+            grpc_route(cluster, ns) == STABLE and r.status(cluster, ns).get("phase") == "Healthy"
+        ),
+        timeout=60,
+        message="the GRPCRoute on the first version",
+    )
+    route: Any = cluster.get_json("grpcroute", "fraud", ns)
+    assert [p["name"] for p in route["spec"]["parentRefs"]] == ["ml-gateway"]
+    assert {b["port"] for b in route["spec"]["rules"][0]["backendRefs"]} == {9000}
+    routed = [c for c in r.status(cluster, ns)["conditions"] if c["type"] == "GRPCRoute"]
+    assert [(c["status"], c["reason"]) for c in routed] == [("True", "Routed")]
+
+    r.retarget(cluster, ns, "1.1.0")
+    wait_for(
+        lambda: (
+            grpc_route(cluster, ns) == HALF
+            and r.http_route(cluster, ns) == HALF
+            and r.status(cluster, ns).get("phase") == "Paused"
+        ),
+        timeout=60,
+        message="GRPCRoute and HTTPRoute at 50%",
+    )
+    wait_for(
+        lambda: near(dataplane.by_source.get("grpc", {}), {"1.0.0": 0.5, "1.1.0": 0.5}),
+        timeout=5,
+        message="the data plane splits gRPC traffic",
+    )
+    r.act(cluster, ns, "promote")
+    done = {"fraud-1-1-0": 100}
+    wait_for(
+        lambda: (
+            grpc_route(cluster, ns) == done
+            and r.status(cluster, ns).get("stableVersion") == "1.1.0"
+            and r.status(cluster, ns).get("phase") == "Healthy"
+        ),
+        timeout=60,
+        message="the canary completed on the GRPCRoute",
+    )
+    assert r.http_route(cluster, ns) == done
+
+    # A version without the gRPC port: its canary keeps gRPC on stable (PortMismatch), and
+    # once it is promoted no version asks for the GRPCRoute: it is deleted.
+    cluster.apply(r.versions("1.2.0"), namespace=ns)
+    r.retarget(cluster, ns, "1.2.0")
+    wait_for(
+        lambda: (
+            r.http_route(cluster, ns) == {"fraud-1-1-0": 50, "fraud-1-2-0": 50}
+            and r.status(cluster, ns).get("phase") == "Paused"
+        ),
+        timeout=60,
+        message="1.2.0 at 50% on HTTP",
+    )
+    assert grpc_route(cluster, ns) == done
+    routed = [c for c in r.status(cluster, ns)["conditions"] if c["type"] == "GRPCRoute"]
+    assert [(c["status"], c["reason"]) for c in routed] == [("False", "PortMismatch")]
+    r.act(cluster, ns, "promote")
+    wait_for(
+        lambda: (
+            cluster.get_json("grpcroute", "fraud", ns) is None
+            and r.status(cluster, ns).get("stableVersion") == "1.2.0"
+        ),
+        timeout=60,
+        message="the GRPCRoute deleted once no version serves gRPC",
+    )
+
+
+def test_istio_says_it_does_not_route_a_grpc_port(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    ns = namespace
+    cluster.apply(grpc_versions("1.0.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0", routing=r.ISTIO), namespace=ns)
+
+    def grpc_condition() -> dict[str, Any]:
+        found = [
+            c for c in r.status(cluster, ns).get("conditions") or [] if c["type"] == "GRPCRoute"
+        ]
+        return found[0] if found else {}
+
+    wait_for(
+        lambda: grpc_condition().get("reason") == "NotSupported",
+        timeout=60,
+        message="GRPCRoute NotSupported",
+    )
+    assert grpc_condition()["status"] == "False"
+    assert "does not route the gRPC port 9000" in grpc_condition()["message"]

@@ -25,6 +25,8 @@ Rollout's live Service, routed as a mesh does: by an HTTPRoute whose parent is t
 Service (GAMMA; the oldest when several), else by a VirtualService for the ``mesh``
 gateway (no ``gateways``, or ``mesh`` among them) whose hosts name the Service, else by
 the Service itself, which sends everything to the version its selector picks).
+``grpc`` (gRPC calls through the Gateway, issue 15 §3: routed by the GRPCRoute named
+``route``, default the Rollout's; weights and RequestMirror as an HTTPRoute's).
 ``by_source`` holds each source's split, as ``shares`` holds the sum.
 """
 
@@ -176,6 +178,10 @@ class DataPlane:
             return []
         return self._vs_flows(self._selected(vs["spec"]["http"]))
 
+    def _grpc_flows(self) -> list[Flow]:
+        route = self.cluster.get_json("grpcroute", self.route or self.rollout, self.namespace)
+        return self._http_flows(self._selected(route["spec"]["rules"])) if route else []
+
     def _items(self, kind: str, *selector: str) -> list[Any]:
         proc = self.cluster.kubectl(
             "get", kind, "-n", self.namespace, "-o", "json", *selector, check=False
@@ -226,7 +232,13 @@ class DataPlane:
         shares: dict[str, float] = {}
         by_source: dict[str, dict[str, float]] = {}
         for source, weight in self.traffic.items():
-            flows = self._mesh_flows() if source == "mesh" else self._gateway_flows()
+            flows = (
+                self._mesh_flows()
+                if source == "mesh"
+                else self._grpc_flows()
+                if source == "grpc"
+                else self._gateway_flows()
+            )
             split = by_source[source] = self._split(flows)
             for version, share in split.items():
                 shares[version] = shares.get(version, 0.0) + weight * share

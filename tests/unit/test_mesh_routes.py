@@ -67,7 +67,8 @@ def test_a_service_parent_alone_is_the_main_route_on_the_live_service() -> None:
     assert "hostnames" not in main["spec"]
     assert r.companion_refs("fraud") == ()
     # The companion it had with a Gateway parent is one it may delete.
-    assert [x.name for x in r.companion_refs("fraud", every=True)] == ["fraud.mesh"]
+    every = r.companion_refs("fraud", every=True)
+    assert [x.name for x in every if x.kind == "HTTPRoute"] == ["fraud.mesh"]
 
 
 def test_gateways_alone_give_no_companion() -> None:
@@ -115,3 +116,43 @@ def test_istio_mesh_alone_or_gateways_alone_keep_one_virtualservice() -> None:
         assert r.build(**kwargs)["spec"]["gateways"] == gateways
         assert r.companions(**kwargs) == [] and r.companion_refs("fraud") == ()
         assert [x.name for x in r.companion_refs("fraud", every=True)] == ["fraud.mesh"]
+
+
+def test_a_grpc_port_gets_a_grpcroute_per_kind_of_parent() -> None:
+    r = router(GATEWAY, MESH)
+    kwargs: dict[str, Any] = dict(
+        name="fraud",
+        namespace="risk",
+        route=Route("1.2.0", "1.3.0", candidate_weight=30, mirror_percent=0),
+        services=SERVICES,
+        port=80,
+        metadata={},
+    )
+    assert [o["kind"] for o in r.companions(**kwargs)] == ["HTTPRoute"]
+    objs = r.companions(**kwargs, grpc_port=9000)
+    grpc = [o for o in objs if o["kind"] == "GRPCRoute"]
+    assert [(o["apiVersion"], o["metadata"]["name"]) for o in grpc] == [
+        ("gateway.networking.k8s.io/v1", "fraud"),
+        ("gateway.networking.k8s.io/v1", "fraud.mesh"),
+    ]
+    assert grpc[0]["spec"]["parentRefs"] == [GATEWAY]
+    assert grpc[0]["spec"]["hostnames"] == ["fraud.acme.example"]
+    assert grpc[1]["spec"]["parentRefs"] == [{**MESH, "port": 9000}]
+    assert grpc[0]["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "fraud-1-2-0", "port": 9000, "weight": 70},
+        {"name": "fraud-1-3-0", "port": 9000, "weight": 30},
+    ]
+    mirror = r.companions(
+        **{**kwargs, "route": Route("1.2.0", "1.3.0", mirror_percent=20)}, grpc_port=9000
+    )
+    assert mirror[1]["spec"]["rules"][0]["filters"] == [
+        {
+            "type": "RequestMirror",
+            "requestMirror": {"backendRef": {"name": "fraud-1-3-0", "port": 9000}, "percent": 20},
+        }
+    ]
+    assert {(x.kind, x.name) for x in r.companion_refs("fraud", grpc_port=9000)} == {
+        ("HTTPRoute", "fraud.mesh"),
+        ("GRPCRoute", "fraud"),
+        ("GRPCRoute", "fraud.mesh"),
+    }

@@ -316,6 +316,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     )
     new_failure = set_apply_failed(rollout, status, failures, now)
     shared = shared_routes.condition(rollout, status, router, seen.route_problem, now)
+    companions.condition(rollout, status, router, by_version, now)
     if problems:
         status.message = clip("; ".join(problems), MESSAGE_MAX)
     if any(c.type == STATUS_WRITE for c in status.conditions or []):

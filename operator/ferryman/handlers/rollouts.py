@@ -304,7 +304,9 @@ async def reconcile(
     )
     existing_route, foreign_route = seen_route.route, seen_route.foreign
     # A companion route (east-west) of someone else's blocks too (``handlers.companions``).
-    taken = await companions.blocked(kube, ctx.ledger, router, rollout, known, time.monotonic())
+    taken = await companions.blocked(
+        kube, ctx.ledger, router, rollout, known, time.monotonic(), by_version.values()
+    )
     observed = Observed(
         versions=records,
         deployments=deployments,

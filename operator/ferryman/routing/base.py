@@ -75,6 +75,13 @@ class RouteRef:
 
 
 class CompanionRouter(Router, Protocol):
+    # Whether it routes a gRPC serving port (issue 15 §3); one that cannot says so in the
+    # Rollout's GRPCRoute condition (``handlers.companions``), never silently.
+    grpc: bool
+    # The API resources of companion objects that are not a router's main kind (the
+    # handlers index and watch them like route objects): (apiVersion, kind, plural).
+    companion_kinds: tuple[tuple[str, str, str], ...]
+
     """A router that writes more than one route object for a Rollout (issue 15 §2/§3):
     besides ``build``'s (named after the Rollout, the one status reads weights from),
     ``companions`` (a GAMMA HTTPRoute for east-west traffic, an Istio VirtualService for
@@ -90,12 +97,18 @@ class CompanionRouter(Router, Protocol):
         services: Mapping[str, str],
         port: int,
         metadata: Obj,
+        grpc_port: int | None = None,
+        grpc_route: Route | None = None,
     ) -> list[Obj]:
-        """The other route objects of the Rollout named ``name`` (arguments as ``build``);
-        empty when its spec asks for none."""
+        """The other route objects of the Rollout named ``name`` (arguments as ``build``;
+        ``grpc_port``: the versions' gRPC Service port, None without one; ``grpc_route``:
+        the traffic of that port, default ``route``); empty when its spec asks for
+        none."""
         ...
 
-    def companion_refs(self, name: str, *, every: bool = False) -> tuple[RouteRef, ...]:
+    def companion_refs(
+        self, name: str, *, every: bool = False, grpc_port: int | None = None
+    ) -> tuple[RouteRef, ...]:
         """The route objects ``companions`` writes for the Rollout ``name``; with
         ``every``, each one it may write, asked for now or not (one the spec no longer
         asks for is deleted)."""

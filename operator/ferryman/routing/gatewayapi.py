@@ -14,7 +14,12 @@ Gateway parents and the Service parent never share one route (implementations tr
 route with both kinds of parents differently): with both, the Gateway parents' route is
 ``<rollout>`` and the Service's is ``<rollout>.mesh`` (``api.names.mesh_route``), a
 companion (``routing.base.CompanionRouter``) carrying the same weights and mirror, written
-in the same step; with the Service parent alone, ``<rollout>`` is the mesh route. In a
+in the same step; with the Service parent alone, ``<rollout>`` is the mesh route.
+
+gRPC (issue 15 §3): when the served versions have a serving port with ``appProtocol:
+grpc``, companion GRPCRoutes (standard channel) carry the same weights and mirror to the
+versions' Services on that port: ``<rollout>`` for the Gateway parents, ``<rollout>.mesh``
+for the Service parent (on the live Service's gRPC port). In a
 shared route ferryman's mirror filter is the ``RequestMirror`` whose backend is one of the
 Rollout's version Services; other filters (the owners' own mirrors included) stay.
 """
@@ -98,6 +103,9 @@ class GatewayAPIRouter:
     kind = "HTTPRoute"
     plural = "httproutes"
     shape = SHAPE
+    grpc = True
+    GRPC_API = "gateway.networking.k8s.io/v1"
+    companion_kinds = ((GRPC_API, "GRPCRoute", "grpcroutes"),)
 
     def __init__(self, config: GatewayAPIRouting) -> None:
         self.config = config
@@ -169,19 +177,47 @@ class GatewayAPIRouter:
         services: Mapping[str, str],
         port: int,
         metadata: Obj,
+        grpc_port: int | None = None,
+        grpc_route: Route | None = None,
     ) -> list[Obj]:
         gateways, mesh = self._parents()
-        if not (gateways and mesh):
-            return []
-        parents = [self._service_parent(name, port)]
+        out: list[Obj] = []
         mesh_name = names.mesh_route(name)
-        return [self._route(mesh_name, namespace, route, services, port, metadata, parents, False)]
+        if gateways and mesh:
+            parents = [self._service_parent(name, port)]
+            out.append(
+                self._route(mesh_name, namespace, route, services, port, metadata, parents, False)
+            )
+        if grpc_port is not None and self.shared is None:
+            # A GRPCRoute per kind of parent, on the versions' gRPC port (issue 15 §3).
+            pairs: list[tuple[str, list[Obj], bool]] = []
+            if gateways:
+                dumped = [r.model_dump(by_alias=True, exclude_none=True) for r in gateways]
+                pairs.append((name, dumped, True))
+            if mesh:
+                pairs.append((mesh_name, [self._service_parent(name, grpc_port)], False))
+            for grpc_name, parents, hostnames in pairs:
+                obj = self._route(
+                    grpc_name, namespace, grpc_route or route, services, grpc_port, metadata,
+                    parents, hostnames,
+                )  # fmt: skip
+                obj["apiVersion"], obj["kind"] = self.GRPC_API, "GRPCRoute"
+                out.append(obj)
+        return out
 
-    def companion_refs(self, name: str, *, every: bool = False) -> tuple[RouteRef, ...]:
+    def companion_refs(
+        self, name: str, *, every: bool = False, grpc_port: int | None = None
+    ) -> tuple[RouteRef, ...]:
         gateways, mesh = self._parents()
-        if not every and not (gateways and mesh):
-            return ()
-        return (RouteRef(self.api_version, self.kind, names.mesh_route(name)),)
+        mesh_name = names.mesh_route(name)
+        refs: list[RouteRef] = []
+        if every or (gateways and mesh):
+            refs.append(RouteRef(self.api_version, self.kind, mesh_name))
+        if every or (grpc_port is not None and gateways and self.shared is None):
+            refs.append(RouteRef(self.GRPC_API, "GRPCRoute", name))
+        if every or (grpc_port is not None and mesh and self.shared is None):
+            refs.append(RouteRef(self.GRPC_API, "GRPCRoute", mesh_name))
+        return tuple(refs)
 
     def patch(self, obj: Obj, route: Route, services: Mapping[str, str], port: int) -> list[Obj]:
         assert self.shared is not None

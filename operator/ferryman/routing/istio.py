@@ -105,6 +105,11 @@ class IstioRouter:
     kind = "VirtualService"
     plural = "virtualservices"
     shape = SHAPE
+    # Its routes send to the versions' HTTP port; a gRPC port needs an HTTP route matched
+    # on that port, which a gateway VirtualService cannot name (the match is the Gateway's
+    # port): not written, and the GRPCRoute condition says so.
+    grpc = False
+    companion_kinds: tuple[tuple[str, str, str], ...] = ()
 
     def __init__(self, config: IstioRouting) -> None:
         self.config = config
@@ -168,6 +173,8 @@ class IstioRouter:
         services: Mapping[str, str],
         port: int,
         metadata: Obj,
+        grpc_port: int | None = None,
+        grpc_route: Route | None = None,
     ) -> list[Obj]:
         if not self._mesh_split():
             return []
@@ -175,7 +182,9 @@ class IstioRouter:
         mesh_name = names.mesh_route(name)
         return [self._vs(mesh_name, namespace, route, services, port, metadata, hosts, [MESH])]
 
-    def companion_refs(self, name: str, *, every: bool = False) -> tuple[RouteRef, ...]:
+    def companion_refs(
+        self, name: str, *, every: bool = False, grpc_port: int | None = None
+    ) -> tuple[RouteRef, ...]:
         if not every and not self._mesh_split():
             return ()
         return (RouteRef(self.api_version, self.kind, names.mesh_route(name)),)
