@@ -344,3 +344,43 @@ def test_istio_says_it_does_not_route_a_grpc_port(
     )
     assert grpc_condition()["status"] == "False"
     assert "does not route the gRPC port 9000" in grpc_condition()["message"]
+
+
+def test_gamma_with_a_grpc_port_gets_a_mesh_grpcroute_on_the_live_services_grpc_port(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Gateway and Service parents with a gRPC port: four routes, the mesh GRPCRoute's
+    parent is the live Service on the gRPC port, and the API server takes them all."""
+    ns = namespace
+    cluster.apply(grpc_versions("1.0.0", "1.1.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0", routing=GAMMA), namespace=ns)
+    wait_for(
+        lambda: (
+            grpc_route(cluster, ns, MESH) == STABLE
+            and grpc_route(cluster, ns) == STABLE
+            and r.http_route(cluster, ns, MESH) == STABLE
+        ),
+        timeout=60,
+        message="HTTPRoutes and GRPCRoutes on the first version",
+    )
+    mesh: Any = cluster.get_json("grpcroute", MESH, ns)
+    assert mesh["spec"]["parentRefs"] == [
+        {"group": "", "kind": "Service", "name": "fraud", "port": 9000}
+    ]
+    live: Any = cluster.get_json("service", "fraud", ns)
+    assert {p["port"]: p.get("appProtocol") for p in live["spec"]["ports"]}[9000] == "grpc"
+    r.retarget(cluster, ns, "1.1.0")
+    wait_for(
+        lambda: grpc_route(cluster, ns, MESH) == HALF and r.http_route(cluster, ns, MESH) == HALF,
+        timeout=60,
+        message="the mesh routes at 50%",
+    )
+    r.act(cluster, ns, "abort")
+    wait_for(
+        lambda: (
+            [grpc_route(cluster, ns, n) for n in ("fraud", MESH)] == [STABLE, STABLE]
+            and r.status(cluster, ns).get("phase") == "Aborted"
+        ),
+        timeout=30,
+        message="both GRPCRoutes back on stable",
+    )
