@@ -156,3 +156,45 @@ def test_a_grpc_port_gets_a_grpcroute_per_kind_of_parent() -> None:
         ("GRPCRoute", "fraud"),
         ("GRPCRoute", "fraud.mesh"),
     }
+
+
+def test_a_rollback_writes_both_routes_before_any_capacity_goes() -> None:
+    """The executor writes the mesh route in the same step as the gateway route, both
+    before the candidate's Deployment goes (``handlers.companions``), and status after."""
+    import asyncio
+
+    from ferryman.api.rollout_traffic import ParentRef
+    from ferryman.handlers import executor
+    from ferryman.plan import labels
+    from unit import test_executor as t
+
+    sim = t.paused_at_ten()
+    rollout = t.rollout_of(sim)
+    gateway = rollout.spec.traffic_routing.gateway_api
+    assert gateway is not None and gateway.parent_refs is not None
+    gateway.parent_refs.append(ParentRef.model_validate({**MESH, "name": t.NAME}))
+    kube = t.cluster(sim, rollout)
+    assert sim.route is not None
+    r = t.router(rollout)
+    companion = companions_of(r)
+    assert companion is not None
+    (mesh,) = companion.companions(
+        name=t.NAME, namespace=t.NS, route=sim.route,
+        services={v: f"fraud-{v}" for v in ("1.0.0", "1.1.0")}, port=80,
+        metadata={"labels": {}, "ownerReferences": [labels.owner_reference(rollout)]},
+    )  # fmt: skip
+    kube.put(mesh)
+    decision = t.decide(sim, rollout, "abort")
+    seen = t.snapshot(sim, rollout, kube)
+    seen.router = r
+    done = asyncio.run(executor.execute(kube, seen, decision))
+    writes = kube.writes
+    main = writes.index(("apply", "HTTPRoute", t.NAME))
+    other = writes.index(("apply", "HTTPRoute", f"{t.NAME}.mesh"))
+    gone = writes.index(("delete", "Deployment", "fraud-1.1.0"))
+    assert main < other < gone < writes.index(("status", "rollouts", t.NAME)), writes
+    key = ("gateway.networking.k8s.io/v1", "HTTPRoute", t.NS, f"{t.NAME}.mesh")
+    reverse = {"fraud-1.0.0": "1.0.0"}
+    assert r.read(kube.objects[key], reverse) == Route(stable="1.0.0")
+    assert kube.objects[key]["spec"]["parentRefs"][0]["kind"] == "Service"
+    assert done.wrote
