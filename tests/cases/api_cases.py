@@ -187,6 +187,14 @@ EDGE_ENV: dict[str, Any] = {
 }
 SERVICE: dict[str, Any] = {"service": {}}
 ISTIO = {"istio": {"hosts": ["fraud.acme.example"]}}
+_MESH = {"group": "", "kind": "Service", "name": "ro"}  # the Rollout's live Service
+
+
+def _parents(*refs: Any) -> Callable[[Manifest], None]:
+    """A Gateway parent and ``refs``."""
+    return _set("trafficRouting.gatewayAPI.parentRefs", [{"name": "ml-gateway"}, *refs])
+
+
 SHARED_ROUTE = {"gatewayAPI": {"httpRoute": {"name": "public", "rules": ["predict", "explain"]}}}
 SHADOW = {"shadow": {"mirrorPercent": 50, "duration": "15m", "then": "stop"}}
 AB_OBJECTIVE = {
@@ -651,6 +659,27 @@ INVALID: list[Case] = [
         ),
         "httpRoute.rules must not repeat a name",
     ),
+    # east-west (GAMMA, issue 15 §2): the Service parent is the Rollout's live Service
+    Case(
+        "Service parent naming another Service",
+        _ro(_parents({**_MESH, "name": "other"})),
+        "a Service parent of gatewayAPI.parentRefs must be the Rollout's live Service",
+    ),
+    Case(
+        "Service parent without group",
+        _ro(_parents({"kind": "Service", "name": "ro"})),
+        "gatewayAPI.parentRefs[].group must be",
+    ),
+    Case(
+        "Service parent with a port",
+        _ro(_parents({**_MESH, "port": 8080})),
+        "a Service parent is the Rollout's live Service, in its namespace",
+    ),
+    Case(
+        "parent of another kind",
+        _ro(_parents({"kind": "Mesh", "name": "m"})),
+        "gatewayAPI.parentRefs[].kind must be Gateway",
+    ),
     Case(
         "hostnames with httpRoute",
         _ro(
@@ -841,6 +870,14 @@ INVALID: list[Case] = [
 ]
 
 VALID: list[Case] = [
+    Case(
+        "a Gateway and the live Service as parents",
+        _ro(_parents(_MESH)),
+    ),
+    Case(
+        "a Gateway named like the Rollout and its live Service, no sectionNames",
+        _ro(_set("trafficRouting.gatewayAPI.parentRefs", [{"name": "ro"}, _MESH])),
+    ),
     Case("artifact size 20Gi", _mv(_set("artifact.size", "20Gi"))),
     Case("artifact size 1500M", _mv(_set("artifact.size", "1500M"))),
     Case(

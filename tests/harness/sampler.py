@@ -111,8 +111,8 @@ class Sampler:
     def _check_event_route(self, obj: dict[str, Any]) -> None:
         """The route as the event carries it: its weights must sum to 100."""
         try:
-            if self.rule is not None and (obj.get("metadata") or {}).get("name") != self.route:
-                return  # another route in a namespace with a shared one
+            if (obj.get("metadata") or {}).get("name") != self.route:
+                return  # another route (a shared one's, a mesh route), or a Deployment
             route = rule_weights(obj, self.rule)
         except (KeyError, IndexError, TypeError):
             return

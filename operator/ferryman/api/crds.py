@@ -16,7 +16,8 @@ needs a *structural* OpenAPI v3 schema. This module turns one into the other:
   become ``x-kubernetes-preserve-unknown-fields``.
 
 Rules on the whole object (the only place CEL can read ``self.metadata.name``) come from
-``ferryman.api.names`` and go at the root of the schema.
+``ferryman.api.names`` (and the Rollout's GAMMA parent: ``rollout_traffic.SERVICE_PARENT_RULE``)
+and go at the root of the schema.
 
 It then checks that every string has a ``maxLength`` (or is an enum or a date-time), every
 list a ``maxItems`` and every map a ``maxProperties``: CEL rules over unbounded values
@@ -34,7 +35,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from ferryman.api import modelversion, names, rollout
+from ferryman.api import modelversion, names, rollout, rollout_traffic
 from ferryman.api.common import GROUP, VERSION
 
 HEADER = (
@@ -163,6 +164,7 @@ def crd(
     columns: list[dict[str, Any]],
     name_rules: names.NameRules,
     scale: dict[str, str] | None = None,
+    root_rules: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One CRD; ``scale``: the scale subresource's paths (None: status only)."""
     subresources: dict[str, Any] = {"status": {}}
@@ -203,7 +205,10 @@ def crd(
                             "type": "object",
                             "description": description,
                             "required": ["spec"],
-                            "x-kubernetes-validations": names.root_rules(name_rules),
+                            "x-kubernetes-validations": [
+                                *names.root_rules(name_rules),
+                                *(root_rules or []),
+                            ],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
@@ -269,6 +274,7 @@ def documents() -> dict[str, dict[str, Any]]:
             # (docs/autoscaling.md); the API server validates every scale write against
             # the whole schema, so no rule may read spec.replicas.
             scale=ROLLOUT_SCALE,
+            root_rules=[rollout_traffic.SERVICE_PARENT_RULE],
         ),
     }
 

@@ -2,9 +2,11 @@
 
 A ModelVersion's name names its Deployment, Service and PodDisruptionBudget; a Rollout's
 name names its Service, its HTTPRoute or VirtualService and, for blue-green, the Service
-``<rollout>-preview``. Service names are the strictest of these: DNS-1035 labels (a
-lowercase letter first, then lowercase letters, digits and '-', ending with a letter or
-digit, at most 63 characters; Kubernetes 1.34 still refuses a leading digit). So both
+``<rollout>-preview``; with a second route (east-west traffic, issue 15 §2) that route is
+``<rollout>.mesh``, a name no Rollout can have (it has a dot). Service names are the
+strictest of these: DNS-1035 labels (a lowercase letter first, then lowercase letters,
+digits and '-', ending with a letter or digit, at most 63 characters; Kubernetes 1.34
+still refuses a leading digit). So both
 kinds' names must be DNS-1035 labels, and a Rollout's name must leave room for the
 longest suffix ferryman appends: ``ROLLOUT_NAME_MAX`` = 63 - len("-preview") = 55.
 
@@ -48,6 +50,16 @@ def rollout_services(rollout: str) -> tuple[str, ...]:
     """The Services a Rollout names after itself: the live (or stable) one and the
     blue-green preview. No served ModelVersion may have one of these names."""
     return (rollout, preview_service(rollout))
+
+
+MESH_SUFFIX = ".mesh"
+
+
+def mesh_route(rollout: str) -> str:
+    """The route for east-west (mesh) traffic of Rollout ``rollout`` when it has a route
+    for gateway traffic too (``routing.gatewayapi``, ``routing.istio``): a DNS subdomain
+    with a dot, so never another Rollout's name or route."""
+    return rollout + MESH_SUFFIX
 
 
 def preview_service(rollout: str) -> str:

@@ -39,7 +39,11 @@ MAX_PARENT_REFS = 32
 # in the API server's estimate, so absent values are spelled out.
 _NS = "(has({p}.__namespace__) ? {p}.__namespace__ : '')"
 _SECTION = "(has({p}.sectionName) ? {p}.sectionName : '')"
-_SAME_GATEWAY = f"p1.name == p2.name && {_NS.format(p='p1')} == {_NS.format(p='p2')}"
+_KIND = "(has({p}.kind) ? {p}.kind : 'Gateway')"
+_SAME_GATEWAY = (
+    f"p1.name == p2.name && {_NS.format(p='p1')} == {_NS.format(p='p2')} && "
+    f"{_KIND.format(p='p1')} == {_KIND.format(p='p2')}"
+)
 _PARENT_REFS_RULE = (
     # A reference without a sectionName is the only one to its Gateway, and no two
     # references name the same listener of the same Gateway.
@@ -49,6 +53,22 @@ _PARENT_REFS_RULE = (
 )
 
 
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_KIND = "Gateway"
+SERVICE_KIND = "Service"
+# A rule of the Rollout's root (the only place CEL reads metadata.name; api.crds): a
+# Service parent is the Rollout's live Service, which is named after the Rollout.
+SERVICE_PARENT_RULE = {
+    "rule": "!has(self.spec.trafficRouting) || !has(self.spec.trafficRouting.gatewayAPI) || "
+    "!has(self.spec.trafficRouting.gatewayAPI.parentRefs) || "
+    "self.spec.trafficRouting.gatewayAPI.parentRefs.all(p, !has(p.kind) || "
+    f"p.kind != '{SERVICE_KIND}' || p.name == self.metadata.name)",
+    "message": "a Service parent of gatewayAPI.parentRefs must be the Rollout's live Service, "
+    "named after the Rollout (east-west traffic to it is what its HTTPRoute routes)",
+    "fieldPath": ".spec.trafficRouting.gatewayAPI.parentRefs",
+}
+
+
 class ServicePort(ApiModel):
     """The Services ferryman creates."""
 
@@ -56,9 +76,48 @@ class ServicePort(ApiModel):
 
 
 class ParentRef(ApiModel):
-    """A Gateway API parentRef: the Gateway (and optionally its listener) to attach to."""
+    """A Gateway API parentRef: the Gateway (and optionally its listener) to attach to,
+    or, for east-west (mesh) traffic, the Rollout's live Service (GAMMA: ``group: ""``,
+    ``kind: Service``, named after the Rollout): ferryman then writes a second HTTPRoute,
+    ``<rollout>.mesh``, whose parent is that Service (``routing.gatewayapi``)."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Gateway.")
+    model_config = model_rules(
+        cel(
+            f"!has(self.kind) || self.kind == '{GATEWAY_KIND}' || self.kind == '{SERVICE_KIND}'",
+            "gatewayAPI.parentRefs[].kind must be Gateway (the default) or Service (mesh "
+            'traffic to the Rollout\'s live Service, with group "")',
+        ),
+        cel(
+            f"(has(self.kind) && self.kind == '{SERVICE_KIND}') "
+            f"? (has(self.group) && self.group == '') "
+            f": (!has(self.group) || self.group == '{GATEWAY_GROUP}')",
+            'gatewayAPI.parentRefs[].group must be "" for a Service parent and '
+            f"{GATEWAY_GROUP} (the default) for a Gateway",
+        ),
+        cel(
+            f"!has(self.kind) || self.kind != '{SERVICE_KIND}' || (!has(self.__namespace__) "
+            "&& !has(self.sectionName) && !has(self.port))",
+            "a Service parent is the Rollout's live Service, in its namespace: no namespace, "
+            "sectionName or port (ferryman sets the Service port)",
+        ),
+    )
+
+    group: str | None = Field(
+        None,
+        max_length=253,
+        description=f'{GATEWAY_GROUP} (the default) for a Gateway, "" for a Service.',
+    )
+    kind: str | None = Field(
+        None,
+        max_length=63,
+        description="Gateway (the default), or Service: the Rollout's live Service, for "
+        "east-west (mesh) traffic (GAMMA).",
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Name of the Gateway, or of the Service (the Rollout's name).",
+    )
     namespace: str | None = Field(
         None,
         min_length=1,
@@ -169,7 +228,8 @@ class GatewayAPIRouting(ApiModel):
         None,
         min_length=1,
         max_length=MAX_PARENT_REFS,
-        description="Gateways the HTTPRoute attaches to.",
+        description="Gateways the HTTPRoute attaches to, and optionally the Rollout's live "
+        'Service ({group: "", kind: Service, name: <rollout>}) for east-west traffic.',
         json_schema_extra=rules(
             cel(
                 _PARENT_REFS_RULE,

@@ -69,6 +69,7 @@ ATOMIC: dict[str, tuple[tuple[str, ...], ...]] = {
     "PodDisruptionBudget": (("spec", "selector"),),
     "Deployment": (("spec", "selector"),),
     "HTTPRoute": (("spec", "rules"),),
+    "GRPCRoute": (("spec", "rules"),),
     "VirtualService": (("spec", "http"),),
 }
 # Keys the API server fills in, with their schema default, inside those atomic fields

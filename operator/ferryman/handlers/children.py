@@ -132,18 +132,23 @@ def route_object(
     if decision.route is None or shared_of(seen.router) is not None:
         return None
     rollout = seen.rollout
-    name = rollout.metadata.name
     return seen.router.build(
-        name=name,
+        name=rollout.metadata.name,
         namespace=rollout.metadata.namespace,
         route=decision.route,
         services=services,
         port=serving.service_port(rollout),
-        metadata={
-            "labels": {labels.ROLLOUT: labels.label_value(name), labels.MANAGED_BY: "ferryman"},
-            "ownerReferences": [labels.owner_reference(rollout)],
-        },
+        metadata=route_metadata(rollout),
     )
+
+
+def route_metadata(rollout: Any) -> dict[str, Any]:
+    """The labels and owner reference of the route objects ferryman creates."""
+    name = rollout.metadata.name
+    return {
+        "labels": {labels.ROLLOUT: labels.label_value(name), labels.MANAGED_BY: "ferryman"},
+        "ownerReferences": [labels.owner_reference(rollout)],
+    }
 
 
 def conditioned_route(seen: Snapshot, route: dict[str, Any] | None) -> bool:

@@ -3,8 +3,9 @@ Protocol (``Writer``: get / apply / delete / patch_status, which ``kube.Kube`` i
 
 The order keeps DESIGN.md §2's invariants at every instant:
 1. create and scale up Deployments (with their Service and PDB);
-2. write the route (weights only ever go to replicas that are already Ready), then the
-   Services named after the Rollout (stable, blue-green preview);
+2. write the route (weights only ever go to replicas that are already Ready) and its
+   companions (``handlers.companions``), then the Services named after the Rollout
+   (stable, blue-green preview);
 3. scale down and delete (capacity goes only after the route stopped using it);
 4. write status.
 Before any write, an existing object of the same name must be ours (owner reference to
@@ -42,7 +43,7 @@ from ferryman.api.common import ConditionStatus, clip
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import MAX_METRICS, PLURAL, Rollout, RolloutStatus
 from ferryman.errors import describe
-from ferryman.handlers import children, holds, shared_routes
+from ferryman.handlers import children, companions, holds, shared_routes
 from ferryman.handlers.applied import ApplyFailure, Observed
 from ferryman.handlers.killpoints import kill_point
 from ferryman.handlers.ledger import Ledger, note
@@ -253,6 +254,12 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         route_ok = await shared_routes.write(
             kube, seen, status, decision.route, route_obj, services, conditioned, problems
         )
+        # The router's other routes (east-west: ``handlers.companions``), in the same step.
+        meta = children.route_metadata(rollout)
+        both = await companions.write(
+            kube, seen, decision.route, services, meta, fresh is not None, problems
+        )
+        route_ok = both and route_ok
         route_written_at = datetime.now(UTC)
         kill_point("after-route-write")
         if not router.capabilities.owns_live_service:
@@ -309,6 +316,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
     )
     new_failure = set_apply_failed(rollout, status, failures, now)
     shared = shared_routes.condition(rollout, status, router, seen.route_problem, now)
+    companions.condition(rollout, status, router, by_version, now)
     if problems:
         status.message = clip("; ".join(problems), MESSAGE_MAX)
     if any(c.type == STATUS_WRITE for c in status.conditions or []):

@@ -71,6 +71,11 @@ def _resources() -> list[Indexed]:
     for router in registered():
         if all(i.watch != watch_of(router) for i in found):
             found.append(Indexed(watch_of(router), router.kind))
+        # Companion route kinds of their own (a GRPCRoute: routing.base.CompanionRouter).
+        for api_version, kind, plural in getattr(router, "companion_kinds", ()):
+            group, _, version = api_version.rpartition("/")
+            if all(i.watch != Watch(group, version, plural) for i in found):
+                found.append(Indexed(Watch(group, version, plural), kind))
     return found
 
 

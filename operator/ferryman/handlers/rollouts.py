@@ -40,6 +40,7 @@ from ferryman.api.rollout import PLURAL, Rollout, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import (
+    companions,
     executor,
     experiment_round,
     holds,
@@ -273,7 +274,12 @@ async def reconcile(
     known = indexed.lookup(
         indexes,
         ns,
-        [*services.values(), *dep_names.values(), *names.rollout_services(name)],
+        [
+            *services.values(),
+            *dep_names.values(),
+            *names.rollout_services(name),
+            *companions.names(router, name),
+        ],
         ctx.ledger,
     )
     # Orphans a deleted Rollout of this name left serving (``handlers.orphans``): first
@@ -299,6 +305,10 @@ async def reconcile(
         kube, ctx.ledger, router, rollout, known, time.monotonic()
     )
     existing_route, foreign_route = seen_route.route, seen_route.foreign
+    # A companion route (east-west) of someone else's blocks too (``handlers.companions``).
+    taken = await companions.blocked(
+        kube, ctx.ledger, router, rollout, known, time.monotonic(), by_version.values()
+    )
     observed = Observed(
         versions=records,
         deployments=deployments,
@@ -308,7 +318,7 @@ async def reconcile(
         action=_pending_action(rollout),
         conflict=conflict,
         invalid=invalid,
-        blocked=seen_route.blocked,
+        blocked=seen_route.blocked or taken,
         pod_failures=pods.failures_by_version(indexes, ns, name),
         # Weights by replica ratio (plain Services): which pods the live Service selects
         # now, so a decision never drops Ready capacity behind it.
@@ -328,7 +338,7 @@ async def reconcile(
             router=router,
             route=existing_route,
             foreign_route=foreign_route,
-            blocked=None if seen_route.problem else seen_route.blocked,
+            blocked=None if seen_route.problem else (seen_route.blocked or taken),
             by_version=by_version,
             deployments=deployments,
             deployment_names=dep_names,

@@ -227,6 +227,16 @@ def deployment(
     }
 
 
+GRPC = "grpc"  # the appProtocol of a gRPC serving port (issue 15 §3)
+
+
+def grpc_port(serving: Serving) -> int | None:
+    """The Service port of the version's gRPC port (the first ``serving.ports`` entry with
+    ``appProtocol: grpc``; extra ports keep their number), None without one."""
+    found = [p.container_port for p in serving.ports or [] if p.app_protocol == GRPC]
+    return found[0] if found else None
+
+
 def service_port(rollout: Rollout) -> int:
     return rollout.spec.service.port if rollout.spec.service else 80
 

@@ -13,7 +13,17 @@ rules instead, and the handler writes it conditioned on the resourceVersion it r
 
 from __future__ import annotations
 
-from ferryman.routing.base import Obj, Router, RouterType, SharingRouter, route_name, shared_of
+from ferryman.routing.base import (
+    CompanionRouter,
+    Obj,
+    Router,
+    RouteRef,
+    RouterType,
+    SharingRouter,
+    companions_of,
+    route_name,
+    shared_of,
+)
 from ferryman.routing.registry import (
     NoRouter,
     Watch,
@@ -25,12 +35,15 @@ from ferryman.routing.registry import (
 )
 
 __all__ = [
+    "CompanionRouter",
     "NoRouter",
     "Obj",
+    "RouteRef",
     "Router",
     "RouterType",
     "SharingRouter",
     "Watch",
+    "companions_of",
     "register",
     "registered",
     "route_name",

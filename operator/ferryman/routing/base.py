@@ -6,6 +6,7 @@ modules and the registry import it without importing each other."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from ferryman.api.rollout import RolloutSpec
@@ -62,6 +63,63 @@ class SharingRouter(Router, Protocol):
         route as read) carry ``route``, empty when they do (``routing.shared.patch_ops``).
         Raises ``routing.shared.SharedRouteProblem``."""
         ...
+
+
+@dataclass(frozen=True)
+class RouteRef:
+    """A route object a router may write besides its main one (``CompanionRouter``)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+
+class CompanionRouter(Router, Protocol):
+    # Whether it routes a gRPC serving port (issue 15 §3); one that cannot says so in the
+    # Rollout's GRPCRoute condition (``handlers.companions``), never silently.
+    grpc: bool
+    # The API resources of companion objects that are not a router's main kind (the
+    # handlers index and watch them like route objects): (apiVersion, kind, plural).
+    companion_kinds: tuple[tuple[str, str, str], ...]
+
+    """A router that writes more than one route object for a Rollout (issue 15 §2/§3):
+    besides ``build``'s (named after the Rollout, the one status reads weights from),
+    ``companions`` (a GAMMA HTTPRoute for east-west traffic, an Istio VirtualService for
+    the ``mesh`` gateway). All carry the same ``Route``; the executor writes them in the
+    same step as the main one (``handlers.companions``)."""
+
+    def companions(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        route: Route,
+        services: Mapping[str, str],
+        port: int,
+        metadata: Obj,
+        grpc_port: int | None = None,
+        grpc_route: Route | None = None,
+    ) -> list[Obj]:
+        """The other route objects of the Rollout named ``name`` (arguments as ``build``;
+        ``grpc_port``: the versions' gRPC Service port, None without one; ``grpc_route``:
+        the traffic of that port, default ``route``); empty when its spec asks for
+        none."""
+        ...
+
+    def companion_refs(
+        self, name: str, *, every: bool = False, grpc_port: int | None = None
+    ) -> tuple[RouteRef, ...]:
+        """The route objects ``companions`` writes for the Rollout ``name``; with
+        ``every``, each one it may write, asked for now or not (one the spec no longer
+        asks for is deleted)."""
+        ...
+
+
+def companions_of(router: Router) -> CompanionRouter | None:
+    """``router`` when it can write companion routes, else None."""
+    if not callable(getattr(router, "companions", None)):
+        return None
+    return cast(CompanionRouter, router)
 
 
 def shared_of(router: Router) -> SharingRouter | None:

@@ -4,16 +4,26 @@ weights to the stable and candidate Services, ``mirror`` and ``mirrorPercentage`
 shadow and blue-green preview mirroring. In a shared VirtualService ferryman's mirror is
 a named route's ``mirror`` when it points at one of the Rollout's version Services; a
 route that mirrors elsewhere keeps its mirror, and mirroring the candidate there is
-refused (``SharedRouteProblem`` ``MirrorTaken``) rather than written over it."""
+refused (``SharedRouteProblem`` ``MirrorTaken``) rather than written over it.
+
+East-west traffic (issue 15 §2): Istio applies a VirtualService to in-cluster calls when
+its ``gateways`` include ``mesh`` (or are absent). With ``gateways`` naming Gateways and
+``mesh``, ferryman writes the gateway VirtualService ``<rollout>`` (those Gateways, the
+spec's hosts) and a companion (``routing.base.CompanionRouter``) ``<rollout>.mesh`` for
+the ``mesh`` gateway whose host is the Rollout's live Service
+(``<rollout>.<namespace>.svc.cluster.local``: the name its callers use), with the same
+weights and mirror, written in the same step (``handlers.companions``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from ferryman.api import names
 from ferryman.api.rollout import IstioRouting, RolloutSpec
 from ferryman.plan.route import Route, RouterCapabilities
 from ferryman.routing import abtest
+from ferryman.routing.base import RouteRef
 from ferryman.routing.shared import (
     RuleShape,
     Shared,
@@ -24,6 +34,7 @@ from ferryman.routing.shared import (
 )
 
 Obj = dict[str, Any]
+MESH = "mesh"  # Istio's reserved gateway name: the sidecars, i.e. in-cluster calls
 
 
 def _destination(service: str, port: int) -> Obj:
@@ -95,6 +106,11 @@ class IstioRouter:
     kind = "VirtualService"
     plural = "virtualservices"
     shape = SHAPE
+    # Its routes send to the versions' HTTP port; a gRPC port needs an HTTP route matched
+    # on that port, which a gateway VirtualService cannot name (the match is the Gateway's
+    # port): not written, and the GRPCRoute condition says so.
+    grpc = False
+    companion_kinds: tuple[tuple[str, str, str], ...] = ()
 
     def __init__(self, config: IstioRouting) -> None:
         self.config = config
@@ -110,6 +126,31 @@ class IstioRouter:
         config = spec.traffic_routing.istio
         return cls(config) if config is not None else None
 
+    def _mesh_split(self) -> bool:
+        """Whether the spec asks for a gateway VirtualService and one for the mesh."""
+        gateways = self.config.gateways or []
+        return MESH in gateways and any(g != MESH for g in gateways)
+
+    def _vs(
+        self, name: str, namespace: str, route: Route, services: Mapping[str, str], port: int,
+        metadata: Obj, hosts: list[str], gateways: list[str],
+    ) -> Obj:  # fmt: skip
+        http: Obj = {"name": "ferryman", "route": destinations(route, services, port)}
+        mirror = _mirror(route, services, port)
+        if mirror is not None:
+            http["mirror"], http["mirrorPercentage"] = mirror
+        # An A/B test: header-matched routes instead (routing.abtest).
+        routes = [http] if route.users is None else abtest.istio_http(route, services, port)
+        spec: Obj = {"hosts": hosts, "http": routes}
+        if gateways:
+            spec["gateways"] = gateways
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {**metadata, "name": name, "namespace": namespace},
+            "spec": spec,
+        }
+
     def build(
         self,
         *,
@@ -120,21 +161,36 @@ class IstioRouter:
         port: int,
         metadata: Obj,
     ) -> Obj:
-        http: Obj = {"name": "ferryman", "route": destinations(route, services, port)}
-        mirror = _mirror(route, services, port)
-        if mirror is not None:
-            http["mirror"], http["mirrorPercentage"] = mirror
-        # An A/B test: header-matched routes instead (routing.abtest).
-        routes = [http] if route.users is None else abtest.istio_http(route, services, port)
-        spec: Obj = {"hosts": list(self.config.hosts or []), "http": routes}
-        if self.config.gateways:
-            spec["gateways"] = list(self.config.gateways)
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "metadata": {**metadata, "name": name, "namespace": namespace},
-            "spec": spec,
-        }
+        gateways = list(self.config.gateways or [])
+        if self._mesh_split():
+            gateways = [g for g in gateways if g != MESH]
+        hosts = list(self.config.hosts or [])
+        return self._vs(name, namespace, route, services, port, metadata, hosts, gateways)
+
+    def companions(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        route: Route,
+        services: Mapping[str, str],
+        port: int,
+        metadata: Obj,
+        grpc_port: int | None = None,
+        grpc_route: Route | None = None,
+    ) -> list[Obj]:
+        if not self._mesh_split():
+            return []
+        hosts = [f"{name}.{namespace}.svc.cluster.local"]
+        mesh_name = names.mesh_route(name)
+        return [self._vs(mesh_name, namespace, route, services, port, metadata, hosts, [MESH])]
+
+    def companion_refs(
+        self, name: str, *, every: bool = False, grpc_port: int | None = None
+    ) -> tuple[RouteRef, ...]:
+        if not every and not self._mesh_split():
+            return ()
+        return (RouteRef(self.api_version, self.kind, names.mesh_route(name)),)
 
     def patch(self, obj: Obj, route: Route, services: Mapping[str, str], port: int) -> list[Obj]:
         assert self.shared is not None
