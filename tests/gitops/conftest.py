@@ -28,9 +28,11 @@ def git_server(tmp_path: Path) -> Iterator[GitServer]:
     server.stop()
 
 
-@pytest.fixture
-def argocd(cluster: Cluster, tmp_path: Path) -> Iterator[ArgoCD]:
-    acd = ArgoCD(cluster, tmp_path / "argocd")
+@pytest.fixture(scope="session")
+def argocd(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArgoCD]:
+    """One Argo CD for the session (its start is a good part of a test's time); each test
+    has an Application of its own, in its own namespace, deleted at its end."""
+    acd = ArgoCD(cluster, tmp_path_factory.mktemp("argocd"))
     try:
         acd.start()
         yield acd

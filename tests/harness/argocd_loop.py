@@ -445,23 +445,34 @@ class ArgoCD:
 
     # Applications
 
-    def create_app(self, name: str, repo_url: str, path: str, namespace: str) -> None:
+    def create_app(
+        self,
+        name: str,
+        repo_url: str,
+        path: str,
+        namespace: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """An Application of ``path`` in the repository, into ``namespace``, with
-        automated sync (prune, self-heal)."""
+        automated sync (prune, self-heal); ``extra``: more of its spec (e.g.
+        ``ignoreDifferences``, ``syncPolicy.syncOptions``), merged key by key."""
+        spec: dict[str, Any] = {
+            "project": "default",
+            "source": {"repoURL": repo_url, "targetRevision": "main", "path": path},
+            "destination": {
+                "server": "https://kubernetes.default.svc",
+                "namespace": namespace,
+            },
+            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+        }
+        for key, value in (extra or {}).items():
+            spec[key] = {**spec[key], **value} if isinstance(spec.get(key), dict) else value
         self.cluster.apply(
             {
                 "apiVersion": "argoproj.io/v1alpha1",
                 "kind": "Application",
                 "metadata": {"name": name, "namespace": NAMESPACE},
-                "spec": {
-                    "project": "default",
-                    "source": {"repoURL": repo_url, "targetRevision": "main", "path": path},
-                    "destination": {
-                        "server": "https://kubernetes.default.svc",
-                        "namespace": namespace,
-                    },
-                    "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
-                },
+                "spec": spec,
             }
         )
 
