@@ -154,7 +154,12 @@ def test_a_failing_artifact_is_reported_and_never_served(
     for name in cases:
         pod, line = lines[name]
         cond = condition(cluster, ns, name)
-        assert pod in cond["message"] and cond["reason"] == reasons[name], cond
+        assert pod in cond["message"], cond
+        if cond["reason"] != reasons[name]:
+            # Already rolled back (a deterministic artifact failure ends at once): the
+            # condition keeps the last failure it reported.
+            assert cond["reason"] == "NoFailure" and "; last: " in cond["message"], cond
+            assert reasons[name] == "ArtifactFailed", cond
         assert line in r.status(cluster, ns, name).get("message", "") or any(
             line in (h.get("reason") or "") for h in r.status(cluster, ns, name).get("history", [])
         )

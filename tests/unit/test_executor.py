@@ -335,3 +335,26 @@ def test_metrics_count_a_rollback_once_by_its_structured_cause() -> None:
         assert sample("ferryman_rollouts_ended_total", outcome="Aborted") == 1.0
         assert sample("ferryman_rollout_weight", role="stable") == 100.0
     metrics.forget(NS, NAME)
+
+
+def test_no_request_goes_to_a_version_whose_service_turned_out_to_be_someone_elses() -> None:
+    """The index had not shown it yet (field: a foreign Service under the stable's name,
+    CI under load): the write of the version's objects finds the Service is someone
+    else's, so the route that would send it requests is not written either."""
+    sim = paused_at_ten()
+    rollout = rollout_of(sim)
+    kube = cluster(sim, rollout)
+    theirs = serving.service(mv_of("1.1.0"), rollout)
+    theirs["metadata"] = {"name": theirs["metadata"]["name"], "namespace": NS}
+    theirs["spec"]["selector"] = {"app": "someone-else"}
+    kube.put(theirs)
+    before = kube.objects[ROUTE]
+    decision = decide(sim, rollout, "promote")  # scales the candidate up, weight kept
+    assert decision.route is not None and decision.route.candidate_weight > 0
+    assert decision.deployments is not None and "1.1.0" in decision.deployments
+    done = run(kube, snapshot(sim, rollout, kube), decision)
+    assert ("apply", "HTTPRoute", NAME) not in kube.writes, kube.writes
+    assert kube.objects[ROUTE] == before
+    cond = condition(done.status, executor.OWNERSHIP)
+    assert cond is not None and cond.status == ConditionStatus.TRUE
+    assert "fraud-1.1.0" in cond.message

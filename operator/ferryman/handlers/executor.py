@@ -52,6 +52,7 @@ from ferryman.kube.client import Conflict, Rejected
 from ferryman.plan import labels, scale
 from ferryman.plan.conditions import set_condition
 from ferryman.plan.decision import Decision, DeploymentState, Event
+from ferryman.plan.route import carried
 from ferryman.routing import Router
 from ferryman.routing.shared import SharedRouteProblem
 
@@ -223,6 +224,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
         status.weights = None
 
     route_written_at: datetime | None = None
+    theirs_for: set[str] = set()  # versions whose objects turned out to be someone else's
     if decision.deployments is not None:
         # 1. create and scale up
         for version, replicas in decision.deployments.items():
@@ -231,6 +233,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
                 continue
             current = seen.deployments.get(version)
             if current is None or replicas >= current.replicas:
+                before = len(problems)
                 try:
                     stale = await children.apply_version(kube, seen, mv, replicas, problems)
                 except Exception as e:  # the fresh read failed (a timeout): reported below
@@ -238,6 +241,10 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
                     problems.append(ApplyFailure(f"scale-up of {version} failed: {describe(e)}"))
                     # What the decision counted on could not be verified: decide again.
                     stale = version in seen.deployments
+                if any(not isinstance(p, ApplyFailure) for p in problems[before:]):
+                    # Someone else's Service or Deployment under the version's name (the
+                    # index had not shown it yet): no request goes there (below).
+                    theirs_for.add(version)
                 if stale:
                     held = True
                     waits.append(
@@ -246,6 +253,7 @@ async def execute(kube: Writer, seen: Snapshot, decision: Decision) -> Executed:
                     )
         kill_point("after-scale-up")
     route_ok = not foreign_route and not held
+    route_ok = route_ok and not (decision.route and carried(decision.route) & theirs_for)
     if decision.route is not None and route_ok:
         # 2. the route. It is written even when a scale-up above failed: the decision gives
         # weight only to replicas it observed Ready, so the route never needs this

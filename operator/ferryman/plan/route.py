@@ -69,6 +69,16 @@ class Route:
         return 100 - self.candidate_weight
 
 
+def carried(route: Route) -> set[str]:
+    """The versions ``route`` sends requests to: by weight, by mirror or by an A/B match."""
+    out = {route.stable} if route.stable_weight > 0 else set()
+    if route.candidate is not None and (
+        route.candidate_weight > 0 or route.mirror_percent > 0 or route.users is not None
+    ):
+        out.add(route.candidate)
+    return out
+
+
 def weights_of(route: Route | None) -> Weights:
     if route is None:
         return Weights(stable=100, candidate=0, mirror_percent=0)
