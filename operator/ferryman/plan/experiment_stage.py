@@ -76,6 +76,22 @@ def describe(match: UserMatch) -> str:
     )
 
 
+def hold(w: Walk) -> None:
+    """Under a hold (a user's pause, an analysis hold) a running test keeps what it has:
+    no live weight, its candidate's pods, its users while they are Ready (``run`` is not
+    called, so nothing ends or advances)."""
+    w.committed = no_live_weight(
+        w.spec, w.s, w.now, w.committed, w.candidate, w.d.events, "an A/B test"
+    )
+    if w.s.stage_since is None or w.spec.replicas == 0:
+        return
+    match = users_of(w.spec)
+    count = replicas_for(w.spec, match)
+    w.want = max(w.want, count)
+    if w.ready_for(count):
+        w.users = match
+
+
 def run(w: Walk, stage: Experiment) -> bool | Ending:
     """The stage (see the module docstring): True on to promotion, False stay, or how it
     ends."""

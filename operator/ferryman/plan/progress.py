@@ -147,6 +147,8 @@ def progress(
     walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
     if manual:
         hold_stage(walk, ratio)
+    elif hold and isinstance(plan[walk.i] if walk.i < len(plan) else None, Experiment):
+        experiment_stage.hold(walk)  # an analysis hold keeps the test's users (review8 R2)
     while not hold and walk.i < len(plan):
         stage = plan[walk.i]
         if isinstance(stage, SetWeight):
