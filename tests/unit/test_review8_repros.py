@@ -4,6 +4,8 @@ fix (or is marked xfail strict while unfixed)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cases.api_cases import AB_TEST
 from ferryman.api.rollout import PauseReason, RolloutPhase, Verdict
 from unit.machine_sim import Sim, retarget
@@ -67,3 +69,76 @@ def test_r3_a_paused_canary_edited_to_an_ab_test_has_no_live_weight() -> None:
     assert sim.status.phase == RolloutPhase.PAUSED
     assert sim.route is not None and sim.route.candidate_weight == 0
     assert sim.status.weights is not None and sim.status.weights.candidate == 0
+
+
+GRPC_PORTS = [
+    {"name": "http", "containerPort": 8080},
+    {"name": "grpc", "containerPort": 9000, "appProtocol": "grpc"},
+]
+
+
+def _versions_with_an_old_one_without_grpc() -> dict[str, Any]:
+    """ModelVersions of the model as the handler lists them (every registered one): 0.9.0,
+    long retired, without a gRPC port; 1.0.0 (stable) and 1.1.0 (candidate) with one."""
+    from cases.api_cases import model_version
+    from ferryman.api.modelversion import ModelVersion
+
+    out: dict[str, Any] = {}
+    for version in ("0.9.0", "1.0.0", "1.1.0"):
+        m = model_version(f"fraud-{version.replace('.', '-')}", version)
+        if version != "0.9.0":
+            m["spec"]["serving"]["ports"] = GRPC_PORTS
+        out[version] = ModelVersion.model_validate(m)
+    return out
+
+
+def test_r4_a_retired_version_without_grpc_does_not_change_what_the_grpc_condition_says() -> None:
+    """The GRPCRoute condition was computed over every registered ModelVersion of the
+    model, while the GRPCRoutes follow the stable and the candidate: an old version
+    without a gRPC port made it say PortMismatch ("gRPC traffic stays on the stable
+    version") while the GRPCRoute split gRPC to the candidate."""
+    from datetime import UTC, datetime
+
+    from ferryman.handlers import companions
+    from unit import test_executor as t
+
+    sim = t.paused_at_ten()
+    rollout = t.rollout_of(sim)
+    gateway = rollout.spec.traffic_routing.gateway_api
+    assert gateway is not None and gateway.parent_refs is not None
+    by_version = _versions_with_an_old_one_without_grpc()
+    status = rollout.status
+    assert (status.stable_version, status.candidate_version) == ("1.0.0", "1.1.0")
+    assert sim.route is not None
+    port, grpc_route = companions._grpc(by_version, sim.route)
+    assert port == 9000 and grpc_route.candidate_weight == 10  # gRPC is split
+    companions.condition(rollout, status, t.router(rollout), by_version, datetime.now(UTC))
+    (cond,) = [c for c in status.conditions or [] if c.type == "GRPCRoute"]
+    assert (cond.status, cond.reason) == ("True", "Routed"), cond.message
+
+
+def test_r4_a_foreign_grpcroute_blocks_even_with_a_retired_version_without_grpc() -> None:
+    """``companions.blocked`` asked for the GRPCRoutes only when every registered version
+    agreed on the gRPC port: with an old one without it, a GRPCRoute named after the
+    Rollout that is someone else's did not block, and the step then failed to write."""
+    import asyncio
+
+    from ferryman.handlers import companions
+    from unit import test_executor as t
+
+    sim = t.paused_at_ten()
+    rollout = t.rollout_of(sim)
+    kube = t.cluster(sim, rollout)
+    kube.put(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GRPCRoute",
+            "metadata": {"name": t.NAME, "namespace": t.NS, "labels": {}},
+            "spec": {},
+        }
+    )
+    by_version = _versions_with_an_old_one_without_grpc()
+    why = asyncio.run(
+        companions.blocked(kube, None, t.router(rollout), rollout, {}, 0.0, by_version.values())
+    )
+    assert why is not None and "GRPCRoute" in why
