@@ -142,3 +142,18 @@ def test_r4_a_foreign_grpcroute_blocks_even_with_a_retired_version_without_grpc(
         companions.blocked(kube, None, t.router(rollout), rollout, {}, 0.0, by_version.values())
     )
     assert why is not None and "GRPCRoute" in why
+
+
+def test_r5_an_autoscaler_growing_replicas_keeps_the_ab_tests_users_on_the_candidate() -> None:
+    """docs/experiments.md: "a user keeps their variant for as long as their id and the
+    percent stay the same"; docs/autoscaling.md: a weight the candidate carried at the
+    smaller count stays while an autoscaler grows spec.replicas. An HPA raising replicas
+    4 -> 8 sent a cohort's users back to stable until the 4 new candidate pods were Ready
+    (the 4 that carried them were Ready all along)."""
+    sim = ab_sim(users={"header": {"name": "x-beta", "value": "true"}})
+    users = sim.route.users if sim.route else None
+    assert users is not None and sim.available["1.1.0"] == 4
+    sim.spec = sim.spec.model_copy(update={"replicas": 8})
+    sim.reconcile()
+    assert sim.replicas["1.1.0"] == 8
+    assert sim.route is not None and sim.route.users == users

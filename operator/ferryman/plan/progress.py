@@ -283,6 +283,8 @@ def progress(
     d.preview = candidate if preview_on else None
     s.weights = weights_of(route)
     need = replicas if spec.strategy.blue_green else needed(replicas, committed)
+    if walk.users is not None:  # an A/B test's users: the count they need (review8 R5)
+        need = experiment_stage.replicas_for(spec, walk.users)
     s.capacity_replicas = next_capacity(replicas, s.capacity_replicas, available, need)
     warm_previous(spec, s, now, d)
     return d
