@@ -157,3 +157,36 @@ def test_r5_an_autoscaler_growing_replicas_keeps_the_ab_tests_users_on_the_candi
     sim.reconcile()
     assert sim.replicas["1.1.0"] == 8
     assert sim.route is not None and sim.route.users == users
+
+
+def test_r6_keep_stable_moves_the_mesh_route_off_the_candidate_before_anything_goes() -> None:
+    """docs/traffic-mesh.md: KeepStable keeps the main route (100% on stable); the
+    companions go with the Rollout (owner references). Deleted mid-canary, the mesh route
+    `<rollout>.mesh` still sent 10% of east-west calls to the candidate while the garbage
+    collector deletes both it and the candidate's Deployment, in no set order: calls to a
+    candidate without pods until the route goes."""
+    import asyncio
+
+    from ferryman.handlers import orphans
+    from ferryman.routing import router_for
+    from unit.machine_sim import canary_spec
+
+    parents = [{"name": "gw"}, {"group": "", "kind": "Service", "name": "fraud"}]
+    spec = canary_spec(
+        [{"setWeight": 10}, {"pause": {}}],
+        trafficRouting={"gatewayAPI": {"parentRefs": parents}},
+    )
+    sim = Sim(spec)
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.route is not None and s.route.candidate_weight == 10)
+    key = ("gateway.networking.k8s.io/v1", "HTTPRoute", "ml", "fraud.mesh")
+    mesh = sim.kube.objects[key]
+    backends = mesh["spec"]["rules"][0]["backendRefs"]
+    assert [b["weight"] for b in backends] == [90, 10]  # the split, east-west
+    rollout = sim.rollout()
+    asyncio.run(orphans.keep_stable(sim.kube, rollout, router_for(rollout.spec), "fraud-1.0.0"))
+    after = sim.kube.objects.get(key)
+    if after is not None:
+        weights = {b["name"]: b["weight"] for b in after["spec"]["rules"][0]["backendRefs"]}
+        assert weights.get("fraud-1.1.0", 0) == 0, weights
