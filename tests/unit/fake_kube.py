@@ -18,6 +18,7 @@ KINDS = frozenset(
         ("v1", "Service"),
         ("policy/v1", "PodDisruptionBudget"),
         ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("gateway.networking.k8s.io/v1", "GRPCRoute"),
         ("networking.istio.io/v1", "VirtualService"),
     }
 )

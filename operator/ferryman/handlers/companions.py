@@ -42,11 +42,14 @@ def grpc_ports(versions: Iterable[ModelVersion]) -> set[int | None]:
     return {serving.grpc_port(mv.spec.serving) for mv in versions}
 
 
-def grpc_port(versions: Iterable[ModelVersion]) -> int | None:
-    """The gRPC port every one of ``versions`` serves on, None when some have none or
-    they disagree (``condition`` reports which)."""
-    ports = grpc_ports(versions)
-    return next(iter(ports)) if len(ports) == 1 else None
+def served(
+    status: Any, by_version: Mapping[str, ModelVersion], *also: str | None
+) -> list[ModelVersion]:
+    """The ModelVersions the routes carry: ``status``'s stable and candidate (and
+    ``also``), not every version ever registered: a retired one without a gRPC port says
+    nothing about the routes (review8 R4)."""
+    wanted = (status.stable_version, status.candidate_version, *also)
+    return [by_version[v] for v in dict.fromkeys(wanted) if v and v in by_version]
 
 
 def names(router: Router, rollout: str) -> list[str]:
@@ -74,7 +77,12 @@ async def blocked(
     if companion is None:
         return None
     ns, name = rollout.metadata.namespace, rollout.metadata.name
-    for ref in companion.companion_refs(name, grpc_port=grpc_port(versions)):
+    # A GRPCRoute is written when the stable has a gRPC port: ask for its names when any
+    # version the routes may carry has one.
+    target = rollout.spec.target.version  # the decision may start it
+    mine = served(rollout.status, {mv.spec.version: mv for mv in versions}, target)
+    port = next((p for p in grpc_ports(mine) if p is not None), None)
+    for ref in companion.companion_refs(name, grpc_port=port):
         if (ref.kind, ref.name) in known or known_absent(ledger, ref.kind, ns, ref.name, now):
             continue
         found = await kube.get(ref.api_version, ref.kind, ns, ref.name)
@@ -157,7 +165,7 @@ def condition(
 ) -> None:  # fmt: skip
     """Set the ``GRPCRoute`` condition (module docstring) while a served version has a
     gRPC port (or the condition was set before: it then says there is none)."""
-    ports = grpc_ports(by_version.values())
+    ports = grpc_ports(served(status, by_version))
     old = any(c.type == CONDITION for c in status.conditions or [])
     if ports == {None} or not ports:
         if not old:

@@ -54,7 +54,7 @@ from ferryman.handlers.observed import INDEXES
 from ferryman.kube.client import Conflict
 from ferryman.plan import labels, serving
 from ferryman.plan.route import Route
-from ferryman.routing import Router, SharingRouter, shared_of
+from ferryman.routing import Router, SharingRouter, companions_of, shared_of
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,7 @@ async def keep_stable(
             # is about to delete: keep nothing (the finalizer retries, then reports).
             why = "; ".join(problems) or "not written"
             raise RouteNotKept(f"{router.kind} {name} not moved 100% to {stable}: {why}")
+    await _drop_companions(kube, rollout, router)
     orphaned: list[str] = []
     for kind, obj_name in kept_objects(rollout, router, stable_name):
         answer = await _patch_read(
@@ -241,6 +242,23 @@ async def keep_stable(
         if answer is not None:
             orphaned.append(f"{kind} {obj_name}")
     return orphaned
+
+
+async def _drop_companions(kube: Patcher, rollout: Rollout, router: Router) -> None:
+    """Delete the Rollout's companion routes (east-west, gRPC) now, while the candidate
+    still has its pods: the garbage collector would delete them in no set order with the
+    candidate's Deployment, and until then they split calls to it (review8 R6). Those
+    calls then reach the live Service, kept, which selects the stable version."""
+    companion = companions_of(router)
+    ns, name = rollout.metadata.namespace, rollout.metadata.name
+    for ref in companion.companion_refs(name, every=True) if companion is not None else ():
+        found = await kube.get(ref.api_version, ref.kind, ns, ref.name)
+        if found is not None and labels.is_owned_by(found, rollout):
+            uid = _meta(found).get("uid")
+            await kube.delete(
+                ref.api_version, ref.kind, ns, ref.name,
+                preconditions={"uid": str(uid)} if uid else None,
+            )  # fmt: skip
 
 
 async def _keep_shared(

@@ -38,6 +38,7 @@ from ferryman.plan.durations import parse_duration
 from ferryman.plan.endings import rollback
 from ferryman.plan.evidence import mark_weight_change
 from ferryman.plan.route import UserMatch
+from ferryman.plan.scale import reference_replicas
 from ferryman.plan.stages import Experiment
 from ferryman.plan.walk import Walk, no_live_weight
 
@@ -60,12 +61,26 @@ def users_of(spec: RolloutSpec) -> UserMatch:
     return experiment.user_match(spec.strategy.ab_test.users)
 
 
-def replicas_for(spec: RolloutSpec, match: UserMatch) -> int:
-    """Candidate replicas for the users it serves: its share of ``spec.replicas`` (at least
-    one) for a percent of users; all of them for a cohort, whose size nobody knows."""
+def replicas_for(spec: RolloutSpec, match: UserMatch, replicas: int | None = None) -> int:
+    """Candidate replicas for the users it serves: its share of ``spec.replicas`` (or of
+    ``replicas``; at least one) for a percent of users; all of them for a cohort, whose
+    size nobody knows."""
+    count = spec.replicas if replicas is None else replicas
     if match.share is None:
-        return spec.replicas
-    return max(1, needed(spec.replicas, math.ceil(match.share * 100)))
+        return count
+    return max(1, needed(count, math.ceil(match.share * 100)))
+
+
+def carried(w: Walk, match: UserMatch) -> int:
+    """The Ready replicas the users need to stay on the candidate: at the count they were
+    last carried at while an autoscaler grows ``spec.replicas`` (``plan.scale``, as a
+    canary's weight; back from zero, at the new count), else at ``spec.replicas``."""
+    if w.s.stage_since is None:
+        return replicas_for(w.spec, match)
+    replicas = w.spec.replicas
+    return replicas_for(
+        w.spec, match, reference_replicas(replicas, w.s.capacity_replicas, from_zero=replicas)
+    )
 
 
 def describe(match: UserMatch) -> str:
@@ -74,6 +89,21 @@ def describe(match: UserMatch) -> str:
     return (
         f"requests whose {match.header} {'is ' + repr(match.exact) if match.exact else 'matches'}"
     )
+
+
+def hold(w: Walk) -> None:
+    """Under a hold (a user's pause, an analysis hold) a running test keeps what it has:
+    no live weight, its candidate's pods, its users while they are Ready (``run`` is not
+    called, so nothing ends or advances)."""
+    w.committed = no_live_weight(
+        w.spec, w.s, w.now, w.committed, w.candidate, w.d.events, "an A/B test"
+    )
+    if w.s.stage_since is None or w.spec.replicas == 0:
+        return
+    match = users_of(w.spec)
+    w.want = max(w.want, replicas_for(w.spec, match))
+    if w.ready_for(carried(w, match)):
+        w.users = match
 
 
 def run(w: Walk, stage: Experiment) -> bool | Ending:
@@ -85,7 +115,7 @@ def run(w: Walk, stage: Experiment) -> bool | Ending:
     match = users_of(spec)
     w.committed = no_live_weight(spec, s, now, w.committed, candidate, w.d.events, "an A/B test")
     w.want = replicas_for(spec, match)
-    if not w.ready_for(w.want):
+    if not w.ready_for(carried(w, match)):
         # Before it starts: wait for the pods (the progress deadline applies). Pods that
         # turn unready mid-test: its users go back to stable, the clock runs on.
         w.waiting_for_pods = s.stage_since is None

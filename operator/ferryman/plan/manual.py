@@ -24,11 +24,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from ferryman.api.rollout import PauseReason, PauseStatus, RolloutStatus
+from ferryman.plan import experiment_stage
 from ferryman.plan.actions import ActionName
 from ferryman.plan.capacity import needed
 from ferryman.plan.decision import Action, Event
 from ferryman.plan.evidence import mark_weight_change
-from ferryman.plan.stages import Preview, SetWeight, Shadow
+from ferryman.plan.stages import Experiment, Preview, SetWeight, Shadow
 from ferryman.plan.walk import Walk, no_live_weight
 
 
@@ -74,6 +75,8 @@ def hold_stage(w: Walk, weights_by_replicas: bool) -> None:
     elif isinstance(stage, (Shadow, Preview)):
         what = "a shadow" if isinstance(stage, Shadow) else "a preview"
         w.committed = no_live_weight(spec, s, w.now, w.committed, w.candidate, w.d.events, what)
+    elif isinstance(stage, Experiment):
+        experiment_stage.hold(w)  # no live weight; its users stay while Ready (review8 R1)
     if weights_by_replicas and w.committed > 0:
         w.want = needed(replicas, w.committed)
     else:

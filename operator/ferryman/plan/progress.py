@@ -147,6 +147,8 @@ def progress(
     walk = Walk(spec, s, d, plan, now, candidate, dep, i, committed, want)
     if manual:
         hold_stage(walk, ratio)
+    elif hold and isinstance(plan[walk.i] if walk.i < len(plan) else None, Experiment):
+        experiment_stage.hold(walk)  # an analysis hold keeps the test's users (review8 R2)
     while not hold and walk.i < len(plan):
         stage = plan[walk.i]
         if isinstance(stage, SetWeight):
@@ -281,6 +283,8 @@ def progress(
     d.preview = candidate if preview_on else None
     s.weights = weights_of(route)
     need = replicas if spec.strategy.blue_green else needed(replicas, committed)
+    if walk.users is not None:  # an A/B test's users: the count they need (review8 R5)
+        need = experiment_stage.replicas_for(spec, walk.users)
     s.capacity_replicas = next_capacity(replicas, s.capacity_replicas, available, need)
     warm_previous(spec, s, now, d)
     return d
