@@ -65,6 +65,16 @@ class ApplyRejected(Exception):
 REJECTED_STATUSES = frozenset({400, 403, 404, 422})
 
 
+def _raise_refused_write(e: DynamicApiError, kind: str, name: str, label: str) -> None:
+    """Raise what a refused write of ``kind``/``name`` means to callers: ``Conflict``
+    ("``label`` changed") on HTTP 409, ``ApplyRejected`` on REJECTED_STATUSES (400, 403,
+    404, 422); return for anything else, which the caller re-raises as it is."""
+    if e.status == 409:
+        raise Conflict(f"{label} changed") from e
+    if e.status in REJECTED_STATUSES:
+        raise ApplyRejected(kind, name, e.status, _api_message(e)) from e
+
+
 def _api_message(e: DynamicApiError | client.ApiException) -> str:
     """The API server's message in an error response, else the HTTP reason."""
     body = e.body.decode(errors="replace") if isinstance(e.body, bytes) else e.body
@@ -230,11 +240,8 @@ class Kube:
         try:
             applied = await self._retrying(f"apply {obj['kind']} {obj['metadata']['name']}", call)
         except DynamicApiError as e:
-            if e.status == 409:
-                raise Conflict(f"{obj['kind']} {obj['metadata']['name']} changed") from e
-            if e.status in REJECTED_STATUSES:
-                name = obj["metadata"]["name"]
-                raise ApplyRejected(obj["kind"], name, e.status, _api_message(e)) from e
+            name = obj["metadata"]["name"]
+            _raise_refused_write(e, obj["kind"], name, f"{obj['kind']} {name}")
             raise
         result: dict[str, Any] = applied.to_dict()
         return result
@@ -321,10 +328,7 @@ class Kube:
         try:
             answer = await self._retrying(f"JSON patch {kind} {namespace}/{name}", call)
         except DynamicApiError as e:
-            if e.status == 409:
-                raise Conflict(f"{kind} {namespace}/{name} changed") from e
-            if e.status in REJECTED_STATUSES:
-                raise ApplyRejected(kind, name, e.status, _api_message(e)) from e
+            _raise_refused_write(e, kind, name, f"{kind} {namespace}/{name}")
             raise
         result: dict[str, Any] = answer.to_dict()
         return result
