@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import HistoryEntry, Rollout, RolloutSpec
+from ferryman.api.rollout import HistoryEntry, Measurement, Rollout, RolloutSpec
 from ferryman.api.rollout_experiment import ExperimentStatus
 from ferryman.plan import experiment_stage, semver, stages
 from ferryman.routing import router_for
@@ -83,12 +83,7 @@ def status(rollout: Rollout) -> str:
         )
         shown = (a.measurements or [])[-MEASUREMENTS_SHOWN:]
         for m in shown:
-            value = "-" if m.value is None else f"{m.value:.4g}"
-            stable = "" if m.stable_value is None else f" (stable {m.stable_value:.4g})"
-            lines.append(
-                f"│   {_t(m.at)}  {m.metric:<16} {m.verdict.value:<12} {value}{stable}"
-                f"  {m.threshold or m.message}"
-            )
+            lines.append(f"│   {measurement_line(m)}")
             lines.append(f"│       query: {_short(m.query, 110)}")
     if s.experiment is not None:
         lines += experiment_lines(s.experiment, spec, last=not s.history)
@@ -99,6 +94,17 @@ def status(rollout: Rollout) -> str:
                 f"    {_t(h.at)}  {h.version:<12} {_outcome(h):<24} {_short(h.reason, 140)}"
             )
     return "\n".join(lines)
+
+
+def measurement_line(m: Measurement) -> str:
+    """One analysis measurement: when, metric, verdict, value (and the stable's), and the
+    threshold, or the message when there is none."""
+    value = "-" if m.value is None else f"{m.value:.4g}"
+    stable = "" if m.stable_value is None else f" (stable {m.stable_value:.4g})"
+    return (
+        f"{_t(m.at)}  {m.metric:<16} {m.verdict.value:<12} {value}{stable}"
+        f"  {m.threshold or m.message}"
+    )
 
 
 def experiment_lines(e: ExperimentStatus, spec: RolloutSpec, *, last: bool) -> list[str]:
