@@ -2,8 +2,9 @@
 ServiceAccount) notifies a receiver on 127.0.0.1 (an aiohttp server in the test) that
 fails the first two deliveries with HTTP 500; the operator is SIGKILLed between them and
 a fresh one resumes the retry from status. Every event (Promoted, PausedForAnalysis,
-Aborted, Rejected) arrives at least once, each request signed with the endpoint's HMAC
-key, and the ids de-duplicate to exactly the events of the Rollout's status."""
+Aborted, Rejected, RolledBack with the measurement that caused it, from the real
+Prometheus) arrives at least once, each request signed with the endpoint's HMAC key, and
+the ids de-duplicate to exactly the events of the Rollout's status."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from harness import rbac
 from harness.kube import Cluster, wait_for
 from harness.net import free_port
 from harness.operator import OperatorProcess
+from harness.prometheus import PrometheusServer
 
-pytestmark = [pytest.mark.usefixtures("ferryman_crds")]
+pytestmark = [pytest.mark.usefixtures("ferryman_crds"), pytest.mark.prometheus]
 
 KEY = "e2e-signing-key-0123456789"
 SECRET = rbac.NOTIFY_SECRETS[0]
@@ -105,13 +107,16 @@ def signing_secret(cluster: Cluster) -> Iterator[None]:
     cluster.kubectl("delete", "secret", SECRET, "-n", rbac.OPERATOR_NAMESPACE, check=False)
 
 
-def settings_file(tmp_path: Path, url: str) -> Path:
+def settings_file(tmp_path: Path, url: str, prometheus: str = "http://127.0.0.1:9") -> Path:
     path = tmp_path / "settings.yaml"
     path.write_text(
         json.dumps(
             {
-                # A closed port: every measurement is an Error, so the rollout pauses.
-                "providers": {"default": {"address": "http://127.0.0.1:9", "timeoutSeconds": 1}},
+                "providers": {
+                    # A closed port: every measurement is an Error, so the rollout pauses.
+                    "default": {"address": "http://127.0.0.1:9", "timeoutSeconds": 1},
+                    "prom": {"address": prometheus},
+                },
                 "namespace": rbac.OPERATOR_NAMESPACE,
                 "storageInitializerImage": "",
                 "notifications": {
@@ -126,8 +131,8 @@ def settings_file(tmp_path: Path, url: str) -> Path:
 
 
 def versions() -> list[dict[str, Any]]:
-    out = r.versions("1.0.0", "1.1.0", "1.2.0")
-    for mv, auc in zip(out, (0.95, 0.95, 0.5), strict=True):
+    out = r.versions("1.0.0", "1.1.0", "1.2.0", "1.3.0")
+    for mv, auc in zip(out, (0.95, 0.95, 0.5, 0.95), strict=True):
         mv["spec"]["metrics"] = {"auc": auc}
     return out
 
@@ -152,9 +157,10 @@ def test_every_event_is_delivered_signed_across_a_restart_and_ids_deduplicate(
     operator_factory: Callable[..., OperatorProcess],
     receiver: Receiver,
     signing_secret: None,
+    prometheus: PrometheusServer,
     tmp_path: Path,
 ) -> None:
-    settings = settings_file(tmp_path, receiver.url)
+    settings = settings_file(tmp_path, receiver.url, prometheus.url)
     cluster.apply(versions(), namespace=namespace)
     cluster.apply(
         r.rollout(
@@ -223,6 +229,15 @@ def test_every_event_is_delivered_signed_across_a_restart_and_ids_deduplicate(
     # Gates refuse 1.2.0 (auc 0.5 < 0.9) before any traffic.
     r.retarget(cluster, namespace, "1.2.0")
     wait_for(lambda: "Rejected" in delivered_types(receiver), timeout=60, message="Rejected")
+    # 1.3.0 measured by the real Prometheus: vector(1) breaks max 0.05 at once.
+    cluster.kubectl(
+        "patch", "rollout.ferryman.dev", "fraud", "-n", namespace, "--type=merge", "-p",
+        json.dumps({"spec": {"target": {"version": "1.3.0"}, "analysis": {
+            "provider": "prom", "interval": "1s", "failureLimit": 0,
+            "metrics": [{"name": "error-rate", "query": "vector(1)", "max": 0.05}],
+        }}}),
+    )  # fmt: skip
+    wait_for(lambda: "RolledBack" in delivered_types(receiver), timeout=90, message="RolledBack")
 
     final = Rollout.model_validate(cluster.get_json("rollout.ferryman.dev", "fraud", namespace))
     expected = {
@@ -232,7 +247,13 @@ def test_every_event_is_delivered_signed_across_a_restart_and_ids_deduplicate(
     } | {pause_id.id}
     docs = receiver.accepted()
     assert {d["id"] for d in docs} == expected
-    assert [d["type"] for d in docs] == ["Promoted", "PausedForAnalysis", "Aborted", "Rejected"]
+    assert [d["type"] for d in docs] == [
+        "Promoted",
+        "PausedForAnalysis",
+        "Aborted",
+        "Rejected",
+        "RolledBack",
+    ]
     # Every request, failed or not, carries a valid signature over its exact body; the
     # header's id is the body's.
     now = int(time.time())
@@ -243,10 +264,13 @@ def test_every_event_is_delivered_signed_across_a_restart_and_ids_deduplicate(
     assert first_doc["type"] == "Promoted" and first_doc["version"] == "1.0.0"
     assert [json.loads(b)["id"] for _s, _h, b in receiver.seen()[:3]] == [first_doc["id"]] * 3
     assert docs[0]["attempt"] == 3  # two failures, one of them before the restart
-    aborted = docs[2]
-    assert (aborted["version"], aborted["cause"]) == ("1.1.0", "User")
+    aborted, rolled_back = docs[2], docs[4]
+    assert (aborted["version"], aborted["cause"], aborted["measurement"]) == ("1.1.0", "User", None)
+    assert (rolled_back["version"], rolled_back["cause"]) == ("1.3.0", "Analysis")
+    m = rolled_back["measurement"]
+    assert (m["metric"], m["value"], m["verdict"]) == ("error-rate", 1.0, "Failed"), m
     state = delivery(cluster, namespace)
-    assert (state["delivered"], state.get("pending")) == (4, None)
+    assert (state["delivered"], state.get("pending")) == (5, None)
     wait_for(
         lambda: condition(cluster, namespace).get("status") == "True",
         timeout=30,
