@@ -14,6 +14,8 @@ shutdown).
 
 Delivery is at-least-once from status alone (``plan.notifications``): an event is sent,
 then its cursor written; the operator dying in between sends it again, with the same id.
+A newly named endpoint is attached first (its cursor written) and sent to from the next
+round on, so nothing is ever sent to an endpoint whose cursor status does not keep.
 The one event an endpoint retries is kept whole in status, with its attempts and next
 attempt time (exponential backoff, ``settings.notifications.retry``), so a restart or a
 failover resumes the schedule where it was. Only the leader sends: kopf, and with it
@@ -167,7 +169,12 @@ async def _serve_endpoint(
     """Deliver what is due to one endpoint, oldest first, stopping at the first failure
     (bounded: ``MAX_PER_ROUND``); its new state and seconds until its retry is due."""
     settings = ctx.settings or Settings()
-    current = state or plan.attach(binding.endpoint, rollout)
+    if state is None:
+        # Attach first, send from the next round on: nothing is sent to an endpoint
+        # whose cursor status does not hold (were status.notifications ever not stored,
+        # e.g. pruned by an older CRD, every round would send everything again).
+        return plan.attach(binding.endpoint, rollout), None
+    current = state
     for _ in range(MAX_PER_ROUND):
         now = datetime.now(UTC)
         nxt = plan.next_event(binding, current, rollout, now)
