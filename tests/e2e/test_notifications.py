@@ -12,12 +12,14 @@ import asyncio
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from e2e import rollouts as r
 from ferryman.api.rollout import Rollout
@@ -198,7 +200,7 @@ def test_every_event_is_delivered_signed_across_a_restart_and_ids_deduplicate(
     failed_before_restart = len(receiver.seen())
     assert failed_before_restart <= 2, receiver.seen()
 
-    operator_factory(args=[f"--settings={settings}"]).start()
+    second = operator_factory(args=[f"--settings={settings}"]).start()
     wait_for(lambda: delivered_types(receiver) == ["Promoted"], timeout=60, message="Promoted")
     statuses = [status for status, _h, _b in receiver.seen()]
     assert statuses == [500, 500, 204], statuses
@@ -276,6 +278,22 @@ def test_every_event_is_delivered_signed_across_a_restart_and_ids_deduplicate(
         timeout=30,
         message="NotificationsDelivered True",
     )
+    # The second process's counters: the failed attempts it made (two in all, minus the
+    # first process's), and 5 delivered.
+    with urllib.request.urlopen(second.metrics_url, timeout=5) as resp:
+        scraped = resp.read().decode()
+    counts = {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+        if sample.name == "ferryman_notifications_total"
+        and sample.labels["namespace"] == namespace
+        and sample.labels["endpoint"] == ENDPOINT
+    }
+    expected_counts = {"delivered": 5.0}
+    if failed_before_restart < 2:
+        expected_counts["failed"] = 2.0 - failed_before_restart
+    assert counts == expected_counts, counts
 
 
 def test_an_unknown_endpoint_is_reported_not_crashed_on(

@@ -44,6 +44,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from ferryman import metrics
 from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip, event_message
 from ferryman.api.rollout import PLURAL, NotificationBinding, Rollout
 from ferryman.api.rollout_notifications import EndpointDelivery, EventRecord
@@ -196,10 +197,14 @@ async def _serve_endpoint(
                 attempt,
             )
             current = plan.delivered(current, nxt.event, now)
+            _count(rollout, binding.endpoint, "delivered")
             continue
         current, abandoned = plan.failed(
             current, nxt.event, error, now, settings.notifications.retry
         )
+        _count(rollout, binding.endpoint, "failed")
+        if abandoned:
+            _count(rollout, binding.endpoint, "abandoned")
         log.warning(
             "%s/%s: %s", rollout.metadata.namespace, rollout.metadata.name, current.last_error
         )
@@ -215,6 +220,11 @@ async def _serve_endpoint(
         assert pending is not None and pending.next_attempt_at is not None
         return current, max((pending.next_attempt_at - now).total_seconds(), 0.0)
     return current, 0.0  # more is due: the next round at once
+
+
+def _count(rollout: Rollout, endpoint: str, result: str) -> None:
+    meta = rollout.metadata
+    metrics.NOTIFICATIONS.labels(meta.namespace, meta.name, endpoint, result).inc()
 
 
 async def _secret(kube: Kube, settings: Settings, name: str) -> dict[str, str]:
