@@ -346,3 +346,70 @@ def test_an_unknown_endpoint_is_reported_not_crashed_on(
         json.dumps([{"op": "remove", "path": "/spec/notifications"}]),
     )
     wait_for(lambda: condition(cluster, namespace) == {}, timeout=30, message="condition cleared")
+
+
+def lease_holder(cluster: Cluster, ns: str) -> str | None:
+    lease = cluster.get_json("lease", "notify-leader", ns) or {}
+    return (lease.get("spec") or {}).get("holderIdentity")
+
+
+def test_only_the_lease_holder_sends(
+    cluster: Cluster,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+    signing_secret: None,
+    tmp_path: Path,
+) -> None:
+    """Two replicas with leader election: the standby sends nothing, the new leader
+    takes over delivery after a SIGKILL without sending the old leader's events again
+    (their cursor is in status). The replicas run as the cluster admin with a Lease of
+    their own in the test namespace (the chart's RBAC names one Lease, test_ha's)."""
+    receiver = Receiver(fail_first=0).start()
+    try:
+        settings = settings_file(tmp_path, receiver.url)
+        data = json.loads(settings.read_text())
+        data["leaderElection"] = {
+            "enabled": True,
+            "namespace": namespace,
+            "leaseName": "notify-leader",
+            "leaseDurationSeconds": 4,
+            "renewDeadlineSeconds": 3,
+            "retryPeriodSeconds": 1,
+        }
+        settings.write_text(json.dumps(data))
+        ops = {
+            who: operator_factory(
+                env={"POD_NAME": who}, args=[f"--settings={settings}"], kubeconfig=None
+            )
+            for who in ("op-a", "op-b")
+        }
+        cluster.apply(versions(), namespace=namespace)
+        cluster.apply(
+            r.rollout("1.0.0", notifications=[{"endpoint": ENDPOINT}]), namespace=namespace
+        )
+        ops["op-a"].start()
+        wait_for(
+            lambda: lease_holder(cluster, namespace) == "op-a", timeout=30, message="op-a leads"
+        )
+        wait_for(lambda: delivered_types(receiver) == ["Promoted"], timeout=60, message="Promoted")
+        ops["op-b"].start()  # the standby
+        r.retarget(cluster, namespace, "1.1.0")  # pauses at its manual step: no event
+        wait_for(
+            lambda: (r.status(cluster, namespace).get("pause") or {}).get("reason") == "Step",
+            timeout=60,
+            message="paused at the step",
+        )
+        ops["op-a"].kill()
+        wait_for(
+            lambda: lease_holder(cluster, namespace) == "op-b", timeout=30, message="op-b leads"
+        )
+        r.act(cluster, namespace, "abort")
+        wait_for(lambda: "Aborted" in delivered_types(receiver), timeout=60, message="Aborted")
+        time.sleep(2)  # room for a wrong extra delivery to show
+        sent = [
+            (json.loads(body)["type"], headers["User-Agent"].split("(")[-1].rstrip(")"))
+            for _status, headers, body in receiver.seen()
+        ]
+        assert sent == [("Promoted", "op-a"), ("Aborted", "op-b")], sent
+    finally:
+        receiver.stop()

@@ -52,6 +52,7 @@ from ferryman.errors import describe
 from ferryman.handlers import namespaces
 from ferryman.handlers.context import OperatorContext, context
 from ferryman.kube.client import Conflict, Kube
+from ferryman.kube.client import user_agent as kube_user_agent
 from ferryman.plan import notifications as plan
 from ferryman.plan import notify_payload
 from ferryman.plan.conditions import set_condition
@@ -257,6 +258,8 @@ async def send(
         doc = notify_payload.generic(event, rollout, sent_at=datetime.now(UTC), attempt=attempt)
         payload = notify_payload.body(endpoint.format, doc)
         headers = notify_payload.headers(event, payload, key, int(time.time()))
+        # Which replica sent it (the leader's identity, as in its API requests).
+        headers["User-Agent"] = kube_user_agent()
         timeout = aiohttp.ClientTimeout(total=endpoint.timeout_seconds)
         async with ctx.http.post(
             url, data=payload, headers=headers, timeout=timeout, allow_redirects=False
