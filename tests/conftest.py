@@ -204,7 +204,9 @@ def operator_identity(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not kubeconfig.exists():
             objects = rbac.render(
-                cluster.helm_bin, rbac.values(secrets=rbac.PROVIDER_SECRETS), workdir=shared
+                cluster.helm_bin,
+                rbac.values(secrets=rbac.PROVIDER_SECRETS, notify_secrets=rbac.NOTIFY_SECRETS),
+                workdir=shared,
             )
             return rbac.provision(cluster, objects, kubeconfig=kubeconfig)
     return rbac.Identity(rbac.OPERATOR_NAMESPACE, rbac.RELEASE, kubeconfig)

@@ -73,6 +73,12 @@ VALUE = Gauge(
     ["namespace", "rollout", "metric"],
     registry=REGISTRY,
 )
+NOTIFICATIONS = Counter(
+    "ferryman_notifications",
+    "Webhook notification attempts by endpoint and result: delivered, failed, abandoned",
+    ["namespace", "rollout", "endpoint", "result"],
+    registry=REGISTRY,
+)
 RECONCILE = Histogram(
     "ferryman_reconcile_duration_seconds",
     "Duration of one Rollout reconcile",
@@ -184,7 +190,8 @@ def observe_pause(namespace: str, rollout: str, pause: PauseStatus | None) -> No
 
 def forget(namespace: str, rollout: str) -> None:
     """Drop a deleted Rollout's series."""
-    for metric in (PHASE, PAUSED_SINCE, WEIGHT, ROLLBACKS, ENDED, PROMOTIONS, MEASUREMENTS, VALUE):
+    per_rollout = (PHASE, PAUSED_SINCE, WEIGHT, ROLLBACKS, ENDED, PROMOTIONS, MEASUREMENTS, VALUE)
+    for metric in (*per_rollout, NOTIFICATIONS):
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, rollout):
                 metric.remove(*labels)

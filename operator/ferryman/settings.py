@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -87,6 +87,56 @@ class LeaderElection(_Model):
         return self
 
 
+class NotificationEndpoint(_Model):
+    """One webhook endpoint Rollouts may name (``spec.notifications[].endpoint``).
+
+    The URL is given here or, when it is itself a credential (Slack's and Teams' URLs
+    are), as the key ``url`` of the Secret ``secretName``; that Secret's key ``hmacKey``
+    is the HMAC-SHA256 signing key (docs/notifications.md). Neither is ever written to a
+    ConfigMap by the chart."""
+
+    url: str | None = Field(
+        None,
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+",
+        description="http(s) URL; the Secret's `url` key wins when both are set.",
+    )
+    format: Literal["generic", "slack", "teams"] = Field(
+        "generic",
+        description="generic (ferryman's JSON schema), slack (incoming webhook: text and "
+        "blocks) or teams (a message with an Adaptive Card attachment).",
+    )
+    secret_name: str | None = Field(
+        None,
+        max_length=253,
+        description="Secret in the operator's namespace with `hmacKey` and/or `url`.",
+    )
+    timeout_seconds: float = Field(5.0, gt=0, le=60, description="Per request.")
+
+    @model_validator(mode="after")
+    def _addressed(self) -> NotificationEndpoint:
+        if not self.url and not self.secret_name:
+            raise ValueError("a notification endpoint needs url or secretName (key url)")
+        return self
+
+
+class NotificationRetry(_Model):
+    """Exponential backoff of a failed delivery: attempt n+1 waits
+    ``min(initialDelaySeconds * 2^(n-1), maxDelaySeconds)`` after the n-th failure; after
+    ``maxAttempts`` failures the event is abandoned (Warning Event, counted in status)."""
+
+    initial_delay_seconds: float = Field(2.0, gt=0, le=3600)
+    max_delay_seconds: float = Field(300.0, gt=0, le=86400)
+    max_attempts: int = Field(20, ge=1, le=1000)
+
+
+class Notifications(_Model):
+    """Webhook endpoints by name, and how failed deliveries are retried."""
+
+    endpoints: dict[str, NotificationEndpoint] = Field(default_factory=dict)
+    retry: NotificationRetry = Field(default_factory=NotificationRetry)
+
+
 class Settings(_Model):
     providers: dict[str, PrometheusProvider] = Field(default_factory=dict)
     allow_inline_addresses: bool = False
@@ -100,6 +150,7 @@ class Settings(_Model):
     )
     json_logs: bool = False
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
+    notifications: Notifications = Field(default_factory=Notifications)
 
 
 _ENV_OVERRIDES = {

@@ -46,6 +46,7 @@ REQUIRED = {
     "Rollout/Healthy/ShadowStopped",
     "Rollout/Healthy/ExperimentEnded",
     "Rollout/Healthy/Unavailable",
+    "Rollout/Healthy/NotificationsFailing",
     "Rollout/Progressing",
     "Rollout/Baking",
     "Rollout/Paused/Step",
@@ -121,6 +122,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "invalid": {},
     # Paused/Step -> `pause` -> Paused/Manual.
     "manual": {},
+    # Names a webhook endpoint the settings lack: NotificationsDelivered=False (stays
+    # on its first version: a retarget would add Paused/Step/NotificationsFailing).
+    "notify": {"notifications": [{"endpoint": "missing"}]},
 }
 
 
@@ -192,7 +196,11 @@ class Drive:
             self.record(obj)
             name, st = obj["metadata"]["name"], obj.get("status") or {}
             phase, stable = st.get("phase"), st.get("stableVersion")
-            if phase == "Healthy" and stable == "1.0.0" and name not in ("unready", "invalid"):
+            if (
+                phase == "Healthy"
+                and stable == "1.0.0"
+                and name not in ("unready", "invalid", "notify")
+            ):
                 self.named.setdefault("healthy-first", obj)
                 self.once(f"{name}/retarget", lambda n=name: self.retarget(n))  # type: ignore[misc]
             if name == "unready" and phase == "Healthy":

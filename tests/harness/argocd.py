@@ -64,6 +64,7 @@ def health(kind_dir: Path, files: list[Path]) -> list[dict[str, str]]:
 def fixture_key(obj: dict[str, Any]) -> str:
     """What a Rollout or ModelVersion status object stands for, e.g. ``Rollout/Paused/
     Inconclusive``, ``Rollout/Healthy/Unavailable``, ``Rollout/Healthy/ShadowStopped``,
+    ``Rollout/Healthy/NotificationsFailing``,
     ``Rollout/Healthy/ExperimentEnded``, ``Rollout/WaitingForOperator``,
     ``ModelVersion/Duplicate``: one committed fixture is needed per key seen in a real
     run."""
@@ -82,6 +83,8 @@ def fixture_key(obj: dict[str, Any]) -> str:
         key += "/" + ((st.get("pause") or {}).get("reason") or "?")
     if (conds.get("Available") or {}).get("status") == "False":
         key += "/Unavailable"
+    if (conds.get("NotificationsDelivered") or {}).get("status") == "False":
+        key += "/NotificationsFailing"  # a webhook problem: the health stays the phase's
     history = st.get("history") or []
     if st["phase"] == "Healthy" and history and history[-1].get("outcome") == "Stopped":
         # an abTest that ended keeping the stable, or a shadow then: stop

@@ -34,6 +34,9 @@ RELEASE = "ferryman"
 # Provider Secrets the e2e tests give the operator (settings.providers[*].secretName);
 # they live in OPERATOR_NAMESPACE and the chart grants `get` on exactly these names.
 PROVIDER_SECRETS = ("prom-creds",)
+# The notification endpoint Secret the e2e tests give the operator
+# (settings.notifications.endpoints[*].secretName), granted the same way.
+NOTIFY_SECRETS = ("notify-hmac",)
 RBAC_TEMPLATES = ("templates/serviceaccount.yaml", "templates/rbac.yaml")
 TOKEN_DURATION = "24h"
 
@@ -41,10 +44,15 @@ Triple = tuple[str, str, str]  # (verb, apiGroup, resource or resource/subresour
 
 
 def values(
-    *, scope: str = "cluster", watch_namespaces: Iterable[str] = (), secrets: Iterable[str] = ()
+    *,
+    scope: str = "cluster",
+    watch_namespaces: Iterable[str] = (),
+    secrets: Iterable[str] = (),
+    notify_secrets: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Chart values for the identity: ``scope`` cluster|namespaced, the watched
-    namespaces, and one provider per Secret name (the address is never contacted)."""
+    namespaces, one provider per Secret name in ``secrets`` and one notification endpoint
+    per Secret name in ``notify_secrets`` (the addresses are never contacted)."""
     return {
         "rbac": {"create": True, "scope": scope},
         "serviceAccount": {"create": True},
@@ -53,7 +61,13 @@ def values(
             "providers": {
                 f"p-{name}": {"address": "http://127.0.0.1:9", "secretName": name}
                 for name in secrets
-            }
+            },
+            "notifications": {
+                "endpoints": {
+                    f"n-{name}": {"url": "http://127.0.0.1:9", "secretName": name}
+                    for name in notify_secrets
+                }
+            },
         },
     }
 

@@ -44,13 +44,44 @@ app.kubernetes.io/part-of: ferryman
 {{- end -}}
 {{- end -}}
 
-{{/* Provider Secret names (sorted, unique): the only Secrets the operator may read. */}}
+{{/* The Secret of notification endpoint .name (endpoint values .e): its own secretName,
+else <release>-notify-<name> when the chart makes one (hmacKey or secretUrl), else "". */}}
+{{- define "ferryman.notifySecret" -}}
+{{- if .e.secretName -}}
+{{- .e.secretName -}}
+{{- else if or .e.hmacKey .e.secretUrl -}}
+{{- printf "%s-notify-%s" (include "ferryman.fullname" .root) .name | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Provider and notification Secret names (sorted, unique): the only Secrets the
+operator may read. */}}
 {{- define "ferryman.providerSecrets" -}}
 {{- $names := list -}}
 {{- range $name, $p := .Values.settings.providers -}}
 {{- if $p.secretName -}}{{- $names = append $names $p.secretName -}}{{- end -}}
 {{- end -}}
+{{- range $name, $e := (.Values.settings.notifications | default dict).endpoints -}}
+{{- $secret := include "ferryman.notifySecret" (dict "root" $ "name" $name "e" $e) -}}
+{{- if $secret -}}{{- $names = append $names $secret -}}{{- end -}}
+{{- end -}}
 {{- $names | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/* settings.notifications as the operator reads it: endpoints without hmacKey or
+secretUrl (those are in the Secret), pointing at their Secret. */}}
+{{- define "ferryman.notifications" -}}
+{{- $n := .Values.settings.notifications | default dict -}}
+{{- $endpoints := dict -}}
+{{- range $name, $e := $n.endpoints -}}
+{{- $ep := dict "format" ($e.format | default "generic") -}}
+{{- if $e.url -}}{{- $_ := set $ep "url" $e.url -}}{{- end -}}
+{{- if $e.timeoutSeconds -}}{{- $_ := set $ep "timeoutSeconds" $e.timeoutSeconds -}}{{- end -}}
+{{- $secret := include "ferryman.notifySecret" (dict "root" $ "name" $name "e" $e) -}}
+{{- if $secret -}}{{- $_ := set $ep "secretName" $secret -}}{{- end -}}
+{{- $_ := set $endpoints $name $ep -}}
+{{- end -}}
+{{- dict "endpoints" $endpoints "retry" ($n.retry | default dict) | toJson -}}
 {{- end -}}
 
 {{/* The operator's settings file (ferryman.settings.Settings, camelCase keys). */}}
@@ -61,6 +92,7 @@ storageInitializerImage: {{ default (include "ferryman.image" .) .Values.setting
 metricsAddress: {{ .Values.metrics.address | quote }}
 metricsPort: {{ .Values.metrics.port }}
 jsonLogs: {{ eq .Values.logFormat "json" }}
+notifications: {{ include "ferryman.notifications" . }}
 leaderElection:
   enabled: {{ .Values.leaderElection.enabled }}
   leaseName: {{ include "ferryman.leaseName" . | quote }}

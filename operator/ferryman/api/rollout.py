@@ -47,6 +47,11 @@ from ferryman.api.rollout_limits import (
     MAX_STEPS,
     QUOTED_QUERY,
 )
+from ferryman.api.rollout_notifications import (
+    NOTIFICATIONS_RULES,
+    NotificationBinding,
+    NotificationEvent,
+)
 from ferryman.api.rollout_status import (
     ActionResult,
     AnalysisStatus,
@@ -118,6 +123,8 @@ __all__ = [
     "Measurement",
     "Metric",
     "MinSamples",
+    "NotificationBinding",
+    "NotificationEvent",
     "OfflineGate",
     "ParentRef",
     "Pause",
@@ -340,6 +347,13 @@ class RolloutSpec(ApiModel):
     )
     history_limit: int = Field(
         20, ge=1, le=MAX_HISTORY, description="Entries kept in status.history (default 20)."
+    )
+    notifications: list[NotificationBinding] | None = Field(
+        None,
+        max_length=8,
+        description="Webhook endpoints to notify, by name from the operator's settings "
+        "(docs/notifications.md): [{endpoint: team-slack, events: [RolledBack]}].",
+        json_schema_extra=NOTIFICATIONS_RULES,
     )
     deletion_policy: Literal["KeepStable", "Delete"] = Field(
         "KeepStable",

@@ -33,6 +33,7 @@ from ferryman.api.rollout_limits import (
     MAX_STEPS,
     MAX_THRESHOLD,
 )
+from ferryman.api.rollout_notifications import NotificationsStatus
 
 
 def action_key(action_id: str) -> str:
@@ -266,6 +267,9 @@ class RolloutStatus(ApiModel):
     )
     last_action: LastAction | None = Field(
         None, description="The verdict on the last handled action: Applied or Rejected, why."
+    )
+    notifications: NotificationsStatus | None = Field(
+        None, description="Webhook delivery per endpoint (written by the notifier only)."
     )
     conditions: Conditions | None = None
     observed_generation: int | None = None

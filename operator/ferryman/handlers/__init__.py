@@ -6,8 +6,17 @@ from ferryman.handlers import (
     lifecycle,
     modelversions,
     namespaces,
+    notifications,
     rollouts,
     shared_wakeups,
 )
 
-__all__ = ["identity", "lifecycle", "modelversions", "namespaces", "rollouts", "shared_wakeups"]
+__all__ = [
+    "identity",
+    "lifecycle",
+    "modelversions",
+    "namespaces",
+    "notifications",
+    "rollouts",
+    "shared_wakeups",
+]

@@ -50,6 +50,8 @@ class OperatorContext:
     http: aiohttp.ClientSession
     options: Options = field(default_factory=Options)
     wakeups: Wakeups = field(default_factory=dict)
+    # The notification daemons' wake-up events (``handlers.notifications``).
+    notify_wakeups: Wakeups = field(default_factory=dict)
     metrics_served: bool = False
     # What this process last wrote or read of each object (``handlers.observed.Ledger``):
     # an index entry older than that is not trusted.
