@@ -2,6 +2,7 @@
 through ``kube``. Importing this package registers every handler."""
 
 from ferryman.handlers import (
+    approvals,
     identity,
     lifecycle,
     modelversions,
@@ -10,4 +11,12 @@ from ferryman.handlers import (
     shared_wakeups,
 )
 
-__all__ = ["identity", "lifecycle", "modelversions", "namespaces", "rollouts", "shared_wakeups"]
+__all__ = [
+    "approvals",
+    "identity",
+    "lifecycle",
+    "modelversions",
+    "namespaces",
+    "rollouts",
+    "shared_wakeups",
+]
