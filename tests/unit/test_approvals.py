@@ -145,3 +145,27 @@ def test_promote_is_refused_by_the_shared_rule_while_awaiting_approval() -> None
         assert refused is not None and "approval" in refused
     assert actions.refusal("abort", status, previous_warm=False) is None
     assert actions.refusal("pause", status, previous_warm=False) is None
+
+
+def test_the_cli_claims_only_the_gate_groups_it_has_and_names_an_approval_per_user() -> None:
+    from ferryman.cli import approve
+
+    gate = ApprovalGate.model_validate(GATE)
+    assert approve.claimed(gate, ["system:authenticated", "risk-leads", "ml-approvers"]) == [
+        "ml-approvers",
+        "risk-leads",
+    ]
+    assert approve.claimed(gate, ["other-team"]) == []
+    name = approve.name_for("fraud", "1.1.0", "alice")
+    assert name == approve.name_for("fraud", "1.1.0", "alice")  # twice: AlreadyExists
+    assert (
+        len(
+            {
+                name,
+                approve.name_for("fraud", "1.1.0", "bob"),
+                approve.name_for("fraud", "1.2.0", "alice"),
+            }
+        )
+        == 3
+    )
+    assert name.startswith("fraud-") and len(name) <= 253
