@@ -187,3 +187,29 @@ def test_approvals_by_proven_users_unpause_and_forgeries_are_refused(
     )
     assert st["phase"] in ("Healthy", "Baking")
     assert st["approval"]["approvedBy"] == ["alice", sa] and st["approval"]["counted"] == 2
+
+
+def test_an_approval_gate_before_full_holds_the_last_step_until_approved(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    ns = namespace
+    cluster.apply(rbac_objects(ns), namespace=ns)
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    steps = {"canary": {"steps": [{"setWeight": 50}]}}
+    gate = {"approvals": {"count": 1, "at": "BeforeFull"}}  # no groups: anyone may approve
+    cluster.apply(r.rollout("1.0.0", strategy=steps, gates=gate), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=60, message="stable")
+    r.retarget(cluster, ns, "1.1.0")
+    st = wait_for(
+        lambda: (s := r.status(cluster, ns)) and awaiting(s) and s, timeout=60, message="gate"
+    )
+    assert st["weights"]["candidate"] == 50 and st["currentStep"] == 1
+    assert "before promotion to 100%: 0/1 approvals for 1.1.0" in st["message"]
+    made = create_as(cluster, ns, "carol", ["other-team"], approval("carol", "carol", "1.1.0"))
+    assert made.returncode == 0, made.stderr
+    st = wait_for(
+        lambda: (s := r.status(cluster, ns)).get("stableVersion") == "1.1.0" and s,
+        timeout=60,
+        message="promoted once approved",
+    )
+    assert st["approval"]["approvedBy"] == ["carol"]
