@@ -147,11 +147,11 @@ def test_approvals_by_proven_users_unpause_and_forgeries_are_refused(
     assert f"created: {sa} as {approvers_group} approves 1.1.0 of fraud" in out.stdout, out.stdout
     twice = cluster.kubectl(*cli, check=False)
     assert twice.returncode == 1 and f"{sa} already approved 1.1.0" in twice.stderr, twice.stderr
-    made = cluster.get_json(
+    kept = cluster.get_json(
         "modelapproval.ferryman.dev", approve.name_for("fraud", "1.1.0", sa), ns
     )
-    assert made is not None and made["spec"]["comment"] == "offline eval reviewed"
-    assert made["spec"]["groups"] == [approvers_group]
+    assert kept is not None and kept["spec"]["comment"] == "offline eval reviewed"
+    assert kept["spec"]["groups"] == [approvers_group]
 
     st = wait_for(
         lambda: (s := r.status(cluster, ns)).get("approval", {}).get("counted") == 1 and s,

@@ -147,6 +147,10 @@ class ModelApproval(ApiModel):
 
 def policy_documents() -> dict[str, dict[str, Any]]:
     """File name -> the ValidatingAdmissionPolicy and its binding (one file, a list)."""
+    # matchConstraints and validations are atomic for server-side apply: every field the
+    # API server would default is written out, so that what is applied equals what is
+    # stored and a second applier (helm --take-ownership after `kubectl apply
+    # --server-side`) sees no conflict.
     policy = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -157,14 +161,18 @@ def policy_documents() -> dict[str, dict[str, Any]]:
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": {},
+                "objectSelector": {},
                 "resourceRules": [
                     {
                         "apiGroups": [GROUP],
                         "apiVersions": ["*"],
                         "operations": ["CREATE"],
                         "resources": [PLURAL],
+                        "scope": "*",
                     }
-                ]
+                ],
             },
             "validations": [
                 {
