@@ -78,4 +78,14 @@ def ferryman_crds(cluster: Cluster) -> list[str]:
     )
     names = [f"crd/{p.name.removesuffix('.yaml')}" for p in sorted(CRDS_DIR.glob("*.yaml"))]
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    # The ModelApproval admission policy and binding, as the chart installs them with
+    # the CRDs (hack/chart_crds.py).
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=ferryman-crds",
+        "-f",
+        str(CRDS_DIR / "policies"),
+    )
     return names

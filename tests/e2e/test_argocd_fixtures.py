@@ -53,6 +53,7 @@ REQUIRED = {
     "Rollout/Paused/Manual",
     "Rollout/Paused/Inconclusive",
     "Rollout/Paused/AnalysisError",
+    "Rollout/Paused/AwaitingApproval",
     "Rollout/RolledBack",
     "Rollout/Aborted",
     "Rollout/Rejected",
@@ -125,6 +126,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     # Names a webhook endpoint the settings lack: NotificationsDelivered=False (stays
     # on its first version: a retarget would add Paused/Step/NotificationsFailing).
     "notify": {"notifications": [{"endpoint": "missing"}]},
+    # An approval gate nobody approves: Paused/AwaitingApproval before any traffic.
+    "approval": {"gates": {"approvals": {"count": 1, "groups": ["ml-approvers"]}}},
 }
 
 
@@ -220,6 +223,8 @@ class Drive:
                 self.once("pause", lambda: r.act(self.cluster, self.ns, "pause", "manual"))
             if name == "manual" and phase == "Paused" and reason == "Manual":
                 self.record(obj, "paused-manual")
+            if name == "approval" and phase == "Paused" and reason == "AwaitingApproval":
+                self.record(obj, "paused-approval")
             if name == "undo" and phase == "Healthy" and stable == "1.1.0":
                 self.record(obj, "healthy-warm")
                 self.once("undo", lambda: r.act(self.cluster, self.ns, "undo", "undo"))

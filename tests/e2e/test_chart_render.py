@@ -113,8 +113,31 @@ def test_crds_follow_install_and_keep() -> None:
         find(render({"crds": {"install": False, "keep": True}}), "CustomResourceDefinition") == []
     )
     loose = find(render({"crds": {"install": True, "keep": False}}), "CustomResourceDefinition")
-    assert len(loose) == 2
+    assert len(loose) == 3
     assert all("annotations" not in d["metadata"] for d in loose)
+
+
+def test_chart_approval_policy_equals_crds_policies() -> None:
+    """The ModelApproval admission policy and binding ship with the CRDs, unchanged."""
+    on_disk = [
+        yaml.safe_load(p.read_text())
+        for p in sorted((chart.ROOT / "crds" / "policies").glob("*.yaml"))
+    ]
+    assert on_disk
+    rendered = render()
+    for source in on_disk:
+        docs = [
+            d
+            for d in find(rendered, source["kind"])
+            if d["metadata"]["name"] == source["metadata"]["name"]
+        ]
+        assert len(docs) == 1, source["kind"]
+        doc = docs[0]
+        assert doc["spec"] == source["spec"]
+        assert doc["apiVersion"] == source["apiVersion"]
+    off = render({"crds": {"install": False}})
+    assert find(off, "ValidatingAdmissionPolicy") == []
+    assert find(off, "ValidatingAdmissionPolicyBinding") == []
 
 
 def test_rendered_objects_validate_offline() -> None:

@@ -41,7 +41,15 @@ from ferryman.api.rollout import Rollout, RolloutSpec, RolloutStatus
 from ferryman.handlers import executor, ledger, rollouts
 from ferryman.plan import labels, machine, serving
 from ferryman.plan.capacity import needed
-from ferryman.plan.decision import Action, Decision, DeploymentState, Event, Observed, VersionRecord
+from ferryman.plan.decision import (
+    Action,
+    Approval,
+    Decision,
+    DeploymentState,
+    Event,
+    Observed,
+    VersionRecord,
+)
 from ferryman.plan.pod_failures import PodFailure
 from ferryman.plan.route import Route
 from ferryman.routing import Router, router_for
@@ -202,6 +210,7 @@ class Sim:
     index_lag: int = 0  # reconciles the object indexes lag by (module docstring)
     # What failing pods report, by version (``handlers.pods.failures_by_version``).
     pod_failures: dict[str, PodFailure] = field(default_factory=dict)
+    approvals: list[Approval] = field(default_factory=list)  # the Rollout's ModelApprovals
     lag_seed: int = 0
     ledger: ledger.Ledger = field(default_factory=ledger.Ledger)
     _history: list[dict[Any, Obj]] = field(default_factory=list, repr=False)
@@ -334,6 +343,7 @@ class Sim:
             action=action,
             generation=rollout.metadata.generation,
             pod_failures=dict(self.pod_failures),
+            approvals=tuple(self.approvals),
             blocked=(
                 f"{router.kind} {NAME} exists and is not owned by this Rollout" if foreign else None
             ),

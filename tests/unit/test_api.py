@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cases.api_cases import INVALID, ROLLOUT_NAME_MAX, VALID, Case
-from ferryman.api import crds, names
+from ferryman.api import approval, crds, names
 from ferryman.api.common import cel_str
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
@@ -21,6 +21,15 @@ def test_crds_on_disk_match_the_models() -> None:
     for name, doc in crds.documents().items():
         on_disk = (ROOT / "crds" / name).read_text()
         assert on_disk == crds.render(doc), f"crds/{name} is stale: run `make crds`"
+
+
+def test_approval_policy_on_disk_matches_the_generator() -> None:
+    """crds/policies/ (the ModelApproval admission policy and binding) drift like a CRD,
+    and `python -m ferryman.api.crds --check` sees it."""
+    for name, doc in approval.policy_documents().items():
+        on_disk = (ROOT / "crds" / "policies" / name).read_text()
+        assert on_disk == crds.render(doc), f"crds/policies/{name} is stale: run `make crds`"
+    assert crds.main(["--check", "--out", str(ROOT / "crds")]) == 0
 
 
 def test_generated_schemas_are_structural() -> None:
@@ -129,6 +138,10 @@ def test_rollout_names_leave_room_for_every_suffix() -> None:
 def test_crds_check_names_at_creation_only() -> None:
     for doc in crds.documents().values():
         schema = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        if doc["spec"]["names"]["kind"] == approval.KIND:
+            # A ModelApproval's name names nothing ferryman derives: any object name.
+            assert "x-kubernetes-validations" not in schema
+            continue
         # The name rules; a Rollout's GAMMA parent rule reads the name too, always.
         rules = [
             r for r in schema["x-kubernetes-validations"] if r["fieldPath"] == ".metadata.name"

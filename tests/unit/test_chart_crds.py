@@ -24,7 +24,8 @@ def _generator() -> ModuleType:
 def test_chart_crd_templates_match_crds() -> None:
     out = ROOT / "charts" / "ferryman" / "templates" / "crds"
     rendered: dict[str, str] = _generator().render_all()
-    assert sorted(rendered) == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    sources = [*(ROOT / "crds").glob("*.yaml"), *(ROOT / "crds" / "policies").glob("*.yaml")]
+    assert sorted(rendered) == sorted(p.name for p in sources)
     assert sorted(p.name for p in out.glob("*.yaml")) == sorted(rendered), (
         "charts/ferryman/templates/crds/ is stale: run `make chart-crds`"
     )

@@ -23,6 +23,10 @@ It then checks that every string has a ``maxLength`` (or is an enum or a date-ti
 list a ``maxItems`` and every map a ``maxProperties``: CEL rules over unbounded values
 exceed the API server's cost budget. A unit test fails when ``crds/`` differs from this
 output.
+
+The ModelApproval CRD has no status and no name rules; its admission policy and binding
+(``api.approval.policy_documents``) are written to ``crds/policies/`` and checked the
+same way.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from ferryman.api import modelversion, names, rollout, rollout_traffic
+from ferryman.api import approval, modelversion, names, rollout, rollout_traffic
 from ferryman.api.common import GROUP, VERSION
 
 HEADER = (
@@ -160,19 +164,22 @@ def crd(
     short_names: list[str],
     description: str,
     spec: type[BaseModel],
-    status: type[BaseModel],
+    status: type[BaseModel] | None,
     columns: list[dict[str, Any]],
-    name_rules: names.NameRules,
+    name_rules: names.NameRules | None,
     scale: dict[str, str] | None = None,
     root_rules: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One CRD; ``scale``: the scale subresource's paths (None: status only)."""
-    subresources: dict[str, Any] = {"status": {}}
+    """One CRD; ``scale``: the scale subresource's paths (None: status only); ``status``
+    None: no status at all (ModelApproval); ``name_rules`` None: any valid object name."""
+    subresources: dict[str, Any] = {"status": {}} if status is not None else {}
     if scale is not None:
         subresources["scale"] = scale
     spec_schema = _part(spec)
-    status_schema = _part(status)
-    problems = unbounded(spec_schema, ".spec") + unbounded(status_schema, ".status")
+    status_schema = _part(status) if status is not None else None
+    problems = unbounded(spec_schema, ".spec")
+    if status_schema is not None:
+        problems += unbounded(status_schema, ".status")
     if problems:
         raise ValueError(f"{kind}: unbounded strings/lists/maps: {', '.join(problems)}")
     return {
@@ -198,23 +205,25 @@ def crd(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": subresources,
+                    **({"subresources": subresources} if subresources else {}),
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": description,
                             "required": ["spec"],
-                            "x-kubernetes-validations": [
-                                *names.root_rules(name_rules),
-                                *(root_rules or []),
-                            ],
+                            **_validations(
+                                [
+                                    *(names.root_rules(name_rules) if name_rules else []),
+                                    *(root_rules or []),
+                                ]
+                            ),
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": names.metadata_schema(),
                                 "spec": spec_schema,
-                                "status": status_schema,
+                                **({"status": status_schema} if status_schema else {}),
                             },
                         }
                     },
@@ -222,6 +231,11 @@ def crd(
             ],
         },
     }
+
+
+def _validations(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rules key, absent when there are none (the API server drops an empty list)."""
+    return {"x-kubernetes-validations": found} if found else {}
 
 
 def _col(name: str, path: str, kind: str = "string", **extra: Any) -> dict[str, Any]:
@@ -276,7 +290,26 @@ def documents() -> dict[str, dict[str, Any]]:
             scale=ROLLOUT_SCALE,
             root_rules=[rollout_traffic.SERVICE_PARENT_RULE],
         ),
+        f"{approval.PLURAL}.{GROUP}.yaml": crd(
+            kind=approval.KIND,
+            plural=approval.PLURAL,
+            short_names=["mapr"],
+            description=(approval.ModelApproval.__doc__ or "").strip(),
+            spec=approval.ModelApprovalSpec,
+            status=None,
+            columns=[
+                _col("Rollout", ".spec.rollout"),
+                _col("Version", ".spec.version"),
+                _col("Approved By", ".spec.approvedBy"),
+                _col("Groups", ".spec.groups", priority=1),
+                age,
+            ],
+            name_rules=None,
+        ),
     }
+
+
+POLICIES = "policies"  # crds/policies/: the ModelApproval admission policy and binding
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -292,14 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     stale = []
-    for name, doc in documents().items():
+    files = {Path(name): doc for name, doc in documents().items()}
+    files |= {Path(POLICIES) / name: doc for name, doc in approval.policy_documents().items()}
+    for name, doc in files.items():
         text = render(doc)
         path = out / name
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path))
         else:
-            out.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path}")
     if stale:

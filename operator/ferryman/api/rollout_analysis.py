@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ferryman.api.approval import ApprovalGate
 from ferryman.api.common import (
     ApiModel,
     cel,
@@ -42,10 +43,14 @@ class OfflineGate(ApiModel):
 
 
 class Gates(ApiModel):
-    """Checked before any traffic moves; a failing candidate is Rejected."""
+    """Checked before any traffic moves; a failing candidate is Rejected. Approvals
+    (``approvals``) pause the rollout instead, at the point they name."""
 
     offline_metrics: list[OfflineGate] | None = Field(
         None, max_length=MAX_GATES, description="Offline metric gates."
+    )
+    approvals: ApprovalGate | None = Field(
+        None, description="Approvals (ModelApprovals) the candidate needs (docs/approvals.md)."
     )
 
 

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from ferryman.api.approval import ApprovalStatus
 from ferryman.api.common import ApiModel, Conditions, ShortStr, bounded_text, newest_items
 from ferryman.api.rollout_experiment import ExperimentClock, ExperimentStatus
 from ferryman.api.rollout_limits import (
@@ -62,12 +63,15 @@ class PauseReason(StrEnum):
     MANUAL = "Manual"
     INCONCLUSIVE = "Inconclusive"
     ANALYSIS_ERROR = "AnalysisError"
+    AWAITING_APPROVAL = "AwaitingApproval"
 
 
 class PauseStatus(ApiModel):
     """Why the rollout waits."""
 
-    reason: PauseReason = Field(description="Step, Manual, Inconclusive or AnalysisError.")
+    reason: PauseReason = Field(
+        description="Step, Manual, Inconclusive, AnalysisError or AwaitingApproval."
+    )
     since: datetime | None = Field(None, description="When the pause began.")
     message: Annotated[str, bounded_text(1024)] = Field("", max_length=1024, description="Details.")
 
@@ -245,6 +249,9 @@ class RolloutStatus(ApiModel):
     )
     weights: Weights | None = None
     analysis: AnalysisStatus | None = None
+    approval: ApprovalStatus | None = Field(
+        None, description="Approvals counted for the candidate (spec.gates.approvals)."
+    )
     experiment: ExperimentStatus | None = Field(
         None,
         description="The abTest's verdict at its last look (reset on a new target and on "

@@ -38,14 +38,14 @@ from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
-from ferryman.cli import digest, render, uninstall
+from ferryman.cli import approve, digest, render, uninstall
 from ferryman.plan import actions, labels
 
 EPILOG = """actions are annotations with a nonce on the Rollout (ferryman.dev/action:
 promote, abort, retry, undo, pause, resume; ferryman.dev/action-id); the operator applies
 each exactly once and records its verdict (status.lastAction). An action exits 0 when
 the operator applied it, 1 when it does not apply or the operator rejected it (with the
-reason)."""
+reason). `approve` creates a ModelApproval as yourself (docs/approvals.md)."""
 
 POLL_SECONDS = 0.3
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     lin.add_argument("model")
     uninstall.add_parser(sub, [common])
     digest.add_parser(sub, [common])
+    approve.add_parser(sub, [common])
     return p
 
 
@@ -286,10 +287,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(render.history(cli.rollout(args.rollout)))
         elif args.command == "lineage":
             cli.lineage(args.model)
+        elif args.command == "approve":
+            ro = cli.rollout(args.rollout)
+            gate = ro.spec.gates.approvals if ro.spec.gates else None
+            print(
+                approve.approve(
+                    cli.api, cli.namespace, args.rollout, ro.status.candidate_version, gate,
+                    args.comment,
+                )
+            )  # fmt: skip
         else:
             action = "promote-full" if getattr(args, "full", False) else args.command
             cli.act(args.rollout, action, not args.no_wait, args.wait_timeout)
-    except (Failure, uninstall.UninstallError) as e:
+    except (Failure, uninstall.UninstallError, approve.ApproveError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ApiException as e:

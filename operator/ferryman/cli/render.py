@@ -60,6 +60,16 @@ def status(rollout: Rollout) -> str:
         if spec.strategy.ab_test is not None:  # the users it serves besides any weight
             users = experiment_stage.describe(experiment_stage.users_of(spec))
             rows.append(("A/B users", f"{users} (requests without it: stable)"))
+    gate = spec.gates.approvals if spec.gates else None
+    if s.approval is not None and (gate is not None or not s.candidate_version):
+        ap = s.approval
+        who = ", ".join(ap.approved_by or []) or "nobody yet"
+        hidden = ap.counted - len(ap.approved_by or [])
+        extra = f" and {hidden} more" if hidden > 0 else ""
+        at = f", {gate.at.value}" if gate is not None else ""
+        rows.append(
+            ("Approvals", f"{ap.counted}/{ap.required} for {ap.version}{at} by {who}{extra}")
+        )
     if s.previous_stable_version:
         rows.append(("Previous", s.previous_stable_version))
     if s.current_step is not None and s.candidate_version:

@@ -2,6 +2,7 @@
 through ``kube``. Importing this package registers every handler."""
 
 from ferryman.handlers import (
+    approvals,
     identity,
     lifecycle,
     modelversions,
@@ -12,6 +13,7 @@ from ferryman.handlers import (
 )
 
 __all__ = [
+    "approvals",
     "identity",
     "lifecycle",
     "modelversions",

@@ -40,6 +40,7 @@ from ferryman.api.rollout import PLURAL, Rollout, action_key
 from ferryman.errors import describe
 from ferryman.handlers import analysis as analysis_round
 from ferryman.handlers import (
+    approvals,
     companions,
     executor,
     experiment_round,
@@ -320,6 +321,7 @@ async def reconcile(
         invalid=invalid,
         blocked=seen_route.blocked or taken,
         pod_failures=pods.failures_by_version(indexes, ns, name),
+        approvals=approvals.of(indexes, ns, name),
         # Weights by replica ratio (plain Services): which pods the live Service selects
         # now, so a decision never drops Ready capacity behind it.
         route=(

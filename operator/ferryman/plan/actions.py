@@ -12,7 +12,8 @@ the operator records its verdict for the action's nonce in ``status.lastAction``
 The rule, per action:
 
 - ``promote``, ``promote-full``: phase ``Progressing`` or ``Paused``, with a candidate
-  rolling out next to a stable version (the first version of a Rollout has no steps).
+  rolling out next to a stable version (the first version of a Rollout has no steps),
+  and not awaiting approvals (pause reason ``AwaitingApproval``: only approvals pass it).
 - ``abort``: phase ``Progressing`` or ``Paused`` with a candidate rolling out next to a
   stable version, or ``Baking`` with a previous stable version to return to that is warm
   (as for undo: an abort is applied at once or refused, never left half done).
@@ -109,6 +110,12 @@ def refusal(action: str, status: RolloutStatus, *, previous_warm: bool) -> str |
     ) and not (status.candidate_version and status.stable_version):
         return f"{name} needs a candidate rolling out next to a stable version; there is none"
     manual = status.pause is not None and status.pause.reason == PauseReason.MANUAL
+    approval = status.pause is not None and status.pause.reason == PauseReason.AWAITING_APPROVAL
+    if name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL) and approval:
+        return (
+            "the Rollout awaits approvals (pause reason AwaitingApproval); promote cannot "
+            "pass an approval gate: `kubectl ferryman approve` (docs/approvals.md)"
+        )
     if name == ActionName.PAUSE and manual:
         return "the Rollout is already paused by a user (pause reason Manual); resume continues it"
     if name == ActionName.RESUME and not manual:

@@ -62,6 +62,19 @@ class Observed:
     # What the failing pods of each served version report, by version (one each,
     # ``plan.pod_failures.pick``); healthy versions are absent.
     pod_failures: Mapping[str, PodFailure] = field(default_factory=dict)
+    # The Rollout's ModelApprovals, any version (``plan.approvals`` picks and counts).
+    approvals: tuple[Approval, ...] = ()
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What the operator reads of one ModelApproval of the Rollout (``plan.approvals``
+    counts them; ``handlers.approvals`` indexes them)."""
+
+    name: str
+    version: str
+    approved_by: str
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from ferryman.analysis import evaluate
+from ferryman.api.approval import ApprovalPoint
 from ferryman.api.common import clip
 from ferryman.api.rollout import (
     MAX_MESSAGE,
@@ -25,7 +26,7 @@ from ferryman.api.rollout import (
     RolloutSpec,
     RolloutStatus,
 )
-from ferryman.plan import experiment_stage
+from ferryman.plan import approvals, experiment_stage
 from ferryman.plan.actions import ActionName
 from ferryman.plan.capacity import needed, ratio_sizing, supported
 from ferryman.plan.decision import Action, Decision, Event, Observed
@@ -65,6 +66,11 @@ def progress(
     def ready_for(count: int) -> bool:
         return dep is not None and dep.replicas >= count and available >= count
 
+    # An approval gate before any traffic holds while nothing has moved yet; promote
+    # cannot pass it (plan.approvals).
+    tally = approvals.count(spec, s, observed.approvals, now, events)
+    untouched = (s.current_step or 0) == 0 and committed == 0 and s.stage_since is None
+    awaiting = untouched and approvals.waits(spec, tally, ApprovalPoint.BEFORE_TRAFFIC)
     refusal: str | None = None
     if action is not None:
         if action.name == ActionName.ABORT:
@@ -77,7 +83,9 @@ def progress(
                 outcome=HistoryOutcome.ABORTED,
                 cause=HistoryCause.USER,
             )
-        if replanned and action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
+        if awaiting and tally and action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
+            refusal = approvals.refusal(tally)
+        elif replanned and action.name in (ActionName.PROMOTE, ActionName.PROMOTE_FULL):
             # It was meant for a gate of the previous plan: never let it pass a new one.
             refusal = (
                 "the plan changed in the same update and starts again from its first "
@@ -130,6 +138,9 @@ def progress(
             # Keep traffic where it is; analysis keeps running and lifts the hold.
             s.pause, s.phase, s.message = held, RolloutPhase.PAUSED, held.message
             hold = True
+    if awaiting and tally and not hold:
+        approvals.hold(spec, s, tally, now)
+        hold = True
     if replicas == 0:
         # The progress deadline stops (no pod can turn Ready at 0; unset once, so no
         # status write per reconcile) and counts in full from the scale-up, as after a
@@ -177,12 +188,16 @@ def progress(
 
     if i >= len(plan) and (not hold or manual):
         # Promotion: the candidate takes 100% in one write once Ready at full size, and
-        # never without evidence from analysis (nor while a user holds it: then only the
-        # traffic it has is kept).
+        # never without evidence from analysis (nor while a user holds it, or it awaits
+        # approvals: then only the traffic it has is kept).
+        waiting = not manual and approvals.waits(spec, tally, ApprovalPoint.BEFORE_FULL)
+        if waiting and tally:
+            approvals.hold(spec, s, tally, now)
+        gated = manual or waiting
         evidence = has_evidence(spec, s, had_traffic(plan, len(plan) - 1, committed))
-        if ready_for(replicas) and evidence and not manual:
+        if ready_for(replicas) and evidence and not gated:
             return promote(spec, s, observed, events)
-        if ready_for(replicas) and not manual:
+        if ready_for(replicas) and not gated:
             s.message = "promoting: waiting for analysis evidence"
             wake_for_measurement(s, now, d)
         # Until it is promoted, a candidate that was mirrored (blue-green preview, shadow)
@@ -202,13 +217,14 @@ def progress(
         if keep and ready_for(max(needed(replicas, keep), 1)):
             mirror = keep
         else:
-            waiting_for_pods = not manual
-            if not ready_for(replicas) and not manual:
+            waiting_for_pods = not gated
+            if not ready_for(replicas) and not gated:
                 s.message = (
                     f"promoting: waiting for {replicas} Ready replicas of {candidate} "
                     f"({available} Ready)"
                 )
-        if not manual:  # a manual pause keeps the candidate as hold_stage sized it
+        if not gated:  # a manual pause keeps the candidate as hold_stage sized it (an
+            # approval wait as the walk sized it)
             want = replicas
         if ratio and committed > 0 and not evidence:
             # Plain Services select every candidate pod: scaling it to full size is the

@@ -12,9 +12,11 @@ local has_history = (st.history ~= nil and #st.history > 0)
   or (st.rolledBackVersions ~= nil and #st.rolledBackVersions > 0)
 local warm_previous = st.previousStableVersion ~= nil and st.scaleDownAt ~= nil
 local manual = st.pause ~= nil and st.pause.reason == "Manual"
+-- Only approvals (ModelApprovals, docs/approvals.md) pass an approval gate.
+local awaiting = st.pause ~= nil and st.pause.reason == "AwaitingApproval"
 
-actions["promote"] = { ["disabled"] = not rolling }
-actions["promote-full"] = { ["disabled"] = not rolling }
+actions["promote"] = { ["disabled"] = not rolling or awaiting }
+actions["promote-full"] = { ["disabled"] = not rolling or awaiting }
 actions["abort"] = { ["disabled"] = not (rolling or (phase == "Baking" and warm_previous)) }
 actions["retry"] = { ["disabled"] = not (ended and has_history) }
 actions["pause"] = { ["disabled"] = not (rolling and not manual) }

@@ -1,0 +1,120 @@
+"""Counting approvals and holding the rollout until there are enough (``spec.gates.approvals``).
+
+An approval counts for a candidate when it names that exact version, and, if the gate
+names groups, claims at least one of them. Its claims were proven by the API server when
+it was created (the ValidatingAdmissionPolicy of ``api.approval``), so counting trusts
+them. Each user counts once, however many approvals they created. ``count`` keeps the
+tally in ``status.approval`` (what ``kubectl ferryman status`` shows) whether or not the
+rollout is at the gate; ``hold`` pauses it with reason ``AwaitingApproval`` where
+``plan.progress`` meets the gate, and ``count`` lifts the wait once enough approvals
+exist (with a restarted progress clock: time spent waiting for people is not the
+candidate's). Pure: no I/O; the clock comes from ``Observed.now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from ferryman.api.approval import ApprovalGate, ApprovalPoint, ApprovalStatus
+from ferryman.api.common import clip
+from ferryman.api.rollout import MAX_MESSAGE, PauseReason, PauseStatus, RolloutPhase, RolloutSpec
+from ferryman.api.rollout import RolloutStatus as Status
+from ferryman.plan.decision import Approval, Event
+
+
+def counts(gate: ApprovalGate, approval: Approval, version: str) -> bool:
+    """Whether ``approval`` counts for candidate ``version`` under ``gate``."""
+    if approval.version != version:
+        return False
+    return not gate.groups or any(g in gate.groups for g in approval.groups)
+
+
+def approvers(gate: ApprovalGate, approvals: Iterable[Approval], version: str) -> list[str]:
+    """The distinct users whose approvals count, sorted."""
+    return sorted({a.approved_by for a in approvals if counts(gate, a, version)})
+
+
+def count(
+    spec: RolloutSpec,
+    s: Status,
+    approvals: Iterable[Approval],
+    now: datetime,
+    events: list[Event],
+) -> ApprovalStatus | None:
+    """The tally for ``s.candidate_version`` (also kept in ``s.approval``); None without a
+    gate (then ``s.approval`` is cleared too) or candidate. A wait that the tally now
+    satisfies ends here: ``awaitingSince`` cleared, the progress clock restarted, a
+    Normal ``Approved`` Event."""
+    gate = spec.gates.approvals if spec.gates else None
+    version = s.candidate_version
+    if gate is None and s.approval is not None:
+        s.approval = None
+    if gate is None or version is None:
+        return None
+    who = approvers(gate, approvals, version)
+    prev = s.approval if s.approval is not None and s.approval.version == version else None
+    since = prev.awaiting_since if prev else None
+    if since is not None and len(who) >= gate.count:
+        since = None
+        s.step_started_at = now
+        events.append(
+            Event("Normal", "Approved", f"{version} approved by {', '.join(who[: gate.count])}")
+        )
+    tally = ApprovalStatus(
+        version=version,
+        required=gate.count,
+        counted=len(who),
+        approved_by=who or None,
+        awaiting_since=since,
+    )
+    if tally != s.approval:
+        s.approval = tally
+    return tally
+
+
+def waits(spec: RolloutSpec, tally: ApprovalStatus | None, point: ApprovalPoint) -> bool:
+    """Whether the gate is at ``point`` and not met yet."""
+    gate = spec.gates.approvals if spec.gates else None
+    return (
+        gate is not None
+        and tally is not None
+        and gate.at == point
+        and tally.counted < tally.required
+    )
+
+
+def message(spec: RolloutSpec, tally: ApprovalStatus) -> str:
+    """The pause message: counted / required, by whom, and how to approve."""
+    gate = spec.gates.approvals if spec.gates else None
+    where = (
+        "before any traffic"
+        if gate and gate.at == ApprovalPoint.BEFORE_TRAFFIC
+        else ("before promotion to 100%")
+    )
+    groups = f" of groups {', '.join(gate.groups)}" if gate and gate.groups else ""
+    by = f" (by {', '.join(tally.approved_by or [])})" if tally.approved_by else ""
+    return clip(
+        f"awaiting approval {where}: {tally.counted}/{tally.required} approvals{groups} for "
+        f"{tally.version}{by}; `kubectl ferryman approve`",
+        MAX_MESSAGE,
+    )
+
+
+def hold(spec: RolloutSpec, s: Status, tally: ApprovalStatus, now: datetime) -> None:
+    """Pause with reason ``AwaitingApproval`` (``status.approval.awaitingSince`` keeps
+    when the wait began, so each reconcile writes the same status)."""
+    since = tally.awaiting_since or now
+    if tally.awaiting_since is None:
+        s.approval = tally.model_copy(update={"awaiting_since": since})
+    text = message(spec, tally)
+    s.pause = PauseStatus(reason=PauseReason.AWAITING_APPROVAL, since=since, message=text)
+    s.phase, s.message = RolloutPhase.PAUSED, text
+
+
+def refusal(tally: ApprovalStatus) -> str:
+    """Why ``promote`` cannot pass the gate."""
+    return (
+        f"awaiting approval: {tally.counted}/{tally.required} approvals for {tally.version}; "
+        "promote cannot pass an approval gate (`kubectl ferryman approve`)"
+    )

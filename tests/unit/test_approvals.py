@@ -1,0 +1,171 @@
+"""Approval gates (``spec.gates.approvals``, ``plan.approvals``) in the state machine:
+counting (exact version, the gate's groups, each user once), the pause with reason
+AwaitingApproval before any traffic or before 100%, which no promote passes and no
+progress deadline ends, and the rollout going on once enough approvals exist."""
+
+from __future__ import annotations
+
+import pytest
+
+from ferryman.api.approval import ApprovalGate
+from ferryman.api.rollout import ActionResult, PauseReason, RolloutPhase, RolloutStatus
+from ferryman.plan import actions, approvals
+from ferryman.plan.decision import Approval
+from ferryman.plan.route import Route
+from unit.machine_sim import Sim, canary_spec, retarget
+
+GATE = {"count": 2, "groups": ["ml-approvers", "risk-leads"]}
+
+
+def ok(user: str, version: str = "1.1.0", *groups: str) -> Approval:
+    return Approval(f"a-{user}-{version}-{len(groups)}", version, user, groups or ("ml-approvers",))
+
+
+@pytest.mark.parametrize(
+    ("found", "who"),
+    [
+        ([], []),
+        ([ok("alice")], ["alice"]),
+        ([ok("alice"), ok("alice", "1.1.0", "risk-leads")], ["alice"]),  # a user counts once
+        ([ok("alice", "1.0.0")], []),  # another version
+        ([ok("alice", "1.1.0-rc.1")], []),  # not a prefix match either
+        ([ok("carol", "1.1.0", "other-team")], []),  # no group of the gate
+        ([ok("carol", "1.1.0", "other-team", "risk-leads")], ["carol"]),  # one is enough
+        ([ok("bob"), ok("alice")], ["alice", "bob"]),
+    ],
+)
+def test_counting(found: list[Approval], who: list[str]) -> None:
+    gate = ApprovalGate.model_validate(GATE)
+    assert approvals.approvers(gate, found, "1.1.0") == who
+
+
+def test_a_gate_without_groups_counts_every_approval_of_the_version() -> None:
+    gate = ApprovalGate.model_validate({"count": 1})
+    found = [Approval("x", "1.1.0", "dave"), ok("erin", "1.0.0")]
+    assert approvals.approvers(gate, found, "1.1.0") == ["dave"]
+
+
+def at_gate(at: str, steps: list[object]) -> Sim:
+    spec = canary_spec(steps, gates={"approvals": {**GATE, "at": at}})
+    sim = Sim(spec)
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.pause is not None)
+    return sim
+
+
+def waiting(sim: Sim) -> bool:
+    pause = sim.status.pause
+    return (
+        sim.status.phase == RolloutPhase.PAUSED
+        and pause is not None
+        and pause.reason == PauseReason.AWAITING_APPROVAL
+    )
+
+
+def test_before_traffic_holds_until_enough_distinct_approvers_of_the_gate() -> None:
+    sim = at_gate("BeforeTraffic", [{"setWeight": 25}, {"pause": {"duration": "60s"}}])
+    assert waiting(sim)
+    since = sim.status.pause.since  # type: ignore[union-attr]
+    assert sim.route == Route(stable="1.0.0", candidate="1.1.0", candidate_weight=0)
+    assert sim.replicas.get("1.1.0", 0) == 0  # nothing runs for a candidate not approved
+    cond = {c.type: c for c in sim.status.conditions or []}["Paused"]
+    assert (cond.status, cond.reason) == ("True", "AwaitingApproval")
+    assert "0/2 approvals of groups ml-approvers, risk-leads for 1.1.0" in (
+        sim.status.message or ""
+    )
+    assert sim.status.approval is not None and sim.status.approval.counted == 0
+
+    sim.reconcile("promote")  # no promote passes an approval gate
+    assert sim.status.last_action is not None
+    assert sim.status.last_action.result == ActionResult.REJECTED
+    assert "approve" in sim.status.last_action.message
+
+    # Another version, a group the gate does not name, the same user twice: 1 of 2.
+    sim.approvals += [
+        ok("alice", "1.0.0"),
+        ok("carol", "1.1.0", "other-team"),
+        ok("alice"),
+        ok("alice", "1.1.0", "risk-leads"),
+    ]
+    for _ in range(5):
+        sim.tick(100)  # far past the progress deadline (120 s): people take their time
+        assert waiting(sim) and sim.status.pause.since == since  # type: ignore[union-attr]
+        assert sim.route == Route(stable="1.0.0", candidate="1.1.0", candidate_weight=0)
+    assert sim.status.approval is not None
+    assert (sim.status.approval.counted, sim.status.approval.approved_by) == (1, ["alice"])
+    assert "(by alice)" in (sim.status.message or "")
+
+    sim.approvals.append(ok("bob"))
+    sim.tick()
+    assert not waiting(sim)
+    assert any(e.reason == "Approved" for e in sim.events)
+    sim.run_until(lambda s: s.route is not None and s.route.candidate_weight == 25)
+    assert sim.status.approval.counted == 2 and sim.status.approval.awaiting_since is None
+
+
+def test_before_full_holds_the_last_step_weight_then_promotes_when_approved() -> None:
+    sim = at_gate("BeforeFull", [{"setWeight": 50}])
+    assert waiting(sim)
+    held = Route(stable="1.0.0", candidate="1.1.0", candidate_weight=50)
+    assert sim.route == held
+    for _ in range(5):
+        sim.tick(100)
+        assert waiting(sim) and sim.route == held
+    sim.reconcile("promote-full")
+    assert sim.status.last_action.result == ActionResult.REJECTED  # type: ignore[union-attr]
+    sim.approvals += [ok("alice"), ok("bob", "1.1.0", "risk-leads")]
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+    assert sim.status.approval is not None and sim.status.approval.approved_by == ["alice", "bob"]
+
+
+def test_approvals_already_there_do_not_pause() -> None:
+    spec = canary_spec([{"setWeight": 50}], gates={"approvals": {"count": 1}})
+    sim = Sim(spec)
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    sim.approvals.append(Approval("a", "1.1.0", "alice"))
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+    assert not any(
+        e.reason == "Approved" for e in sim.events
+    )  # never waited, so nothing to announce
+
+
+def test_promote_is_refused_by_the_shared_rule_while_awaiting_approval() -> None:
+    status = RolloutStatus.model_validate(
+        {
+            "phase": "Paused",
+            "stableVersion": "1.0.0",
+            "candidateVersion": "1.1.0",
+            "pause": {"reason": "AwaitingApproval"},
+        }
+    )
+    for name in ("promote", "promote-full"):
+        refused = actions.refusal(name, status, previous_warm=False)
+        assert refused is not None and "approval" in refused
+    assert actions.refusal("abort", status, previous_warm=False) is None
+    assert actions.refusal("pause", status, previous_warm=False) is None
+
+
+def test_the_cli_claims_only_the_gate_groups_it_has_and_names_an_approval_per_user() -> None:
+    from ferryman.cli import approve
+
+    gate = ApprovalGate.model_validate(GATE)
+    assert approve.claimed(gate, ["system:authenticated", "risk-leads", "ml-approvers"]) == [
+        "ml-approvers",
+        "risk-leads",
+    ]
+    assert approve.claimed(gate, ["other-team"]) == []
+    name = approve.name_for("fraud", "1.1.0", "alice")
+    assert name == approve.name_for("fraud", "1.1.0", "alice")  # twice: AlreadyExists
+    assert (
+        len(
+            {
+                name,
+                approve.name_for("fraud", "1.1.0", "bob"),
+                approve.name_for("fraud", "1.2.0", "alice"),
+            }
+        )
+        == 3
+    )
+    assert name.startswith("fraud-") and len(name) <= 253
