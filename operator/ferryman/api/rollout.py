@@ -47,6 +47,7 @@ from ferryman.api.rollout_limits import (
     MAX_STEPS,
     QUOTED_QUERY,
 )
+from ferryman.api.rollout_retention import Retention
 from ferryman.api.rollout_status import (
     ActionResult,
     AnalysisStatus,
@@ -124,6 +125,7 @@ __all__ = [
     "PauseReason",
     "PauseStatus",
     "Placement",
+    "Retention",
     "Rollout",
     "RolloutPhase",
     "RolloutSpec",
@@ -340,6 +342,11 @@ class RolloutSpec(ApiModel):
     )
     history_limit: int = Field(
         20, ge=1, le=MAX_HISTORY, description="Entries kept in status.history (default 20)."
+    )
+    retention: Retention | None = Field(
+        None,
+        description="Which of the model's ModelVersions to keep; the others are marked "
+        "Retired or deleted (docs/history-and-retention.md). Unset: all are kept.",
     )
     deletion_policy: Literal["KeepStable", "Delete"] = Field(
         "KeepStable",
