@@ -59,6 +59,7 @@ REQUIRED = {
     "ModelVersion/Registered",
     "ModelVersion/Serving",
     "ModelVersion/Retired",
+    "ModelVersion/Retired/Expired",
     "ModelVersion/Duplicate",
 }
 
@@ -121,6 +122,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "invalid": {},
     # Paused/Step -> `pause` -> Paused/Manual.
     "manual": {},
+    # Keeps one version: its 0.1.0 (registered with the others, oldest by semver) is
+    # marked Retired, Expired (issue 17 §5).
+    "retain": {"retention": {"keepLast": 1}},
 }
 
 
@@ -144,6 +148,8 @@ def manifests() -> list[dict[str, Any]]:
             objs[-1]["spec"]["serving"]["image"] = NEVER_READY
         else:
             objs += [mv(name, "1.0.0"), mv(name, "1.1.0")]
+        if name == "retain":
+            objs.append(mv(name, "0.1.0"))
         if "strategy" not in spec:
             extra["strategy"] = PAUSE_AT_50
         objs.append(ro(name, **extra, **spec))
