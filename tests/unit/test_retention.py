@@ -134,6 +134,11 @@ def test_without_delete_every_expired_version_is_marked_once() -> None:
     assert [(c["type"], c["status"], c["reason"]) for c in restore["conditions"]] == [
         ("Expired", "False", "Retained")
     ]
+    # spec.retention removed: every mark is lifted, nothing expires.
+    gone = s.model_copy(update={"retention": None})
+    lifted = retention.decide("fraud", gone, status, marked, NOW)
+    assert lifted.expired == [] and sorted(lifted.restored) == sorted(x.name for x in plan.expired)
+    assert retention.decide("fraud", gone, status, twelve(), NOW).restored == {}
 
 
 def test_never_the_stable_candidate_target_or_warm_previous_stable() -> None:

@@ -71,9 +71,11 @@ async def apply(
     """Carry out ``plan.retention.decide`` for ``rollout`` (its status ``status`` as the
     reconcile left it; ``body`` for Events about it) over its model's ModelVersions
     ``mvs``; returns the seconds until a kept-as-recent version's keep lapses (the
-    Rollout should reconcile then), or None. Does nothing without ``spec.retention``."""
-    if rollout.spec.retention is None:
-        return None
+    Rollout should reconcile then), or None. Without ``spec.retention`` it only lifts
+    the marks a former retention left."""
+    mvs = list(mvs)
+    if rollout.spec.retention is None and not any(retention.marked(mv) for mv in mvs):
+        return None  # the common case costs one look at each index entry
     ns = rollout.metadata.namespace
     observed: dict[str, tuple[str, dict[str, Any]]] = {}
     believed: dict[str, ModelVersion] = {}

@@ -16,8 +16,9 @@ annotations and labels) is only marked: deleting it would have the tool re-creat
 the next sync, so an Event asks for its removal from Git. The others are deleted when
 ``retention.delete`` is true, else marked. Marked: phase ``Retired`` and condition
 ``Expired`` (True). A marked one that is kept again (pinned, targeted, newly served) gets
-``Expired`` False (and ``Registered`` back if it never served). Duplicates and
-ModelVersions being deleted are left alone and not counted.
+``Expired`` False (and ``Registered`` back if it never served), as does every marked one
+once ``spec.retention`` is removed. Duplicates and ModelVersions being deleted are left
+alone and not counted.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ class Plan:
     expired: list[Expiry] = field(default_factory=list)
     restored: dict[str, dict[str, Any]] = field(default_factory=dict)
     recheck_at: datetime | None = None
+
+
+def marked(mv: ModelVersion) -> bool:
+    """Whether ``mv`` carries retention's mark (condition ``Expired`` True)."""
+    mark = find(mv.status.conditions, EXPIRED)
+    return mark is not None and mark.status == ConditionStatus.TRUE
 
 
 def pinned(mv: ModelVersion) -> bool:
@@ -140,7 +147,14 @@ def decide(
     ``mvs``, its model's ModelVersions in its namespace (see the module docstring)."""
     plan = Plan()
     retention = spec.retention
-    if retention is None or status.phase == RolloutPhase.INVALID:
+    if status.phase == RolloutPhase.INVALID:
+        return plan
+    if retention is None:  # removed from the spec: its marks are lifted
+        for mv in mvs:
+            restore = _restored(mv, "spec.retention removed", now)
+            if restore is not None and mv.status.phase != ModelVersionPhase.DUPLICATE:
+                plan.kept[mv.metadata.name] = "no retention"
+                plan.restored[mv.metadata.name] = restore
         return plan
     live = sorted(
         (
@@ -179,8 +193,7 @@ def decide(
 
 
 def _restored(mv: ModelVersion, reason: str, now: datetime) -> dict[str, Any] | None:
-    mark = find(mv.status.conditions, EXPIRED)
-    if mark is None or mark.status != ConditionStatus.TRUE:
+    if not marked(mv):
         return None
     conditions = set_condition(
         mv.status.conditions,
