@@ -7,6 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from cases.api_cases import rollout as cli_rollout
+from ferryman import cli as cli_module
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.older_history import OlderHistory
 from ferryman.cli import audit
@@ -146,9 +151,8 @@ def test_serving_history_table_oldest_first_with_why_each_stopped() -> None:
 
 
 def test_only_the_named_rollout_and_nothing_for_never_served() -> None:
-    assert audit.serving(VERSIONS, rollout="other") == "1.0.0: " + audit.older(
-        VERSIONS[0].status.older_serving_history, "intervals"
-    )
+    assert audit.serving(VERSIONS, rollout="other") == ""
+    assert audit.serving(VERSIONS, rollout="fraud") == audit.serving(VERSIONS)
     assert audit.serving(VERSIONS[4:]) == ""
 
 
@@ -163,3 +167,54 @@ def test_older_summary_line() -> None:
         "2 older entries not shown (2026-11-22 10:00:00 to 2026-11-22 10:00:00; "
         "Aborted 1, Promoted 1)"
     )
+
+
+class FakeApi:
+    """A namespace holding ``rollout`` (None: 404) and ``VERSIONS``."""
+
+    def __init__(self, rollout: dict[str, Any] | None) -> None:
+        self.obj = rollout
+
+    def get_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+        if self.obj is None:
+            raise ApiException(status=404, reason="Not Found")
+        return self.obj
+
+    def list_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+        return {"items": [v.model_dump(by_alias=True, mode="json") for v in VERSIONS]}
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, rollout: dict[str, Any] | None) -> None:
+    fake = cli_module.Cli.__new__(cli_module.Cli)
+    fake.namespace = "risk"
+    fake.api = FakeApi(rollout)  # type: ignore[assignment]
+    monkeypatch.setattr(cli_module, "Cli", lambda *_: fake)
+
+
+def test_history_of_a_live_rollout_counts_what_fell_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    obj = cli_rollout(name="fraud")
+    obj["status"] = {
+        "history": [{"version": "1.1.0", "outcome": "Promoted", "at": at(10)}],
+        "olderHistory": {"count": 4, "since": at(0), "until": at(5), "outcomes": {"Promoted": 4}},
+    }
+    cli(monkeypatch, obj)
+    assert cli_module.main(["history", "fraud"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["1.1.0", "Promoted"]
+    assert lines[2] == (
+        "4 older entries not shown (2026-11-22 10:00:00 to 2026-11-22 10:05:00; Promoted 4)"
+    )
+
+
+def test_history_of_a_deleted_rollout_reads_its_model_versions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(monkeypatch, None)
+    assert cli_module.main(["history", "fraud"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Rollout fraud no longer exists; from its ModelVersions' serving history:"
+    assert [line.split()[0] for line in out[2:6]] == ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+    assert cli_module.main(["history", "other"]) == 1
+    assert "Rollout other not found in namespace risk" in capsys.readouterr().err

@@ -123,13 +123,15 @@ HEADER = ("VERSION", "ROLLOUT", "SERVED FROM", "SERVED UNTIL", "ROLES", "OUTCOME
 
 def serving(versions: Sequence[ModelVersion], rollout: str | None = None) -> str:
     """Every interval the ``versions`` served (of ``rollout`` only, when given), oldest
-    first, with a line per version whose older intervals fell off; an empty string when
-    none ever served."""
+    first, with a line per version shown whose older intervals fell off (their Rollouts
+    are not recorded); an empty string when none ever served."""
     rows = _rows(versions, rollout)
+    shown = {r[0] for _, r in rows}
     notes = [
         f"{mv.spec.version}: " + older(mv.status.older_serving_history, "intervals")
         for mv in versions
         if older(mv.status.older_serving_history, "intervals")
+        and (rollout is None or mv.spec.version in shown)
     ]
     if not rows and not notes:
         return ""
