@@ -6,9 +6,13 @@ as tests/unit/test_roles.py does."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ferryman.api.common import TRUNCATED
 from ferryman.api.modelversion import ModelVersion, Role
@@ -29,6 +33,7 @@ from unit.machine_sim import T0, Sim, canary_spec, retarget
 from unit.test_machine_analysis import ANALYSIS, measure
 from unit.test_machine_strategies import ISTIO, spec_with
 from unit.test_roles import Registry, settled
+from unit.test_status_bounds import LONG_QUERY, violations
 
 STEPS = [{"setWeight": 50}, {"pause": {}}]
 
@@ -265,3 +270,44 @@ def test_every_reconcile_of_a_long_simulation_is_quiet_after_its_write() -> None
     served = [i for v in sim.versions for i in intervals(reg, v)]
     assert served and all(i["servedFrom"] <= i.get("servedUntil", "9") for i in served)
     assert all(i.get("ended") for v in sim.versions for i in intervals(reg, v)[:-1])
+
+
+def test_a_full_serving_history_of_worst_case_entries_fits_the_crd() -> None:
+    """Bounded by construction: 20 intervals with the longest reason and a measurement
+    (a 4 KiB rendered query, a long message) fit every maxLength / maxItems of the
+    ModelVersion CRD, and stay small (about 4 KiB each)."""
+    crd = Path(__file__).resolve().parents[2] / "crds" / "modelversions.ferryman.dev.yaml"
+    schema = yaml.safe_load(crd.read_text())["spec"]["versions"][0]["schema"]
+    status_schema = schema["openAPIV3Schema"]["properties"]["status"]
+    m = evidence(
+        Measurement(
+            metric="m" * 63,
+            query=LONG_QUERY,
+            value=1.0,
+            threshold="t" * 300,
+            verdict=Verdict.FAILED,
+            message="x" * 5000,
+            at=T0,
+        )
+    )
+    entry = HistoryEntry(
+        version="1.0.0",
+        outcome=HistoryOutcome.ROLLED_BACK,
+        at=T0,
+        reason="r" * 10_000,
+        measurement=m,
+    )
+    status = RolloutStatus(history=[entry])
+    mv = _mv([])
+    for k in range(MAX_SERVED_INTERVALS + 3):
+        now = T0 + timedelta(hours=k)
+        status.history = [entry.model_copy(update={"at": now})]
+        for role in (Role.CANDIDATE, Role.NONE):
+            patch = serving_history.history_patch(mv, "fraud", role, status, now)
+            dumped = mv.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+            mv = mv.model_copy(update={"status": mv.status.model_validate({**dumped, **patch})})
+    dumped = mv.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    assert len(dumped["servingHistory"]) == MAX_SERVED_INTERVALS
+    assert dumped["olderServingHistory"]["count"] == 3
+    assert violations(status_schema, dumped) == []
+    assert len(json.dumps(dumped["servingHistory"])) < MAX_SERVED_INTERVALS * 4096
