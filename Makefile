@@ -11,10 +11,11 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PY) hack/cluster/localcluster.py
 PYTEST_ARGS ?=
 
-.PHONY: stats-sim fuzz crds chart-crds chart-docs help test unit e2e lint demo up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle bench-scale bench-growth
+.PHONY: stats-sim fuzz crds chart-crds chart-docs help test unit e2e lint demo demo-ab up down status deps venv cluster-build clean tools-build bench bench-smoke bench-reaction bench-idle bench-scale bench-growth
 
 help:
 	@echo "make demo    bring up the local control plane and run the example end to end"
+	@echo "make demo-ab the second act: an A/B test won and promoted, a drifting shadow stopped"
 	@echo "make test    install everything needed, lint (make lint), then run unit and e2e tests"
 	@echo "make unit    unit tests only (no cluster)"
 	@echo "make e2e     e2e tests only (local control plane, or FERRYMAN_TEST_KUBECONFIG)"
@@ -115,6 +116,10 @@ chart-docs: venv
 # The README's main command.
 demo: venv deps cluster-build
 	$(PY) hack/demo.py
+
+# The demo's second act (issue 16): an A/B test and a drifting shadow (hack/demo_ab.py).
+demo-ab: venv deps cluster-build
+	$(PY) hack/demo_ab.py
 
 clean: down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -203,6 +203,12 @@ AB_OBJECTIVE = {
     "direction": "HigherIsBetter",
     "mde": 0.02,
 }
+AB_DELTA = {  # unit requests: the delta method's per-user sums (docs/experiments.md)
+    "users": 'sum(app_ab_users_total{version="{{version}}"})',
+    "trialsSquared": 'sum(app_ab_requests_squared_total{version="{{version}}"})',
+    "successesSquared": 'sum(app_ab_successes_squared_total{version="{{version}}"})',
+    "trialsTimesSuccesses": 'sum(app_ab_requests_times_successes_total{version="{{version}}"})',
+}
 AB_TEST = {
     "abTest": {
         "users": {"percentOfUsers": {"percent": 10, "userId": {"header": "x-user-id"}}},
@@ -615,6 +621,27 @@ INVALID: list[Case] = [
         "abTest objective query must not be empty",
     ),
     Case(
+        "abTest unit requests without the delta method's sums",
+        _ab(objective={**AB_OBJECTIVE, "unit": "requests"}),
+        "abTest objective: unit requests needs deltaMethod",
+    ),
+    Case(
+        "abTest delta method's sums with unit users",
+        _ab(objective={**AB_OBJECTIVE, "deltaMethod": AB_DELTA}),
+        "and only unit requests takes it",
+    ),
+    Case(
+        "abTest delta method without its cross products",
+        _ab(
+            objective={
+                **AB_OBJECTIVE,
+                "unit": "requests",
+                "deltaMethod": {k: v for k, v in AB_DELTA.items() if k != "trialsTimesSuccesses"},
+            }
+        ),
+        "trialsTimesSuccesses",
+    ),
+    Case(
         "abTest duration in days",
         _ab(duration="14d"),
         "abTest.duration must be a duration",
@@ -913,6 +940,10 @@ VALID: list[Case] = [
             duration="336h",
             onCandidateWins="report",
         ),
+    ),
+    Case(
+        "abTest counting requests clustered within users (delta method)",
+        _ab(objective={**AB_OBJECTIVE, "unit": "requests", "deltaMethod": AB_DELTA}),
     ),
     Case(
         "abTest beta testers by header", _ab(users={"header": {"name": "x-beta", "value": "yes"}})

@@ -7,6 +7,7 @@ and is promoted, with the figures in status."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -153,3 +154,148 @@ def test_an_equal_candidate_ends_with_no_difference_and_a_worse_one_is_rolled_ba
     assert e["outcome"] == "StableWins" and e["interval"][1] < 0
     assert e["candidate"]["users"] < 1000  # a fresh experiment's counts, not the last one's
     assert status["stableVersion"] == "1.0.0"
+
+
+def clustered_objective() -> dict[str, Any]:
+    """unit: requests with the delta method's sums, as harness.abclusters exports them."""
+
+    def q(name: str) -> str:
+        return f"sum(app_ab_{name}_total{{{SEL}}})"
+
+    return {
+        "unit": "requests",
+        "trials": q("requests"),
+        "successes": q("successes"),
+        "deltaMethod": {
+            "users": q("users"),
+            "trialsSquared": q("requests_squared"),
+            "successesSquared": q("successes_squared"),
+            "trialsTimesSuccesses": q("requests_times_successes"),
+        },
+        "direction": "HigherIsBetter",
+        "mde": 0.05,
+    }
+
+
+def test_clustered_requests_reach_a_verdict_with_the_delta_method(
+    cluster: Cluster,
+    namespace: str,
+    dataplane: DataPlane,
+    analysing_operator: OperatorProcess,
+) -> None:
+    """Users send 1 to 5 requests each, successes correlated within a user; the data
+    plane exports the per-user sums as an application would (harness.abclusters), the
+    objective counts requests with the delta method, and a candidate converting 20% of
+    requests against 10% wins and is promoted, status saying requests are counted."""
+    users = ABUsers(dataplane, users_per_s=120, clustered=True).start()
+    try:
+        strategy = ab_test(50)
+        strategy["abTest"]["objective"] = clustered_objective()
+        cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+        cluster.apply(
+            r.rollout("1.0.0", analysis=analysis(), strategy=strategy), namespace=namespace
+        )
+        stable_on(cluster, namespace, "1.0.0")
+        users.rate.update({"1.0.0": 0.10, "1.1.0": 0.20})
+        r.retarget(cluster, namespace, "1.1.0")
+        wait_for(
+            lambda: (
+                (r.status(cluster, namespace).get("experiment") or {}).get("outcome")
+                == "CandidateWins"
+                or r.status(cluster, namespace).get("phase") in ("RolledBack", "Healthy", "Baking")
+            ),
+            timeout=120,
+            message="a verdict",
+        )
+        stable_on(cluster, namespace, "1.1.0")
+        status = r.status(cluster, namespace)
+        e = status["experiment"]
+        print(e)
+        assert e["outcome"] == "CandidateWins", e
+        assert e["unit"] == "requests clustered within users (delta method)"
+        for variant, rate in (("stable", 0.10), ("candidate", 0.20)):
+            v = e[variant]
+            assert v["users"] >= 100 and v["trials"] > 2 * v["users"], e  # ~3 per user
+            assert abs(v["rate"] - rate) < 0.04
+            assert abs(v["rate"] - v["successes"] / v["trials"]) < 1e-9
+        assert e["interval"][0] > 0 and e["pValue"] <= 0.05
+        entry = status["history"][-1]
+        assert entry["version"] == "1.1.0" and entry["outcome"] == "Promoted"
+    finally:
+        users.stop()
+
+
+def test_a_pause_stops_the_tests_clock_across_an_operator_restart(
+    cluster: Cluster,
+    namespace: str,
+    dataplane: DataPlane,
+    users: ABUsers,
+    analysing_operator: OperatorProcess,
+) -> None:
+    """A 20s test paused once it began, the operator SIGKILLed and restarted while
+    paused, kept paused past the nominal deadline: looks go on but none says deadline;
+    after resume the test keeps its start and ends with no difference only once it has
+    run 20s, the time held (kept in status.experimentClock) added."""
+    from e2e.test_pause_resume import at, ferryman
+
+    duration = 20
+    strategy = ab_test(50)
+    strategy["abTest"]["duration"] = f"{duration}s"
+    strategy["abTest"]["objective"]["mde"] = 0.01  # equal rates: nothing ruled out in time
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=namespace)
+    cluster.apply(r.rollout("1.0.0", analysis=analysis(), strategy=strategy), namespace=namespace)
+    stable_on(cluster, namespace, "1.0.0")
+    users.rate.update({"1.0.0": 0.10, "1.1.0": 0.10})
+    r.retarget(cluster, namespace, "1.1.0")
+    wait_for(
+        lambda: r.status(cluster, namespace).get("stageSince") is not None,
+        timeout=60,
+        message="the test began",
+    )
+    paused = ferryman(cluster, "pause", "fraud", "-n", namespace)
+    assert paused.returncode == 0, paused.stderr
+    st = r.status(cluster, namespace)
+    since = at(st["stageSince"])
+    pause_since = at(st["pause"]["since"])
+    # the clock stopped in the pause's own reconcile
+    assert at(st["experimentClock"]["heldSince"]) == pause_since, st.get("experimentClock")
+    assert st["phase"] == "Paused" and pause_since < since + timedelta(seconds=duration)
+    analysing_operator.restart()  # only status carries the clock over
+    wait_for(
+        lambda: (
+            at(r.status(cluster, namespace)["experiment"]["at"])
+            > since + timedelta(seconds=duration + 4)
+        ),
+        timeout=90,
+        message="a look past the nominal deadline, while paused",
+    )
+    st = r.status(cluster, namespace)
+    assert st["phase"] == "Paused", st
+    assert st["experiment"]["outcome"] == "NoSignificantDifferenceYet", st["experiment"]
+    held_at_least = at(st["experiment"]["at"]) - pause_since
+    clock = st["experimentClock"]
+    assert at(clock["stageSince"]) == since and at(clock["heldSince"]) == pause_since, clock
+    resumed = ferryman(cluster, "resume", "fraud", "-n", namespace)
+    assert resumed.returncode == 0, resumed.stderr
+    st = r.status(cluster, namespace)
+    why = (st.get("phase"), st.get("message"), (st.get("history") or [])[-1:])
+    assert st.get("stageSince") and at(st["stageSince"]) == since, why  # the same test goes on
+    wait_for(
+        lambda: any(
+            h["version"] == "1.1.0" for h in r.status(cluster, namespace).get("history") or []
+        ),
+        timeout=90,
+        message="the test ended",
+    )
+    st = r.status(cluster, namespace)
+    entry = st["history"][-1]
+    assert (entry["outcome"], entry.get("cause")) == ("Stopped", "Experiment"), entry
+    assert "no difference" in entry["reason"], entry
+    assert st["experiment"]["outcome"] == "NoDifference"
+    clock = st["experimentClock"]
+    held = timedelta(seconds=clock["heldSeconds"])
+    assert at(clock["stageSince"]) == since and clock.get("heldSince") is None
+    assert held >= held_at_least, clock  # at least the pause until that look
+    # it ended once it had run its duration, the held time not counted
+    assert at(entry["at"]) >= since + timedelta(seconds=duration) + held, (entry, clock)
+    print(f"held {held.total_seconds():.1f}s; ended {at(entry['at']) - since} after the start")

@@ -14,12 +14,23 @@ experiment, as an application counts per experiment; before that users only make
 requests. The
 data plane's request shares follow the same users (``DataPlane.shares`` is what the
 users reached), so the guardrail metrics see the split the route makes.
+
+With ``clustered`` each user also sends 1 to 5 requests (by arrival order) whose
+successes are correlated within the user (a propensity Beta(4 r, 4 (1 - r)) per user,
+r the version's true rate per request, successes Binomial(requests, propensity)), drawn
+from a generator seeded by the user's number, so the same user always does the same
+thing; per version it then exports the six counters of an objective with ``unit:
+requests`` (``harness.abclusters``: ``app_ab_users_total``, ``app_ab_requests_total``,
+``app_ab_successes_total``, ``app_ab_requests_squared_total``,
+``app_ab_successes_squared_total``, ``app_ab_requests_times_successes_total``), kept
+with counter increments as an application would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,7 +38,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from harness import route_eval
+from harness import abclusters, route_eval
 from harness.dataplane import DataPlane
 
 
@@ -38,6 +49,7 @@ class ABUsers:
     cookie: str | None = None  # the id in this cookie instead of the header
     users_per_s: float = 100.0
     rate: dict[str, float] = field(default_factory=dict)  # version -> true conversion rate
+    clustered: bool = False  # several correlated requests per user, the six sums exported
 
     def __post_init__(self) -> None:
         labels = ["namespace", "model", "version"]
@@ -46,6 +58,11 @@ class ABUsers:
         self.converted = Counter(
             "app_converted_users", "users who converted", labels, registry=registry
         )
+        self.sums: dict[str, abclusters.PerUserSums] = {}  # version -> the app's sums
+        self.cluster_counters = {
+            name: Counter(f"app_ab_{name}", f"abTest {name}", labels, registry=registry)
+            for name in (abclusters.NAMES if self.clustered else ())
+        }
         self.reached: dict[str, int] = {}  # version -> users so far
         self._carry: dict[str, float] = {}
         self._arrived = 0.0
@@ -105,6 +122,9 @@ class ABUsers:
                 self.experiments.append(self._experiment)
                 self.exposed.clear()
                 self.converted.clear()
+                for counter in self.cluster_counters.values():
+                    counter.clear()
+                self.sums = {}
                 self._carry.clear()
                 self.reached = {}
             for _ in range(n):
@@ -115,6 +135,8 @@ class ABUsers:
                 version = self.dataplane._version_of(service)
                 if version:
                     counts[version] = counts.get(version, 0) + 1
+                    if ab and self.clustered:
+                        self._requests(version, uid, self._next)
             total = sum(counts.values()) or 1
             self._tick_shares = {v: c / total for v, c in counts.items()}
             if ab:  # exposures and conversions count from the experiment's start
@@ -131,6 +153,21 @@ class ABUsers:
         self._carry[version] = amount - k
         if k:
             self.converted.labels(**labels).inc(k)
+
+    def _requests(self, version: str, uid: str, number: int) -> None:
+        """User ``number``'s requests (1 to 5) and their correlated successes, counted as
+        the application counts them (``harness.abclusters``)."""
+        rng = random.Random(number)
+        mean = self.rate.get(version, 0.0)
+        p = rng.betavariate(4 * mean, 4 * (1 - mean)) if 0 < mean < 1 else mean
+        sums = self.sums.setdefault(version, abclusters.PerUserSums())
+        dp = self.dataplane
+        labels = {"namespace": dp.namespace, "model": dp.model, "version": version}
+        for _ in range(1 + number % 5):
+            inc = sums.request(uid, success=rng.random() < p)
+            for name, amount in inc.items():
+                if amount:
+                    self.cluster_counters[name].labels(**labels).inc(amount)
 
 
 def _backends(route: dict[str, Any]) -> tuple[str, ...]:

@@ -14,7 +14,8 @@ Who sees the candidate (``users``, exactly one of):
 
 Requests without the header or cookie go to the stable version. The guardrails are the
 usual ``spec.analysis.metrics`` (they roll back as in a canary); the objective is two
-queries counting users per variant.
+queries counting users per variant (``unit: users``), or requests with the per-user sums
+of the delta method (``unit: requests``).
 
 Its own module so the experiment's API reads in one place; ``api.rollout_strategy`` names
 it as one of the strategies.
@@ -181,17 +182,63 @@ Query = Annotated[
 ]
 
 
+class Unit(StrEnum):
+    """What one trial of the objective is: a user (``users``) or a request clustered within
+    users (``requests``, the delta method)."""
+
+    USERS = "users"
+    REQUESTS = "requests"
+
+
+class DeltaMethod(ApiModel):
+    """The per-user sums the delta-method variance of a ratio of sums needs (A. Deng, U.
+    Knoblich, J. Lu, KDD 2018; ``analysis.sequential``), each a PromQL query of a counter
+    since the experiment began, templated like the objective's: with x_i the trials
+    (requests) and y_i the successes of user i, ``users`` is n, ``trialsSquared`` is the
+    sum of x_i^2, ``successesSquared`` the sum of y_i^2, ``trialsTimesSuccesses`` the sum
+    of x_i * y_i (docs/experiments.md says how an application counts them)."""
+
+    users: Query = Field(description="PromQL: users of {{version}} with at least one trial.")
+    trials_squared: Query = Field(description="PromQL: sum over users of trials squared.")
+    successes_squared: Query = Field(description="PromQL: sum over users of successes squared.")
+    trials_times_successes: Query = Field(
+        description="PromQL: sum over users of trials times successes."
+    )
+
+
 class Objective(ApiModel):
     """The business metric the verdict is on: a rate, successes over trials, per variant.
 
-    Both queries count *users* since the experiment began (one trial per user, e.g. users
-    exposed and users who converted after first exposure, counted by the application),
-    templated like analysis queries ({{version}}, {{model}}, {{namespace}})."""
+    With ``unit: users`` (the default) both queries count *users* since the experiment
+    began (one trial per user, e.g. users exposed and users who converted after first
+    exposure, counted by the application). With ``unit: requests`` they count requests
+    and successful requests, and ``deltaMethod`` gives the per-user sums that account for
+    the clustering of requests within users. Queries are templated like analysis queries
+    ({{version}}, {{model}}, {{namespace}})."""
 
-    successes: Query = Field(
-        description="PromQL: users of {{version}} who succeeded (e.g. converted)."
+    model_config = model_rules(
+        cel(
+            "(has(self.unit) && self.unit == 'requests') == has(self.deltaMethod)",
+            "abTest objective: unit requests needs deltaMethod (users, trialsSquared, "
+            "successesSquared, trialsTimesSuccesses), and only unit requests takes it",
+        )
     )
-    trials: Query = Field(description="PromQL: users of {{version}} exposed.")
+
+    unit: Unit = Field(
+        Unit.USERS,
+        description="users (default): one trial per user; requests: trials are requests, "
+        "clustered within users (needs deltaMethod).",
+    )
+    successes: Query = Field(
+        description="PromQL: users (unit users) or requests (unit requests) of {{version}} "
+        "that succeeded (e.g. converted)."
+    )
+    trials: Query = Field(
+        description="PromQL: users (unit users) or requests (unit requests) of {{version}}."
+    )
+    delta_method: DeltaMethod | None = Field(
+        None, description="The per-user sums for unit requests (required with it)."
+    )
     direction: Direction = Field(description="HigherIsBetter or LowerIsBetter.")
     mde: float = Field(
         gt=0,
@@ -230,11 +277,25 @@ class ABTest(ApiModel):
 
 class VariantFigures(ApiModel):
     """One variant's counts since the experiment began, as the objective's queries read
-    them: ``users`` (trials) and ``successes``; ``rate`` = successes / users."""
+    them: ``users``, ``successes`` and, for unit requests, ``trials`` (requests);
+    ``rate`` = successes / trials (successes / users for unit users)."""
 
     users: int = Field(0, ge=0)
     successes: int = Field(0, ge=0)
+    trials: int | None = Field(None, ge=0, description="Requests (unit requests only).")
     rate: float | None = None
+
+
+class ExperimentClock(ApiModel):
+    """How long the abTest's test has been held (a user's pause, an analysis hold), so
+    that its ``duration`` counts only the time it ran: the deadline is ``stageSince +
+    duration + heldSeconds`` (+ the hold in course). It belongs to the test that began at
+    ``stageSince`` (a new test, a new clock), and lives in status so a restarted operator
+    keeps it."""
+
+    stage_since: datetime = Field(description="The status.stageSince this clock belongs to.")
+    held_seconds: float = Field(0.0, ge=0, description="Seconds held, holds ended so far.")
+    held_since: datetime | None = Field(None, description="When the hold in course began.")
 
 
 class ExperimentStatus(ApiModel):

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ferryman.api.common import ApiModel, Conditions, ShortStr, bounded_text, newest_items
 from ferryman.api.older_history import OlderHistory
-from ferryman.api.rollout_experiment import ExperimentStatus
+from ferryman.api.rollout_experiment import ExperimentClock, ExperimentStatus
 from ferryman.api.rollout_limits import (
     MAX_ACTION_ID,
     MAX_ACTION_MESSAGE,
@@ -254,6 +254,9 @@ class RolloutStatus(ApiModel):
         None,
         description="The abTest's verdict at its last look (reset on a new target and on "
         "retry, like analysis).",
+    )
+    experiment_clock: ExperimentClock | None = Field(
+        None, description="The abTest's held time: its duration counts only time not held."
     )
     rolled_back_versions: Annotated[list[ShortStr] | None, newest_items(MAX_HISTORY)] = Field(
         None, max_length=MAX_HISTORY, description="Versions rolled back, newest last."

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ferryman.api.modelversion import ModelVersion
-from ferryman.api.rollout import HistoryEntry, Rollout, RolloutSpec
+from ferryman.api.rollout import HistoryEntry, Measurement, Rollout, RolloutSpec
 from ferryman.api.rollout_experiment import ExperimentStatus
 from ferryman.plan import experiment_stage, semver, stages
 from ferryman.routing import router_for
@@ -83,15 +83,13 @@ def status(rollout: Rollout) -> str:
         )
         shown = (a.measurements or [])[-MEASUREMENTS_SHOWN:]
         for m in shown:
-            value = "-" if m.value is None else f"{m.value:.4g}"
-            stable = "" if m.stable_value is None else f" (stable {m.stable_value:.4g})"
-            lines.append(
-                f"│   {_t(m.at)}  {m.metric:<16} {m.verdict.value:<12} {value}{stable}"
-                f"  {m.threshold or m.message}"
-            )
+            lines.append(f"│   {measurement_line(m)}")
             lines.append(f"│       query: {_short(m.query, 110)}")
     if s.experiment is not None:
-        lines += experiment_lines(s.experiment, spec, last=not s.history)
+        clock = experiment_stage.clock(s)
+        held = clock.held_seconds if clock is not None else 0.0
+        paused = clock is not None and clock.held_since is not None
+        lines += experiment_lines(s.experiment, spec, last=not s.history, held=held, paused=paused)
     if s.history:
         lines.append("└─ History:")
         for h in s.history[-HISTORY_SHOWN:]:
@@ -101,9 +99,24 @@ def status(rollout: Rollout) -> str:
     return "\n".join(lines)
 
 
-def experiment_lines(e: ExperimentStatus, spec: RolloutSpec, *, last: bool) -> list[str]:
-    """The abTest's verdict: per variant users, successes and rate; the difference with
-    its always-valid interval, p-value, e-value and users still needed."""
+def measurement_line(m: Measurement) -> str:
+    """One analysis measurement: when, metric, verdict, value (and the stable's), and the
+    threshold, or the message when there is none."""
+    value = "-" if m.value is None else f"{m.value:.4g}"
+    stable = "" if m.stable_value is None else f" (stable {m.stable_value:.4g})"
+    return (
+        f"{_t(m.at)}  {m.metric:<16} {m.verdict.value:<12} {value}{stable}"
+        f"  {m.threshold or m.message}"
+    )
+
+
+def experiment_lines(
+    e: ExperimentStatus, spec: RolloutSpec, *, last: bool, held: float = 0.0, paused: bool = False
+) -> list[str]:
+    """The abTest's verdict: per variant users (and requests, for unit requests),
+    successes and rate; the difference with its always-valid interval, p-value, e-value
+    and users still needed; the unit counted and the time the test's clock was held
+    (``held`` seconds, ``paused``: a hold in course)."""
 
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{x:+.2%}" if x < 0 or x > 0 else "0.00%"
@@ -112,14 +125,28 @@ def experiment_lines(e: ExperimentStatus, spec: RolloutSpec, *, last: bool) -> l
     interval = f"[{pct(e.interval[0])}, {pct(e.interval[1])}]" if e.interval else "-"
     e_value = "-" if e.e_value is None else f"{e.e_value:.3g}"
     needed = "-" if e.users_needed is None else str(e.users_needed)
-    rows = [("variant", "users", "successes", "rate")] + [
-        (name, str(v.users), str(v.successes), "-" if v.rate is None else f"{v.rate:.2%}")
-        for name, v in (("stable", e.stable), ("candidate", e.candidate))
+    requests = e.stable.trials is not None or e.candidate.trials is not None
+    variants = (("stable", e.stable), ("candidate", e.candidate))
+    rows = [("variant", "users", *(["requests"] if requests else []), "successes", "rate")]
+    rows += [
+        (
+            name,
+            str(v.users),
+            *([str(v.trials if v.trials is not None else "-")] if requests else []),
+            str(v.successes),
+            "-" if v.rate is None else f"{v.rate:.2%}",
+        )
+        for name, v in variants
     ]
     bar = "    " if last else "│   "
+    clock = ""
+    if paused:
+        clock = f"; clock stopped (held {held:.0f}s before this hold)"
+    elif held:
+        clock = f"; clock held {held:.0f}s (the deadline moves by it)"
     return [
         f"{'└' if last else '├'}─ A/B test:  {e.outcome}; look {e.looks} at {_t(e.at)}; "
-        f"counts {e.unit}",
+        f"counts {e.unit}{clock}",
         *(f"{bar}{line}" for line in _table(rows).splitlines()),
         f"{bar}difference {pct(e.difference)}, {1 - alpha:.0%} CI {interval}, "
         f"p-value {e.p_value:.3g}, e-value {e_value}, users needed {needed}",

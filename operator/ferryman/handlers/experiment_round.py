@@ -1,5 +1,6 @@
 """One look of an abTest, taken with each analysis round (``handlers.analysis``): the
-objective's two queries per variant (users and successes since the experiment began),
+objective's queries per variant (users and successes since the experiment began; for
+``unit: requests`` also requests and the delta method's per-user sums),
 then the pure verdict (``plan.experiment.look``) into ``status.experiment``, which the
 state machine acts on (``plan.experiment_stage``) in the same reconcile and keeps in the
 same status write, so a restart goes on from it and a lost write is a look taken again
@@ -17,7 +18,7 @@ from ferryman.analysis.evaluate import QueryResult
 from ferryman.analysis.provider import MetricsProvider
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import Rollout
-from ferryman.api.rollout_experiment import ExperimentStatus
+from ferryman.api.rollout_experiment import ExperimentStatus, Unit
 from ferryman.plan import evidence, experiment, experiment_stage
 
 
@@ -52,19 +53,36 @@ async def look(
     def usable(r: QueryResult) -> float | None:
         return r.value if r.usable else None
 
+    objective = ab.objective
     counts: list[experiment.Counts] = []
     result: ExperimentStatus | str
     try:
         for version in (target.stable, target.version):
-            trials = templates.render(ab.objective.trials, values(version))
-            successes = templates.render(ab.objective.successes, values(version))
-            users, wins = await provider.query(trials), await provider.query(successes)
-            counts.append(experiment.Counts(usable(users), usable(wins)))
+
+            async def read(query: str, version: str = version) -> float | None:
+                return usable(await provider.query(templates.render(query, values(version))))
+
+            delta = objective.delta_method
+            if objective.unit == Unit.REQUESTS and delta is not None:
+                counts.append(
+                    experiment.Counts(
+                        users=await read(delta.users),
+                        successes=await read(objective.successes),
+                        requests=await read(objective.trials),
+                        requests_squared=await read(delta.trials_squared),
+                        successes_squared=await read(delta.successes_squared),
+                        cross=await read(delta.trials_times_successes),
+                    )
+                )
+            else:
+                counts.append(
+                    experiment.Counts(await read(objective.trials), await read(objective.successes))
+                )
     except KeyError as e:  # an unknown {{variable}} in an objective query
         result = f"objective query: {e}"
     else:
         result = experiment.look(
-            ab.objective,
+            objective,
             counts[0],
             counts[1],
             s.experiment,

@@ -34,6 +34,7 @@ from ferryman.api.rollout import RolloutSpec
 from ferryman.api.rollout_experiment import (
     ExperimentStatus,
     Objective,
+    Unit,
     Users,
     VariantFigures,
 )
@@ -143,10 +144,19 @@ def refusal(spec: RolloutSpec, capabilities: RouterCapabilities) -> str | None:
 
 @dataclass(frozen=True)
 class Counts:
-    """One variant's objective counters as Prometheus answered them (None: no data)."""
+    """One variant's objective counters as Prometheus answered them (None: no data).
+
+    ``users`` and ``successes`` for unit users (one trial per user). For unit requests
+    also ``requests`` (trials), and the per-user sums of the delta method:
+    ``requests_squared`` (sum of x_i^2), ``successes_squared`` (sum of y_i^2) and
+    ``cross`` (sum of x_i * y_i), with ``users`` the number of users n."""
 
     users: float | None
     successes: float | None
+    requests: float | None = None
+    requests_squared: float | None = None
+    successes_squared: float | None = None
+    cross: float | None = None
 
 
 def design(objective: Objective) -> sequential.Design:
@@ -162,10 +172,34 @@ def design(objective: Objective) -> sequential.Design:
     )
 
 
-def _arm(counts: Counts, what: str) -> sequential.Arm | str:
+def _arm(counts: Counts, what: str, unit: Unit) -> sequential.Arm | str:
+    """The verdict's arm from one variant's counts, or why they cannot be used."""
     from ferryman.analysis import sequential
 
     u, k = counts.users, counts.successes
+    if unit == Unit.REQUESTS:
+        sums = {
+            "users": u,
+            "requests": counts.requests,
+            "successes": k,
+            "requestsSquared": counts.requests_squared,
+            "successesSquared": counts.successes_squared,
+            "requestsTimesSuccesses": counts.cross,
+        }
+        missing = [name for name, v in sums.items() if v is None]
+        if missing:
+            return f"no data for the {what}'s {', '.join(missing)} yet"
+        values = [float(v) for v in sums.values() if v is not None]
+        if not all(math.isfinite(v) and v >= 0 for v in values):
+            return f"the {what}'s counts are not usable ({sums})"
+        n, x, y, xx, yy, xy = values
+        try:
+            # Counters summed by PromQL are whole numbers up to float noise.
+            return sequential.Arm.clustered(
+                users=round(n), trials=x, successes=y, trials_sq=xx, successes_sq=yy, cross=xy
+            )
+        except ValueError as e:  # sums no set of users can have (scraped at other instants)
+            return f"the {what}'s per-user sums are not consistent: {e}"
     if u is None or k is None:
         return f"no data for the {what}'s users or successes yet"
     if not (math.isfinite(u) and math.isfinite(k)) or u < 0 or k < 0:
@@ -187,10 +221,14 @@ def look(
 ) -> ExperimentStatus | str:
     """The verdict at this look (``sequential.evaluate``), going on from ``previous``
     (its running p-value and interval), as the status keeps it; a message instead when
-    the counts are unusable (no data yet, NaN, negative): that look does not count."""
+    the counts are unusable (no data yet, NaN, negative, per-user sums no users can
+    have): that look does not count. ``objective.unit`` says which counts are read:
+    users and successes (``Arm.per_user``), or all six per-user sums
+    (``Arm.clustered``, the delta method)."""
     from ferryman.analysis import sequential
 
-    arms = _arm(stable, "stable"), _arm(candidate, "candidate")
+    unit = objective.unit
+    arms = _arm(stable, "stable", unit), _arm(candidate, "candidate", unit)
     for arm in arms:
         if isinstance(arm, str):
             return arm
@@ -207,11 +245,17 @@ def look(
     )
 
     def figures(a: sequential.Arm) -> VariantFigures:
-        return VariantFigures(users=a.users, successes=int(a.successes), rate=a.rate)
+        trials = round(a.trials) if unit == Unit.REQUESTS else None
+        return VariantFigures(
+            users=a.users, successes=round(a.successes), trials=trials, rate=a.rate
+        )
 
+    # The unit is the one the objective declares: requests whose users each sent one
+    # are still requests (sequential.Arm.unit would call them users).
+    counted = sequential.UNIT_REQUESTS if unit == Unit.REQUESTS else sequential.UNIT_USERS
     return ExperimentStatus(
         outcome=result.outcome.value,
-        unit=result.unit,
+        unit=counted,
         stable=figures(s_arm),
         candidate=figures(c_arm),
         difference=result.difference,

@@ -13,6 +13,14 @@ analysis interval, ``plan.experiment.look``) says how it ends:
   ``deadline``; if no look comes within ``GRACE_INTERVALS`` analysis intervals after it
   (Prometheus down), the test ends with no difference rather than run on.
 
+The test's clock (``duration``) stops while the Rollout is paused: by a user (``kubectl
+ferryman pause``) or by an analysis hold (Inconclusive, AnalysisError), the stage being
+held either way. ``status.experimentClock`` keeps the time held (``tick``), so the
+deadline is ``stageSince + duration + held`` and a restarted operator loses none of it;
+resume keeps ``stageSince`` (``plan.manual``), unlike a shadow's or a pause step's clock,
+which restarts in full. The counts are not paused: the users keep being served and
+counted, and every look counts (docs/experiments.md says why).
+
 The guardrails (``spec.analysis.metrics``) are measured throughout and roll back as in a
 canary (``plan.progress``). Pure; its own module so ``plan.progress`` stays one outline.
 """
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ferryman.api.rollout import (
     HistoryCause,
@@ -30,7 +38,7 @@ from ferryman.api.rollout import (
     RolloutSpec,
     RolloutStatus,
 )
-from ferryman.api.rollout_experiment import OnWin
+from ferryman.api.rollout_experiment import ExperimentClock, OnWin
 from ferryman.plan import experiment
 from ferryman.plan.capacity import needed
 from ferryman.plan.decision import Decision, Event, Observed
@@ -91,10 +99,55 @@ def describe(match: UserMatch) -> str:
     )
 
 
+def clock(s: RolloutStatus) -> ExperimentClock | None:
+    """The running test's clock, None before the test begins (or when the one in status
+    belongs to an earlier test: a new ``stageSince``)."""
+    c = s.experiment_clock
+    if s.stage_since is None or c is None or c.stage_since != s.stage_since:
+        return None
+    return c
+
+
+def tick(s: RolloutStatus, now: datetime, *, held: bool) -> None:
+    """Keep the running test's clock (in place): a hold begins (``held``, none in course)
+    or ends (not ``held``, one in course: its time is added to ``heldSeconds``). Nothing
+    before the test begins."""
+    if s.stage_since is None:
+        return
+    c = clock(s) or ExperimentClock(stage_since=s.stage_since)
+    if held and c.held_since is None:
+        c = c.model_copy(update={"held_since": now})
+    elif not held and c.held_since is not None:
+        gone = max(0.0, (now - c.held_since).total_seconds())
+        c = c.model_copy(update={"held_seconds": c.held_seconds + gone, "held_since": None})
+    if c != s.experiment_clock:
+        s.experiment_clock = c
+
+
+def held_for(s: RolloutStatus, now: datetime) -> timedelta:
+    """How long the running test has been held so far, the hold in course included."""
+    c = clock(s)
+    if c is None:
+        return timedelta(0)
+    ongoing = max(timedelta(0), now - c.held_since) if c.held_since is not None else timedelta(0)
+    return timedelta(seconds=c.held_seconds) + ongoing
+
+
+def deadline_of(s: RolloutStatus, duration: timedelta, now: datetime) -> datetime | None:
+    """When the running test's ``duration`` runs out: its start plus the duration plus the
+    time held (while a hold is in course, it moves on with ``now``); None before it
+    begins."""
+    if s.stage_since is None:
+        return None
+    return s.stage_since + duration + held_for(s, now)
+
+
 def hold(w: Walk) -> None:
     """Under a hold (a user's pause, an analysis hold) a running test keeps what it has:
     no live weight, its candidate's pods, its users while they are Ready (``run`` is not
-    called, so nothing ends or advances)."""
+    called, so nothing ends or advances); its clock stops while the Rollout is paused."""
+    paused = w.s.phase == RolloutPhase.PAUSED and w.s.pause is not None
+    tick(w.s, w.now, held=paused)
     w.committed = no_live_weight(
         w.spec, w.s, w.now, w.committed, w.candidate, w.d.events, "an A/B test"
     )
@@ -113,6 +166,7 @@ def run(w: Walk, stage: Experiment) -> bool | Ending:
     ab = spec.strategy.ab_test
     assert ab is not None
     match = users_of(spec)
+    tick(s, now, held=False)  # not held: a hold in course (if any) ends now
     w.committed = no_live_weight(spec, s, now, w.committed, candidate, w.d.events, "an A/B test")
     w.want = replicas_for(spec, match)
     if not w.ready_for(carried(w, match)):
@@ -142,22 +196,26 @@ def run(w: Walk, stage: Experiment) -> bool | Ending:
     if outcome == NO_DIFFERENCE:
         return Ending(False, f"abTest: no difference: {note}")
     if stage.duration is not None:
-        deadline = s.stage_since + stage.duration
-        assert spec.analysis is not None  # the CRD: abTest needs analysis
+        deadline = deadline_of(s, stage.duration, now)
+        assert deadline is not None and spec.analysis is not None  # the CRD: needs analysis
         grace = deadline + GRACE_INTERVALS * parse_duration(spec.analysis.interval)
         if now >= grace:
-            return Ending(False, f"abTest: no verdict by the deadline {stage.text} ({note})")
+            held = held_for(s, now).total_seconds()
+            extra = f" + {held:.0f}s held" if held else ""
+            return Ending(False, f"abTest: no verdict by the deadline {stage.text}{extra} ({note})")
         w.d.wake_in(((deadline if now < deadline else grace) - now).total_seconds())
     s.message = f"abTest: {candidate} serves {describe(match)}; {note}"
     return False
 
 
 def deadline_reached(spec: RolloutSpec, s: RolloutStatus, now: datetime) -> bool:
-    """Whether the abTest's ``duration`` has passed (the handler's look says deadline)."""
+    """Whether the abTest's ``duration`` has passed, not counting the time it was held
+    (the handler's look then says deadline); never while a hold is in course."""
     ab = spec.strategy.ab_test
-    if ab is None or ab.duration is None or s.stage_since is None:
+    if ab is None or ab.duration is None:
         return False
-    return now >= s.stage_since + parse_duration(ab.duration)
+    deadline = deadline_of(s, parse_duration(ab.duration), now)
+    return deadline is not None and now >= deadline
 
 
 def end(

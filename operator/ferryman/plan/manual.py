@@ -12,7 +12,8 @@ rollout where it is (``hold_stage``).
 - ``resume`` clears it and continues at the same step; the step's clock restarts at the
   resume: a timed pause step, a shadow stage's ``duration``, blue-green's
   ``autoPromotionSeconds`` and ``progressDeadlineSeconds`` count in full from then (time
-  before and during the manual pause does not count).
+  before and during the manual pause does not count). An abTest's ``duration`` does not
+  restart: its clock stopped during the pause and goes on (``plan.experiment_stage``).
 - ``promote`` (and ``promote --full``) on a manual pause clears it and advances a step
   (or to promotion), exactly as on a pause step; ``abort`` rolls back.
 
@@ -47,8 +48,10 @@ def manual_action(action: Action, s: RolloutStatus, now: datetime, events: list[
         events.append(Event("Normal", "Paused", f"paused by user at step {step}"))
     elif action.name == ActionName.RESUME:
         s.pause, s.step_started_at = None, now
-        if s.stage_since is not None:
+        if s.stage_since is not None and experiment_stage.clock(s) is None:
             s.stage_since = now
+        # An abTest's test keeps its start: its clock extends the deadline by the time
+        # held instead (plan.experiment_stage.tick, at this reconcile's walk).
         events.append(Event("Normal", "Resumed", f"resumed by user at step {step}"))
 
 
