@@ -61,6 +61,7 @@ REQUIRED = {
     "ModelVersion/Registered",
     "ModelVersion/Serving",
     "ModelVersion/Retired",
+    "ModelVersion/Retired/Expired",
     "ModelVersion/Duplicate",
 }
 
@@ -128,6 +129,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "notify": {"notifications": [{"endpoint": "missing"}]},
     # An approval gate nobody approves: Paused/AwaitingApproval before any traffic.
     "approval": {"gates": {"approvals": {"count": 1, "groups": ["ml-approvers"]}}},
+    # Keeps one version: its 0.1.0 (registered with the others, oldest by semver) is
+    # marked Retired, Expired (issue 17 §5).
+    "retain": {"retention": {"keepLast": 1}},
 }
 
 
@@ -151,6 +155,8 @@ def manifests() -> list[dict[str, Any]]:
             objs[-1]["spec"]["serving"]["image"] = NEVER_READY
         else:
             objs += [mv(name, "1.0.0"), mv(name, "1.1.0")]
+        if name == "retain":
+            objs.append(mv(name, "0.1.0"))
         if "strategy" not in spec:
             extra["strategy"] = PAUSE_AT_50
         objs.append(ro(name, **extra, **spec))

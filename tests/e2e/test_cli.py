@@ -71,9 +71,17 @@ def test_status_promote_history_lineage_and_errors(
         ["1.0.0", "Promoted", "-"],
         ["1.1.0", "Promoted", "-"],
     ]
-    lineage = ferryman(cluster, "lineage", "fraud", "-n", namespace).stdout.splitlines()
+    out = ferryman(cluster, "lineage", "fraud", "-n", namespace).stdout
+    table, _, served = out.partition("\n\nServing history (from each ModelVersion's status):\n")
+    lineage = table.splitlines()
     assert [line.split()[0] for line in lineage[1:]] == ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
     assert "stable" in lineage[2] and "Serving" in lineage[2]
+    # Then every interval served: 1.0.0 replaced by 1.1.0, which still serves.
+    assert [line.split()[:2] for line in served.splitlines()[1:]] == [
+        ["1.0.0", "fraud"],
+        ["1.1.0", "fraud"],
+    ]
+    assert served.splitlines()[1].endswith("replaced by 1.1.0")
 
     watched = ferryman(cluster, "status", "fraud", "-n", namespace, "--watch", "--timeout", "3")
     assert watched.returncode == 0, watched.stderr

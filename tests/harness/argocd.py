@@ -76,9 +76,11 @@ def fixture_key(obj: dict[str, Any]) -> str:
     if generation and observed < generation:
         return f"{kind}/WaitingForOperator/NewGeneration"
     key = f"{kind}/{st['phase']}"
-    if kind != "Rollout":
-        return key
     conds = {c.get("type"): c for c in st.get("conditions") or []}
+    if kind != "Rollout":
+        # a ModelVersion past its Rollout's retention, marked (plan.retention)
+        expired = (conds.get("Expired") or {}).get("status") == "True"
+        return key + "/Expired" if expired else key
     if st["phase"] == "Paused":
         key += "/" + ((st.get("pause") or {}).get("reason") or "?")
     if (conds.get("Available") or {}).get("status") == "False":
@@ -128,7 +130,7 @@ def expected_health(key: str) -> str:
     kind, _, rest = key.partition("/")
     if rest.startswith("WaitingForOperator"):
         return "Progressing"
-    if kind == "ModelVersion":
+    if kind == "ModelVersion":  # Retired/Expired too: Healthy, the message says what to do
         return "Degraded" if rest == "Duplicate" else "Healthy"
     phase, *extra = rest.split("/")
     if phase in ("RolledBack", "Aborted", "Rejected", "Invalid") or "Unavailable" in extra:

@@ -19,6 +19,7 @@ import pytest
 from ferryman.api.annotations import ACTION, ACTION_ID
 from ferryman.api.modelversion import ModelVersionPhase
 from ferryman.api.rollout import PauseReason, RolloutPhase
+from ferryman.plan import retention
 from ferryman.plan.actions import ActionName
 from harness import argocd
 
@@ -52,6 +53,7 @@ def test_every_phase_pause_reason_and_condition_has_a_fixture() -> None:
     want |= {"Rollout/WaitingForOperator", "Rollout/WaitingForOperator/NewGeneration"}
     want |= {f"ModelVersion/{p.value}" for p in ModelVersionPhase}
     want.add("ModelVersion/WaitingForOperator")
+    want.add(f"ModelVersion/Retired/{retention.EXPIRED}")  # marked by retention
     assert not want - keys, f"no fixture for {sorted(want - keys)}"
 
 

@@ -24,9 +24,10 @@ from ferryman.api.common import (
     cel,
     dns_label_rule,
     matches,
+    newest_items,
     rules,
 )
-from ferryman.api.rollout import HistoryOutcome
+from ferryman.api.rollout import HistoryCause, HistoryOutcome, Measurement
 from ferryman.api.rollout_limits import MAX_REASON
 from ferryman.api.serving import (
     MAX_ENV_FROM,
@@ -40,6 +41,7 @@ from ferryman.api.serving import (
     serving_rules,
 )
 from ferryman.api.serving_env import EnvFromSource, EnvVar
+from ferryman.api.serving_history import MAX_SERVED_INTERVALS, OlderHistory, ServedInterval
 
 KIND = "ModelVersion"
 PLURAL = "modelversions"
@@ -261,6 +263,11 @@ class LastOutcome(ApiModel):
         "", max_length=MAX_REASON, description="Why."
     )
     at: datetime | None = Field(None, description="When.")
+    cause: HistoryCause | None = Field(None, description="For RolledBack and Aborted: why.")
+    measurement: Measurement | None = Field(
+        None, description="For a rollback by analysis: the failed measurement that caused it."
+    )
+    rollout: str | None = Field(None, max_length=253, description="The Rollout that decided.")
 
 
 class ModelVersionStatus(ApiModel):
@@ -281,6 +288,18 @@ class ModelVersionStatus(ApiModel):
     )
     served_until: datetime | None = Field(
         None, description="When its Rollout let it go (phase Retired)."
+    )
+    serving_history: Annotated[list[ServedInterval] | None, newest_items(MAX_SERVED_INTERVALS)] = (
+        Field(
+            None,
+            max_length=MAX_SERVED_INTERVALS,
+            description="Every interval a Rollout served it, newest last: roles held, the "
+            "Rollout's verdict (with the measurement behind a rollback) and why it stopped. "
+            "Kept after its Rollout is deleted (docs/history-and-retention.md).",
+        )
+    )
+    older_serving_history: OlderHistory | None = Field(
+        None, description="Intervals that fell off servingHistory, summarized."
     )
     conditions: Conditions | None = None
     observed_generation: int | None = Field(

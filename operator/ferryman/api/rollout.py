@@ -52,6 +52,7 @@ from ferryman.api.rollout_notifications import (
     NotificationBinding,
     NotificationEvent,
 )
+from ferryman.api.rollout_retention import Retention
 from ferryman.api.rollout_status import (
     ActionResult,
     AnalysisStatus,
@@ -131,6 +132,7 @@ __all__ = [
     "PauseReason",
     "PauseStatus",
     "Placement",
+    "Retention",
     "Rollout",
     "RolloutPhase",
     "RolloutSpec",
@@ -354,6 +356,11 @@ class RolloutSpec(ApiModel):
         description="Webhook endpoints to notify, by name from the operator's settings "
         "(docs/notifications.md): [{endpoint: team-slack, events: [RolledBack]}].",
         json_schema_extra=NOTIFICATIONS_RULES,
+    )
+    retention: Retention | None = Field(
+        None,
+        description="Which of the model's ModelVersions to keep; the others are marked "
+        "Retired or deleted (docs/history-and-retention.md). Unset: all are kept.",
     )
     deletion_policy: Literal["KeepStable", "Delete"] = Field(
         "KeepStable",

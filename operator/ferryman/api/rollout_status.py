@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ferryman.api.approval import ApprovalStatus
 from ferryman.api.common import ApiModel, Conditions, ShortStr, bounded_text, newest_items
+from ferryman.api.older_history import OlderHistory
 from ferryman.api.rollout_experiment import ExperimentClock, ExperimentStatus
 from ferryman.api.rollout_limits import (
     MAX_ACTION_ID,
@@ -178,6 +179,11 @@ class HistoryEntry(ApiModel):
         max_length=MAX_REASON,
         description="Why, in words (shortened with a marker when longer).",
     )
+    measurement: Measurement | None = Field(
+        None,
+        description="For a rollback by analysis: the failed measurement that caused it "
+        "(its query and message shortened).",
+    )
 
 
 class ActionResult(StrEnum):
@@ -265,6 +271,11 @@ class RolloutStatus(ApiModel):
     )
     history: Annotated[list[HistoryEntry] | None, newest_items(MAX_HISTORY)] = Field(
         None, max_length=MAX_HISTORY
+    )
+    older_history: OlderHistory | None = Field(
+        None,
+        description="The entries that fell off status.history (spec.historyLimit), "
+        "summarized: how many, when, and how they ended.",
     )
     handled_action_id: str | None = Field(
         None,

@@ -38,7 +38,7 @@ from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
-from ferryman.cli import approve, digest, render, uninstall
+from ferryman.cli import approve, audit, digest, render, uninstall
 from ferryman.plan import actions, labels
 
 EPILOG = """actions are annotations with a nonce on the Rollout (ferryman.dev/action:
@@ -254,17 +254,36 @@ class Cli:
                 )
             time.sleep(POLL_SECONDS)
 
-    def lineage(self, model: str) -> None:
+    def model_versions(self) -> list[ModelVersion]:
         listed = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, MV_PLURAL)
         items: list[dict[str, Any]] = listed["items"]  # type: ignore[index]
-        versions = [
-            ModelVersion.model_validate(i)
-            for i in items
-            if (i.get("spec") or {}).get("model") == model
-        ]
+        return [ModelVersion.model_validate(i) for i in items]
+
+    def lineage(self, model: str) -> None:
+        versions = [mv for mv in self.model_versions() if mv.spec.model == model]
         if not versions:
             raise Failure(f"no ModelVersions of model {model} in namespace {self.namespace}")
         print(render.lineage(versions))
+        served = audit.serving(versions)
+        if served:
+            print(f"\nServing history (from each ModelVersion's status):\n{served}")
+
+    def history(self, name: str) -> None:
+        """The Rollout's history; once the Rollout is gone, what its ModelVersions
+        recorded of it (their serving history and rejections)."""
+        try:
+            rollout = self.rollout(name)
+        except Failure:
+            served = audit.serving(self.model_versions(), rollout=name)
+            if not served:
+                raise
+            print(f"Rollout {name} no longer exists; from its ModelVersions' serving history:")
+            print(served)
+            return
+        print(render.history(rollout))
+        line = audit.older(rollout.status.older_history, "entries")
+        if line:
+            print(line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "status":
             cli.status(args.rollout, args.watch, args.timeout)
         elif args.command == "history":
-            print(render.history(cli.rollout(args.rollout)))
+            cli.history(args.rollout)
         elif args.command == "lineage":
             cli.lineage(args.model)
         elif args.command == "approve":

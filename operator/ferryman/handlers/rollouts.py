@@ -49,6 +49,7 @@ from ferryman.handlers import (
     namespaces,
     orphans,
     pods,
+    retention,
     roles,
     shared_routes,
     terminating,
@@ -364,7 +365,12 @@ async def reconcile(
         rollout, status, written, executed.route_written_at, measured=due is not None
     )
     await roles.update_roles(kube, rollout, status, mvs, now, ctx.status_writes)
+    lapse = await retention.apply(
+        kube, rollout, body, status, mvs, now, ctx.ledger, ctx.status_writes
+    )
     delay = decision.requeue_after
+    if lapse is not None:  # a version kept as recently served expires then
+        delay = lapse if delay is None else min(delay, lapse)
     if executed.failures:
         # Refused writes are not retried in a tight loop ...
         delay = max(delay or 0.0, executor.APPLY_FAILED_RETRY)

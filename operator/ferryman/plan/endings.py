@@ -15,11 +15,13 @@ from datetime import datetime, timedelta
 
 from ferryman.analysis import evaluate
 from ferryman.api.common import clip
+from ferryman.api.older_history import summarize
 from ferryman.api.rollout import (
     QUOTED_QUERY,
     HistoryCause,
     HistoryEntry,
     HistoryOutcome,
+    Measurement,
     RolloutPhase,
     RolloutSpec,
     RolloutStatus,
@@ -33,9 +35,30 @@ from ferryman.plan.route import Route, weights_of
 
 def add_history(status: RolloutStatus, spec: RolloutSpec, entry: HistoryEntry) -> None:
     """Append ``entry``, keeping the newest ``historyLimit`` entries (the entry's reason
-    is shortened by the model itself when too long)."""
+    is shortened by the model itself when too long); the entries that fall off are
+    counted in ``olderHistory`` (how many, when, by outcome), never silently dropped."""
     history = [*(status.history or []), entry]
-    status.history = history[-spec.history_limit :]
+    cut = max(len(history) - spec.history_limit, 0)
+    if cut:
+        dropped = [(h.at, h.at, h.outcome.value) for h in history[:cut]]
+        status.older_history = summarize(status.older_history, dropped)
+    status.history = history[cut:]
+
+
+def evidence(m: Measurement | None) -> Measurement | None:
+    """The failed measurement ``m`` as a history entry keeps it: its rendered query cut to
+    ``QUOTED_QUERY`` characters and its message to ``QUOTED_MESSAGE`` (the full query is
+    in spec.analysis), so a history of ``MAX_HISTORY`` entries stays small. None for
+    none, and for ``evaluate.failed_metric``'s stand-in when the measurement itself has
+    left the bounded list (it has no time)."""
+    if m is None or m.at == datetime.min:
+        return None
+    return m.model_copy(
+        update={"query": clip(m.query, QUOTED_QUERY), "message": clip(m.message, QUOTED_MESSAGE)}
+    )
+
+
+QUOTED_MESSAGE = 512
 
 
 def remember_rolled_back(status: RolloutStatus, version: str) -> None:
@@ -147,10 +170,12 @@ def rollback(
     cause: HistoryCause | None,
     outcome: HistoryOutcome = HistoryOutcome.ROLLED_BACK,
     remember: bool = True,
+    measurement: Measurement | None = None,
 ) -> Decision:
     """Route everything to stable and remove the candidate (the handler writes the route
     before it scales anything down). ``outcome`` and ``cause`` go to the history entry as
-    they are: metrics count by them."""
+    they are: metrics count by them; so does ``measurement`` (the failed one behind an
+    analysis rollback, shortened by ``evidence``)."""
     now = observed.now
     victim = s.candidate_version
     s.candidate_version, s.current_step, s.canary_weight, s.pause = None, None, None, None
@@ -162,7 +187,14 @@ def rollback(
         add_history(
             s,
             spec,
-            HistoryEntry(version=victim, outcome=outcome, cause=cause, at=now, reason=reason),
+            HistoryEntry(
+                version=victim,
+                outcome=outcome,
+                cause=cause,
+                at=now,
+                reason=reason,
+                measurement=evidence(measurement),
+            ),
         )
     s.message = (
         f"{victim} {outcome.lower() if outcome != 'RolledBack' else 'rolled back'}: {reason}"
@@ -274,7 +306,14 @@ def during_bake(
         add_history(
             s,
             spec,
-            HistoryEntry(version=bad, outcome=outcome, cause=cause, at=now, reason=reason),
+            HistoryEntry(
+                version=bad,
+                outcome=outcome,
+                cause=cause,
+                at=now,
+                reason=reason,
+                measurement=evidence(failed),
+            ),
         )
         s.phase = RolloutPhase.ABORTED if by_user else RolloutPhase.ROLLED_BACK
         s.message = f"{bad} rolled back after promotion: {reason}"

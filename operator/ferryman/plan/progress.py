@@ -120,6 +120,7 @@ def progress(
                 phase=RolloutPhase.ROLLED_BACK,
                 reason=reason,
                 cause=HistoryCause.ANALYSIS,
+                measurement=failed,
             )
     manual = s.pause is not None and s.pause.reason == PauseReason.MANUAL
     if manual:

@@ -18,9 +18,11 @@ The rule:
   ``servedFrom`` (a previous stable kept warm for ``scaleDownDelaySeconds`` gets no
   traffic and is ``none``/``Retired``).
 - ``lastOutcome``: the newest entry for the version in the Rollout's ``status.history``
-  (Promoted, RolledBack, Aborted, Rejected, Superseded, Stopped, with its reason and
-  time), written when it is newer than the one the ModelVersion has. A history entry
-  that has fallen off the bounded history changes nothing.
+  (Promoted, RolledBack, Aborted, Rejected, Superseded, Stopped, with its reason, cause,
+  time, the failed measurement behind an analysis rollback, and the Rollout's name),
+  written when it is newer than the one the ModelVersion has. A history entry that has
+  fallen off the bounded history changes nothing.
+- ``servingHistory``: every interval the version served, by ``plan.serving_history``.
 
 An ``Invalid`` Rollout changes no ModelVersion (it may name versions it cannot serve);
 a deleted Rollout (``status`` None) leaves each of its versions ``none``/``Retired``.
@@ -33,8 +35,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ferryman.api.modelversion import ModelVersion, ModelVersionPhase, Role
+from ferryman.api.modelversion import LastOutcome, ModelVersion, ModelVersionPhase, Role
 from ferryman.api.rollout import HistoryEntry, RolloutPhase, RolloutSpec, RolloutStatus
+from ferryman.plan.serving_history import history_patch
 from ferryman.plan.stages import Preview, Shadow, Stop, stages
 
 
@@ -61,16 +64,27 @@ def _last_entries(status: RolloutStatus | None) -> dict[str, HistoryEntry]:
     return newest
 
 
-def _outcome_patch(mv: ModelVersion, entry: HistoryEntry | None) -> dict[str, Any] | None:
+def _outcome_patch(
+    mv: ModelVersion, entry: HistoryEntry | None, rollout: str
+) -> dict[str, Any] | None:
     if entry is None:
         return None
     have = mv.status.last_outcome
+    want = LastOutcome(
+        outcome=entry.outcome,
+        reason=entry.reason,
+        at=entry.at,
+        cause=entry.cause,
+        measurement=entry.measurement,
+        rollout=rollout,
+    )
     if have is not None:
-        if (have.outcome, have.reason, have.at) == (entry.outcome, entry.reason, entry.at):
+        if have == want:
             return None
         if have.at is not None and have.at > entry.at:
             return None  # the ModelVersion knows a later ending (another Rollout's)
-    return {"outcome": entry.outcome.value, "reason": entry.reason, "at": entry.at.isoformat()}
+    out = want.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return out | {"at": entry.at.isoformat()}
 
 
 def status_patches(
@@ -113,9 +127,10 @@ def status_patches(
         if not serving_now and mv.status.phase == ModelVersionPhase.SERVING:
             patch["phase"] = ModelVersionPhase.RETIRED.value
             patch["servedUntil"] = now.isoformat()
-        outcome = _outcome_patch(mv, last.get(mv.spec.version))
+        outcome = _outcome_patch(mv, last.get(mv.spec.version), rollout)
         if outcome is not None:
             patch["lastOutcome"] = outcome
+        patch.update(history_patch(mv, rollout, role, status, now))
         if patch:
             patches[mv.metadata.name] = patch
     return patches

@@ -11,10 +11,14 @@ if st == nil or st.phase == nil or st.observedGeneration == nil
 end
 
 local registered = nil
+local expired = nil
 if st.conditions ~= nil then
   for _, c in ipairs(st.conditions) do
     if c.type == "Registered" then
       registered = c
+    end
+    if c.type == "Expired" and c.status == "True" then
+      expired = c
     end
   end
 end
@@ -35,6 +39,11 @@ if phase == "Registered" or phase == "Serving" or phase == "Retired" then
   hs.message = phase
   if st.role ~= nil and st.role ~= "none" and st.rollout ~= nil then
     hs.message = phase .. " (" .. tostring(st.role) .. " of Rollout " .. st.rollout .. ")"
+  end
+  -- Past its Rollout's retention (docs/history-and-retention.md): still Healthy (nothing
+  -- is broken), the message says what to do, e.g. remove it from Git.
+  if expired ~= nil then
+    hs.message = phase .. " (expired: " .. tostring(expired.message) .. ")"
   end
   return hs
 end

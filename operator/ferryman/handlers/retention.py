@@ -1,0 +1,140 @@
+"""Retention's writes (issue 17 §5): what ``plan.retention`` decides for a Rollout with
+``spec.retention``, done after each reconcile: expired ModelVersions deleted (opt-in,
+never one a GitOps tool tracks) or marked (phase Retired, condition Expired) with an
+Event, marks lifted from versions kept again.
+
+Each ModelVersion is decided on its status as this process knows it (``handlers.ledger``,
+as ``handlers.roles`` does), so a mark is written once, not again at every reconcile
+before kopf's index catches up. A delete is conditioned on the uid and resourceVersion
+the decision saw: a ModelVersion pinned or re-labelled since is never deleted on a stale
+view (the 409 is left for the next reconcile, which a ModelVersion's change wakes); one
+this process deleted is not deleted again while the index still holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from ferryman.api.common import API_VERSION, event_message
+from ferryman.api.modelversion import KIND as MV_KIND
+from ferryman.api.modelversion import PLURAL as MV_PLURAL
+from ferryman.api.modelversion import ModelVersion, ModelVersionStatus
+from ferryman.api.rollout import Rollout, RolloutStatus
+from ferryman.errors import describe
+from ferryman.handlers import namespaces
+from ferryman.handlers.executor import Writer
+from ferryman.handlers.ledger import (
+    Ledger,
+    StatusLedger,
+    believed_status,
+    known_absent,
+    note,
+    note_status,
+)
+from ferryman.kube.client import Conflict
+from ferryman.plan import retention
+
+log = logging.getLogger(__name__)
+
+
+def _ref(mv: ModelVersion) -> dict[str, Any]:
+    """Enough of a ModelVersion for an Event about it."""
+    meta = mv.metadata
+    return {
+        "apiVersion": API_VERSION,
+        "kind": MV_KIND,
+        "metadata": {
+            "name": meta.name,
+            "namespace": meta.namespace,
+            "uid": meta.uid,
+            "creationTimestamp": meta.creation_timestamp.isoformat()
+            if meta.creation_timestamp
+            else None,
+        },
+    }
+
+
+async def apply(
+    kube: Writer,
+    rollout: Rollout,
+    body: Any,
+    status: RolloutStatus,
+    mvs: Iterable[ModelVersion],
+    now: datetime,
+    ledger: Ledger | None,
+    written: StatusLedger | None,
+) -> float | None:
+    """Carry out ``plan.retention.decide`` for ``rollout`` (its status ``status`` as the
+    reconcile left it; ``body`` for Events about it) over its model's ModelVersions
+    ``mvs``; returns the seconds until a kept-as-recent version's keep lapses (the
+    Rollout should reconcile then), or None. Without ``spec.retention`` it only lifts
+    the marks a former retention left."""
+    mvs = list(mvs)
+    if rollout.spec.retention is None and not any(retention.marked(mv) for mv in mvs):
+        return None  # the common case costs one look at each index entry
+    ns = rollout.metadata.namespace
+    observed: dict[str, tuple[str, dict[str, Any]]] = {}
+    believed: dict[str, ModelVersion] = {}
+    for mv in mvs:
+        name, rv = mv.metadata.name, mv.metadata.resource_version
+        dumped = mv.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        observed[name] = (rv, dumped)
+        known = believed_status(written, (MV_PLURAL, ns, name), rv, dumped)
+        if known is not dumped:
+            mv = mv.model_copy(update={"status": ModelVersionStatus.model_validate(known)})
+        believed[name] = mv
+    plan = retention.decide(rollout.metadata.name, rollout.spec, status, believed.values(), now)
+
+    async def patch(name: str, change: dict[str, Any]) -> None:
+        await kube.patch_status(MV_PLURAL, ns, name, change)
+        rv, dumped = observed[name]
+        note_status(written, (MV_PLURAL, ns, name), rv, dumped, change)
+
+    for name, change in plan.restored.items():
+        await patch(name, change)
+    for x in plan.expired:
+        if x.delete:
+            if known_absent(ledger, MV_KIND, ns, x.name, time.monotonic()):
+                continue
+            try:
+                await kube.delete(
+                    API_VERSION,
+                    MV_KIND,
+                    ns,
+                    x.name,
+                    preconditions={"uid": x.uid, "resourceVersion": x.resource_version},
+                )
+            except Conflict:
+                log.info("%s/%s changed since retention decided; deciding again", ns, x.name)
+                continue
+            except Exception as e:  # e.g. RBAC without delete: report, keep reconciling
+                log.warning("%s/%s: could not delete: %s", ns, x.name, describe(e))
+                namespaces.post(
+                    body,
+                    type="Warning",
+                    reason="RetentionFailed",
+                    message=event_message(f"could not delete ModelVersion {x.name}: {describe(e)}"),
+                )
+                continue
+            note(ledger, MV_KIND, ns, x.name, None)
+            log.info("%s/%s: %s", ns, rollout.metadata.name, x.message)
+            namespaces.post(
+                body, type="Normal", reason="RetentionDeleted", message=event_message(x.message)
+            )
+            continue
+        if x.patch is not None:
+            await patch(x.name, x.patch)
+        if x.event:
+            namespaces.post(
+                _ref(believed[x.name]),
+                type="Warning" if x.gitops else "Normal",
+                reason=retention.EXPIRED,
+                message=event_message(x.message),
+            )
+    if plan.recheck_at is None:
+        return None
+    return max((plan.recheck_at - now).total_seconds(), 0.0)
