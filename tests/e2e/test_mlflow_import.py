@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from e2e import rollouts as r
 from ferryman.storage import tree
@@ -212,6 +213,11 @@ def test_mlflow_versions_import_with_lineage_and_roll_out(
     assert annotations["mlflow.ferryman.dev/imported-as-alias"] == "champion"
     assert annotations["mlflow.ferryman.dev/version"] == "2"
     assert mv2["spec"]["lineage"]["trainingRun"] == f"mlflow://runs/{run2}"
+
+    # For a GitOps repository: the same ModelVersion printed, nothing created.
+    printed = ferryman(cluster, *import_args(server, ns, "2"), "-o", "yaml")
+    assert printed.returncode == 0, printed.stderr
+    assert yaml.safe_load(printed.stdout)["spec"] == mv2["spec"]
 
     # Re-import: a no-op (the object is not rewritten).
     before = mv1["metadata"]["resourceVersion"]
