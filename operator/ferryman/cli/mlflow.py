@@ -150,19 +150,20 @@ class Client:
         return run
 
     def proxied_files(self, root: str) -> Iterator[str]:
-        """Relative paths of the files under ``root`` (an mlflow-artifacts path)."""
+        """Relative paths of the files under ``root`` (an mlflow-artifacts path); at
+        most MAX_FILES entries (files and directories) are listed, else MlflowError."""
         pending, seen = [""], 0
         while pending:
             rel = pending.pop()
             listed = self.get(ARTIFACTS, path=f"{root}/{rel}".strip("/")).get("files") or []
             for f in listed:
+                seen += 1
+                if seen > MAX_FILES:
+                    raise MlflowError(f"more than {MAX_FILES} entries under {root}")
                 child = f"{rel}/{f['path'].rsplit('/', 1)[-1]}".strip("/")
                 if f.get("is_dir"):
                     pending.append(child)
                 else:
-                    seen += 1
-                    if seen > MAX_FILES:
-                        raise MlflowError(f"more than {MAX_FILES} files under {root}")
                     yield child
 
     def proxied_sha256(self, path: str) -> str:
