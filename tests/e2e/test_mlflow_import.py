@@ -173,14 +173,43 @@ def test_mlflow_versions_import_with_lineage_and_roll_out(
     ns = namespace
     dvc: mlflow.DvcProject = trained["dvc"]
     run1, run2 = (v["run_id"] for v in trained["registered"])
-    # Version 1: no digest tag, computed over the files the server serves.
-    first = ferryman(cluster, *import_args(server, ns, "1"))
-    assert first.returncode == 0, first.stderr
-    assert "modelversion.ferryman.dev/fraud-1-0-0 created" in first.stdout, first.stdout
-    # Version 2 through its alias; its digest is the tag's.
-    second = ferryman(cluster, *import_args(server, ns, "@champion"))
-    assert second.returncode == 0, second.stderr
-    assert "fraud-2-0-0 created" in second.stdout and "computing" not in second.stderr
+    # A follower of @champion (2 now) imports 2 (its digest from the tag), then 1 when
+    # the alias moves (no tag: computed over the files the server serves).
+    follower = subprocess.Popen(
+        [
+            cluster.kubectl_bin,
+            "ferryman",
+            *import_args(server, ns, "@champion"),
+            "--follow",
+            "--interval=0.5",
+            "--polls=400",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cluster.env,
+    )
+    try:
+        wait_for(
+            lambda: cluster.get_json("modelversion", "fraud-2-0-0", ns) is not None,
+            timeout=120,
+            message="the follower imported version 2",
+        )
+        mlflow.set_alias(server, MODEL, "champion", "1")
+        wait_for(
+            lambda: cluster.get_json("modelversion", "fraud-1-0-0", ns) is not None,
+            timeout=120,
+            message="the follower imported version 1 when the alias moved",
+        )
+    finally:
+        follower.terminate()
+        followed = follower.communicate(timeout=30)[0]
+    assert "modelversion.ferryman.dev/fraud-2-0-0 created" in followed, followed
+    assert "alias @champion -> version 1" in followed, followed
+    assert "modelversion.ferryman.dev/fraud-1-0-0 created" in followed, followed
+    # Only version 1's digest was computed: version 2's came from its tag.
+    assert followed.count("computing the digest") == 1, followed
+    assert followed.index("computing") > followed.index("-> version 1"), followed
 
     mv1 = cluster.get_json("modelversion", "fraud-1-0-0", ns)
     mv2 = cluster.get_json("modelversion", "fraud-2-0-0", ns)
@@ -209,6 +238,7 @@ def test_mlflow_versions_import_with_lineage_and_roll_out(
     assert dataset["name"] == "transactions" and dataset["context"] == "training"
     assert dataset["digest"] == trained["registered"][0]["dataset_digest"]
     assert lineage["dataVersion"] == f"transactions@{dataset['digest']}"
+    assert mv1["metadata"]["annotations"]["mlflow.ferryman.dev/version"] == "1"
     annotations = mv2["metadata"]["annotations"]
     assert annotations["mlflow.ferryman.dev/imported-as-alias"] == "champion"
     assert annotations["mlflow.ferryman.dev/version"] == "2"
@@ -219,7 +249,7 @@ def test_mlflow_versions_import_with_lineage_and_roll_out(
     assert printed.returncode == 0, printed.stderr
     assert yaml.safe_load(printed.stdout)["spec"] == mv2["spec"]
 
-    # Re-import: a no-op (the object is not rewritten).
+    # Re-import by version number: a no-op (the object is not rewritten).
     before = mv1["metadata"]["resourceVersion"]
     again = ferryman(cluster, *import_args(server, ns, "1"))
     assert again.returncode == 0, again.stderr

@@ -218,3 +218,15 @@ def train(server: TrackingServer, config: dict[str, Any]) -> list[dict[str, Any]
     assert out.returncode == 0, out.stderr[-4000:]
     result: list[dict[str, Any]] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def set_alias(server: TrackingServer, model: str, alias: str, version: str) -> None:
+    """Point ``alias`` of ``model`` at ``version`` (REST: POST registered-models/alias)."""
+    request = urllib.request.Request(
+        server.uri + "/api/2.0/mlflow/registered-models/alias",
+        data=json.dumps({"name": model, "alias": alias, "version": version}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert resp.status == 200, resp.read()

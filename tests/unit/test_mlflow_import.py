@@ -274,3 +274,41 @@ def test_import_arguments() -> None:
         "@champion",
     )
     assert args.artifact_map == ["mlflow-artifacts:/=pvc://mlflow/"] and args.namespace == "risk"
+
+
+def test_follow_imports_each_version_the_alias_points_to_and_survives_failures() -> None:
+    from ferryman.cli import mlflow as cli_mlflow
+
+    args = _parser().parse_args(
+        ["import", "mlflow", "fraud", "@champion", "--follow", "--interval", "5", "--polls", "6"]
+    )
+    pointed = iter(["2", "2", "3", "3", "boom", "4"])
+    imported: list[str] = []
+    slept: list[float] = []
+    said: list[str] = []
+    current = {"v": ""}
+
+    def resolve() -> str:
+        current["v"] = next(pointed)
+        if current["v"] == "boom":
+            raise cli_mlflow.MlflowError("cannot reach the tracking server")
+        return current["v"]
+
+    def once() -> int:
+        imported.append(current["v"])
+        if current["v"] == "3":
+            raise m.Refused("another artifact")
+        return 0
+
+    code = cli_mlflow.follow(args, once, resolve, said.append, sleep=slept.append)
+    assert imported == ["2", "3", "4"]  # once per version the alias moved to
+    assert slept == [5.0] * 5  # bounded: 6 looks, no sleep after the last
+    assert code == 0
+    assert any("another artifact" in x for x in said) and any("cannot reach" in x for x in said)
+    with pytest.raises(m.Refused, match="alias"):
+        cli_mlflow.follow(
+            _parser().parse_args(["import", "mlflow", "fraud", "3", "--follow"]),
+            once,
+            resolve,
+            said.append,
+        )

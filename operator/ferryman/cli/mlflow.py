@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from ferryman import errors
 from ferryman.plan import mlflow
 from ferryman.storage import failure
 from ferryman.storage.failure import StorageError
@@ -96,6 +98,20 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "-o", "--output", choices=["yaml"], help="print the ModelVersion instead of creating it"
     )
     m.add_argument("--pvc-root", default=Path("/mnt/pvc"), type=Path, help="claims' mounts")
+    m.add_argument(
+        "--follow",
+        action="store_true",
+        help="with @ALIAS: keep resolving the alias and import each version it points to",
+    )
+    m.add_argument(
+        "--interval", type=float, default=60.0, help="with --follow: seconds between looks"
+    )
+    m.add_argument(
+        "--polls",
+        type=int,
+        default=0,
+        help="with --follow: stop after this many looks (default 0: until interrupted)",
+    )
 
 
 class Client:
@@ -244,6 +260,38 @@ def build(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any
     )
 
 
+def follow(
+    args: argparse.Namespace,
+    once: Callable[[], int],
+    resolve: Callable[[], str],
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """``--follow``: look up the alias every ``args.interval`` seconds (``resolve``: the
+    version it points to) and run ``once`` (one import) whenever that version changed,
+    ``args.polls`` times (0: until interrupted). A failed look or import is reported and
+    the next look tries again (a refused version is tried again only after the alias
+    moved away and back). Returns 1 if the last import failed, else 0."""
+    if not args.version.startswith("@"):
+        raise mlflow.Refused("--follow needs an alias (@champion), not a version number")
+    last: str | None = None
+    code, polls = 0, 0
+    while args.polls <= 0 or polls < args.polls:
+        polls += 1
+        try:
+            current = resolve()
+            if current != last:
+                say(f"alias {args.version} -> version {current}")
+                last = current
+                code = once()
+        except Exception as e:  # one look's failure (MLflow, the API server) is not the last
+            say(f"error: {errors.describe(e)}")
+            code = 1
+        if args.polls <= 0 or polls < args.polls:
+            sleep(args.interval)
+    return code
+
+
 def run_import(
     args: argparse.Namespace,
     list_present: Callable[[], list[dict[str, Any]]],
@@ -253,6 +301,16 @@ def run_import(
     """Build, compare with what the namespace holds, create when new (``create`` says
     False when a concurrent import created the same one first). Raises Refused or
     MlflowError (exit 1), or the Kubernetes client's errors."""
+    if args.follow:
+        client = Client(args.tracking_uri or "", args.timeout) if args.tracking_uri else None
+        if client is None:
+            raise MlflowError("--tracking-uri (or $MLFLOW_TRACKING_URI) is required")
+        args.follow = False  # each look is one plain import
+
+        def resolve() -> str:
+            return str(client.version(args.model, args.version)["version"])
+
+        return follow(args, lambda: run_import(args, list_present, create, say), resolve, say)
     mv = build(args, lambda line: print(line, file=sys.stderr, flush=True))
     if args.output == "yaml":
         say(yaml.safe_dump(mv, sort_keys=False).rstrip())
