@@ -288,7 +288,10 @@ def follow(
             say(f"error: {errors.describe(e)}")
             code = 1
         if args.polls <= 0 or polls < args.polls:
-            sleep(args.interval)
+            try:
+                sleep(args.interval)
+            except KeyboardInterrupt:  # Ctrl-C between looks: a normal end
+                break
     return code
 
 
@@ -302,9 +305,9 @@ def run_import(
     False when a concurrent import created the same one first). Raises Refused or
     MlflowError (exit 1), or the Kubernetes client's errors."""
     if args.follow:
-        client = Client(args.tracking_uri or "", args.timeout) if args.tracking_uri else None
-        if client is None:
+        if not args.tracking_uri:
             raise MlflowError("--tracking-uri (or $MLFLOW_TRACKING_URI) is required")
+        client = Client(args.tracking_uri, args.timeout)
         args.follow = False  # each look is one plain import
 
         def resolve() -> str:
