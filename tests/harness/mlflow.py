@@ -133,8 +133,25 @@ class DvcProject:
     md5: str  # what DVC recorded in <path>.dvc
 
 
-def _run(argv: list[str], cwd: Path) -> str:
-    out = subprocess.run(argv, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=120)
+def dvc_env(home: Path) -> dict[str, str]:
+    """``tool_env`` for dvc with nothing leaving the machine: no analytics
+    (``DVC_NO_ANALYTICS``), no update check (dvc 3.67 asks its updater endpoint only in
+    ``dvc version``; ``core.check_update`` is false all the same, in a global config of
+    its own, and the endpoint a closed loopback port), no Studio; its site cache under
+    ``home`` rather than /var/tmp."""
+    (home / "global").mkdir(parents=True, exist_ok=True)
+    (home / "global" / "config").write_text("[core]\n    check_update = false\n")
+    return {
+        **tool_env(),
+        "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
+        "DVC_SITE_CACHE_DIR": str(home / "site-cache"),
+        "DVC_UPDATER_ENDPOINT": "http://127.0.0.1:9/",
+        "DVC_STUDIO_OFFLINE": "1",
+    }
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
+    out = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"{argv}: {out.stdout}\n{out.stderr}"
     return out.stdout
 
@@ -142,17 +159,18 @@ def _run(argv: list[str], cwd: Path) -> str:
 def dvc_project(root: Path, rows: list[str]) -> DvcProject:
     """A Git + DVC project with ``data/transactions.csv`` (``rows``) added to DVC."""
     root.mkdir(parents=True)
-    _run(["git", "init", "-q", "-b", "main"], root)
-    _run([tool("dvc"), "init", "-q"], root)
+    env = dvc_env(root.parent / f"{root.name}-dvc-home")
+    _run(["git", "init", "-q", "-b", "main"], root, env)
+    _run([tool("dvc"), "init", "-q"], root, env)
     (root / "data").mkdir()
     (root / "data" / "transactions.csv").write_text("\n".join(rows) + "\n")
-    _run([tool("dvc"), "add", "-q", "data/transactions.csv"], root)
-    _run(["git", "add", "-A"], root)
-    _run(["git", "commit", "-q", "-m", "data v1"], root)
+    _run([tool("dvc"), "add", "-q", "data/transactions.csv"], root, env)
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-q", "-m", "data v1"], root, env)
     record = yaml.safe_load((root / "data" / "transactions.csv.dvc").read_text())
     return DvcProject(
         repo=root,
-        rev=_run(["git", "rev-parse", "HEAD"], root).strip(),
+        rev=_run(["git", "rev-parse", "HEAD"], root, env).strip(),
         path="data/transactions.csv",
         md5=str(record["outs"][0]["md5"]),
     )
