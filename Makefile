@@ -55,7 +55,7 @@ status:
 
 # The README's test command (and CI's only one): everything from a fresh clone, the lint
 # tools first (a few seconds; they fail before the cluster is built), then every test.
-test: lint deps cluster-build tools-build argocd-lua argocd-build toxiproxy-build storage-servers-build
+test: lint deps cluster-build tools-build argocd-lua argocd-build toxiproxy-build storage-servers-build mlflow-build
 	bash hack/run-tests.sh $(PYTEST_ARGS)
 
 unit: venv tools-build argocd-lua
@@ -190,3 +190,9 @@ stats-sim: venv
 .PHONY: storage-servers-build
 storage-servers-build:
 	nice -n 10 bash hack/tools/build.sh registry fake-gcs-server moto >/dev/null
+
+# The MLflow import tests (tests/e2e/test_mlflow_import.py, docs/mlflow.md): a real MLflow
+# tracking server and dvc in a virtualenv of their own, cached like moto (hack/tools/build.sh).
+.PHONY: mlflow-build
+mlflow-build:
+	nice -n 10 bash hack/tools/build.sh mlflow >/dev/null

@@ -7,7 +7,8 @@
 # run costs nothing. Usage: build.sh [tool...]   (default: actionlint; tools: actionlint,
 # toxiproxy: the fault proxy of tests/e2e/test_faults.py, built by `make toxiproxy-build`;
 # registry, fake-gcs-server: the OCI and GCS stores of the storage initializer's tests,
-# built by `make storage-servers-build`)
+# built by `make storage-servers-build`; mlflow: the MLflow tracking server and dvc of the
+# import tests, built by `make mlflow-build`)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -84,6 +85,29 @@ build_moto() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# The MLflow tracking server (`mlflow server`) and the dvc CLI of the MLflow import tests
+# (tests/e2e/test_mlflow_import.py, docs/mlflow.md), one virtualenv, pinned:
+# $FERRYMAN_CACHE/venv/mlflow-<v>/bin/{python,mlflow,dvc}. Neither may enter the dev
+# virtualenv: the operator reads MLflow over plain HTTP and needs neither package.
+build_mlflow() {
+  local out="$cache/venv/mlflow-$MLFLOW_VERSION"
+  local recipe="mlflow==$MLFLOW_VERSION dvc==$DVC_VERSION"
+  if [ "$(cat "$out/.recipe" 2>/dev/null)" = "$recipe" ] && [ -x "$out/bin/python" ]; then
+    log "mlflow $MLFLOW_VERSION, dvc $DVC_VERSION: cached"; return
+  fi
+  log "mlflow $MLFLOW_VERSION, dvc $DVC_VERSION: pip install $recipe"
+  rm -rf "$out" "$out.tmp" && mkdir -p "$(dirname "$out")"
+  # Built in place (not moved): the console scripts `mlflow` and `dvc` name their
+  # interpreter by absolute path. The recipe stamp, written last, marks it complete.
+  python3 -m venv "$out"
+  # --no-compile: ~150 packages (pyarrow, scipy, pandas... that mlflow pulls in) are
+  # byte-compiled at install by default, most of the install's CPU; the few modules the
+  # tests import are compiled on first use instead.
+  # shellcheck disable=SC2086 # the recipe is a list of requirements
+  "$out/bin/pip" install --quiet --disable-pip-version-check --no-compile $recipe
+  printf '%s' "$recipe" >"$out/.recipe"
+}
+
 start=$(date +%s)
 tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(actionlint)
 for t in "${tools[@]}"; do
@@ -93,7 +117,8 @@ for t in "${tools[@]}"; do
     registry) build_registry ;;
     fake-gcs-server) build_fake_gcs_server ;;
     moto) build_moto ;;
-    *) echo "unknown tool: $t (actionlint, toxiproxy, registry, fake-gcs-server, moto)" >&2; exit 2 ;;
+    mlflow) build_mlflow ;;
+    *) echo "unknown tool: $t (actionlint, toxiproxy, registry, fake-gcs-server, moto, mlflow)" >&2; exit 2 ;;
   esac
 done
 log "done in $(( $(date +%s) - start ))s; binaries under $cache/bin"

@@ -236,6 +236,12 @@ def _ab(
 
 
 # Field case 10: names that are valid custom-resource names but cannot name a Service.
+DVC = {
+    "repo": "https://git.acme.example/data.git",
+    "rev": "f00d",
+    "path": "data/tx.csv",
+    "md5": "0" * 32,
+}
 LONG_MV_NAME = "mlong-" + "a" * 60 + "-1-2-0"  # 72 characters
 ROLLOUT_NAME_MAX = 55  # 63 - len("-preview")
 
@@ -258,6 +264,11 @@ INVALID: list[Case] = [
     ),
     Case(
         "rollout name with dots", rollout(name="fraud.v2"), "Rollout name must be a DNS-1035 label"
+    ),
+    Case(
+        "DVC md5 that is not an md5",
+        _mv(_set("lineage.data.dvc", {**DVC, "md5": "A" * 32})),
+        "lineage.data.dvc.md5 must be 32 lowercase hex characters",
     ),
     Case(
         "rollout name too long for its -preview Service",
@@ -904,6 +915,10 @@ VALID: list[Case] = [
     Case(
         "a Gateway named like the Rollout and its live Service, no sectionNames",
         _ro(_set("trafficRouting.gatewayAPI.parentRefs", [{"name": "ro"}, _MESH])),
+    ),
+    Case(
+        "DVC lineage of a directory",
+        _mv(_set("lineage.data.dvc", {**DVC, "md5": "0" * 32 + ".dir"})),
     ),
     Case("artifact size 20Gi", _mv(_set("artifact.size", "20Gi"))),
     Case("artifact size 1500M", _mv(_set("artifact.size", "1500M"))),

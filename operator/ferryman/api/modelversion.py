@@ -174,6 +174,66 @@ class Serving(ApiModel):
     )
 
 
+DVC_MD5_PATTERN = r"^[a-f0-9]{32}(\.dir)?$"
+MAX_DATASETS = 16
+
+
+class DvcData(ApiModel):
+    """The training data as DVC tracks it (docs/mlflow.md): the Git repository and
+    revision holding the ``.dvc``/``dvc.lock`` file, the data's path in it, and the md5
+    DVC recorded for it (a directory's ends in ``.dir``)."""
+
+    repo: str = Field(
+        min_length=1, max_length=1024, description="Git repository URL of the DVC project."
+    )
+    rev: str = Field(
+        min_length=1, max_length=128, description="Git revision (commit) of the DVC project."
+    )
+    path: str = Field(
+        min_length=1, max_length=1024, description="Path of the data in the DVC project."
+    )
+    md5: str = Field(
+        max_length=36,
+        description="md5 that DVC recorded for the data (dvc.lock or the .dvc file): 32 "
+        "lowercase hex characters, followed by '.dir' for a directory.",
+        json_schema_extra=rules(
+            cel(
+                matches(DVC_MD5_PATTERN),
+                "lineage.data.dvc.md5 must be 32 lowercase hex characters, optionally "
+                "followed by .dir",
+            )
+        ),
+    )
+
+
+class Dataset(ApiModel):
+    """A dataset input of the training run (MLflow's ``run.inputs.dataset_inputs``)."""
+
+    name: str = Field(min_length=1, max_length=256, description="Dataset name.")
+    digest: str | None = Field(None, max_length=128, description="Dataset digest.")
+    source_type: str | None = Field(
+        None, max_length=64, description="Kind of source, e.g. local, s3, delta, http."
+    )
+    source: str | None = Field(
+        None, max_length=1024, description="Where the dataset was read from."
+    )
+    context: str | None = Field(
+        None, max_length=64, description="How the run used it, e.g. training, evaluation."
+    )
+
+
+class LineageData(ApiModel):
+    """The data this version was trained on, machine-readable (``dataVersion`` stays
+    the human label)."""
+
+    dvc: DvcData | None = Field(None, description="The training data as DVC tracks it.")
+    datasets: list[Dataset] | None = Field(
+        None,
+        max_length=MAX_DATASETS,
+        description="Dataset inputs the training run logged (MLflow).",
+    )
+
+
 class Lineage(ApiModel):
     """Where this version came from. Copied to annotations of its Deployment."""
 
@@ -184,6 +244,9 @@ class Lineage(ApiModel):
     )
     parent: str | None = Field(
         None, max_length=128, description="The version this one was derived from."
+    )
+    data: LineageData | None = Field(
+        None, description="The training data: DVC location and md5, dataset inputs."
     )
 
 

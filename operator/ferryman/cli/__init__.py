@@ -38,8 +38,9 @@ from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
-from ferryman.cli import approve, audit, digest, render, uninstall
+from ferryman.cli import approve, audit, digest, mlflow, render, uninstall
 from ferryman.plan import actions, labels
+from ferryman.plan import mlflow as mlflow_plan
 
 EPILOG = """actions are annotations with a nonce on the Rollout (ferryman.dev/action:
 promote, abort, retry, undo, pause, resume; ferryman.dev/action-id); the operator applies
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     uninstall.add_parser(sub, [common])
     digest.add_parser(sub, [common])
     approve.add_parser(sub, [common])
+    mlflow.add_parser(sub, [common])
     return p
 
 
@@ -285,13 +287,47 @@ class Cli:
         if line:
             print(line)
 
+    def import_mlflow(self, args: argparse.Namespace) -> int:
+        """``import mlflow``: create the ModelVersion unless it is there already. A
+        create that loses a race (409) is compared again with what won it."""
+
+        def present() -> list[dict[str, Any]]:
+            listed = self.api.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, MV_PLURAL
+            )
+            items: list[dict[str, Any]] = listed["items"]  # type: ignore[index]
+            return items
+
+        def create(mv: dict[str, Any]) -> bool:
+            try:
+                self.api.create_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, MV_PLURAL, mv
+                )
+                return True
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                decided = mlflow_plan.verdict(mv, present())
+                if decided.create:  # a same-named object of another model or version
+                    raise Failure(
+                        f"ModelVersion {mv['metadata']['name']} exists with another model "
+                        "or version"
+                    ) from e
+                return False
+
+        return mlflow.run_import(args, present, create, lambda line: print(line, flush=True))
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if hasattr(args, "run"):  # a command without a cluster (digest)
         return int(args.run(args))
     try:
+        if args.command == "import" and args.output == "yaml":  # no cluster needed
+            return mlflow.run_import(args, list, lambda mv: False, print)
         cli = Cli(getattr(args, "kubeconfig", None), getattr(args, "namespace", None))
+        if args.command == "import":
+            return cli.import_mlflow(args)
         if args.command == "uninstall":
             uninstall.Uninstall(cli.api.api_client, lambda line: print(line, flush=True)).run(
                 uninstall.namespaces_of(args, cli.namespace),
@@ -318,7 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             action = "promote-full" if getattr(args, "full", False) else args.command
             cli.act(args.rollout, action, not args.no_wait, args.wait_timeout)
-    except (Failure, uninstall.UninstallError, approve.ApproveError) as e:
+    except (
+        Failure,
+        uninstall.UninstallError,
+        approve.ApproveError,
+        mlflow_plan.Refused,
+        mlflow.MlflowError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ApiException as e:

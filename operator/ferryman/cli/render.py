@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from ferryman.api.modelversion import ModelVersion
+from ferryman.api.modelversion import DvcData, ModelVersion
 from ferryman.api.rollout import HistoryEntry, Measurement, Rollout, RolloutSpec
 from ferryman.api.rollout_experiment import ExperimentStatus
 from ferryman.plan import experiment_stage, semver, stages
@@ -190,6 +190,7 @@ def lineage(versions: Sequence[ModelVersion]) -> str:
             "PHASE",
             "ROLE",
             "DATA VERSION",
+            "DVC DATA",
             "CODE COMMIT",
             "TRAINING RUN",
             "DIGEST",
@@ -207,6 +208,7 @@ def lineage(versions: Sequence[ModelVersion]) -> str:
                 st.phase.value if st.phase else "-",
                 st.role.value if st.role else "-",
                 (lin.data_version if lin else None) or "-",
+                _dvc_short(mv),
                 (lin.code_commit if lin else None) or "-",
                 (lin.training_run if lin else None) or "-",
                 mv.spec.artifact.digest[:19] + "…",
@@ -215,7 +217,23 @@ def lineage(versions: Sequence[ModelVersion]) -> str:
                 _t(st.served_until),
             )
         )
-    return _table(rows)
+    details = [
+        f"  {mv.spec.version}: repo {d.repo} rev {d.rev} path {d.path} md5 {d.md5}"
+        for mv in sorted(versions, key=key)
+        if (d := _dvc(mv)) is not None
+    ]
+    return _table(rows) + ("\nDVC data:\n" + "\n".join(details) if details else "")
+
+
+def _dvc(mv: ModelVersion) -> DvcData | None:
+    lin = mv.spec.lineage
+    return lin.data.dvc if lin and lin.data else None
+
+
+def _dvc_short(mv: ModelVersion) -> str:
+    """``data/tx.csv@3f2a1b0c9d md5:1f2e3d4c5b6a``: the DVC path, rev and md5, short."""
+    d = _dvc(mv)
+    return f"{d.path}@{d.rev[:10]} md5:{d.md5[:12]}" if d else "-"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

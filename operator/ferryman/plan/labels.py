@@ -84,6 +84,9 @@ def lineage_annotations(mv: ModelVersion) -> dict[str, str]:
         ):
             if value:
                 found[f"{PREFIX}/{key}"] = value
+        dvc = spec.lineage.data.dvc if spec.lineage.data else None
+        if dvc is not None:
+            found[f"{PREFIX}/data-dvc"] = f"{dvc.repo}@{dvc.rev}:{dvc.path} md5={dvc.md5}"
     return found
 
 
