@@ -208,3 +208,42 @@ def test_retention_keeps_five_of_twelve_deletes_the_rest_but_pinned_and_gitops_t
         lambda: names() == kept - {"fraud-1-0-0"}, timeout=60, message="1.0.0 deleted once unpinned"
     )
     assert mv_status(cluster, ns, "1.1.0")["phase"] == "Retired"
+
+
+def test_retention_keeps_the_version_a_deleted_rollouts_kept_deployment_serves(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Rollout ``fraud`` deleted with ``deletionPolicy: KeepStable`` leaves 1.0.0's
+    Deployment serving, orphaned; no Rollout's status names 1.0.0 any more. A Rollout of
+    another name with ``retention: {keepLast: 1, delete: true}`` deletes 1.1.0 and 1.2.0
+    but keeps 1.0.0, whose Deployment still exists (deleted, its ModelVersion's record of
+    what serves would be gone while it serves)."""
+    ns = namespace
+    cluster.apply(r.versions("1.0.0"), namespace=ns)
+    cluster.apply(r.rollout("1.0.0"), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=60, message="stable")
+    cluster.kubectl("delete", "rollout.ferryman.dev", "fraud", "-n", ns, "--wait=true")
+    kept = cluster.get_json("deployment", "fraud-1-0-0", ns)
+    assert kept is not None and kept["metadata"]["labels"].get("ferryman.dev/orphaned") == "true"
+
+    cluster.apply(r.versions("1.1.0", "1.2.0", "1.3.0"), namespace=ns)
+    retention = {"keepLast": 1, "delete": True}
+    cluster.apply(r.rollout("1.3.0", name="fraud-next", retention=retention), namespace=ns)
+
+    def names() -> set[str]:
+        out = cluster.kubectl("get", "modelversion", "-n", ns, "-o", "json").stdout
+        return {i["metadata"]["name"] for i in json.loads(out)["items"]}
+
+    wait_for(
+        lambda: r.status(cluster, ns, "fraud-next").get("phase") == "Healthy",
+        timeout=60,
+        message="fraud-next stable",
+    )
+    wait_for(
+        lambda: names() == {"fraud-1-0-0", "fraud-1-3-0"},
+        timeout=60,
+        message="1.1.0 and 1.2.0 deleted, 1.0.0 (still deployed) and 1.3.0 kept",
+    )
+    deleted = [e for e in events_of(cluster, ns, "fraud-next") if e["reason"] == "RetentionDeleted"]
+    assert len(deleted) == 2
+    assert cluster.get_json("deployment", "fraud-1-0-0", ns) is not None

@@ -292,3 +292,21 @@ def test_properties_of_every_retention_plan(
                 assert x.patch is not None and x.patch["phase"] == "Retired"
                 (cond,) = x.patch["conditions"]
                 assert (cond["type"], cond["status"]) == ("Expired", "True")
+
+
+def test_a_version_whose_deployment_exists_is_kept_though_no_status_names_it() -> None:
+    """KeepStable left 1.0.0's Deployment serving when its Rollout was deleted: its
+    ModelVersion is Retired (the Rollout is gone) and past keepLast, yet it is kept."""
+    old = mv("1.0.0", 0, status={"phase": "Retired", "servedUntil": T0.isoformat()})
+    mvs = [old, mv("1.1.0", 1), mv("1.2.0", 2)]
+    status = RolloutStatus(phase=RolloutPhase.HEALTHY, stable_version="1.2.0")
+    plan = retention.decide(
+        "fraud-next",
+        spec("1.2.0", keepLast=1, delete=True),
+        status,
+        mvs,
+        NOW,
+        deployed={"fraud-1-0-0"},
+    )
+    assert plan.kept == {"fraud-1-0-0": "deployed", "fraud-1-2-0": "stable"}
+    assert [x.name for x in plan.expired] == ["fraud-1-1-0"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -35,10 +35,13 @@ from ferryman.handlers.ledger import (
     note,
     note_status,
 )
+from ferryman.handlers.observed import INDEXES
 from ferryman.kube.client import Conflict
 from ferryman.plan import retention
 
 log = logging.getLogger(__name__)
+
+DEPLOYMENTS = next(i for i in INDEXES if i.kind == "Deployment")
 
 
 def _ref(mv: ModelVersion) -> dict[str, Any]:
@@ -58,6 +61,16 @@ def _ref(mv: ModelVersion) -> dict[str, Any]:
     }
 
 
+def deployed(indexes: Mapping[str, Any], namespace: str, mvs: Iterable[ModelVersion]) -> set[str]:
+    """The names of ``mvs`` that a ferryman Deployment named after them exists for in
+    ``namespace``, as kopf's index of ferryman's Deployments holds them (an entry the
+    index still holds for a Deployment just deleted counts too: it only keeps a
+    ModelVersion one reconcile longer). Orphans ``deletionPolicy: KeepStable`` left
+    serving are among them, though no Rollout's status names their version."""
+    index = indexes.get(DEPLOYMENTS.id) or {}
+    return {mv.metadata.name for mv in mvs if index.get((namespace, mv.metadata.name))}
+
+
 async def apply(
     kube: Writer,
     rollout: Rollout,
@@ -67,11 +80,13 @@ async def apply(
     now: datetime,
     ledger: Ledger | None,
     written: StatusLedger | None,
+    deployed: Collection[str] = (),
 ) -> float | None:
     """Carry out ``plan.retention.decide`` for ``rollout`` (its status ``status`` as the
     reconcile left it; ``body`` for Events about it) over its model's ModelVersions
-    ``mvs``; returns the seconds until a kept-as-recent version's keep lapses (the
-    Rollout should reconcile then), or None. Without ``spec.retention`` it only lifts
+    ``mvs`` (``deployed``: the names of those with a Deployment, see ``deployed``);
+    returns the seconds until a kept-as-recent version's keep lapses (the Rollout
+    should reconcile then), or None. Without ``spec.retention`` it only lifts
     the marks a former retention left."""
     mvs = list(mvs)
     if rollout.spec.retention is None and not any(retention.marked(mv) for mv in mvs):
@@ -87,7 +102,9 @@ async def apply(
         if known is not dumped:
             mv = mv.model_copy(update={"status": ModelVersionStatus.model_validate(known)})
         believed[name] = mv
-    plan = retention.decide(rollout.metadata.name, rollout.spec, status, believed.values(), now)
+    plan = retention.decide(
+        rollout.metadata.name, rollout.spec, status, believed.values(), now, deployed
+    )
 
     async def patch(name: str, change: dict[str, Any]) -> None:
         await kube.patch_status(MV_PLURAL, ns, name, change)

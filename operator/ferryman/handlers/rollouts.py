@@ -366,8 +366,9 @@ async def reconcile(
     )
     await roles.update_roles(kube, rollout, status, mvs, now, ctx.status_writes)
     lapse = await retention.apply(
-        kube, rollout, body, status, mvs, now, ctx.ledger, ctx.status_writes
-    )
+        kube, rollout, body, status, mvs, now, ctx.ledger, ctx.status_writes,
+        retention.deployed(indexes, ns, mvs),
+    )  # fmt: skip
     delay = decision.requeue_after
     if lapse is not None:  # a version kept as recently served expires then
         delay = lapse if delay is None else min(delay, lapse)

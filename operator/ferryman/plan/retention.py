@@ -6,7 +6,10 @@ the clock in, a ``Plan`` out; ``handlers.retention`` writes it.
 A ModelVersion is kept, first reason wins:
 1. ``stable``, ``candidate``, ``target`` (the version spec.target names: Git asks for
    it), ``warm`` (the previous stable while it is kept warm: ``scaleDownAt`` ahead, or
-   baking), ``serving`` (its status says a Rollout serves it);
+   baking), ``serving`` (its status says a Rollout serves it), ``deployed`` (a
+   Deployment of ferryman's named after it exists: one ``deletionPolicy: KeepStable``
+   left serving after its Rollout was deleted, which no status names any more, or one
+   being created or cleaned up while the statuses catch up);
 2. ``pinned``: annotated ``ferryman.dev/pin`` (any value but ``false``);
 3. ``newest``: among the ``keepLast`` newest by registration order: creation time, ties
    (the API server stamps whole seconds) by semantic version, then name;
@@ -23,7 +26,7 @@ alone and not counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,9 +145,12 @@ def decide(
     status: RolloutStatus,
     mvs: Iterable[ModelVersion],
     now: datetime,
+    deployed: Collection[str] = (),
 ) -> Plan:
     """The retention plan for the Rollout named ``rollout`` (``spec.retention`` set) over
-    ``mvs``, its model's ModelVersions in its namespace (see the module docstring)."""
+    ``mvs``, its model's ModelVersions in its namespace (see the module docstring);
+    ``deployed``: the names of those ModelVersions a ferryman Deployment (named after
+    the ModelVersion) exists for, whoever owns it or none."""
     plan = Plan()
     retention = spec.retention
     if status.phase == RolloutPhase.INVALID:
@@ -174,6 +180,8 @@ def decide(
         reason = always.get(mv.spec.version)
         if reason is None and serving:
             reason = "serving"
+        if reason is None and name in deployed:
+            reason = "deployed"
         if reason is None and pinned(mv):
             reason = "pinned"
         if reason is None and name in newest:
