@@ -310,3 +310,16 @@ def test_a_version_whose_deployment_exists_is_kept_though_no_status_names_it() -
     )
     assert plan.kept == {"fraud-1-0-0": "deployed", "fraud-1-2-0": "stable"}
     assert [x.name for x in plan.expired] == ["fraud-1-1-0"]
+
+
+def test_argo_cds_documented_custom_tracking_label_is_only_marked() -> None:
+    """Argo CD's resource-tracking docs configure ``application.instanceLabelKey:
+    argocd.argoproj.io/instance`` (to stay clear of Helm's app.kubernetes.io/instance):
+    a ModelVersion so labelled is Argo CD's, and deleted it would be re-created."""
+    tracked = mv("1.0.0", 0, labels={"argocd.argoproj.io/instance": "fraud"})
+    status = RolloutStatus(phase=RolloutPhase.HEALTHY, stable_version="1.1.0")
+    plan = retention.decide(
+        "fraud", spec("1.1.0", keepLast=1, delete=True), status, [tracked, mv("1.1.0", 1)], NOW
+    )
+    (x,) = plan.expired
+    assert not x.delete and x.gitops == "label argocd.argoproj.io/instance"

@@ -17,11 +17,14 @@ PIN = f"{GROUP}/pin"
 # Metadata a GitOps tool sets on what it applies from Git: such a ModelVersion, deleted,
 # would be re-created at the next sync, so it is only marked. Argo CD tracks by the
 # annotation (its default since v2.x "annotation" tracking) or by the label (its
-# "label" tracking; Helm sets the same label, which only makes the rule more careful);
-# Flux's kustomize- and helm-controller label what they apply.
+# "label" tracking; Helm sets the same label, which only makes the rule more careful),
+# or by the custom label its resource-tracking docs configure instead
+# (application.instanceLabelKey: argocd.argoproj.io/instance); Flux's kustomize- and
+# helm-controller label what they apply.
 GITOPS_ANNOTATIONS = ("argocd.argoproj.io/tracking-id",)
 GITOPS_LABELS = (
     "app.kubernetes.io/instance",
+    "argocd.argoproj.io/instance",
     "kustomize.toolkit.fluxcd.io/name",
     "helm.toolkit.fluxcd.io/name",
 )
@@ -56,6 +59,6 @@ class Retention(ApiModel):
         False,
         description="Delete expired ModelVersions (default false: only mark them). Never "
         "deletes one a GitOps tool tracks (argocd.argoproj.io/tracking-id, "
-        "app.kubernetes.io/instance, Flux labels): that one is marked, with an Event "
-        "asking to remove it from Git.",
+        "app.kubernetes.io/instance, argocd.argoproj.io/instance, Flux labels): that one "
+        "is marked, with an Event asking to remove it from Git.",
     )
