@@ -20,9 +20,20 @@ from unit.test_retention import NOW, spec, twelve
 class Writer:
     """Records the calls ``handlers.retention`` makes; ``errors`` by name raise on delete."""
 
-    def __init__(self, errors: dict[str, Exception] | None = None) -> None:
+    def __init__(
+        self, errors: dict[str, Exception] | None = None, gone: tuple[str, ...] = ()
+    ) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.errors = errors or {}
+        self.gone = gone  # in the index (twelve()) but no longer on the API server
+
+    async def list_objects(self, api_version: str, kind: str, ns: str) -> list[dict[str, Any]]:
+        self.calls.append(("list", kind))
+        return [
+            mv.model_dump(by_alias=True, mode="json", exclude_none=True)
+            for mv in twelve()
+            if mv.metadata.name not in self.gone
+        ]
 
     async def delete(self, api_version: str, kind: str, ns: str, name: str, **kw: Any) -> None:
         self.calls.append(("delete", kind, name, kw.get("preconditions")))
@@ -104,3 +115,14 @@ def test_no_retention_writes_nothing(events: list[tuple[str, str, str, str]]) ->
     r.spec.retention = None
     assert run(kube, r, Ledger(), StatusLedger()) is None
     assert kube.calls == [] and events == []
+
+
+def test_a_version_the_index_still_holds_but_is_gone_does_not_push_a_kept_one_out(
+    events: list[tuple[str, str, str, str]],
+) -> None:
+    """1.10.0 was deleted (by hand, by Git) and kopf's index has not caught up: decided on
+    the index, 1.6.0 falls out of the five newest and is deleted, for good. The API
+    server's list says five newest are 1.6.0-1.9.0 and 1.11.0: 1.6.0 stays."""
+    kube = Writer(gone=("fraud-1-10-0",))
+    run(kube, rollout(keepLast=5, delete=True), Ledger(), StatusLedger())
+    assert [c[2] for c in kube.calls if c[0] == "delete"] == [f"fraud-1-{k}-0" for k in (3, 4, 5)]

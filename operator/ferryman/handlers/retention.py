@@ -5,10 +5,13 @@ Event, marks lifted from versions kept again.
 
 Each ModelVersion is decided on its status as this process knows it (``handlers.ledger``,
 as ``handlers.roles`` does), so a mark is written once, not again at every reconcile
-before kopf's index catches up. A delete is conditioned on the uid and resourceVersion
-the decision saw: a ModelVersion pinned or re-labelled since is never deleted on a stale
-view (the 409 is left for the next reconcile, which a ModelVersion's change wakes); one
-this process deleted is not deleted again while the index still holds it.
+before kopf's index catches up. A delete is decided again on the ModelVersions as the
+API server lists them (``_confirmed_deletes``: the index may hold one already gone,
+which would push a kept one out of ``keepLast``) and conditioned on the uid and
+resourceVersion that decision saw: a ModelVersion pinned or re-labelled since is never
+deleted on a stale view (the 409 is left for the next reconcile, which a ModelVersion's
+change wakes); one this process deleted is not deleted again while the index still
+holds it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import time
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ferryman.api.common import API_VERSION, event_message
 from ferryman.api.modelversion import KIND as MV_KIND
@@ -61,6 +64,14 @@ def _ref(mv: ModelVersion) -> dict[str, Any]:
     }
 
 
+class Lister(Writer, Protocol):
+    """The executor's writes and a LIST (``kube.client.Kube`` has them all)."""
+
+    async def list_objects(
+        self, api_version: str, kind: str, namespace: str
+    ) -> list[dict[str, Any]]: ...
+
+
 def deployed(indexes: Mapping[str, Any], namespace: str, mvs: Iterable[ModelVersion]) -> set[str]:
     """The names of ``mvs`` that a ferryman Deployment named after them exists for in
     ``namespace``, as kopf's index of ferryman's Deployments holds them (an entry the
@@ -71,8 +82,44 @@ def deployed(indexes: Mapping[str, Any], namespace: str, mvs: Iterable[ModelVers
     return {mv.metadata.name for mv in mvs if index.get((namespace, mv.metadata.name))}
 
 
+async def _confirmed_deletes(
+    kube: Lister,
+    rollout: Rollout,
+    status: RolloutStatus,
+    plan: retention.Plan,
+    now: datetime,
+    deployed: Collection[str],
+    ledger: Ledger | None,
+) -> dict[str, retention.Expiry]:
+    """The deletions ``plan`` (decided on kopf's index) asks for, decided again on the
+    model's ModelVersions as the API server lists them now: a ModelVersion the index
+    still holds though it is gone (deleted by hand, by Git) would count among the
+    ``keepLast`` newest and push the next older one out, and a delete is not undone.
+    Only what both decisions delete is deleted, at the listed resourceVersion. No
+    request when the plan deletes nothing (or only what this process deleted)."""
+    ns = rollout.metadata.namespace
+    at = time.monotonic()
+    wanted = {
+        x.name
+        for x in plan.expired
+        if x.delete and not known_absent(ledger, MV_KIND, ns, x.name, at)
+    }
+    if not wanted:
+        return {}
+    listed = []
+    for obj in await kube.list_objects(API_VERSION, MV_KIND, ns):
+        try:
+            mv = ModelVersion.model_validate(obj)
+        except ValueError:
+            continue
+        if mv.spec.model == rollout.spec.model:
+            listed.append(mv)
+    fresh = retention.decide(rollout.metadata.name, rollout.spec, status, listed, now, deployed)
+    return {x.name: x for x in fresh.expired if x.delete and x.name in wanted}
+
+
 async def apply(
-    kube: Writer,
+    kube: Lister,
     rollout: Rollout,
     body: Any,
     status: RolloutStatus,
@@ -113,10 +160,13 @@ async def apply(
 
     for name, change in plan.restored.items():
         await patch(name, change)
+    deletes = await _confirmed_deletes(kube, rollout, status, plan, now, deployed, ledger)
     for x in plan.expired:
         if x.delete:
-            if known_absent(ledger, MV_KIND, ns, x.name, time.monotonic()):
+            confirmed = deletes.get(x.name)
+            if confirmed is None:
                 continue
+            x = confirmed
             try:
                 await kube.delete(
                     API_VERSION,

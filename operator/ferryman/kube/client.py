@@ -211,6 +211,21 @@ class Kube:
         result: dict[str, Any] = found.to_dict()
         return result
 
+    async def list_objects(
+        self, api_version: str, kind: str, namespace: str
+    ) -> list[dict[str, Any]]:
+        """Every object of ``kind`` in ``namespace``, as the API server lists it now (a
+        consistent read, not a cache)."""
+
+        async def call() -> Any:
+            res = await self._resource(api_version, kind)
+            assert self._dynamic is not None
+            return await self._dynamic.get(res, namespace=namespace)
+
+        found = await self._retrying(f"LIST {kind} {namespace}", call)
+        items: list[dict[str, Any]] = found.to_dict().get("items") or []
+        return items
+
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of the full desired state with field manager ``ferryman``.
 
