@@ -323,3 +323,20 @@ def test_argo_cds_documented_custom_tracking_label_is_only_marked() -> None:
     )
     (x,) = plan.expired
     assert not x.delete and x.gitops == "label argocd.argoproj.io/instance"
+
+
+def test_track_latest_keeps_the_version_it_tracks_though_a_hotfix_registered_later() -> None:
+    """``target: {track: latest}`` asks for 2.0.0 (highest semver) while the Rollout is
+    still busy with candidate 1.2.0; hotfix 1.5.1, registered after 2.0.0, is the newest
+    by registration. keepLast 1 must not delete 2.0.0, the version the Rollout goes to
+    next (what Git asks for, as a pinned target.version is)."""
+    mvs = [mv("1.0.0", 0), mv("1.2.0", 1), mv("2.0.0", 2), mv("1.5.1", 3)]
+    tracking = canary_spec(
+        [{"setWeight": 50}], target={"track": "latest"}, retention={"keepLast": 1, "delete": True}
+    )
+    status = RolloutStatus(
+        phase=RolloutPhase.PAUSED, stable_version="1.0.0", candidate_version="1.2.0"
+    )
+    plan = retention.decide("fraud", tracking, status, mvs, NOW)
+    assert plan.kept["fraud-2-0-0"] == "target"
+    assert [x.name for x in plan.expired] == []

@@ -4,12 +4,14 @@ as the index holds them, the Rollout's spec and status (as the reconcile leaves 
 the clock in, a ``Plan`` out; ``handlers.retention`` writes it.
 
 A ModelVersion is kept, first reason wins:
-1. ``stable``, ``candidate``, ``target`` (the version spec.target names: Git asks for
-   it), ``warm`` (the previous stable while it is kept warm: ``scaleDownAt`` ahead, or
-   baking), ``serving`` (its status says a Rollout serves it), ``deployed`` (a
-   Deployment of ferryman's named after it exists: one ``deletionPolicy: KeepStable``
-   left serving after its Rollout was deleted, which no status names any more, or one
-   being created or cleaned up while the statuses catch up);
+1. ``stable``, ``candidate``, ``target`` (the version spec.target names, or the one
+   ``track: latest`` resolves to, as ``plan.machine.resolve_target`` does: Git asks for
+   it, and the Rollout may not have started on it yet), ``warm`` (the previous stable
+   while it is kept warm: ``scaleDownAt`` ahead, or baking), ``serving`` (its status
+   says a Rollout serves it), ``deployed`` (a Deployment of ferryman's named after it
+   exists: one ``deletionPolicy: KeepStable`` left serving after its Rollout was
+   deleted, which no status names any more, or one being created or cleaned up while
+   the statuses catch up);
 2. ``pinned``: annotated ``ferryman.dev/pin`` (any value but ``false``);
 3. ``newest``: among the ``keepLast`` newest by registration order: creation time, ties
    (the API server stamps whole seconds) by semantic version, then name;
@@ -26,7 +28,7 @@ alone and not counted.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +39,8 @@ from ferryman.api.rollout import RolloutPhase, RolloutSpec, RolloutStatus
 from ferryman.api.rollout_retention import GITOPS_ANNOTATIONS, GITOPS_LABELS, PIN, Retention
 from ferryman.plan import semver
 from ferryman.plan.conditions import find, set_condition
+from ferryman.plan.decision import VersionRecord
+from ferryman.plan.machine import resolve_target
 
 EXPIRED = "Expired"
 REASON_RETENTION = "Retention"  # expired, marked (delete is off)
@@ -118,10 +122,17 @@ def last_served(mv: ModelVersion) -> tuple[bool, datetime | None]:
     return False, max(times, default=None)
 
 
-def _always(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> dict[str, str]:
+def _always(
+    spec: RolloutSpec, status: RolloutStatus, live: Sequence[ModelVersion], now: datetime
+) -> dict[str, str]:
     keep: dict[str, str] = {}
-    if spec.target.version:
-        keep[spec.target.version] = "target"
+    # The version the target asks for: pinned, or what ``track: latest`` resolves to now
+    # (the Rollout may not have started on it yet), as ``plan.machine`` resolves it.
+    records = tuple(VersionRecord(mv.metadata.name, mv.spec.version) for mv in live)
+    rolled_back = list(status.rolled_back_versions or [])
+    target, _problem = resolve_target(spec, records, rolled_back, status.stable_version)
+    if target:
+        keep[target] = "target"
     prev = status.previous_stable_version
     if prev and (
         status.phase == RolloutPhase.BAKING or (status.scale_down_at and now < status.scale_down_at)
@@ -171,7 +182,7 @@ def decide(
         ),
         key=registration_key,
     )
-    always = _always(spec, status, now)
+    always = _always(spec, status, live, now)
     newest = {mv.metadata.name for mv in live[-retention.keep_last :]}
     window = timedelta(days=retention.keep_served_within_days)
     for mv in live:
