@@ -27,8 +27,12 @@ class Writer:
         self.errors = errors or {}
         self.gone = gone  # in the index (twelve()) but no longer on the API server
 
+    rollout: dict[str, Any] | None = None  # the Rollout as a GET returns it now (None: gone)
+
     async def list_objects(self, api_version: str, kind: str, ns: str) -> list[dict[str, Any]]:
         self.calls.append(("list", kind))
+        if kind == "Rollout":
+            return [self.rollout] if self.rollout else []
         return [
             mv.model_dump(by_alias=True, mode="json", exclude_none=True)
             for mv in twelve()
@@ -69,6 +73,8 @@ BODY = {"kind": "Rollout", "metadata": {"name": "fraud", "namespace": "risk"}}
 
 
 def run(kube: Writer, r: Rollout, ledger: Ledger, written: StatusLedger) -> float | None:
+    if kube.rollout is None:  # unless the test says otherwise, the Rollout is as read
+        kube.rollout = r.model_dump(by_alias=True, mode="json", exclude_none=True)
     return asyncio.run(
         handler.apply(kube, r, BODY, STATUS, twelve(), NOW, ledger, written)  # type: ignore[arg-type]
     )
@@ -126,3 +132,32 @@ def test_a_version_the_index_still_holds_but_is_gone_does_not_push_a_kept_one_ou
     kube = Writer(gone=("fraud-1-10-0",))
     run(kube, rollout(keepLast=5, delete=True), Ledger(), StatusLedger())
     assert [c[2] for c in kube.calls if c[0] == "delete"] == [f"fraud-1-{k}-0" for k in (3, 4, 5)]
+
+
+def test_a_version_git_retargets_to_during_the_reconcile_is_not_deleted(
+    events: list[tuple[str, str, str, str]],
+) -> None:
+    """The reconcile read spec.target 1.11.0; meanwhile Git rolled back to 1.4.0
+    (target.version: 1.4.0). Decided on the spec as read, 1.4.0 is past keepLast and
+    deleted: the version the Rollout is now told to serve. The Rollout as it is now
+    keeps it."""
+    kube = Writer()
+    read = rollout(keepLast=5, delete=True)
+    now_ = read.model_dump(by_alias=True, mode="json", exclude_none=True)
+    now_["spec"]["target"] = {"version": "1.4.0"}
+    kube.rollout = now_
+    run(kube, read, Ledger(), StatusLedger())
+    assert [c[2] for c in kube.calls if c[0] == "delete"] == [f"fraud-1-{k}-0" for k in (3, 5, 6)]
+
+
+def test_nothing_is_deleted_once_the_rollout_is_gone_or_its_retention_removed(
+    events: list[tuple[str, str, str, str]],
+) -> None:
+    read = rollout(keepLast=5, delete=True)
+    removed = read.model_dump(by_alias=True, mode="json", exclude_none=True)
+    del removed["spec"]["retention"]
+    for now_ in ({}, removed):
+        kube = Writer()
+        kube.rollout = now_  # {}: the list has no such Rollout
+        run(kube, read, Ledger(), StatusLedger())
+        assert [c for c in kube.calls if c[0] == "delete"] == []

@@ -26,6 +26,7 @@ from ferryman.api.common import API_VERSION, event_message
 from ferryman.api.modelversion import KIND as MV_KIND
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion, ModelVersionStatus
+from ferryman.api.rollout import KIND as ROLLOUT_KIND
 from ferryman.api.rollout import Rollout, RolloutStatus
 from ferryman.errors import describe
 from ferryman.handlers import namespaces
@@ -91,13 +92,17 @@ async def _confirmed_deletes(
     deployed: Collection[str],
     ledger: Ledger | None,
 ) -> dict[str, retention.Expiry]:
-    """The deletions ``plan`` (decided on kopf's index) asks for, decided again on the
-    model's ModelVersions as the API server lists them now: a ModelVersion the index
-    still holds though it is gone (deleted by hand, by Git) would count among the
-    ``keepLast`` newest and push the next older one out, and a delete is not undone.
-    Only what both decisions delete is deleted, at the listed resourceVersion. No
-    request when the plan deletes nothing (or only what this process deleted)."""
-    ns = rollout.metadata.namespace
+    """The deletions ``plan`` (decided on kopf's index and the Rollout as the reconcile
+    read it) asks for, decided again on what the API server holds now, since a delete is
+    not undone: the model's ModelVersions as listed (the index may still hold one
+    already gone, which would count among the ``keepLast`` newest and push the next
+    older one out) and the Rollout as listed again (Git may have moved ``spec.target``
+    to an older version meanwhile, a rollback; or removed ``spec.retention``, or the
+    Rollout; listed, as the operator may list Rollouts but not get them). Only what
+    every decision deletes is deleted, at the listed resourceVersion: the decisions on
+    the spec as read and as it is now, with the reconcile's status and the one stored.
+    No request when the plan deletes nothing (or only what this process deleted)."""
+    ns, name = rollout.metadata.namespace, rollout.metadata.name
     at = time.monotonic()
     wanted = {
         x.name
@@ -106,6 +111,24 @@ async def _confirmed_deletes(
     }
     if not wanted:
         return {}
+    # Listed, not read: the operator may list and watch Rollouts, not get them.
+    found = [
+        r
+        for r in await kube.list_objects(API_VERSION, ROLLOUT_KIND, ns)
+        if (r.get("metadata") or {}).get("name") == name
+    ]
+    try:
+        current = Rollout.model_validate(found[0]) if found else None
+    except ValueError:
+        current = None
+    if (
+        current is None
+        or current.metadata.uid != rollout.metadata.uid
+        or current.metadata.deletion_timestamp is not None
+        or current.spec.retention is None
+        or current.spec.model != rollout.spec.model
+    ):
+        return {}  # the next reconcile (this change wakes it) decides on what is there
     listed = []
     for obj in await kube.list_objects(API_VERSION, MV_KIND, ns):
         try:
@@ -114,8 +137,15 @@ async def _confirmed_deletes(
             continue
         if mv.spec.model == rollout.spec.model:
             listed.append(mv)
-    fresh = retention.decide(rollout.metadata.name, rollout.spec, status, listed, now, deployed)
-    return {x.name: x for x in fresh.expired if x.delete and x.name in wanted}
+    confirmed = wanted
+    for spec, seen in (
+        (rollout.spec, status),
+        (current.spec, status),
+        (current.spec, current.status),
+    ):
+        fresh = retention.decide(name, spec, seen, listed, now, deployed)
+        confirmed = confirmed & {x.name for x in fresh.expired if x.delete}
+    return {x.name: x for x in fresh.expired if x.name in confirmed}
 
 
 async def apply(
