@@ -27,12 +27,13 @@ class Writer:
         self.errors = errors or {}
         self.gone = gone  # in the index (twelve()) but no longer on the API server
 
-    rollout: dict[str, Any] | None = None  # the Rollout as a GET returns it now (None: gone)
+    rollout: dict[str, Any] | None = None  # the Rollout as listed now (None: as read)
+    others: tuple[dict[str, Any], ...] = ()  # other Rollouts in the namespace
 
     async def list_objects(self, api_version: str, kind: str, ns: str) -> list[dict[str, Any]]:
         self.calls.append(("list", kind))
         if kind == "Rollout":
-            return [self.rollout] if self.rollout else []
+            return [*([self.rollout] if self.rollout else []), *self.others]
         return [
             mv.model_dump(by_alias=True, mode="json", exclude_none=True)
             for mv in twelve()
@@ -161,3 +162,17 @@ def test_nothing_is_deleted_once_the_rollout_is_gone_or_its_retention_removed(
         kube.rollout = now_  # {}: the list has no such Rollout
         run(kube, read, Ledger(), StatusLedger())
         assert [c for c in kube.calls if c[0] == "delete"] == []
+
+
+def test_a_version_another_rollout_of_the_model_targets_is_not_deleted(
+    events: list[tuple[str, str, str, str]],
+) -> None:
+    """Rollout fraud-v2 (the same model, Invalid while fraud serves it: it is to take
+    over once fraud is deleted) targets 1.4.0: fraud's retention does not delete it."""
+    kube = Writer()
+    other = rollout(keepLast=5).model_dump(by_alias=True, mode="json", exclude_none=True)
+    other["metadata"]["name"] = "fraud-v2"
+    other["spec"]["target"] = {"version": "1.4.0"}
+    kube.others = (other,)
+    run(kube, rollout(keepLast=5, delete=True), Ledger(), StatusLedger())
+    assert [c[2] for c in kube.calls if c[0] == "delete"] == [f"fraud-1-{k}-0" for k in (3, 5, 6)]

@@ -112,11 +112,8 @@ async def _confirmed_deletes(
     if not wanted:
         return {}
     # Listed, not read: the operator may list and watch Rollouts, not get them.
-    found = [
-        r
-        for r in await kube.list_objects(API_VERSION, ROLLOUT_KIND, ns)
-        if (r.get("metadata") or {}).get("name") == name
-    ]
+    rollouts = await kube.list_objects(API_VERSION, ROLLOUT_KIND, ns)
+    found = [r for r in rollouts if (r.get("metadata") or {}).get("name") == name]
     try:
         current = Rollout.model_validate(found[0]) if found else None
     except ValueError:
@@ -145,7 +142,32 @@ async def _confirmed_deletes(
     ):
         fresh = retention.decide(name, spec, seen, listed, now, deployed)
         confirmed = confirmed & {x.name for x in fresh.expired if x.delete}
-    return {x.name: x for x in fresh.expired if x.name in confirmed}
+    named = _named_by_others(rollouts, name, rollout.spec.model)
+    return {x.name: x for x in fresh.expired if x.name in confirmed and x.version not in named}
+
+
+def _named_by_others(rollouts: Iterable[Any], name: str, model: str) -> set[str]:
+    """The versions of ``model`` the Rollouts in ``rollouts`` other than ``name`` target
+    or name in their status (stable, candidate, previous stable). Only one Rollout of a
+    model serves in a namespace (a younger one is Invalid), but the other may take over
+    once the first is deleted, and then needs the version it targets."""
+    named: set[str] = set()
+    for obj in rollouts:
+        try:
+            other = Rollout.model_validate(obj)
+        except ValueError:
+            continue
+        if other.metadata.name == name or other.spec.model != model:
+            continue
+        st = other.status
+        candidates = (
+            other.spec.target.version,
+            st.stable_version,
+            st.candidate_version,
+            st.previous_stable_version,
+        )
+        named.update(v for v in candidates if v)
+    return named
 
 
 async def apply(
