@@ -214,8 +214,10 @@ def test_the_oldest_intervals_fall_off_and_are_counted() -> None:
         "until": (T0 + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
         "outcomes": {"Aborted": 1},
     }
-    # Another Rollout's open interval is never closed by a Rollout that does not serve it.
+    # Another Rollout's open interval (its status names it) is never closed by a Rollout
+    # that does not serve it.
     other = _mv([ServedInterval(rollout="other", served_from=T0, roles=["stable"])])  # type: ignore[list-item]
+    other.status.rollout = "other"
     assert serving_history.history_patch(other, "fraud", Role.NONE, None, now) == {}
 
 
@@ -311,3 +313,29 @@ def test_a_full_serving_history_of_worst_case_entries_fits_the_crd() -> None:
     assert dumped["olderServingHistory"]["count"] == 3
     assert violations(status_schema, dumped) == []
     assert len(json.dumps(dumped["servingHistory"])) < MAX_SERVED_INTERVALS * 4096
+
+
+def test_an_open_interval_a_gone_rollout_left_is_closed_by_the_rollout_serving_the_model() -> None:
+    """Rollout old was deleted before kopf's index showed that 1.0.0 served it (the
+    deletion handler closes only what the index says it served), or its finalizer was
+    taken off by hand: 1.0.0 keeps an open interval of old. Once no ModelVersion status
+    names old any more, the Rollout that serves the model now closes it as Released;
+    before, it stayed open for ever (lineage said it still served; retention kept it
+    as serving)."""
+    open_ = ServedInterval.model_validate(
+        {"rollout": "old", "servedFrom": T0.isoformat(), "roles": ["candidate"]}
+    )
+    mv = _mv([open_])
+    status = RolloutStatus(phase=RolloutPhase.HEALTHY, stable_version="2.0.0")
+    kept, _ = serving_history.serving_history(mv, "fraud-next", Role.NONE, status, T0 + DAY)
+    (closed,) = kept
+    assert closed.served_until == T0 + DAY and closed.ended == "Released"
+    # While a status still names old (its handler may yet close it), it is left alone.
+    named = mv.model_copy(
+        update={"status": mv.status.model_copy(update={"rollout": "old", "phase": "Serving"})}
+    )
+    kept, _ = serving_history.serving_history(named, "fraud-next", Role.NONE, status, T0 + DAY)
+    assert kept == [open_]
+
+
+DAY = timedelta(days=1)

@@ -9,6 +9,12 @@ The rule, for the Rollout named ``rollout``:
   of this Rollout: a new interval opens at ``now`` (after an operator upgrade, a version
   already ``Serving`` for this Rollout keeps its ``servedFrom``). An open interval of
   another Rollout is closed first (``Released``: that Rollout let it go unrecorded);
+- an open interval of another Rollout that the status no longer names (``rollout``):
+  closed ``Released`` at ``now`` too, though this Rollout does not serve the version.
+  Only the Rollout that serves the model decides here, so that Rollout is gone (its
+  deletion handler missed the interval: kopf's index did not show it yet, or the
+  finalizer was taken off by hand); left open, it would say the version serves for
+  ever. While the status names that Rollout it is left to it;
 - while it serves: each new role is added to ``roles``; the Rollout's verdict on it (its
   newest ``status.history`` entry at or after ``servedFrom``: outcome, cause, reason,
   time, the failed measurement) is copied in as soon as it exists;
@@ -103,7 +109,7 @@ def serving_history(
     last = intervals[-1] if intervals and intervals[-1].served_until is None else None
     serving = role != Role.NONE
     if last is not None and last.rollout != rollout:
-        if not serving:
+        if not serving and mv.status.rollout == last.rollout:
             return intervals, []  # another Rollout's interval: not ours to close
         intervals[-1] = last.model_copy(update={"served_until": now, "ended": IntervalEnd.RELEASED})
         last = None
