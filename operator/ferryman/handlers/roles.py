@@ -24,6 +24,14 @@ from ferryman.handlers.ledger import StatusLedger, believed_status, note_status
 from ferryman.plan.roles import status_patches
 
 
+def served_by(mv: ModelVersion, rollout: str) -> bool:
+    """Whether ``mv``'s status names Rollout ``rollout`` as serving it, or holds an open
+    serving interval of it."""
+    history = mv.status.serving_history or []
+    open_ = bool(history) and history[-1].served_until is None and history[-1].rollout == rollout
+    return mv.status.rollout == rollout or open_
+
+
 async def update_roles(
     kube: Writer,
     rollout: Rollout,
@@ -34,7 +42,9 @@ async def update_roles(
 ) -> None:
     """Write each ModelVersion's status patch from ``plan.roles.status_patches`` for
     ``rollout`` with ``status`` (None: the Rollout is gone); one status patch per
-    ModelVersion that needs one, in the namespace of ``rollout``. ``written``: this
+    ModelVersion that needs one, in the namespace of ``rollout``; with ``status`` None
+    only those ``served_by`` it, decided on their status as ``written`` says (the index
+    may not show yet a version the last reconcile started). ``written``: this
     process's status writes (module docstring), consulted and updated; None decides on
     ``mvs`` as they are."""
     ns = rollout.metadata.namespace
@@ -48,6 +58,8 @@ async def update_roles(
         if known is not dumped:
             mv = mv.model_copy(update={"status": ModelVersionStatus.model_validate(known)})
         believed.append(mv)
+    if status is None:  # gone: only what it served (as this process knows the statuses)
+        believed = [mv for mv in believed if served_by(mv, rollout.metadata.name)]
     patches = status_patches(rollout.metadata.name, rollout.spec, status, believed, now)
     for name, patch in patches.items():
         await kube.patch_status(MV_PLURAL, ns, name, patch)

@@ -419,10 +419,6 @@ async def rollout_deleted(*, body: kopf.Body, memo: kopf.Memo, retry: int, **kwa
             log.info("%s/%s deleted; kept serving %s: %s", ns, name, stable, ", ".join(kept))
     elif rollout.spec.deletion_policy == "KeepStable":
         log.info("%s/%s deleted with no stable Deployment to keep", ns, name)
-    mvs = [
-        mv
-        for mv in kwargs["modelversions_by_model"].get((ns, model), [])
-        if mv.status.rollout == rollout.metadata.name
-    ]
+    mvs = kwargs["modelversions_by_model"].get((ns, model), [])  # update_roles picks its own
     await roles.update_roles(kube, rollout, None, mvs, datetime.now(UTC), ctx.status_writes)
     metrics.forget(ns, rollout.metadata.name)
