@@ -5,6 +5,8 @@ progress deadline ends, and the rollout going on once enough approvals exist."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from ferryman.api.approval import ApprovalGate
@@ -169,3 +171,71 @@ def test_the_cli_claims_only_the_gate_groups_it_has_and_names_an_approval_per_us
         == 3
     )
     assert name.startswith("fraud-") and len(name) <= 253
+    # a retried version (an earlier attempt ended) is approved anew, not "already approved"
+    ended = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    assert approve.name_for("fraud", "1.1.0", "alice", ended) != name
+    assert approve.name_for("fraud", "1.1.0", "alice", ended) == approve.name_for(
+        "fraud", "1.1.0", "alice", ended
+    )
+
+
+def test_an_approval_from_an_earlier_attempt_at_the_version_does_not_count() -> None:
+    """Approved, then aborted (a failing metric would roll back the same way), then
+    retried: the new attempt needs new approvals, or the version would reach 100% on the
+    strength of reviews that predate its failure (review9 F1)."""
+    sim = at_gate("BeforeFull", [{"setWeight": 50}, {"pause": {}}])
+    assert sim.status.pause is not None and sim.status.pause.reason == PauseReason.STEP
+    sim.approvals += [
+        Approval("a1", "1.1.0", "alice", ("ml-approvers",), created=sim.now),
+        Approval("b1", "1.1.0", "bob", ("risk-leads",), created=sim.now),
+    ]
+    sim.tick()
+    sim.reconcile("abort")
+    assert sim.status.phase == RolloutPhase.ABORTED
+    sim.tick(10)
+    sim.reconcile("retry")
+    sim.run_until(lambda s: s.status.pause is not None or s.status.stable_version == "1.1.0")
+    sim.reconcile("promote")  # past the pause step, to the gate
+    sim.run_until(lambda s: waiting(s) or s.status.stable_version == "1.1.0")
+    assert sim.status.stable_version == "1.0.0"
+    assert waiting(sim), (sim.status.phase, sim.status.message)
+    assert sim.status.approval is not None and sim.status.approval.counted == 0
+    # approvals given after the earlier attempt ended count
+    sim.approvals += [
+        Approval("a2", "1.1.0", "alice", ("ml-approvers",), created=sim.now),
+        Approval("b2", "1.1.0", "bob", ("risk-leads",), created=sim.now),
+    ]
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+
+
+def test_an_approval_does_not_survive_a_retarget_away_and_back() -> None:
+    sim = at_gate("BeforeTraffic", [{"setWeight": 50}])
+    sim.approvals.append(Approval("a1", "1.1.0", "alice", ("ml-approvers",), created=sim.now))
+    sim.tick(5)
+    retarget(sim, "1.0.1")
+    sim.run_until(lambda s: s.status.candidate_version == "1.0.1")
+    sim.tick(5)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.candidate_version == "1.1.0" and waiting(s))
+    sim.approvals.append(Approval("b1", "1.1.0", "bob", ("risk-leads",), created=sim.now))
+    for _ in range(5):
+        sim.tick(10)
+        assert waiting(sim), (sim.status.phase, sim.status.message)
+    assert sim.status.approval is not None and sim.status.approval.approved_by == ["bob"]
+
+
+def test_a_new_wait_for_the_same_version_is_a_new_pause() -> None:
+    """Aborted while awaiting approval, then retried: the new wait starts now (its own
+    pause.since, so its own AwaitingApproval notification), not at the old wait's start."""
+    sim = at_gate("BeforeTraffic", [{"setWeight": 50}])
+    assert waiting(sim)
+    assert sim.status.pause is not None and sim.status.pause.since is not None
+    first = sim.status.pause.since
+    sim.tick(5)
+    sim.reconcile("abort")
+    sim.tick(30)
+    sim.reconcile("retry")
+    sim.run_until(lambda s: s.status.pause is not None)
+    assert waiting(sim)
+    assert sim.status.pause is not None and sim.status.pause.since is not None
+    assert sim.status.pause.since > first

@@ -35,6 +35,7 @@ def approvals_by_rollout(*, body: kopf.Body, namespace: str | None, **_: Any) ->
         version=spec.version,
         approved_by=spec.approved_by,
         groups=tuple(spec.groups or ()),
+        created=obj.metadata.creation_timestamp,
     )
     return {(namespace, spec.rollout): approval}
 

@@ -1,14 +1,18 @@
 """Counting approvals and holding the rollout until there are enough (``spec.gates.approvals``).
 
 An approval counts for a candidate when it names that exact version, and, if the gate
-names groups, claims at least one of them. Its claims were proven by the API server when
-it was created (the ValidatingAdmissionPolicy of ``api.approval``), so counting trusts
-them. Each user counts once, however many approvals they created. ``count`` keeps the
-tally in ``status.approval`` (what ``kubectl ferryman status`` shows) whether or not the
-rollout is at the gate; ``hold`` pauses it with reason ``AwaitingApproval`` where
-``plan.progress`` meets the gate, and ``count`` lifts the wait once enough approvals
-exist (with a restarted progress clock: time spent waiting for people is not the
-candidate's). Pure: no I/O; the clock comes from ``Observed.now``.
+names groups, claims at least one of them, and it was not given before an earlier
+attempt at that version ended (a history entry of the version: rolled back, aborted,
+superseded by a retarget, ...): each attempt needs its own approvals, so no version
+reaches 100% on the strength of a review that predates its failure. Its claims were
+proven by the API server when it was created (the ValidatingAdmissionPolicy of
+``api.approval``), so counting trusts them. Each user counts once, however many
+approvals they created. ``count`` keeps the tally in ``status.approval`` (what ``kubectl
+ferryman status`` shows) whether or not the rollout is at the gate; ``hold`` pauses it
+with reason ``AwaitingApproval`` where ``plan.progress`` meets the gate, and ``count``
+lifts the wait once enough approvals exist (with a restarted progress clock: time spent
+waiting for people is not the candidate's). Pure: no I/O; the clock comes from
+``Observed.now``.
 """
 
 from __future__ import annotations
@@ -23,16 +27,35 @@ from ferryman.api.rollout import RolloutStatus as Status
 from ferryman.plan.decision import Approval, Event
 
 
-def counts(gate: ApprovalGate, approval: Approval, version: str) -> bool:
-    """Whether ``approval`` counts for candidate ``version`` under ``gate``."""
+def attempt_start(s: Status, version: str) -> datetime | None:
+    """When the last earlier attempt at ``version`` ended (its newest ``status.history``
+    entry), None if none is in history: approvals and waits from before it belong to
+    that attempt."""
+    ended = [e.at for e in s.history or [] if e.version == version]
+    return max(ended) if ended else None
+
+
+def counts(
+    gate: ApprovalGate, approval: Approval, version: str, after: datetime | None = None
+) -> bool:
+    """Whether ``approval`` counts for candidate ``version`` under ``gate``, the current
+    attempt at it having begun ``after`` (``attempt_start``; an approval created then or
+    before does not count; one whose creation time is unknown does)."""
     if approval.version != version:
+        return False
+    if after is not None and approval.created is not None and approval.created <= after:
         return False
     return not gate.groups or any(g in gate.groups for g in approval.groups)
 
 
-def approvers(gate: ApprovalGate, approvals: Iterable[Approval], version: str) -> list[str]:
+def approvers(
+    gate: ApprovalGate,
+    approvals: Iterable[Approval],
+    version: str,
+    after: datetime | None = None,
+) -> list[str]:
     """The distinct users whose approvals count, sorted."""
-    return sorted({a.approved_by for a in approvals if counts(gate, a, version)})
+    return sorted({a.approved_by for a in approvals if counts(gate, a, version, after)})
 
 
 def count(
@@ -52,9 +75,12 @@ def count(
         s.approval = None
     if gate is None or version is None:
         return None
-    who = approvers(gate, approvals, version)
+    after = attempt_start(s, version)
+    who = approvers(gate, approvals, version, after)
     prev = s.approval if s.approval is not None and s.approval.version == version else None
     since = prev.awaiting_since if prev else None
+    if since is not None and after is not None and since <= after:
+        since = None  # the wait of an earlier attempt (aborted while waiting, retried)
     if since is not None and len(who) >= gate.count:
         since = None
         s.step_started_at = now
