@@ -10,11 +10,19 @@ from datetime import UTC, datetime
 import pytest
 
 from ferryman.api.approval import ApprovalGate
-from ferryman.api.rollout import ActionResult, PauseReason, RolloutPhase, RolloutStatus
+from ferryman.api.rollout import (
+    ActionResult,
+    PauseReason,
+    RolloutPhase,
+    RolloutSpec,
+    RolloutStatus,
+    Verdict,
+)
 from ferryman.plan import actions, approvals
 from ferryman.plan.decision import Approval
 from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec, retarget
+from unit.test_machine_analysis import measure
 
 GATE = {"count": 2, "groups": ["ml-approvers", "risk-leads"]}
 
@@ -239,3 +247,59 @@ def test_a_new_wait_for_the_same_version_is_a_new_pause() -> None:
     assert waiting(sim)
     assert sim.status.pause is not None and sim.status.pause.since is not None
     assert sim.status.pause.since > first
+
+
+@pytest.mark.parametrize(
+    ("strategy", "size", "mirror"),
+    [
+        ({"blueGreen": {"autoPromotionSeconds": 2}}, 4, 0),
+        ({"blueGreen": {"previewMirrorPercent": 50, "autoPromotionSeconds": 2}}, 4, 50),
+        ({"shadow": {"mirrorPercent": 50, "duration": "2s", "then": "promote"}}, 2, 50),
+    ],
+)
+def test_before_full_keeps_a_preview_or_shadow_running_while_it_waits(
+    strategy: dict[str, object], size: int, mirror: int
+) -> None:
+    """A blue-green preview or a shadow waiting for approval before promotion keeps the
+    candidate it ran (full-size preview, the shadow's share) and its mirror, so analysis
+    goes on measuring it (docs/approvals.md) and promotion does not start cold; it was
+    scaled to 0 with the mirror dropped (review9 F2)."""
+    data = canary_spec([{"setWeight": 50}]).model_dump(by_alias=True, exclude_none=True)
+    data["strategy"] = strategy
+    data["gates"] = {"approvals": {"count": 1, "at": "BeforeFull"}}
+    sim = Sim(RolloutSpec.model_validate(data))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(waiting)
+    for _ in range(10):
+        sim.tick(10)
+        assert waiting(sim)
+        assert sim.replicas.get("1.1.0", 0) == size, sim.replicas
+        assert sim.route is not None and sim.route.mirror_percent == mirror, sim.route
+        assert sim.route.candidate_weight == 0
+    sim.approvals.append(Approval("a", "1.1.0", "alice"))
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+
+
+def test_before_full_keeps_an_ab_tests_winner_serving_its_users_while_it_waits() -> None:
+    """The A/B test's winner keeps its users (and their pods) until it is approved and
+    promoted; they went back to stable and its pods to 0 (review9 F2)."""
+    from unit.test_abtest_machine import ab_sim, verdict
+
+    sim = ab_sim()
+    data = sim.spec.model_dump(by_alias=True, exclude_none=True)
+    data["gates"] = {"approvals": {"count": 1, "at": "BeforeFull"}}
+    sim.spec = RolloutSpec.model_validate(data)
+    sim.tick()
+    users = sim.route.users if sim.route else None
+    assert users is not None and sim.replicas["1.1.0"] == 1
+    verdict(sim, "CandidateWins")
+    sim.run_until(waiting)
+    for _ in range(10):
+        sim.tick(10)
+        assert waiting(sim)
+        assert sim.replicas.get("1.1.0", 0) == 1, sim.replicas
+        assert sim.route is not None and sim.route.users == users, sim.route
+    sim.approvals.append(Approval("a", "1.1.0", "alice"))
+    measure(sim, Verdict.SUCCESSFUL)
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")

@@ -24,7 +24,10 @@ from ferryman.api.approval import ApprovalGate, ApprovalPoint, ApprovalStatus
 from ferryman.api.common import clip
 from ferryman.api.rollout import MAX_MESSAGE, PauseReason, PauseStatus, RolloutPhase, RolloutSpec
 from ferryman.api.rollout import RolloutStatus as Status
+from ferryman.plan import experiment_stage
+from ferryman.plan.capacity import needed
 from ferryman.plan.decision import Approval, Event
+from ferryman.plan.stages import Experiment, Preview, Shadow, Stage
 
 
 def attempt_start(s: Status, version: str) -> datetime | None:
@@ -136,6 +139,22 @@ def hold(spec: RolloutSpec, s: Status, tally: ApprovalStatus, now: datetime) -> 
     text = message(spec, tally)
     s.pause = PauseStatus(reason=PauseReason.AWAITING_APPROVAL, since=since, message=text)
     s.phase, s.message = RolloutPhase.PAUSED, text
+
+
+def kept_replicas(spec: RolloutSpec, last: Stage | None) -> int:
+    """Candidate replicas a wait before 100% keeps after the plan's ``last`` stage: a
+    blue-green preview at full size, a shadow at its mirrored share (at least one), an
+    A/B test's winner sized for its users, so the candidate and its analysis go on while
+    people decide; 0 for other stages (a canary keeps its weight's replicas as the walk
+    sized them)."""
+    replicas = spec.replicas
+    if isinstance(last, Experiment):
+        return experiment_stage.replicas_for(spec, experiment_stage.users_of(spec))
+    if isinstance(last, Preview):
+        return replicas
+    if isinstance(last, Shadow):
+        return max(needed(replicas, last.percent), 1) if replicas else 0
+    return 0
 
 
 def refusal(tally: ApprovalStatus) -> str:

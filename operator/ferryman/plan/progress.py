@@ -214,6 +214,8 @@ def progress(
             users = experiment_stage.users_of(spec)
             if ready_for(experiment_stage.replicas_for(spec, users)):
                 walk.users = users
+        if waiting:  # a preview or shadow keeps running (and measured) while it waits
+            want = max(want, approvals.kept_replicas(spec, last))
         if keep and ready_for(max(needed(replicas, keep), 1)):
             mirror = keep
         else:
