@@ -113,12 +113,23 @@ def waits(spec: RolloutSpec, tally: ApprovalStatus | None, point: ApprovalPoint)
     )
 
 
-def message(spec: RolloutSpec, tally: ApprovalStatus) -> str:
-    """The pause message: counted / required, by whom, and how to approve."""
+def short_at_promotion(spec: RolloutSpec, tally: ApprovalStatus | None) -> bool:
+    """Whether the gate, wherever it says to wait, is not met when the candidate would
+    reach 100%: nothing is promoted then. A BeforeTraffic gate added (or switched to from
+    BeforeFull) after traffic moved, or whose approvals were withdrawn, holds here
+    instead of letting an edit promote without approval."""
     gate = spec.gates.approvals if spec.gates else None
+    return gate is not None and tally is not None and tally.counted < tally.required
+
+
+def message(spec: RolloutSpec, tally: ApprovalStatus, point: ApprovalPoint | None = None) -> str:
+    """The pause message: counted / required, by whom, and how to approve; ``point``
+    where it waits (default: where the gate says)."""
+    gate = spec.gates.approvals if spec.gates else None
+    point = point or (gate.at if gate else ApprovalPoint.BEFORE_FULL)
     where = (
         "before any traffic"
-        if gate and gate.at == ApprovalPoint.BEFORE_TRAFFIC
+        if point == ApprovalPoint.BEFORE_TRAFFIC
         else ("before promotion to 100%")
     )
     groups = f" of groups {', '.join(gate.groups)}" if gate and gate.groups else ""
@@ -130,13 +141,20 @@ def message(spec: RolloutSpec, tally: ApprovalStatus) -> str:
     )
 
 
-def hold(spec: RolloutSpec, s: Status, tally: ApprovalStatus, now: datetime) -> None:
-    """Pause with reason ``AwaitingApproval`` (``status.approval.awaitingSince`` keeps
-    when the wait began, so each reconcile writes the same status)."""
+def hold(
+    spec: RolloutSpec,
+    s: Status,
+    tally: ApprovalStatus,
+    now: datetime,
+    point: ApprovalPoint | None = None,
+) -> None:
+    """Pause with reason ``AwaitingApproval`` at ``point`` (default: the gate's)
+    (``status.approval.awaitingSince`` keeps when the wait began, so each reconcile
+    writes the same status)."""
     since = tally.awaiting_since or now
     if tally.awaiting_since is None:
         s.approval = tally.model_copy(update={"awaiting_since": since})
-    text = message(spec, tally)
+    text = message(spec, tally, point)
     s.pause = PauseStatus(reason=PauseReason.AWAITING_APPROVAL, since=since, message=text)
     s.phase, s.message = RolloutPhase.PAUSED, text
 
