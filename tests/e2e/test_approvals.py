@@ -213,3 +213,88 @@ def test_an_approval_gate_before_full_holds_the_last_step_until_approved(
         message="promoted once approved",
     )
     assert st["approval"]["approvedBy"] == ["carol"]
+
+
+def test_approvals_of_an_aborted_attempt_do_not_count_when_it_is_retried(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Approved with `kubectl ferryman approve`, aborted at the step after, retried: the
+    retried version waits for approvals again (the earlier one predates the abort, by its
+    creationTimestamp), and the same approver's `kubectl ferryman approve` creates a new
+    approval rather than answering "already approved"; with it the rollout goes on
+    (review9 F1)."""
+    ns = namespace
+    cluster.apply(rbac_objects(ns), namespace=ns)
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    steps = {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
+    gate = {"approvals": {"count": 1, "at": "BeforeTraffic"}}
+    cluster.apply(r.rollout("1.0.0", strategy=steps, gates=gate), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=60, message="stable")
+    r.retarget(cluster, ns, "1.1.0")
+    wait_for(lambda: awaiting(r.status(cluster, ns)), timeout=60, message="gate")
+    token = cluster.kubectl("create", "token", "approver", "-n", ns).stdout.strip()
+    kubeconfig = tmp_path / "approver.kubeconfig"
+    rbac.write_kubeconfig(cluster.kubeconfig, kubeconfig, token=token, user="approver")
+    cli = ["ferryman", "approve", "fraud", "-n", ns, "--kubeconfig", str(kubeconfig)]
+    first = cluster.kubectl(*cli)
+    assert "created" in first.stdout, first.stdout
+    wait_for(
+        lambda: (r.status(cluster, ns).get("pause") or {}).get("reason") == "Step",
+        timeout=60,
+        message="approved, on to the manual pause step",
+    )
+    cluster.kubectl("ferryman", "abort", "fraud", "-n", ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Aborted", timeout=60, message="abort")
+    cluster.kubectl("ferryman", "retry", "fraud", "-n", ns)
+    st = wait_for(
+        lambda: (s := r.status(cluster, ns)) and awaiting(s) and s,
+        timeout=60,
+        message="the retried attempt waits for a new approval",
+    )
+    assert st["approval"]["counted"] == 0 and st["weights"]["candidate"] == 0, st["approval"]
+    again = cluster.kubectl(*cli, check=False)
+    assert again.returncode == 0 and "created" in again.stdout, (again.stdout, again.stderr)
+    wait_for(
+        lambda: (r.status(cluster, ns).get("pause") or {}).get("reason") == "Step",
+        timeout=60,
+        message="approved anew, on to the manual pause step",
+    )
+
+
+def test_a_deleted_approval_held_by_a_finalizer_no_longer_counts(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """`kubectl delete` of an approval withdraws it even while another controller's
+    finalizer (a GitOps tool's, a backup tool's) keeps the object Terminating: it counted
+    until the finalizer went (review9 F6)."""
+    ns = namespace
+    cluster.apply(rbac_objects(ns), namespace=ns)
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    steps = {"canary": {"steps": [{"setWeight": 50}]}}
+    gate = {"approvals": {"count": 2, "at": "BeforeTraffic"}}
+    cluster.apply(r.rollout("1.0.0", strategy=steps, gates=gate), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=60, message="stable")
+    r.retarget(cluster, ns, "1.1.0")
+    wait_for(lambda: awaiting(r.status(cluster, ns)), timeout=60, message="gate")
+    held = approval("alice", "alice", "1.1.0")
+    held["metadata"]["finalizers"] = ["example.com/keep"]
+    made = create_as(cluster, ns, "alice", [], held)
+    assert made.returncode == 0, made.stderr
+    wait_for(
+        lambda: r.status(cluster, ns).get("approval", {}).get("counted") == 1,
+        timeout=30,
+        message="alice's approval counted",
+    )
+    cluster.kubectl("delete", "modelapproval.ferryman.dev", "alice", "-n", ns, "--wait=false")
+    try:
+        st = wait_for(
+            lambda: (s := r.status(cluster, ns)).get("approval", {}).get("counted") == 0 and s,
+            timeout=30,
+            message="the deleted approval withdrawn while Terminating",
+        )
+        assert awaiting(st) and st["weights"]["candidate"] == 0
+    finally:
+        cluster.kubectl(
+            "patch", "modelapproval.ferryman.dev", "alice", "-n", ns, "--type=merge",
+            "-p", json.dumps({"metadata": {"finalizers": None}}), check=False,
+        )  # fmt: skip

@@ -230,3 +230,33 @@ def test_kubectl_ferryman_status_shows_the_unit_and_the_requests() -> None:
     assert ["variant", "users", "requests", "successes", "rate"] in [ln[-5:] for ln in lines]
     assert ["stable", "1000", "3000", "300", "10.00%"] in [ln[-5:] for ln in lines]
     assert ["candidate", "1000", "3000", "420", "14.00%"] in [ln[-5:] for ln in lines]
+
+
+def test_counts_that_fell_since_the_last_look_do_not_count() -> None:
+    """The objective's queries sum counters since the experiment began; a replica that
+    restarts resets its counters, and the sums fall. Such a look is a smaller, different
+    sample: fed to the running p-value and interval of the earlier looks (kept as their
+    minimum and intersection) it would test a second sequence under the first one's
+    guarantee. It does not count, and says why; looks count again once the counts are
+    back above the last counted look's (review9 F5)."""
+    good: dict[str, float] = {
+        "users": 2000,
+        "requests": 6000,
+        "successes": 600,
+        "requests_squared": 22000,
+        "successes_squared": 900,
+        "requests_times_successes": 2500,
+    }
+    first = experiment.look(REQUESTS, counts(good), counts(good), None, deadline=False, now=NOW)
+    assert isinstance(first, ExperimentStatus)
+    fell = {k: v * 0.6 for k, v in good.items()}
+    got = experiment.look(REQUESTS, counts(fell), counts(good), first, deadline=False, now=NOW)
+    assert isinstance(got, str) and "fell since the last look" in got, got
+    assert "stable" in got
+    got = experiment.look(
+        USERS, Counts(1200, 120), Counts(2000, 200), first, deadline=False, now=NOW
+    )
+    assert isinstance(got, str) and "fell since the last look" in got, got
+    grown = {k: v * 1.1 for k, v in good.items()}
+    got = experiment.look(REQUESTS, counts(grown), counts(grown), first, deadline=False, now=NOW)
+    assert isinstance(got, ExperimentStatus)

@@ -5,14 +5,24 @@ progress deadline ends, and the rollout going on once enough approvals exist."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from ferryman.api.approval import ApprovalGate
-from ferryman.api.rollout import ActionResult, PauseReason, RolloutPhase, RolloutStatus
+from ferryman.api.rollout import (
+    ActionResult,
+    PauseReason,
+    RolloutPhase,
+    RolloutSpec,
+    RolloutStatus,
+    Verdict,
+)
 from ferryman.plan import actions, approvals
 from ferryman.plan.decision import Approval
 from ferryman.plan.route import Route
 from unit.machine_sim import Sim, canary_spec, retarget
+from unit.test_machine_analysis import measure
 
 GATE = {"count": 2, "groups": ["ml-approvers", "risk-leads"]}
 
@@ -169,3 +179,163 @@ def test_the_cli_claims_only_the_gate_groups_it_has_and_names_an_approval_per_us
         == 3
     )
     assert name.startswith("fraud-") and len(name) <= 253
+    # a retried version (an earlier attempt ended) is approved anew, not "already approved"
+    ended = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    assert approve.name_for("fraud", "1.1.0", "alice", ended) != name
+    assert approve.name_for("fraud", "1.1.0", "alice", ended) == approve.name_for(
+        "fraud", "1.1.0", "alice", ended
+    )
+
+
+def test_an_approval_from_an_earlier_attempt_at_the_version_does_not_count() -> None:
+    """Approved, then aborted (a failing metric would roll back the same way), then
+    retried: the new attempt needs new approvals, or the version would reach 100% on the
+    strength of reviews that predate its failure (review9 F1)."""
+    sim = at_gate("BeforeFull", [{"setWeight": 50}, {"pause": {}}])
+    assert sim.status.pause is not None and sim.status.pause.reason == PauseReason.STEP
+    sim.approvals += [
+        Approval("a1", "1.1.0", "alice", ("ml-approvers",), created=sim.now),
+        Approval("b1", "1.1.0", "bob", ("risk-leads",), created=sim.now),
+    ]
+    sim.tick()
+    sim.reconcile("abort")
+    assert sim.status.phase == RolloutPhase.ABORTED
+    sim.tick(10)
+    sim.reconcile("retry")
+    sim.run_until(lambda s: s.status.pause is not None or s.status.stable_version == "1.1.0")
+    sim.reconcile("promote")  # past the pause step, to the gate
+    sim.run_until(lambda s: waiting(s) or s.status.stable_version == "1.1.0")
+    assert sim.status.stable_version == "1.0.0"
+    assert waiting(sim), (sim.status.phase, sim.status.message)
+    assert sim.status.approval is not None and sim.status.approval.counted == 0
+    # approvals given after the earlier attempt ended count
+    sim.approvals += [
+        Approval("a2", "1.1.0", "alice", ("ml-approvers",), created=sim.now),
+        Approval("b2", "1.1.0", "bob", ("risk-leads",), created=sim.now),
+    ]
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+
+
+def test_an_approval_does_not_survive_a_retarget_away_and_back() -> None:
+    sim = at_gate("BeforeTraffic", [{"setWeight": 50}])
+    sim.approvals.append(Approval("a1", "1.1.0", "alice", ("ml-approvers",), created=sim.now))
+    sim.tick(5)
+    retarget(sim, "1.0.1")
+    sim.run_until(lambda s: s.status.candidate_version == "1.0.1")
+    sim.tick(5)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.candidate_version == "1.1.0" and waiting(s))
+    sim.approvals.append(Approval("b1", "1.1.0", "bob", ("risk-leads",), created=sim.now))
+    for _ in range(5):
+        sim.tick(10)
+        assert waiting(sim), (sim.status.phase, sim.status.message)
+    assert sim.status.approval is not None and sim.status.approval.approved_by == ["bob"]
+
+
+def test_a_new_wait_for_the_same_version_is_a_new_pause() -> None:
+    """Aborted while awaiting approval, then retried: the new wait starts now (its own
+    pause.since, so its own AwaitingApproval notification), not at the old wait's start."""
+    sim = at_gate("BeforeTraffic", [{"setWeight": 50}])
+    assert waiting(sim)
+    assert sim.status.pause is not None and sim.status.pause.since is not None
+    first = sim.status.pause.since
+    sim.tick(5)
+    sim.reconcile("abort")
+    sim.tick(30)
+    sim.reconcile("retry")
+    sim.run_until(lambda s: s.status.pause is not None)
+    assert waiting(sim)
+    assert sim.status.pause is not None and sim.status.pause.since is not None
+    assert sim.status.pause.since > first
+
+
+@pytest.mark.parametrize(
+    ("strategy", "size", "mirror"),
+    [
+        ({"blueGreen": {"autoPromotionSeconds": 2}}, 4, 0),
+        ({"blueGreen": {"previewMirrorPercent": 50, "autoPromotionSeconds": 2}}, 4, 50),
+        ({"shadow": {"mirrorPercent": 50, "duration": "2s", "then": "promote"}}, 2, 50),
+    ],
+)
+def test_before_full_keeps_a_preview_or_shadow_running_while_it_waits(
+    strategy: dict[str, object], size: int, mirror: int
+) -> None:
+    """A blue-green preview or a shadow waiting for approval before promotion keeps the
+    candidate it ran (full-size preview, the shadow's share) and its mirror, so analysis
+    goes on measuring it (docs/approvals.md) and promotion does not start cold; it was
+    scaled to 0 with the mirror dropped (review9 F2)."""
+    data = canary_spec([{"setWeight": 50}]).model_dump(by_alias=True, exclude_none=True)
+    data["strategy"] = strategy
+    data["gates"] = {"approvals": {"count": 1, "at": "BeforeFull"}}
+    sim = Sim(RolloutSpec.model_validate(data))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(waiting)
+    for _ in range(10):
+        sim.tick(10)
+        assert waiting(sim)
+        assert sim.replicas.get("1.1.0", 0) == size, sim.replicas
+        assert sim.route is not None and sim.route.mirror_percent == mirror, sim.route
+        assert sim.route.candidate_weight == 0
+    sim.approvals.append(Approval("a", "1.1.0", "alice"))
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+
+
+def test_before_full_keeps_an_ab_tests_winner_serving_its_users_while_it_waits() -> None:
+    """The A/B test's winner keeps its users (and their pods) until it is approved and
+    promoted; they went back to stable and its pods to 0 (review9 F2)."""
+    from unit.test_abtest_machine import ab_sim, verdict
+
+    sim = ab_sim()
+    data = sim.spec.model_dump(by_alias=True, exclude_none=True)
+    data["gates"] = {"approvals": {"count": 1, "at": "BeforeFull"}}
+    sim.spec = RolloutSpec.model_validate(data)
+    sim.tick()
+    users = sim.route.users if sim.route else None
+    assert users is not None and sim.replicas["1.1.0"] == 1
+    verdict(sim, "CandidateWins")
+    sim.run_until(waiting)
+    for _ in range(10):
+        sim.tick(10)
+        assert waiting(sim)
+        assert sim.replicas.get("1.1.0", 0) == 1, sim.replicas
+        assert sim.route is not None and sim.route.users == users, sim.route
+    sim.approvals.append(Approval("a", "1.1.0", "alice"))
+    measure(sim, Verdict.SUCCESSFUL)
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+
+
+@pytest.mark.parametrize("at", ["BeforeTraffic", "BeforeFull"])
+def test_a_gate_added_mid_rollout_holds_promotion(at: str) -> None:
+    """A gate that is in the spec when the candidate would reach 100% holds it there,
+    wherever it says to wait: a BeforeTraffic gate added (or a BeforeFull one switched to
+    BeforeTraffic) after traffic moved was met by neither point, and the candidate was
+    promoted without any approval (review9 F3; field case 21's kind: never 100% on the
+    strength of an edit)."""
+    sim = Sim(canary_spec([{"setWeight": 30}, {"pause": {}}]))
+    sim.run_until(lambda s: s.status.phase == RolloutPhase.HEALTHY)
+    retarget(sim, "1.1.0")
+    sim.run_until(lambda s: s.status.pause is not None)
+    assert sim.route is not None and sim.route.candidate_weight == 30
+    data = sim.spec.model_dump(by_alias=True, exclude_none=True)
+    data["gates"] = {"approvals": {"count": 1, "at": at}}
+    sim.spec = RolloutSpec.model_validate(data)
+    sim.tick()
+    sim.reconcile("promote")
+    for _ in range(10):
+        sim.tick(5)
+        assert sim.status.stable_version == "1.0.0", sim.status.message
+    assert waiting(sim), sim.status.message
+    sim.approvals.append(Approval("a", "1.1.0", "alice"))
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+
+
+def test_switching_a_waiting_gate_to_before_traffic_does_not_promote() -> None:
+    sim = at_gate("BeforeFull", [{"setWeight": 50}])
+    assert waiting(sim)
+    data = sim.spec.model_dump(by_alias=True, exclude_none=True)
+    data["gates"]["approvals"]["at"] = "BeforeTraffic"
+    sim.spec = RolloutSpec.model_validate(data)
+    for _ in range(10):
+        sim.tick(5)
+        assert sim.status.stable_version == "1.0.0", sim.status.message

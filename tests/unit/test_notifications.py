@@ -365,3 +365,25 @@ def test_settings_endpoints(tmp_path: Any) -> None:
     path.write_text("notifications: {endpoints: {x: {format: generic}}}\n")
     with pytest.raises(ValueError, match="needs url or secretName"):
         load(path, environ={})
+
+
+def test_slack_text_escapes_its_control_characters() -> None:
+    """Slack parses &, < and > in message text (links, mentions, <!channel>) and asks
+    for them as HTML entities otherwise (api.slack.com/reference/surfaces/formatting,
+    "Escaping text"); reasons quote PromQL (`... > 0.05`), and the text between a < and a
+    > was taken for a link or a mention (review9 F4)."""
+    _ro, doc = _doc()
+    doc["reason"] = 'query: sum(x{a="b"}) < 1 and y > 2 & <!channel> <https://evil|click>'
+    doc["measurement"]["threshold"] = "max 0.01 (<0.5 & >0)"
+    msg = json.loads(payload.body("slack", doc))
+    texts = [
+        msg["text"],
+        msg["blocks"][0]["text"]["text"],
+        *(f["text"] for f in msg["blocks"][1]["fields"]),
+    ]
+    for text in texts:
+        assert "<" not in text and ">" not in text, text
+    assert msg["text"].endswith(
+        'query: sum(x{a="b"}) &lt; 1 and y &gt; 2 &amp; &lt;!channel&gt; &lt;https://evil|click&gt;'
+    )
+    assert "*Measurement*\nerror-rate = 0.2 (max 0.01 (&lt;0.5 &amp; &gt;0))" in texts

@@ -39,7 +39,7 @@ from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.modelversion import ModelVersion
 from ferryman.api.rollout import PLURAL, ActionResult, Rollout, RolloutPhase
 from ferryman.cli import approve, audit, digest, mlflow, render, uninstall
-from ferryman.plan import actions, labels
+from ferryman.plan import actions, approvals, labels
 from ferryman.plan import mlflow as mlflow_plan
 
 EPILOG = """actions are annotations with a nonce on the Rollout (ferryman.dev/action:
@@ -345,12 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "approve":
             ro = cli.rollout(args.rollout)
             gate = ro.spec.gates.approvals if ro.spec.gates else None
+            version = ro.status.candidate_version
+            attempt = approvals.attempt_start(ro.status, version) if version else None
             print(
                 approve.approve(
-                    cli.api, cli.namespace, args.rollout, ro.status.candidate_version, gate,
-                    args.comment,
+                    cli.api, cli.namespace, args.rollout, version, gate, args.comment, attempt
                 )
-            )  # fmt: skip
+            )
         else:
             action = "promote-full" if getattr(args, "full", False) else args.command
             cli.act(args.rollout, action, not args.no_wait, args.wait_timeout)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client
@@ -40,9 +41,13 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     a.add_argument("--comment", default=None, help="why (kept in the ModelApproval)")
 
 
-def name_for(rollout: str, version: str, user: str) -> str:
-    """The ModelApproval's name: the Rollout's name and a digest of (version, user)."""
-    digest = hashlib.sha256(f"{version}\0{user}".encode()).hexdigest()[:12]
+def name_for(rollout: str, version: str, user: str, attempt: datetime | None = None) -> str:
+    """The ModelApproval's name: the Rollout's name and a digest of (version, user) and,
+    after an earlier attempt at the version ended, of when it did
+    (``plan.approvals.attempt_start``): approving a retried version is a new approval,
+    since the old one no longer counts."""
+    key = f"{version}\0{user}" + (f"\0{attempt.isoformat()}" if attempt else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return f"{rollout}-{digest}"
 
 
@@ -91,9 +96,11 @@ def approve(
     candidate: str | None,
     gate: ApprovalGate | None,
     comment: str | None,
+    attempt: datetime | None = None,
 ) -> str:
     """Create the approval; the line to print. Raises ApproveError when there is nothing
-    to approve, the caller's approval would not count, or it exists already."""
+    to approve, the caller's approval would not count, or it exists already (for this
+    attempt at the version: ``attempt``, ``plan.approvals.attempt_start``)."""
     if gate is None:
         raise ApproveError(f"Rollout {rollout} has no approval gate (spec.gates.approvals)")
     if candidate is None:
@@ -105,7 +112,7 @@ def approve(
             f"you are {user} in groups [{', '.join(groups)}]: none of the groups the gate "
             f"names ({', '.join(gate.groups)}), so your approval would not count"
         )
-    name = name_for(rollout, candidate, user)
+    name = name_for(rollout, candidate, user, attempt)
     body = manifest(name, namespace, rollout, candidate, user, claims, comment)
     try:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)

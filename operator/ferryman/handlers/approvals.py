@@ -22,9 +22,17 @@ from ferryman.plan.decision import Approval
 INDEX = "approvals_by_rollout"
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
+def _not_deleted(body: kopf.Body, **_: Any) -> bool:
+    return not body.metadata.get("deletionTimestamp")
+
+
+# kopf drops an object's entry when it stops matching the filter (a None result would
+# keep the old one).
+@kopf.index(GROUP, VERSION, PLURAL, when=_not_deleted)
 def approvals_by_rollout(*, body: kopf.Body, namespace: str | None, **_: Any) -> Any:
-    """{(namespace, Rollout name): Approval}; an object the model cannot read is left out."""
+    """{(namespace, Rollout name): Approval}; an object the model cannot read is left out,
+    and so is one being deleted: `kubectl delete` withdraws an approval at once, even
+    while another controller's finalizer keeps the object Terminating."""
     try:
         obj = ModelApproval.model_validate(dict(body))
     except ValueError:
@@ -35,6 +43,7 @@ def approvals_by_rollout(*, body: kopf.Body, namespace: str | None, **_: Any) ->
         version=spec.version,
         approved_by=spec.approved_by,
         groups=tuple(spec.groups or ()),
+        created=obj.metadata.creation_timestamp,
     )
     return {(namespace, spec.rollout): approval}
 

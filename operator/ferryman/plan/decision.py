@@ -75,6 +75,8 @@ class Approval:
     version: str
     approved_by: str
     groups: tuple[str, ...] = ()
+    # metadata.creationTimestamp (the API server's clock); None: unknown (counts).
+    created: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,18 @@ def _arm(counts: Counts, what: str, unit: Unit) -> sequential.Arm | str:
     return sequential.Arm.per_user(users=users, successes=min(round(k), users))
 
 
+def _fell(arm: sequential.Arm, before: VariantFigures) -> str | None:
+    """Which of an arm's cumulative counts is below the last counted look's, if any:
+    counters since the experiment began never fall, so a look whose sums did counts a
+    different (smaller) sample than the running p-value and interval were kept over."""
+    now = {"users": arm.users, "successes": round(arm.successes)}
+    was = {"users": before.users, "successes": before.successes}
+    if before.trials is not None:  # unit requests
+        now["requests"], was["requests"] = round(arm.trials), before.trials
+    fell = [name for name in now if now[name] < was[name]]
+    return ", ".join(f"{name} ({was[name]} -> {now[name]})" for name in fell) or None
+
+
 def look(
     objective: Objective,
     stable: Counts,
@@ -234,6 +246,17 @@ def look(
             return arm
     s_arm, c_arm = arms
     assert not isinstance(s_arm, str) and not isinstance(c_arm, str)
+    if previous is not None:
+        for what, arm, before in (
+            ("stable", s_arm, previous.stable),
+            ("candidate", c_arm, previous.candidate),
+        ):
+            fell = _fell(arm, before)
+            if fell:
+                return (
+                    f"the {what}'s {fell} fell since the last look (a counter reset: a "
+                    "restarted replica?): looks count again once above it"
+                )
     running = None
     if previous is not None:
         interval = previous.interval

@@ -210,7 +210,10 @@ def run(w: Walk, stage: Experiment) -> bool | Ending:
 
 def deadline_reached(spec: RolloutSpec, s: RolloutStatus, now: datetime) -> bool:
     """Whether the abTest's ``duration`` has passed, not counting the time it was held
-    (the handler's look then says deadline); never while a hold is in course."""
+    (the handler's look then says deadline). While a hold is in course the deadline moves
+    with the clock, so this stays False, unless the hold began after the deadline had
+    passed (in the grace for a last look): then it stays True and the test ends at the
+    resume, as it would have without the pause."""
     ab = spec.strategy.ab_test
     if ab is None or ab.duration is None:
         return False

@@ -128,13 +128,25 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return facts
 
 
+def slack_escape(text: str) -> str:
+    """``&``, ``<`` and ``>`` as the HTML entities Slack asks for: it parses them in
+    message text as links and mentions (``<!channel>``) otherwise (Slack API reference,
+    "Formatting text for app surfaces", Escaping text). Only these three: Slack decodes
+    no other entity."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack(doc: dict[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook message: ``text`` (shown in notifications and where
     blocks cannot be) and ``blocks``: a section with the summary, the facts, and a context
-    line with the id."""
-    text = summary(doc)
+    line with the id. Every text from the event is escaped (``slack_escape``): reasons
+    quote PromQL with its ``<`` and ``>``."""
+    text = slack_escape(summary(doc))
     kind = NotificationEvent(doc["type"])
-    facts = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in _facts(doc)]
+    facts = [
+        {"type": "mrkdwn", "text": f"*{slack_escape(k)}*\n{slack_escape(v)}"}
+        for k, v in _facts(doc)
+    ]
     return {
         "text": text,
         "blocks": [

@@ -191,9 +191,9 @@ def progress(
         # Promotion: the candidate takes 100% in one write once Ready at full size, and
         # never without evidence from analysis (nor while a user holds it, or it awaits
         # approvals: then only the traffic it has is kept).
-        waiting = not manual and approvals.waits(spec, tally, ApprovalPoint.BEFORE_FULL)
+        waiting = not manual and approvals.short_at_promotion(spec, tally)
         if waiting and tally:
-            approvals.hold(spec, s, tally, now)
+            approvals.hold(spec, s, tally, now, ApprovalPoint.BEFORE_FULL)
         gated = manual or waiting
         evidence = has_evidence(spec, s, had_traffic(plan, len(plan) - 1, committed))
         if ready_for(replicas) and evidence and not gated:
@@ -215,6 +215,8 @@ def progress(
             users = experiment_stage.users_of(spec)
             if ready_for(experiment_stage.replicas_for(spec, users)):
                 walk.users = users
+        if waiting:  # a preview or shadow keeps running (and measured) while it waits
+            want = max(want, approvals.kept_replicas(spec, last))
         if keep and ready_for(max(needed(replicas, keep), 1)):
             mirror = keep
         else:
