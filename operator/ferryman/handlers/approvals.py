@@ -36,7 +36,7 @@ def approvals_by_rollout(*, body: kopf.Body, namespace: str | None, **_: Any) ->
     try:
         obj = ModelApproval.model_validate(dict(body))
     except ValueError:
-        return None
+        return {}
     spec = obj.spec
     approval = Approval(
         name=obj.metadata.name,

@@ -46,9 +46,9 @@ def _registration(body: kopf.Body) -> registry.Registration | None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def modelversions_by_key(*, body: kopf.Body, **_: Any) -> dict[Key, registry.Registration] | None:
+def modelversions_by_key(*, body: kopf.Body, **_: Any) -> dict[Key, registry.Registration]:
     reg = _registration(body)
-    return {reg.key: reg} if reg else None
+    return {reg.key: reg} if reg else {}
 
 
 @kopf.index(GROUP, VERSION, ROLLOUT_PLURAL)
@@ -60,10 +60,10 @@ def rollouts_by_model(
     status: kopf.Status,
     meta: kopf.Meta,
     **_: Any,
-) -> dict[tuple[str, str], registry.ServedBy] | None:
+) -> dict[tuple[str, str], registry.ServedBy]:
     model = spec.get("model")
     if not model or not namespace:
-        return None
+        return {}
     versions = registry.served_versions(RolloutStatus.model_validate(dict(status)))
     created = meta.get("creationTimestamp")
     return {

@@ -83,7 +83,7 @@ def modelversions_by_model(*, body: kopf.Body, namespace: str | None, **_: Any) 
     try:
         mv = ModelVersion.model_validate(dict(body))
     except ValueError:
-        return None
+        return {}
     return {(namespace, mv.spec.model): mv}
 
 
@@ -101,7 +101,7 @@ def deployments_by_rollout(
     rollout = _owner_rollout(meta)
     version = (meta.get("annotations") or {}).get(f"{labels.PREFIX}/version")
     if not rollout or not version:
-        return None
+        return {}
     # The same reading `kubectl ferryman undo` makes of the previous stable's Deployment.
     replicas, available = actions.deployment_readiness(body)
     state = DeploymentState(replicas=replicas, available=available)

@@ -26,10 +26,10 @@ def rollouts_by_shared_route(
     try:
         router = router_for(RolloutSpec.model_validate(body.get("spec") or {}))
     except (ValueError, NoRouter):
-        return None
+        return {}
     shared = shared_of(router)
     if shared is None or shared.shared is None:
-        return None
+        return {}
     return {(namespace, router.kind, shared.shared.name): name}
 
 
