@@ -195,6 +195,10 @@ class Sim:
     events: list[Event] = field(default_factory=list)
     writes: list[tuple[str, Any]] = field(default_factory=list)  # ordered, as above
     action_seq: int = 0
+    # metadata.creationTimestamp of the ModelVersions (by version) and the Rollout;
+    # absent: unknown.
+    created: dict[str, datetime] = field(default_factory=dict)
+    rollout_created: datetime | None = None
     # Set: the route object is someone else's (ferryman's is handed over, or a foreign
     # one is there before ferryman wrote any); None: it is (again) this Rollout's.
     blocked: str | None = None
@@ -331,7 +335,9 @@ class Sim:
         existing = self._route_object(router)
         foreign = existing is not None and not labels.is_owned_by(existing, rollout)
         return Observed(
-            versions=tuple(VersionRecord(f"fraud-{v}", v) for v in self.versions),
+            versions=tuple(
+                VersionRecord(f"fraud-{v}", v, created=self.created.get(v)) for v in self.versions
+            ),
             deployments={v: st for (_n, v, st) in self._index()},
             now=self.now,
             capabilities=router.capabilities,
@@ -344,6 +350,7 @@ class Sim:
             generation=rollout.metadata.generation,
             pod_failures=dict(self.pod_failures),
             approvals=tuple(self.approvals),
+            created=self.rollout_created,
             blocked=(
                 f"{router.kind} {NAME} exists and is not owned by this Rollout" if foreign else None
             ),

@@ -339,3 +339,72 @@ def test_switching_a_waiting_gate_to_before_traffic_does_not_promote() -> None:
     for _ in range(10):
         sim.tick(5)
         assert sim.status.stable_version == "1.0.0", sim.status.message
+
+
+def test_an_approval_older_than_the_candidate_modelversion_or_the_rollout_does_not_count() -> None:
+    """A ModelVersion deleted and re-created under the same version (another artifact),
+    or a Rollout deleted and re-created under the same name, is a new thing to review:
+    approvals created before it (or in the same second: creationTimestamps have 1-second
+    resolution) do not count; those after do (fix9)."""
+    gate = ApprovalGate.model_validate(GATE)
+    t = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    old = Approval("a1", "1.1.0", "alice", ("ml-approvers",), created=t)
+    new = Approval("b1", "1.1.0", "bob", ("risk-leads",), created=t.replace(second=1))
+    status = RolloutStatus(candidate_version="1.1.0")
+
+    def who(*born: datetime | None) -> list[str]:
+        after = approvals.counting_after(status, "1.1.0", born)
+        return approvals.approvers(gate, [old, new], "1.1.0", after)
+
+    assert who() == ["alice", "bob"]
+    assert who(None, None) == ["alice", "bob"]  # creation times unknown
+    assert who(t) == ["bob"]  # same second: not after
+    assert who(None, t.replace(second=1)) == []
+    assert who(t.replace(second=1), t.replace(second=5)) == []
+
+
+def test_born_is_the_rollout_and_the_candidates_modelversions_not_duplicates() -> None:
+    t = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    sim = Sim(canary_spec([{"setWeight": 50}]), rollout_created=t)
+    sim.created = {"1.0.0": t.replace(second=3)}
+    observed = sim.observed()
+    assert approvals.born(observed, "1.0.0") == (t, t.replace(second=3))
+    assert approvals.born(observed, "9.9.9") == (t,)
+
+
+def test_a_recreated_modelversion_needs_new_approvals() -> None:
+    """Approved, then the candidate's ModelVersion is deleted and re-created (same
+    version, another artifact) while it waits: the old approvals stop counting, and new
+    ones let it go on."""
+    sim = at_gate("BeforeTraffic", [{"setWeight": 50}])
+    assert waiting(sim)
+    sim.approvals += [
+        Approval("a1", "1.1.0", "alice", ("ml-approvers",), created=sim.now),
+        Approval("b1", "1.1.0", "bob", ("risk-leads",), created=sim.now),
+    ]
+    sim.tick(5)
+    sim.created["1.1.0"] = sim.now  # re-created, after the approvals
+    sim.tick(5)
+    for _ in range(5):
+        assert waiting(sim), (sim.status.phase, sim.status.message)
+        sim.tick(10)
+    assert sim.status.approval is not None and sim.status.approval.counted == 0
+    sim.approvals += [
+        Approval("a2", "1.1.0", "alice", ("ml-approvers",), created=sim.now),
+        Approval("b2", "1.1.0", "bob", ("risk-leads",), created=sim.now),
+    ]
+    sim.tick(1)
+    sim.run_until(lambda s: s.status.stable_version == "1.1.0")
+
+
+def test_a_recreated_rollout_does_not_inherit_approvals() -> None:
+    sim = at_gate("BeforeTraffic", [{"setWeight": 50}])
+    sim.approvals += [
+        Approval("a1", "1.1.0", "alice", ("ml-approvers",), created=sim.now),
+        Approval("b1", "1.1.0", "bob", ("risk-leads",), created=sim.now),
+    ]
+    sim.rollout_created = sim.now  # same second as the approvals: not after
+    for _ in range(5):
+        sim.tick(10)
+        assert waiting(sim), (sim.status.phase, sim.status.message)
+    assert sim.status.approval is not None and sim.status.approval.counted == 0

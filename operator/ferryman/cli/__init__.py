@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import urllib3
@@ -261,6 +262,28 @@ class Cli:
         items: list[dict[str, Any]] = listed["items"]  # type: ignore[index]
         return [ModelVersion.model_validate(i) for i in items]
 
+    def approved_born(self, ro: Rollout, version: str) -> list[datetime | None]:
+        """When the objects an approval of ``version`` approves were created: the Rollout
+        and its model's ModelVersion(s) of that version (``plan.approvals.born``), so a
+        re-created one is approved anew (``approve.name_for``). Without ``list`` on
+        ModelVersions (RBAC) only the Rollout's."""
+        try:
+            mvs = self.model_versions()
+        except ApiException as e:
+            if e.status != 403:
+                raise
+            mvs = []
+        return [
+            ro.metadata.creation_timestamp,
+            *(
+                mv.metadata.creation_timestamp
+                for mv in mvs
+                if mv.spec.model == ro.spec.model
+                and mv.spec.version == version
+                and mv.status.phase != "Duplicate"
+            ),
+        ]
+
     def lineage(self, model: str) -> None:
         versions = [mv for mv in self.model_versions() if mv.spec.model == model]
         if not versions:
@@ -346,7 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ro = cli.rollout(args.rollout)
             gate = ro.spec.gates.approvals if ro.spec.gates else None
             version = ro.status.candidate_version
-            attempt = approvals.attempt_start(ro.status, version) if version else None
+            attempt = (
+                approvals.counting_after(ro.status, version, cli.approved_born(ro, version))
+                if version
+                else None
+            )
             print(
                 approve.approve(
                     cli.api, cli.namespace, args.rollout, version, gate, args.comment, attempt

@@ -236,6 +236,7 @@ async def reconcile(
             mv.spec.version,
             mv.status.phase == "Duplicate",
             metrics=dict(mv.spec.metrics or {}),
+            created=mv.metadata.creation_timestamp,
         )
         for mv in mvs
     )
@@ -323,6 +324,7 @@ async def reconcile(
         blocked=seen_route.blocked or taken,
         pod_failures=pods.failures_by_version(indexes, ns, name),
         approvals=approvals.of(indexes, ns, name),
+        created=rollout.metadata.creation_timestamp,
         # Weights by replica ratio (plain Services): which pods the live Service selects
         # now, so a decision never drops Ready capacity behind it.
         route=(

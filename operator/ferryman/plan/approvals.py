@@ -4,7 +4,10 @@ An approval counts for a candidate when it names that exact version, and, if the
 names groups, claims at least one of them, and it was not given before an earlier
 attempt at that version ended (a history entry of the version: rolled back, aborted,
 superseded by a retarget, ...): each attempt needs its own approvals, so no version
-reaches 100% on the strength of a review that predates its failure. Its claims were
+reaches 100% on the strength of a review that predates its failure. Nor does one given
+before the objects it approves came into being (``born``): a ModelVersion deleted and
+re-created under the same version (perhaps with another artifact), or a Rollout deleted
+and re-created under the same name, is a new thing to review. Its claims were
 proven by the API server when it was created (the ValidatingAdmissionPolicy of
 ``api.approval``), so counting trusts them. Each user counts once, however many
 approvals they created. ``count`` keeps the tally in ``status.approval`` (what ``kubectl
@@ -26,7 +29,7 @@ from ferryman.api.rollout import MAX_MESSAGE, PauseReason, PauseStatus, RolloutP
 from ferryman.api.rollout import RolloutStatus as Status
 from ferryman.plan import experiment_stage
 from ferryman.plan.capacity import needed
-from ferryman.plan.decision import Approval, Event
+from ferryman.plan.decision import Approval, Event, Observed
 from ferryman.plan.stages import Experiment, Preview, Shadow, Stage
 
 
@@ -38,14 +41,38 @@ def attempt_start(s: Status, version: str) -> datetime | None:
     return max(ended) if ended else None
 
 
+def born(observed: Observed, version: str | None) -> tuple[datetime | None, ...]:
+    """When the objects an approval of ``version`` approves were created: the Rollout
+    (``observed.created``) and the candidate's ModelVersion(s) of that version (not the
+    ones marked Duplicate; None where unknown). An approval created then or before is
+    for an earlier object of the same name or version and does not count (``count``)."""
+    mvs = [v.created for v in observed.versions if v.version == version and not v.duplicate]
+    return (observed.created, *mvs)
+
+
+def counting_after(
+    s: Status, version: str, born: Iterable[datetime | None] = ()
+) -> datetime | None:
+    """The instant an approval of ``version`` must be created strictly after to count:
+    the latest of ``attempt_start`` and the creation times ``born`` (``born``); None when
+    all are unknown."""
+    known = [t for t in (attempt_start(s, version), *born) if t is not None]
+    return max(known) if known else None
+
+
 def counts(
     gate: ApprovalGate, approval: Approval, version: str, after: datetime | None = None
 ) -> bool:
     """Whether ``approval`` counts for candidate ``version`` under ``gate``, the current
-    attempt at it having begun ``after`` (``attempt_start``; an approval created then or
-    before does not count; one whose creation time is unknown does)."""
+    attempt at it and the objects it approves having begun ``after`` (``counting_after``;
+    an approval created then or before does not count; one whose creation time is
+    unknown does)."""
     if approval.version != version:
         return False
+    # Strictly after: creationTimestamps have 1-second resolution, so an approval in the
+    # same second as the attempt's end or the object's creation counts as before it. A
+    # person reading and approving a version within that second is not realistic; an
+    # approval left over from the object's predecessor in that second is what we exclude.
     if after is not None and approval.created is not None and approval.created <= after:
         return False
     return not gate.groups or any(g in gate.groups for g in approval.groups)
@@ -67,9 +94,12 @@ def count(
     approvals: Iterable[Approval],
     now: datetime,
     events: list[Event],
+    born_at: Iterable[datetime | None] = (),
 ) -> ApprovalStatus | None:
     """The tally for ``s.candidate_version`` (also kept in ``s.approval``); None without a
-    gate (then ``s.approval`` is cleared too) or candidate. A wait that the tally now
+    gate (then ``s.approval`` is cleared too) or candidate. Approvals count only if
+    created after the current attempt began and after ``born_at`` (``born``: the Rollout
+    and the candidate's ModelVersion). A wait that the tally now
     satisfies ends here: ``awaitingSince`` cleared, the progress clock restarted, a
     Normal ``Approved`` Event."""
     gate = spec.gates.approvals if spec.gates else None
@@ -78,7 +108,7 @@ def count(
         s.approval = None
     if gate is None or version is None:
         return None
-    after = attempt_start(s, version)
+    after = counting_after(s, version, born_at)
     who = approvers(gate, approvals, version, after)
     prev = s.approval if s.approval is not None and s.approval.version == version else None
     since = prev.awaiting_since if prev else None

@@ -36,6 +36,8 @@ class VersionRecord:
     version: str
     duplicate: bool = False
     metrics: Mapping[str, float] = field(default_factory=dict)
+    # metadata.creationTimestamp (the API server's clock); None: unknown.
+    created: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Observed:
     pod_failures: Mapping[str, PodFailure] = field(default_factory=dict)
     # The Rollout's ModelApprovals, any version (``plan.approvals`` picks and counts).
     approvals: tuple[Approval, ...] = ()
+    # The Rollout's metadata.creationTimestamp (None: unknown): approvals older than the
+    # object do not count (``plan.approvals.born``).
+    created: datetime | None = None
 
 
 @dataclass(frozen=True)

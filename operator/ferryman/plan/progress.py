@@ -68,7 +68,9 @@ def progress(
 
     # An approval gate before any traffic holds while nothing has moved yet; promote
     # cannot pass it (plan.approvals).
-    tally = approvals.count(spec, s, observed.approvals, now, events)
+    tally = approvals.count(
+        spec, s, observed.approvals, now, events, approvals.born(observed, s.candidate_version)
+    )
     untouched = (s.current_step or 0) == 0 and committed == 0 and s.stage_since is None
     awaiting = untouched and approvals.waits(spec, tally, ApprovalPoint.BEFORE_TRAFFIC)
     refusal: str | None = None
