@@ -111,12 +111,21 @@ class NotificationEndpoint(_Model):
         max_length=253,
         description="Secret in the operator's namespace with `hmacKey` and/or `url`.",
     )
+    signed: bool = Field(
+        False,
+        description="Every request must be signed: a Secret `secretName` without "
+        "`hmacKey` (key deleted or misspelt, Secret not created yet) is a failed delivery, "
+        "retried with backoff, never an unsigned request. The chart sets it when it is "
+        "given `hmacKey`.",
+    )
     timeout_seconds: float = Field(5.0, gt=0, le=60, description="Per request.")
 
     @model_validator(mode="after")
     def _addressed(self) -> NotificationEndpoint:
         if not self.url and not self.secret_name:
             raise ValueError("a notification endpoint needs url or secretName (key url)")
+        if self.signed and not self.secret_name:
+            raise ValueError("a signed notification endpoint needs secretName (key hmacKey)")
         return self
 
 

@@ -50,6 +50,8 @@ def test_endpoints_reach_the_settings_and_secrets_stay_out_of_the_configmap(
     assert endpoints["team-slack"].url is None
     assert (endpoints["audit"].secret_name, endpoints["audit"].timeout_seconds) == ("audit-hmac", 3)
     assert (endpoints["plain"].format, endpoints["plain"].secret_name) == ("teams", None)
+    # hmacKey given: never sent unsigned; a Secret named without signed may hold a URL only
+    assert (endpoints["team-slack"].signed, endpoints["audit"].signed) == (True, False)
     assert loaded.notifications.retry.max_attempts == 5
 
     (secret,) = find(docs, "Secret")

@@ -4,10 +4,13 @@ dumped, the retry schedule, ids, the three formats and the signature."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +26,7 @@ from ferryman.api.rollout import (
 from ferryman.api.rollout_notifications import EndpointDelivery, NotificationEvent
 from ferryman.plan import notifications as plan
 from ferryman.plan import notify_payload as payload
-from ferryman.settings import NotificationRetry, load
+from ferryman.settings import NotificationEndpoint, NotificationRetry, Settings, load
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 ALL = NotificationBinding(endpoint="hook")
@@ -387,3 +390,108 @@ def test_slack_text_escapes_its_control_characters() -> None:
         'query: sum(x{a="b"}) &lt; 1 and y &gt; 2 &amp; &lt;!channel&gt; &lt;https://evil|click&gt;'
     )
     assert "*Measurement*\nerror-rate = 0.2 (max 0.01 (&lt;0.5 &amp; &gt;0))" in texts
+
+
+class _SecretStore:
+    """The operator's namespace's Secrets as ``kube.get`` answers (values as given)."""
+
+    def __init__(self, secrets: dict[str, dict[str, str]]) -> None:
+        self.secrets = secrets
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        assert (api_version, kind, namespace) == ("v1", "Secret", "ferryman")
+        found = self.secrets.get(name)
+        if found is None:
+            return None
+        return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in found.items()}}
+
+
+class _Answer:
+    status = 204
+
+    async def __aenter__(self) -> _Answer:
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        return None
+
+
+class _Receiver:
+    """Records each POST instead of sending it; answers 204."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    def post(self, url: str, *, headers: dict[str, str], **_: Any) -> _Answer:
+        self.sent.append((url, headers))
+        return _Answer()
+
+
+def _serve(
+    monkeypatch: pytest.MonkeyPatch,
+    secrets: dict[str, dict[str, str]],
+    endpoint: NotificationEndpoint,
+    state: EndpointDelivery,
+) -> tuple[EndpointDelivery, _Receiver, list[dict[str, Any]]]:
+    from ferryman.handlers import namespaces
+    from ferryman.handlers import notifications as handler
+
+    posted: list[dict[str, Any]] = []
+    monkeypatch.setattr(namespaces, "post", lambda _body, **kw: posted.append(kw))
+    receiver = _Receiver()
+    ctx = SimpleNamespace(
+        settings=Settings(namespace="ferryman"), kube=_SecretStore(secrets), http=receiver
+    )
+    ro = rollout(history=[entry("1.0.0", "Promoted", 0)])
+    new, _wait = asyncio.run(
+        handler._serve_endpoint(ctx, {}, ro, ALL, endpoint, state)  # type: ignore[arg-type]
+    )
+    return new, receiver, posted
+
+
+def test_a_signed_endpoint_whose_secret_lacks_hmac_key_sends_nothing_and_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An endpoint configured for signing never sends unsigned: a Secret without
+    ``hmacKey`` (key deleted or misspelt, Secret not complete yet) is a failed delivery
+    of that endpoint, with a Warning Event and the condition naming Secret and key,
+    retried by the backoff until the key appears (fix9)."""
+    endpoint = NotificationEndpoint(
+        url="https://audit.example/hooks", secret_name="audit-hmac", signed=True
+    )
+    state = plan.attach("hook", rollout())
+    secrets = {"audit-hmac": {"hmackey": "typo-0123456789abcdef"}}
+    state, receiver, posted = _serve(monkeypatch, secrets, endpoint, state)
+    assert receiver.sent == []
+    assert state.last_error is not None
+    assert "Secret ferryman/audit-hmac has no key hmacKey" in state.last_error
+    assert [p["type"] for p in posted] == ["Warning"]
+    assert "audit-hmac" in posted[0]["message"] and "hmacKey" in posted[0]["message"]
+    healthy, _reason, message = plan.condition([], [state], ["hook"])
+    assert not healthy and "Secret ferryman/audit-hmac has no key hmacKey" in message
+    assert state.pending is not None and state.pending.attempts == 1
+    # The key appears; the retry (made due now) is delivered, signed.
+    due = state.pending.model_copy(update={"next_attempt_at": T0})
+    state = reread(state.model_copy(update={"pending": due}))
+    secrets = {"audit-hmac": {"hmacKey": "k3y-0123456789abcdef"}}
+    state, receiver, posted = _serve(monkeypatch, secrets, endpoint, state)
+    assert len(receiver.sent) == 1 and "X-Ferryman-Signature" in receiver.sent[0][1]
+    assert state.last_error is None and state.delivered == 1 and posted == []
+
+
+def test_an_endpoint_not_configured_for_signing_sends_unsigned_without_a_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Secret that only holds a credential URL (Slack, Teams) is not a signing
+    endpoint: unsigned is what it wants."""
+    endpoint = NotificationEndpoint(format="slack", secret_name="slack-hook")
+    secrets = {"slack-hook": {"url": "https://hooks.slack.example/T0/B0/X"}}
+    state, receiver, posted = _serve(monkeypatch, secrets, endpoint, plan.attach("hook", rollout()))
+    assert [url for url, _h in receiver.sent] == ["https://hooks.slack.example/T0/B0/X"]
+    assert "X-Ferryman-Signature" not in receiver.sent[0][1]
+    assert state.last_error is None and posted == []
+
+
+def test_a_signed_endpoint_needs_a_secret() -> None:
+    with pytest.raises(ValueError, match="signed notification endpoint needs secretName"):
+        NotificationEndpoint(url="https://audit.example/hooks", signed=True)

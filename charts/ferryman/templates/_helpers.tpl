@@ -69,7 +69,8 @@ operator may read. */}}
 {{- end -}}
 
 {{/* settings.notifications as the operator reads it: endpoints without hmacKey or
-secretUrl (those are in the Secret), pointing at their Secret. */}}
+secretUrl (those are in the Secret), pointing at their Secret; signed when given hmacKey
+or signed (never sent unsigned then). */}}
 {{- define "ferryman.notifications" -}}
 {{- $n := .Values.settings.notifications | default dict -}}
 {{- $endpoints := dict -}}
@@ -79,6 +80,7 @@ secretUrl (those are in the Secret), pointing at their Secret. */}}
 {{- if $e.timeoutSeconds -}}{{- $_ := set $ep "timeoutSeconds" $e.timeoutSeconds -}}{{- end -}}
 {{- $secret := include "ferryman.notifySecret" (dict "root" $ "name" $name "e" $e) -}}
 {{- if $secret -}}{{- $_ := set $ep "secretName" $secret -}}{{- end -}}
+{{- if and $secret (or $e.signed $e.hmacKey) -}}{{- $_ := set $ep "signed" true -}}{{- end -}}
 {{- $_ := set $endpoints $name $ep -}}
 {{- end -}}
 {{- dict "endpoints" $endpoints "retry" ($n.retry | default dict) | toJson -}}

@@ -244,8 +244,9 @@ async def send(
     rollout: Rollout,
     attempt: int,
 ) -> str | None:
-    """POST ``event`` to ``endpoint`` in its format, signed when it has an ``hmacKey``;
-    None when the endpoint answered 2xx, else why not (never raises for a network or
+    """POST ``event`` to ``endpoint`` in its format, signed when it has an ``hmacKey``
+    (an endpoint with ``signed`` and no ``hmacKey`` in its Secret sends nothing: that is a
+    failure); None when the endpoint answered 2xx, else why not (never raises for a network or
     endpoint failure)."""
     settings = ctx.settings or Settings()
     try:
@@ -253,6 +254,14 @@ async def send(
         if endpoint.secret_name:
             data = await _secret(ctx.kube, settings, endpoint.secret_name)
             key, url = data.get("hmacKey") or None, data.get("url") or url
+        if endpoint.signed and not key:
+            # Configured for signing: a missing key fails the delivery (Warning Event,
+            # NotificationsDelivered False, the retry backoff) instead of sending the
+            # receiver an unsigned request it would have to reject, or worse, accept.
+            return (
+                f"not sent: the endpoint signs every request but Secret "
+                f"{settings.namespace}/{endpoint.secret_name} has no key hmacKey"
+            )
         if not url:
             return f"no url: neither the settings nor Secret {endpoint.secret_name} give one"
         doc = notify_payload.generic(event, rollout, sent_at=datetime.now(UTC), attempt=attempt)
