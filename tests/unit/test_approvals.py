@@ -6,6 +6,7 @@ progress deadline ends, and the rollout going on once enough approvals exist."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -408,3 +409,47 @@ def test_a_recreated_rollout_does_not_inherit_approvals() -> None:
         sim.tick(10)
         assert waiting(sim), (sim.status.phase, sim.status.message)
     assert sim.status.approval is not None and sim.status.approval.counted == 0
+
+
+def test_the_cli_names_an_approval_of_a_recreated_rollout_or_modelversion_anew() -> None:
+    """``kubectl ferryman approve`` derives the name from the instant an approval must be
+    newer than (``counting_after`` over the Rollout's and the candidate ModelVersion's
+    creation), so approving a re-created one is a new approval, not `already approved`;
+    without `list` on ModelVersions (403) only the Rollout's creation is known."""
+    from types import SimpleNamespace
+
+    from kubernetes.client.exceptions import ApiException
+
+    from cases.api_cases import model_version
+    from ferryman.api.modelversion import ModelVersion
+    from ferryman.api.rollout import Rollout
+    from ferryman.cli import Cli
+
+    t = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    ro = Rollout.model_validate(
+        {
+            "metadata": {"name": "fraud", "namespace": "risk", "creationTimestamp": t},
+            "spec": canary_spec([{"setWeight": 50}]).model_dump(by_alias=True, mode="json"),
+        }
+    )
+
+    def mv(version: str, second: int, model: str = "fraud", phase: str = "Serving") -> Any:
+        doc = model_version(name=f"{model}-{version}-{second}", version=version)
+        doc["spec"]["model"] = model
+        doc["metadata"]["creationTimestamp"] = t.replace(second=second).isoformat()
+        doc["status"] = {"phase": phase}
+        return ModelVersion.model_validate(doc)
+
+    listed = [
+        mv("1.1.0", 7),
+        mv("1.1.0", 9, "other"),
+        mv("1.0.0", 8),
+        mv("1.1.0", 30, phase="Duplicate"),
+    ]
+    cli: Any = SimpleNamespace(model_versions=lambda: listed)
+    assert Cli.approved_born(cli, ro, "1.1.0") == [t, t.replace(second=7)]
+
+    def forbidden() -> list[Any]:
+        raise ApiException(status=403)
+
+    assert Cli.approved_born(SimpleNamespace(model_versions=forbidden), ro, "1.1.0") == [t]  # type: ignore[arg-type]
