@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ import pytest
 
 from e2e import rollouts as r
 from ferryman.api.approval import IMMUTABLE_MESSAGE
-from ferryman.cli import approve
 from harness import rbac
 from harness.kube import Cluster, wait_for
 from harness.operator import OperatorProcess
@@ -147,10 +147,11 @@ def test_approvals_by_proven_users_unpause_and_forgeries_are_refused(
     assert f"created: {sa} as {approvers_group} approves 1.1.0 of fraud" in out.stdout, out.stdout
     twice = cluster.kubectl(*cli, check=False)
     assert twice.returncode == 1 and f"{sa} already approved 1.1.0" in twice.stderr, twice.stderr
-    kept = cluster.get_json(
-        "modelapproval.ferryman.dev", approve.name_for("fraud", "1.1.0", sa), ns
-    )
-    assert kept is not None and kept["spec"]["comment"] == "offline eval reviewed"
+    # Named from (version, user, the Rollout's creation): plan.approvals.counting_after.
+    listed = cluster.kubectl("get", "modelapproval.ferryman.dev", "-n", ns, "-o", "json")
+    (kept,) = [a for a in json.loads(listed.stdout)["items"] if a["spec"]["approvedBy"] == sa]
+    assert kept["metadata"]["name"].startswith("fraud-")
+    assert kept["spec"]["comment"] == "offline eval reviewed"
     assert kept["spec"]["groups"] == [approvers_group]
 
     st = wait_for(
@@ -298,3 +299,48 @@ def test_a_deleted_approval_held_by_a_finalizer_no_longer_counts(
             "patch", "modelapproval.ferryman.dev", "alice", "-n", ns, "--type=merge",
             "-p", json.dumps({"metadata": {"finalizers": None}}), check=False,
         )  # fmt: skip
+
+
+def test_approvals_given_to_a_deleted_rollout_do_not_count_for_its_successor(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """A Rollout deleted and re-created under the same name is a new thing to approve:
+    alice's approval of the first one (by name and version) does not count for the
+    second, which waits at the gate with 0 approvals (creationTimestamps; fix9); a new
+    approval counts."""
+    ns = namespace
+    cluster.apply(rbac_objects(ns), namespace=ns)
+    cluster.apply(r.versions("1.0.0", "1.1.0"), namespace=ns)
+    steps = {"canary": {"steps": [{"setWeight": 50}]}}
+    gate = {"approvals": {"count": 2, "at": "BeforeTraffic"}}
+    cluster.apply(r.rollout("1.0.0", strategy=steps, gates=gate), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=60, message="stable")
+    r.retarget(cluster, ns, "1.1.0")
+    wait_for(lambda: awaiting(r.status(cluster, ns)), timeout=60, message="gate")
+    made = create_as(cluster, ns, "alice", [], approval("alice", "alice", "1.1.0"))
+    assert made.returncode == 0, made.stderr
+    wait_for(
+        lambda: r.status(cluster, ns).get("approval", {}).get("counted") == 1,
+        timeout=30,
+        message="alice's approval counted",
+    )
+    cluster.kubectl("delete", "rollout.ferryman.dev", "fraud", "-n", ns, "--timeout=60s")
+    cluster.apply(r.rollout("1.0.0", strategy=steps, gates=gate), namespace=ns)
+    wait_for(lambda: r.status(cluster, ns).get("phase") == "Healthy", timeout=90, message="again")
+    r.retarget(cluster, ns, "1.1.0")
+    st = wait_for(
+        lambda: (s := r.status(cluster, ns)) and awaiting(s) and s,
+        timeout=60,
+        message="the re-created Rollout waits at the gate",
+    )
+    assert st["approval"]["counted"] == 0 and st["weights"]["candidate"] == 0, st["approval"]
+    # Creation times have 1-second resolution and an approval must be strictly newer than
+    # the Rollout: this test reaches the gate faster than any person would.
+    time.sleep(1.1)
+    made = create_as(cluster, ns, "bob", [], approval("bob", "bob", "1.1.0"))
+    assert made.returncode == 0, made.stderr
+    wait_for(
+        lambda: r.status(cluster, ns).get("approval", {}).get("approvedBy") == ["bob"],
+        timeout=30,
+        message="bob's approval (after the re-creation) counted, alice's not",
+    )
