@@ -495,3 +495,45 @@ def test_an_endpoint_not_configured_for_signing_sends_unsigned_without_a_key(
 def test_a_signed_endpoint_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="signed notification endpoint needs secretName"):
         NotificationEndpoint(url="https://audit.example/hooks", signed=True)
+
+
+class _ForbiddenSecrets:
+    """An API server that refuses every Secret read (403), as RBAC does for a Secret
+    name the chart's values do not list."""
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        from kubernetes.aio.client import ApiException
+        from kubernetes.aio.dynamic.exceptions import ForbiddenError
+
+        raise ForbiddenError(ApiException(status=403, reason="Forbidden"))
+
+
+def test_a_secret_the_operator_may_not_read_is_that_endpoints_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 403 on the endpoint's Secret fails that delivery with the condition and a Warning
+    Event naming the Secret (retried by the backoff), not the whole round with a traceback
+    in the log and no condition (seen in CI: a Role without the Secret's `get`)."""
+    from ferryman.handlers import namespaces
+    from ferryman.handlers import notifications as handler
+
+    posted: list[dict[str, Any]] = []
+    monkeypatch.setattr(namespaces, "post", lambda _body, **kw: posted.append(kw))
+    receiver = _Receiver()
+    ctx = SimpleNamespace(
+        settings=Settings(namespace="ferryman"), kube=_ForbiddenSecrets(), http=receiver
+    )
+    endpoint = NotificationEndpoint(
+        url="https://audit.example/hooks", secret_name="audit-hmac", signed=True
+    )
+    ro = rollout(history=[entry("1.0.0", "Promoted", 0)])
+    state, _wait = asyncio.run(
+        handler._serve_endpoint(  # type: ignore[arg-type]
+            ctx, {}, ro, ALL, endpoint, plan.attach("hook", rollout())
+        )
+    )
+    assert receiver.sent == []
+    assert state.last_error is not None
+    assert "cannot read Secret ferryman/audit-hmac: HTTP 403" in state.last_error
+    assert [p["type"] for p in posted] == ["Warning"]
+    assert state.pending is not None and state.pending.attempts == 1

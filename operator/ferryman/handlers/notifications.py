@@ -43,6 +43,7 @@ from typing import Any
 
 import aiohttp
 import kopf
+from kubernetes.aio.dynamic.exceptions import DynamicApiError
 
 from ferryman import metrics
 from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip, event_message
@@ -231,7 +232,16 @@ def _count(rollout: Rollout, endpoint: str, result: str) -> None:
 async def _secret(kube: Kube, settings: Settings, name: str) -> dict[str, str]:
     if not settings.namespace:
         raise LookupError(f"cannot read Secret {name}: the operator's namespace is not set")
-    found = await kube.get("v1", "Secret", settings.namespace, name)
+    try:
+        found = await kube.get("v1", "Secret", settings.namespace, name)
+    except DynamicApiError as e:
+        # A refused read (403: the chart grants `get` only on the Secret names its values
+        # list) is this endpoint's delivery failure, reported in the condition and an
+        # Event like any other, not an error of the whole round.
+        raise LookupError(
+            f"cannot read Secret {settings.namespace}/{name}: HTTP {e.status} {e.reason} "
+            "(the chart grants get on the Secrets its notifications values name)"
+        ) from e
     if found is None:
         raise LookupError(f"Secret {settings.namespace}/{name} not found")
     return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
