@@ -405,7 +405,7 @@ class Bench:
             self.cluster,
             rbac.render(
                 self.cluster.helm_bin,
-                rbac.values(secrets=rbac.PROVIDER_SECRETS),
+                rbac.suite_values(),
                 workdir=self.workdir / "identity",
             ),
             kubeconfig=self.workdir / "identity" / "kubeconfig",

@@ -194,7 +194,7 @@ class Controller:
             }))  # fmt: skip
             identity = rbac.provision(
                 setup.cluster,
-                rbac.render(setup.cluster.helm_bin, rbac.values(secrets=rbac.PROVIDER_SECRETS),
+                rbac.render(setup.cluster.helm_bin, rbac.suite_values(),
                             workdir=work / "identity"),
                 kubeconfig=work / "identity" / "kubeconfig",
             )  # fmt: skip

@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster,
             rbac.render(
                 cluster.helm_bin,
-                rbac.values(secrets=rbac.PROVIDER_SECRETS),
+                rbac.suite_values(),
                 workdir=workdir / "identity",
             ),
             kubeconfig=workdir / "identity" / "kubeconfig",

@@ -205,7 +205,7 @@ def operator_identity(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
         if not kubeconfig.exists():
             objects = rbac.render(
                 cluster.helm_bin,
-                rbac.values(secrets=rbac.PROVIDER_SECRETS, notify_secrets=rbac.NOTIFY_SECRETS),
+                rbac.suite_values(),
                 workdir=shared,
             )
             return rbac.provision(cluster, objects, kubeconfig=kubeconfig)

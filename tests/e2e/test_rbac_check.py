@@ -58,9 +58,7 @@ def events_using(triples: set[rbac.Triple]) -> list[dict[str, Any]]:
 
 
 def rendered(cluster: Cluster, tmp_path: Path) -> list[dict[str, Any]]:
-    return rbac.render(
-        cluster.helm_bin, rbac.values(secrets=rbac.PROVIDER_SECRETS), workdir=tmp_path
-    )
+    return rbac.render(cluster.helm_bin, rbac.suite_values(), workdir=tmp_path)
 
 
 def test_a_granted_but_unused_rule_injected_into_a_role_is_reported(
@@ -134,7 +132,7 @@ def test_pods_are_only_listed_and_watched(cluster: Cluster, tmp_path: Path) -> N
     list and watch on pods and nothing else about pods (no get, no status or log read,
     no write), in both scopes."""
     for vals in (
-        rbac.values(secrets=rbac.PROVIDER_SECRETS),
+        rbac.suite_values(),
         rbac.values(scope="namespaced", watch_namespaces=["a", "b"]),
     ):
         granted = rbac.granted(rbac.render(cluster.helm_bin, vals, workdir=tmp_path))

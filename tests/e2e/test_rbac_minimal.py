@@ -74,7 +74,7 @@ def test_every_granted_permission_was_used_by_the_suite(cluster: Cluster, tmp_pa
     since = rbac.parse_since(since_text)
     objects = rbac.render(
         cluster.helm_bin,
-        rbac.values(secrets=rbac.PROVIDER_SECRETS, notify_secrets=rbac.NOTIFY_SECRETS),
+        rbac.suite_values(),
         workdir=tmp_path,
     )
     user = f"system:serviceaccount:{rbac.OPERATOR_NAMESPACE}:{rbac.RELEASE}"

@@ -72,6 +72,15 @@ def values(
     }
 
 
+def suite_values() -> dict[str, Any]:
+    """The values of the identity the e2e suite's operators run as (release RELEASE):
+    every Secret its tests name. Whatever provisions that identity (the suite's fixture,
+    the benchmarks' smoke runs inside the suite, the RBAC checks) renders these, since a
+    provision with other values replaces the Roles under the tests running beside it (a
+    bench smoke dropped the notification Secret's `get` and an e2e test was refused)."""
+    return values(secrets=PROVIDER_SECRETS, notify_secrets=NOTIFY_SECRETS)
+
+
 def render(
     helm_bin: str, vals: dict[str, Any], *, release: str = RELEASE, workdir: Path
 ) -> list[dict[str, Any]]:
