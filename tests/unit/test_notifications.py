@@ -502,10 +502,9 @@ class _ForbiddenSecrets:
     name the chart's values do not list."""
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
-        from kubernetes.aio.client import ApiException
-        from kubernetes.aio.dynamic.exceptions import ForbiddenError
+        from ferryman.kube.client import ReadRefused
 
-        raise ForbiddenError(ApiException(status=403, reason="Forbidden"))
+        raise ReadRefused(f"GET {kind} {namespace}/{name}", 403, "forbidden")
 
 
 def test_a_secret_the_operator_may_not_read_is_that_endpoints_failure(
@@ -528,8 +527,13 @@ def test_a_secret_the_operator_may_not_read_is_that_endpoints_failure(
     )
     ro = rollout(history=[entry("1.0.0", "Promoted", 0)])
     state, _wait = asyncio.run(
-        handler._serve_endpoint(  # type: ignore[arg-type]
-            ctx, {}, ro, ALL, endpoint, plan.attach("hook", rollout())
+        handler._serve_endpoint(
+            ctx,  # type: ignore[arg-type]
+            {},  # type: ignore[arg-type]
+            ro,
+            ALL,
+            endpoint,
+            plan.attach("hook", rollout()),
         )
     )
     assert receiver.sent == []

@@ -43,7 +43,6 @@ from typing import Any
 
 import aiohttp
 import kopf
-from kubernetes.aio.dynamic.exceptions import DynamicApiError
 
 from ferryman import metrics
 from ferryman.api.common import GROUP, VERSION, ConditionStatus, clip, event_message
@@ -52,7 +51,7 @@ from ferryman.api.rollout_notifications import EndpointDelivery, EventRecord
 from ferryman.errors import describe
 from ferryman.handlers import namespaces
 from ferryman.handlers.context import OperatorContext, context
-from ferryman.kube.client import Conflict, Kube
+from ferryman.kube.client import Conflict, Kube, ReadRefused
 from ferryman.kube.client import user_agent as kube_user_agent
 from ferryman.plan import notifications as plan
 from ferryman.plan import notify_payload
@@ -234,12 +233,12 @@ async def _secret(kube: Kube, settings: Settings, name: str) -> dict[str, str]:
         raise LookupError(f"cannot read Secret {name}: the operator's namespace is not set")
     try:
         found = await kube.get("v1", "Secret", settings.namespace, name)
-    except DynamicApiError as e:
+    except ReadRefused as e:
         # A refused read (403: the chart grants `get` only on the Secret names its values
         # list) is this endpoint's delivery failure, reported in the condition and an
         # Event like any other, not an error of the whole round.
         raise LookupError(
-            f"cannot read Secret {settings.namespace}/{name}: HTTP {e.status} {e.reason} "
+            f"cannot read Secret {settings.namespace}/{name}: HTTP {e.status}: {e.reason} "
             "(the chart grants get on the Secrets its notifications values name)"
         ) from e
     if found is None:

@@ -65,6 +65,15 @@ class ApplyRejected(Exception):
 REJECTED_STATUSES = frozenset({400, 403, 404, 422})
 
 
+class ReadRefused(Exception):
+    """The API server refused a read (HTTP 401 or 403: not authenticated, or RBAC grants
+    no ``get`` on it); ``status`` is the HTTP status, ``reason`` the server's message."""
+
+    def __init__(self, what: str, status: int, reason: str) -> None:
+        self.what, self.status, self.reason = what, status, reason
+        super().__init__(f"{what}: HTTP {status}: {reason}")
+
+
 def _raise_refused_write(e: DynamicApiError, kind: str, name: str, label: str) -> None:
     """Raise what a refused write of ``kind``/``name`` means to callers: ``Conflict``
     ("``label`` changed") on HTTP 409, ``ApplyRejected`` on REJECTED_STATUSES (400, 403,
@@ -208,6 +217,12 @@ class Kube:
             found = await self._retrying(f"GET {kind} {namespace}/{name}", call)
         except NotFoundError:
             return None
+        except DynamicApiError as e:
+            if e.status in (401, 403):
+                raise ReadRefused(
+                    f"GET {kind} {namespace}/{name}", e.status, _api_message(e)
+                ) from e
+            raise
         result: dict[str, Any] = found.to_dict()
         return result
 
