@@ -378,7 +378,7 @@ class Bench:
             "-f", str(crds),
         )  # fmt: skip
         names = [f"crd/{p.name.removesuffix('.yaml')}" for p in sorted(crds.glob("*.yaml"))]
-        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+        self.cluster.wait_established(*names)
         # The namespace without waiting for its default ServiceAccount (Bench.ready waits,
         # while the operator starts: together they are most of a smoke run's set-up).
         self.namespace = f"{self.prefix}-{uuid.uuid4().hex[:6]}"

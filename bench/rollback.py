@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "-f", str(crds),
         )  # fmt: skip
         names = [f"crd/{p.name.removesuffix('.yaml')}" for p in sorted(crds.glob("*.yaml"))]
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+        cluster.wait_established(*names)
         prometheus.start()
         settings = workdir / "settings.yaml"
         settings.write_text(

@@ -480,6 +480,23 @@ def kubectl(
     return proc.stdout
 
 
+def crds_established(layout: Layout, binaries: Binaries | None = None) -> bool:
+    """Whether every CRD has the condition Established=True. Read with ``kubectl get``:
+    ``kubectl wait --for=condition=Established`` fails at once with "status.conditions
+    accessor error: <nil>" on a CRD whose conditions are not written yet."""
+    try:
+        items = json.loads(kubectl(layout, "get", "crd", "-o", "json", binaries=binaries))["items"]
+    except RuntimeError:
+        return False
+    return all(
+        any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in (i.get("status") or {}).get("conditions") or []
+        )
+        for i in items
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # Configuration of each component
 
@@ -831,9 +848,7 @@ def up(layout: Layout | None = None, binaries: Binaries | None = None) -> Layout
         args += ["-f", str(f)]
     kubectl(layout, *args, binaries=b)
     _wait(f"node {NODE_NAME} Ready", lambda: node_ready(layout), 60)
-    kubectl(
-        layout, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", binaries=b
-    )
+    _wait("CRDs Established", lambda: crds_established(layout, b), 60)
     # The ServiceAccount controller must be running before pods can be created.
     _wait(
         "default ServiceAccount",

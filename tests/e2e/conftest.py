@@ -55,9 +55,7 @@ WIDGET_CRD: dict[str, Any] = {
 def widget_crd(cluster: Cluster) -> Iterator[str]:
     """A test CRD with a CEL immutability rule and a status subresource."""
     cluster.apply(WIDGET_CRD, server_side=True)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.smoke.ferryman.dev"
-    )
+    cluster.wait_established("widgets.smoke.ferryman.dev")
     yield "widgets.smoke.ferryman.dev"
 
 
@@ -77,7 +75,7 @@ def ferryman_crds(cluster: Cluster) -> list[str]:
         str(CRDS_DIR),
     )
     names = [f"crd/{p.name.removesuffix('.yaml')}" for p in sorted(CRDS_DIR.glob("*.yaml"))]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    cluster.wait_established(*names)
     # The ModelApproval admission policy and binding, as the chart installs them with
     # the CRDs (hack/chart_crds.py).
     cluster.kubectl(

@@ -51,7 +51,7 @@ def monitoring_crds(cluster: Cluster) -> list[str]:
         input=yaml.safe_dump_all(docs),
     )
     names = [f"crd/{d['metadata']['name']}" for d in docs]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    cluster.wait_established(*names)
     return names
 
 

@@ -151,12 +151,7 @@ class Stage:
             "-f",
             str(ROOT / "crds"),
         )
-        cluster.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd/rollouts.ferryman.dev",
-            "crd/modelversions.ferryman.dev",
-        )
+        cluster.wait_established("rollouts.ferryman.dev", "modelversions.ferryman.dev")
         # A namespace left by an interrupted run goes first (its objects would be adopted).
         if cluster.get_json("namespace", self.namespace) is not None:
             cluster.delete_namespace(self.namespace)

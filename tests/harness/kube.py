@@ -175,6 +175,29 @@ class Cluster:
             args.append("--server-side")
         return self.kubectl(*args, input=manifest, check=check)
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until every CRD of ``crds`` (names, with or without ``crd/``) has the
+        condition Established=True. Polled with ``kubectl get`` rather than ``kubectl
+        wait``: on a CRD created a moment before, ``kubectl wait --for=condition=...``
+        can fail at once with "status.conditions accessor error: <nil>" (the object has
+        no conditions yet), where this waits."""
+        names = [c.removeprefix("crd/") for c in crds]
+
+        def established() -> bool:
+            proc = self.kubectl("get", "crd", *names, "-o", "json", check=False)
+            if proc.returncode != 0:
+                return False
+            items = json.loads(proc.stdout).get("items", [])
+            return len(items) == len(names) and all(
+                any(
+                    c.get("type") == "Established" and c.get("status") == "True"
+                    for c in (i.get("status") or {}).get("conditions") or []
+                )
+                for i in items
+            )
+
+        wait_for(established, timeout=timeout, interval=0.2, message=f"{names} Established")
+
     def get_json(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         args = ["get", kind, name, "-o", "json"]
         if namespace:
