@@ -4,8 +4,8 @@ With the operator stopped mid-rollout, its finalizers are on the Rollout and the
 ModelVersions it serves: deleting their namespace would hang forever. The command
 (what the chart's pre-delete hook runs; kwok runs no hook containers, so the test runs it
 itself) removes them, says what it did, does nothing the second time; then the namespace
-goes. With ``--delete-crds`` the CRDs go too, on a control plane of the test's own (the
-session's shared cluster must keep them).
+goes. With ``--delete-crds`` the three CRDs and the ModelApproval admission policy go
+too, on a control plane of the test's own (the session's shared cluster must keep them).
 """
 
 from __future__ import annotations
@@ -24,16 +24,15 @@ from harness.operator import OperatorProcess
 
 pytestmark = [pytest.mark.kwok, pytest.mark.slow]
 FINALIZER = "ferryman.dev/finalizer"
-CRDS = ("rollouts.ferryman.dev", "modelversions.ferryman.dev")
+CRDS = ("rollouts.ferryman.dev", "modelversions.ferryman.dev", "modelapprovals.ferryman.dev")
+POLICY = "modelapprovals.ferryman.dev"  # the ValidatingAdmissionPolicy and its binding
 
 
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
     with fresh_cluster(tmp_path / "cluster") as c:
-        c.kubectl("apply", "--server-side", "-f", str(CRDS_DIR))
-        c.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRDS)
-        )
+        c.kubectl("apply", "--server-side", "-f", str(CRDS_DIR), "-f", str(CRDS_DIR / "policies"))
+        c.wait_established(*CRDS)
         yield c
 
 
@@ -87,7 +86,8 @@ def test_uninstall_lets_a_namespace_mid_rollout_go_without_the_operator(
 def test_uninstall_deletes_the_crds_even_with_finalizers_left(own_cluster: Cluster) -> None:
     """On a control plane of the test's own: a Rollout and a ModelVersion holding the
     finalizer (ferryman never ran there, nothing would ever remove it); ``-A
-    --delete-crds`` removes it and both CRDs, which are then gone."""
+    --delete-crds`` removes it, the three CRDs and the approval policy with its binding,
+    which are then gone."""
     cluster = own_cluster
     ns = cluster.create_namespace("uninstall")
     for obj in (r.rollout("1.0.0"), *r.versions("1.0.0")):
@@ -100,10 +100,14 @@ def test_uninstall_deletes_the_crds_even_with_finalizers_left(own_cluster: Clust
     )
     for crd in CRDS:
         assert f"customresourcedefinition.apiextensions.k8s.io {crd}: deleted" in done.stdout
+    for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+        assert f"{kind}.admissionregistration.k8s.io {POLICY}: deleted" in done.stdout
     wait_for(
         lambda: all(cluster.get_json("crd", crd) is None for crd in CRDS),
         timeout=90,
         message="CRDs gone",
     )
+    for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+        assert cluster.get_json(kind, POLICY) is None, kind
     again = uninstall(cluster, "--all-namespaces", "--delete-crds")
     assert "no ferryman CRDs" in again.stdout, again.stdout

@@ -34,6 +34,18 @@ class FakeApis:
 
     def __init__(self, objects: dict[str, list[Obj]], crds: bool = True) -> None:
         self.objects, self.crds_installed = objects, crds
+        # What a delete finds (absent: HTTP 404): CRDs, the policy and its binding.
+        self.cluster_scoped = (
+            {
+                "rollouts.ferryman.dev",
+                "modelversions.ferryman.dev",
+                "modelapprovals.ferryman.dev",
+                "vap/modelapprovals.ferryman.dev",
+                "vapb/modelapprovals.ferryman.dev",
+            }
+            if crds
+            else set()
+        )
         self.calls: list[tuple[str, ...]] = []
         self.conflicts = 0  # the next patches whose test op fails (HTTP 422)
         self.replicas = [0]  # the operator Deployment's status.replicas, read by read
@@ -84,8 +96,21 @@ class FakeApis:
         self.calls.append(("delete", plural, name))
 
     # ApiextensionsV1Api
+    def _delete_cluster_scoped(self, key: str, call: str, name: str) -> None:
+        if key not in self.cluster_scoped:
+            raise ApiException(status=404, reason="Not Found")
+        self.cluster_scoped.discard(key)
+        self.calls.append((call, name))
+
     def delete_custom_resource_definition(self, name: str) -> None:
-        self.calls.append(("delete-crd", name))
+        self._delete_cluster_scoped(name, "delete-crd", name)
+
+    # AdmissionregistrationV1Api
+    def delete_validating_admission_policy(self, name: str) -> None:
+        self._delete_cluster_scoped(f"vap/{name}", "delete-policy", name)
+
+    def delete_validating_admission_policy_binding(self, name: str) -> None:
+        self._delete_cluster_scoped(f"vapb/{name}", "delete-binding", name)
 
     # AppsV1Api
     def patch_namespaced_deployment_scale(self, name: str, ns: str, body: Obj) -> None:
@@ -110,7 +135,7 @@ class FakeApis:
 def command(apis: FakeApis) -> tuple[Uninstall, list[str]]:
     lines: list[str] = []
     u = Uninstall(client.ApiClient(), lines.append)
-    u.custom = u.apps = u.crds = u.core = apis  # type: ignore[assignment]
+    u.custom = u.apps = u.crds = u.core = u.admission = apis  # type: ignore[assignment]
     return u, lines
 
 
@@ -170,10 +195,30 @@ def test_delete_resources_and_crds_and_without_crds_nothing_to_do() -> None:
         ("delete", "modelversions", "churn-2"),
         ("delete-crd", "rollouts.ferryman.dev"),
         ("delete-crd", "modelversions.ferryman.dev"),
+        ("delete-crd", "modelapprovals.ferryman.dev"),
+        ("delete-binding", "modelapprovals.ferryman.dev"),
+        ("delete-policy", "modelapprovals.ferryman.dev"),
     ]
-    assert lines[-1] == (
-        "customresourcedefinition.apiextensions.k8s.io modelversions.ferryman.dev: deleted"
-    )
+    assert lines[-3:] == [
+        "customresourcedefinition.apiextensions.k8s.io modelapprovals.ferryman.dev: deleted",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io"
+        " modelapprovals.ferryman.dev: deleted",
+        "validatingadmissionpolicy.admissionregistration.k8s.io modelapprovals.ferryman.dev:"
+        " deleted",
+    ]
+    # A second run finds nothing left to delete.
+    again, lines = command(apis)
+    assert again.run(None, delete_crds=True) == 0
+    # Only the ModelApproval CRD and the policy left (an older uninstall's leftovers):
+    # --delete-crds still removes them.
+    leftovers = FakeApis({}, crds=False)
+    leftovers.cluster_scoped = {"modelapprovals.ferryman.dev", "vap/modelapprovals.ferryman.dev"}
+    left, lines = command(leftovers)
+    assert left.run(None, delete_crds=True) == 2
+    assert leftovers.calls == [
+        ("delete-crd", "modelapprovals.ferryman.dev"),
+        ("delete-policy", "modelapprovals.ferryman.dev"),
+    ]
     gone, lines = command(FakeApis({}, crds=False))
     assert gone.run(None, delete_crds=True) == 0
     assert lines == [

@@ -10,8 +10,9 @@ operator's Deployment to 0 and waits until no replica and no pod of it, terminat
 included, is left (``--stop-operator``: a running operator would add its finalizer again
 at the next event of the object), and afterwards deletes the Rollouts and ModelVersions
 (``--delete-resources``; the garbage collector then removes what they own, since no
-finalizer applies ``deletionPolicy`` any more) and the two CRDs (``--delete-crds``,
-which deletes every object of them too).
+finalizer applies ``deletionPolicy`` any more) and ferryman's three CRDs with the
+ModelApproval admission policy and its binding (``--delete-crds``, which deletes every
+Rollout, ModelVersion and ModelApproval too).
 
 Idempotent: a second run finds nothing to do and says so. Every change is printed, one
 line each, as ``<kind>.ferryman.dev <namespace>/<name>: <what>``. The chart runs it as a
@@ -28,13 +29,18 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ferryman.api.approval import PLURAL as APPROVAL_PLURAL
+from ferryman.api.approval import POLICY_NAME
 from ferryman.api.common import GROUP, VERSION
 from ferryman.api.modelversion import PLURAL as MV_PLURAL
 from ferryman.api.rollout import PLURAL
 
 FINALIZER = f"{GROUP}/finalizer"  # as handlers.lifecycle names it for kopf
-PLURALS = (PLURAL, MV_PLURAL)
+PLURALS = (PLURAL, MV_PLURAL)  # the kinds that carry ferryman's finalizer
 CRDS = tuple(f"{p}.{GROUP}" for p in PLURALS)
+# What --delete-crds deletes: every CRD, then the ModelApproval policy's binding and the
+# policy (crds/policies/; an approval policy without its CRD would be left dangling).
+ALL_CRDS = (*CRDS, f"{APPROVAL_PLURAL}.{GROUP}")
 JSON_PATCH = "application/json-patch+json"
 ATTEMPTS = 5  # reads of one object while its finalizers keep changing
 POLL_SECONDS = 0.5
@@ -73,7 +79,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     u.add_argument(
         "--delete-crds",
         action="store_true",
-        help="then delete the CRDs (and with them every Rollout and ModelVersion)",
+        help=(
+            "then delete the three CRDs (and every Rollout, ModelVersion, ModelApproval) and"
+            " the ModelApproval admission policy"
+        ),
     )
     u.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the operator to stop"
@@ -114,6 +123,7 @@ class Uninstall:
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.crds = client.ApiextensionsV1Api(api)
+        self.admission = client.AdmissionregistrationV1Api(api)
         self.say = say
 
     def stop_operator(self, where: str, timeout: float) -> None:
@@ -249,19 +259,38 @@ class Uninstall:
                 ):
                     self.say(f"{where}: deleted")
                     changes += 1
-        if not installed:
+        removed = self.delete_crds() if delete_crds else 0
+        if not installed and not removed:
             self.say(f"no ferryman CRDs ({', '.join(CRDS)}): nothing to do")
             return 0
-        for crd in CRDS if delete_crds else ():
-            if self._delete(self.crds.delete_custom_resource_definition, crd):
-                self.say(f"customresourcedefinition.apiextensions.k8s.io {crd}: deleted")
-                changes += 1
+        changes += removed
         if changes == 0:
             scope = (
                 "every namespace" if namespaces is None else "namespace " + ", ".join(namespaces)
             )
             self.say(f"no ferryman finalizer left in {scope}: nothing to do")
         return changes
+
+    def delete_crds(self) -> int:
+        """Delete ``ALL_CRDS``, then the ModelApproval ValidatingAdmissionPolicyBinding
+        and ValidatingAdmissionPolicy (``POLICY_NAME``); how many were there to delete
+        (each one printed)."""
+        deleted = 0
+        for crd in ALL_CRDS:
+            if self._delete(self.crds.delete_custom_resource_definition, crd):
+                self.say(f"customresourcedefinition.apiextensions.k8s.io {crd}: deleted")
+                deleted += 1
+        for kind, call in (
+            (
+                "validatingadmissionpolicybinding",
+                self.admission.delete_validating_admission_policy_binding,
+            ),
+            ("validatingadmissionpolicy", self.admission.delete_validating_admission_policy),
+        ):
+            if self._delete(call, POLICY_NAME):
+                self.say(f"{kind}.admissionregistration.k8s.io {POLICY_NAME}: deleted")
+                deleted += 1
+        return deleted
 
     @staticmethod
     def _delete(call: Callable[..., Any], *args: str) -> bool:
