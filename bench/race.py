@@ -71,7 +71,14 @@ from bench.harness import (  # noqa: E402
     memory_mib,
     to_wall,
 )
-from bench.race_figures import reactions, render, route_weights, share, summary  # noqa: E402
+from bench.race_figures import (  # noqa: E402
+    reactions,
+    render,
+    replica_splits,
+    route_weights,
+    share,
+    summary,
+)
 from harness import rbac  # noqa: E402
 from harness.dataplane import DataPlane  # noqa: E402
 from harness.kube import Cluster, open_cluster, wait_for  # noqa: E402
@@ -79,15 +86,17 @@ from harness.net import free_port  # noqa: E402
 from harness.operator import OperatorProcess  # noqa: E402
 from harness.prometheus import PrometheusServer  # noqa: E402
 
-PAIRS = {  # tool -> routers it races on
-    "ferryman": ("gatewayapi", "istio"),
-    "argo-rollouts": ("istio",),
-    "flagger": ("gatewayapi", "istio"),
+PAIRS = {  # tool -> routers it races on ("service": plain Services, the replica ratio)
+    "ferryman": ("gatewayapi", "istio", "service"),
+    "argo-rollouts": ("istio", "service"),
+    "flagger": ("gatewayapi", "istio"),  # Flagger's plain-Service mode has no canary weights
 }
 KINDS = {
     "pods": ("", "v1", "pods"),
     "httproutes": ("gateway.networking.k8s.io", "v1", "httproutes"),
     "virtualservices": ("networking.istio.io", "v1", "virtualservices"),
+    "deployments": ("apps", "v1", "deployments"),
+    "replicasets": ("apps", "v1", "replicasets"),
 }
 
 
@@ -121,6 +130,37 @@ class Watch(Stamped):
             else:
                 out[name] = obj
         return out
+
+
+class Replicas(Watch):
+    """With plain Services the split is the replica ratio, so the "route" is the
+    workloads (ferryman's Deployments, Argo Rollouts' ReplicaSets) of one object: each
+    event of one of them gives a version of the split, ``race_figures.SPLIT``, whose
+    weights are each side's ``spec.replicas`` (the controller's write, not its pods)."""
+
+    def __init__(self, cluster: Cluster, namespace: str, plural: str, tool: rt.Tool) -> None:
+        self.tool = tool
+        super().__init__(cluster, namespace, KINDS[plural])
+
+    def versions(self, name: str) -> list[tuple[float, str, dict[str, Any]]]:
+        return replica_splits(list(self.seen), lambda o: self.tool.workload_side(o, name))
+
+
+def route_watch(tool: rt.Tool, setup: rt.Setup, name: str) -> Watch:
+    """A watch of object ``name``'s route (its workloads with plain Services)."""
+    plural, _ = tool.route(setup, name)
+    if setup.router == "service":
+        return Replicas(setup.cluster, setup.namespace, plural, tool)
+    return Watch(setup.cluster, setup.namespace, KINDS[plural])
+
+
+def is_route_write(setup: rt.Setup, plural: str, route: str, resource: str, name: str) -> bool:
+    """Whether an audited write of ``resource`` ``name`` is a write of route ``route``
+    (of ``plural``): the object itself, or with plain Services any of its workloads
+    (named ``<route>-...``)."""
+    if setup.router == "service":
+        return resource == plural and name.startswith(f"{route}-")
+    return resource == plural and name == route
 
 
 class Gate:
@@ -165,9 +205,20 @@ class Gate:
 class RaceDataPlane(DataPlane):
     """harness.DataPlane for the peers' routes: a backend Service whose name ends with
     ``-canary`` is version "canary", any other "stable" (ferryman's Services carry their
-    version in an annotation, which the base class reads)."""
+    version in an annotation, which the base class reads). With plain Services
+    (``split`` set) each version's share is its side's share of the replicas."""
 
     by_suffix: bool = False
+    split: Any = None  # () -> {side: replicas}, e.g. the latest of a Replicas watch
+    side_versions: dict[str, str] | None = None  # side -> version label
+
+    def _read_shares(self) -> dict[str, float]:
+        if self.split is None:
+            return super()._read_shares()
+        replicas = self.split()
+        total = sum(replicas.values())
+        versions = self.side_versions or {}
+        return {versions.get(s, s): n / total for s, n in replicas.items() if total > 0}
 
     def _version_of(self, service: str) -> str | None:
         if self.by_suffix:
@@ -268,7 +319,7 @@ def scenario_a(ctl: Controller, limit: float, name: str = "a0") -> dict[str, Any
     main = Watch(setup.cluster, setup.namespace, tool.main_kind())
     pods = Watch(setup.cluster, setup.namespace, KINDS["pods"])
     route_kind, route_name = tool.route(setup, name)
-    routes = Watch(setup.cluster, setup.namespace, KINDS[route_kind])
+    routes = route_watch(tool, setup, name)
     try:
         create(setup, tool.objects(setup, name, analysis=False))
         wait_all(main, [name], tool.ready, deadline, f"{name} ready")
@@ -297,7 +348,7 @@ def scenario_a(ctl: Controller, limit: float, name: str = "a0") -> dict[str, Any
         out = measured(ctl, audit, t0, cpu0, 1)
         writes = sorted(
             at for at, verb, res, nm in audit.requests(t0, time.time()).writes
-            if res == route_kind and nm == route_name
+            if is_route_write(setup, route_kind, route_name, res, nm)
         )  # fmt: skip
         audit_steps = [
             min(w for w in writes if w >= to_wall(m)) - to_wall(m)
@@ -329,8 +380,11 @@ def scenario_b(
     dp.start()
     prom.add_target(f"dp-{setup.namespace}", dp.address)
     main = Watch(setup.cluster, setup.namespace, tool.main_kind())
-    route_kind, route_name = tool.route(setup, name)
-    routes = Watch(setup.cluster, setup.namespace, KINDS[route_kind])
+    _, route_name = tool.route(setup, name)
+    routes = route_watch(tool, setup, name)
+    if setup.router == "service":
+        dp.side_versions = tool.side_versions(name)
+        dp.split = lambda: route_weights((routes.versions(route_name) or [(0, "", {})])[-1][2])
     try:
         create(setup, tool.objects(setup, name, analysis=True))
         wait_all(main, [name], tool.ready, deadline, f"{name} ready")

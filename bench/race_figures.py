@@ -13,13 +13,18 @@ from typing import Any
 
 from bench.harness import percentile, table
 
+SPLIT = "ReplicaSplit"  # bench/race.py's view of plain Services' workloads as a route
+
 
 def route_weights(obj: dict[str, Any]) -> dict[str, int]:
     """Backend name -> weight of the first weighted rule of an HTTPRoute
     (``spec.rules[0].backendRefs``) or an Istio VirtualService (``spec.http[0].route``:
     ``destination.host``); a backend without a weight counts 1 (HTTPRoute) or 100
-    (VirtualService, a lone destination). Empty for any other object."""
+    (VirtualService, a lone destination); for a ``SPLIT`` (plain Services), each side's
+    replicas (``spec.replicas``). Empty for any other object."""
     spec = obj.get("spec") or {}
+    if obj.get("kind") == SPLIT:
+        return {side: int(n) for side, n in (spec.get("replicas") or {}).items()}
     if spec.get("rules"):
         refs = spec["rules"][0].get("backendRefs") or []
         return {b["name"]: int(b.get("weight", 1)) for b in refs}
@@ -27,6 +32,33 @@ def route_weights(obj: dict[str, Any]) -> dict[str, int]:
         routes = spec["http"][0].get("route") or []
         return {r["destination"]["host"]: int(r.get("weight", 100)) for r in routes}
     return {}
+
+
+def replica_splits(
+    events: list[tuple[float, str, dict[str, Any]]], side_of: Any
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """Plain Services, where the split is the replica ratio: watch ``events`` of
+    workloads (receive time, event type, object) -> a ``SPLIT`` after each event of a
+    workload that ``side_of(obj)`` puts on a side (a backend name; None: not this
+    object's), its weights each side's summed ``spec.replicas``; a deleted workload
+    leaves the split. The type of every version is "MODIFIED" (a deletion changes the
+    split, it is not the route's)."""
+    held: dict[str, tuple[str, int]] = {}  # workload -> (side, replicas)
+    out: list[tuple[float, str, dict[str, Any]]] = []
+    for at, kind, obj in events:
+        side = side_of(obj)
+        if side is None:
+            continue
+        workload = obj["metadata"]["name"]
+        if kind == "DELETED":
+            held.pop(workload, None)
+        else:
+            held[workload] = (side, int((obj.get("spec") or {}).get("replicas") or 0))
+        split: dict[str, int] = {}
+        for s, n in held.values():
+            split[s] = split.get(s, 0) + n
+        out.append((at, "MODIFIED", {"kind": SPLIT, "spec": {"replicas": split}}))
+    return out
 
 
 def share(weights: dict[str, int], backend_suffix: str) -> float:

@@ -38,6 +38,7 @@ IMAGE = "ghcr.io/acme/onnx-server"
 STEPS = (20, 40, 60)
 ANALYSIS_INTERVAL = {"ferryman": "1s", "argo-rollouts": "1s", "flagger": "1s"}
 FLAGGER_FLOOR_S = 10
+SERVICE_REPLICAS = 5  # plain Services: 20/40/60% of 5 replicas is 1/2/3 candidate pods
 
 
 def error_rate(namespace: str, model: str, version: str) -> str:
@@ -53,7 +54,8 @@ def error_rate(namespace: str, model: str, version: str) -> str:
 @dataclass
 class Setup:
     """What every tool needs of the race: the cluster (admin), the namespace, the router
-    (``istio`` or ``gatewayapi``), Prometheus' URL, the Flagger gate's URL, a work dir."""
+    (``istio``, ``gatewayapi`` or ``service``: plain Services), Prometheus' URL, the
+    Flagger gate's URL, a work dir."""
 
     cluster: Cluster
     namespace: str
@@ -61,6 +63,12 @@ class Setup:
     prometheus: str
     gate: str
     workdir: Path
+
+    @property
+    def replicas(self) -> int:
+        """Replicas of each object: 1, or, with plain Services, where the weight is the
+        replica ratio, SERVICE_REPLICAS (each step of STEPS moves at least one pod)."""
+        return SERVICE_REPLICAS if self.router == "service" else 1
 
 
 def peer_identity(cluster: Cluster, name: str, kubeconfig: Path) -> str:
@@ -87,7 +95,11 @@ def peer_identity(cluster: Cluster, name: str, kubeconfig: Path) -> str:
 
 
 def _router_ref(setup: Setup, name: str) -> tuple[str, str]:
-    """(plural of the routing object, its name) for ``setup.router``."""
+    """(plural of the routing object, its name) for ``setup.router``; with plain Services
+    the plural of the workloads whose replica counts are the split (bench/race.py's
+    ``Replicas``) and the object's name, their names' prefix."""
+    if setup.router == "service":
+        return "deployments", name
     return ("httproutes" if setup.router == "gatewayapi" else "virtualservices"), name
 
 
@@ -142,6 +154,21 @@ class Tool:
         """The ``version`` label the data plane gives the candidate's requests."""
         return "canary"
 
+    def workload_side(self, obj: dict[str, Any], name: str) -> str | None:
+        """With plain Services: which side of object ``name``'s split workload ``obj``
+        (a Deployment or ReplicaSet) is on, as a backend name (``name`` +
+        ``candidate_suffix`` for the candidate, ``name-stable`` otherwise); None when it
+        is not one of ``name``'s. The peers' workloads carry the pod template's labels."""
+        labels = obj["metadata"].get("labels") or {}
+        if labels.get("app") != name:
+            return None
+        return name + (self.candidate_suffix if labels.get(RS) == "v2" else "-stable")
+
+    def side_versions(self, name: str) -> dict[str, str]:
+        """Backend name of each side (``workload_side``) -> the ``version`` label the
+        data plane gives its requests."""
+        return {f"{name}{self.candidate_suffix}": "canary", f"{name}-stable": "stable"}
+
 
 # --- ferryman --------------------------------------------------------------------------
 
@@ -171,16 +198,17 @@ class Ferryman(Tool):
                                       "digest": "sha256:" + "0" * 63 + suffix_digit[suffix]},
                          "serving": {"image": f"{IMAGE}:2.4.1"}},
             })  # fmt: skip
-        router: dict[str, Any] = (
-            {"gatewayAPI": {"parentRefs": [{"name": "ml-gateway"}]}}
-            if setup.router == "gatewayapi"
-            else {"istio": {"hosts": [name]}}
-        )
+        routers: dict[str, dict[str, Any]] = {
+            "gatewayapi": {"gatewayAPI": {"parentRefs": [{"name": "ml-gateway"}]}},
+            "istio": {"istio": {"hosts": [name]}},
+            "service": {"service": {}},
+        }
+        router = routers[setup.router]
         steps: list[dict[str, Any]] = []
         for w in STEPS:
             steps += [{"setWeight": w}, {"pause": {}}]
         spec: dict[str, Any] = {
-            "model": name, "target": {"version": "1.0.0"}, "replicas": 1,
+            "model": name, "target": {"version": "1.0.0"}, "replicas": setup.replicas,
             "trafficRouting": router, "strategy": {"canary": {"steps": steps}},
             "scaleDownDelaySeconds": 0, "progressDeadlineSeconds": 120,
         }  # fmt: skip
@@ -227,6 +255,15 @@ class Ferryman(Tool):
 
     def candidate_label(self) -> str:
         return "1.1.0"
+
+    def workload_side(self, obj: dict[str, Any], name: str) -> str | None:
+        labels = obj["metadata"].get("labels") or {}
+        if labels.get("ferryman.dev/rollout") != name:
+            return None
+        return name + ("-b" if labels.get("ferryman.dev/version") == "1.1.0" else "-a")
+
+    def side_versions(self, name: str) -> dict[str, str]:
+        return {f"{name}-a": "1.0.0", f"{name}-b": "1.1.0"}
 
 
 # --- the peers' shared pieces ------------------------------------------------------------
@@ -281,20 +318,26 @@ class ArgoRollouts(Tool):
         steps: list[dict[str, Any]] = []
         for w in STEPS:
             steps += [{"setWeight": w}, {"pause": {}}]
-        canary: dict[str, Any] = {
-            "stableService": f"{name}-stable", "canaryService": f"{name}-canary",
-            "trafficRouting": {"istio": {"virtualService": {"name": name,
-                                                            "routes": ["primary"]}}},
-            "steps": steps,
-        }  # fmt: skip
-        out = [_service(f"{name}-stable", name), _service(f"{name}-canary", name)]
-        out.append({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": name},
-            "spec": {"hosts": [name], "http": [{"name": "primary", "route": [
-                {"destination": {"host": f"{name}-stable"}, "weight": 100},
-                {"destination": {"host": f"{name}-canary"}, "weight": 0}]}]},
-        })  # fmt: skip
+        if setup.router == "service":
+            # No traffic routing: the basic canary, the weight as the ReplicaSets'
+            # replica ratio behind one Service.
+            canary: dict[str, Any] = {"steps": steps}
+            out = [_service(name, name)]
+        else:
+            canary = {
+                "stableService": f"{name}-stable", "canaryService": f"{name}-canary",
+                "trafficRouting": {"istio": {"virtualService": {"name": name,
+                                                                "routes": ["primary"]}}},
+                "steps": steps,
+            }  # fmt: skip
+            out = [_service(f"{name}-stable", name), _service(f"{name}-canary", name)]
+            out.append({
+                "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": name},
+                "spec": {"hosts": [name], "http": [{"name": "primary", "route": [
+                    {"destination": {"host": f"{name}-stable"}, "weight": 100},
+                    {"destination": {"host": f"{name}-canary"}, "weight": 0}]}]},
+            })  # fmt: skip
         if analysis:
             out.append({
                 "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
@@ -310,11 +353,16 @@ class ArgoRollouts(Tool):
                                   "startingStep": 0}  # fmt: skip
         out.append({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "spec": {"replicas": setup.replicas, "selector": {"matchLabels": {"app": name}},
                      "template": _pod_template(name, "v1"),
                      "strategy": {"canary": canary}},
         })  # fmt: skip
         return out
+
+    def route(self, setup: Setup, name: str) -> tuple[str, str]:
+        if setup.router == "service":
+            return "replicasets", name  # the basic canary scales ReplicaSets
+        return _router_ref(setup, name)
 
     def main_kind(self) -> tuple[str, str, str]:
         return "argoproj.io", "v1alpha1", "rollouts"
@@ -393,7 +441,7 @@ class Flagger(Tool):
         }  # fmt: skip
         out: list[dict[str, Any]] = [{
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "spec": {"replicas": setup.replicas, "selector": {"matchLabels": {"app": name}},
                      "template": _pod_template(name, "v1")},
         }]  # fmt: skip
         if analysis:
