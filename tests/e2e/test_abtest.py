@@ -261,13 +261,14 @@ def test_a_pause_stops_the_tests_clock_across_an_operator_restart(
     assert at(st["experimentClock"]["heldSince"]) == pause_since, st.get("experimentClock")
     assert st["phase"] == "Paused" and pause_since < since + timedelta(seconds=duration)
     analysing_operator.restart()  # only status carries the clock over
+
+    def look_past_deadline() -> bool:
+        # The pause can come before the test's first look: no status.experiment yet.
+        look = (r.status(cluster, namespace).get("experiment") or {}).get("at")
+        return look is not None and at(look) > since + timedelta(seconds=duration + 4)
+
     wait_for(
-        lambda: (
-            at(r.status(cluster, namespace)["experiment"]["at"])
-            > since + timedelta(seconds=duration + 4)
-        ),
-        timeout=90,
-        message="a look past the nominal deadline, while paused",
+        look_past_deadline, timeout=90, message="a look past the nominal deadline, while paused"
     )
     st = r.status(cluster, namespace)
     assert st["phase"] == "Paused", st

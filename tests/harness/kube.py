@@ -187,7 +187,9 @@ class Cluster:
             proc = self.kubectl("get", "crd", *names, "-o", "json", check=False)
             if proc.returncode != 0:
                 return False
-            items = json.loads(proc.stdout).get("items", [])
+            found = json.loads(proc.stdout)
+            # One name answers the object itself, several a List.
+            items = found.get("items", []) if found.get("kind") == "List" else [found]
             return len(items) == len(names) and all(
                 any(
                     c.get("type") == "Established" and c.get("status") == "True"
