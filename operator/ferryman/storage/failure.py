@@ -29,6 +29,23 @@ SECRET_ENV = (
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
+_URL = re.compile(r"\S+://\S+")
+
+
+def words(text: str) -> str:
+    """``text`` lower-cased with every URL (``scheme://...`` up to the next space) left
+    out, for matching an error's words and status codes: a URL's port, path or digest
+    must not read as one (``127.0.0.1:38401`` is not an HTTP 401)."""
+    return _URL.sub(" ", text).lower()
+
+
+def has_status(text: str, *codes: int) -> bool:
+    """Whether ``text`` (as ``words`` leaves it) names one of the HTTP status ``codes`` as
+    a number of its own (not part of a longer number or a URL)."""
+    low = words(text)
+    return any(re.search(rf"(?<![\w.:/]){code}(?![\w.])", low) for code in codes)
+
+
 class Reason(StrEnum):
     """The reasons of the initializer contract (``/work`` notes, docs/artifacts.md)."""
 

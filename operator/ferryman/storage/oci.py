@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ferryman import errors
-from ferryman.storage.failure import Reason, StorageError
+from ferryman.storage.failure import Reason, StorageError, has_status, words
 from ferryman.storage.sink import Item, Listing
 
 CHUNK = 1 << 20
@@ -157,10 +157,10 @@ def _error(e: Exception, where: str) -> StorageError:
     response = getattr(e, "response", None)
     if response is not None and getattr(response, "status_code", None):
         return _status(response.status_code, where)
-    low = text.lower()
-    if "401" in low or "403" in low or "unauthorized" in low or "denied" in low:
+    low = words(text)  # a URL's port or path is not a status code or a word
+    if has_status(text, 401, 403) or "unauthorized" in low or "denied" in low:
         return StorageError(Reason.ACCESS_DENIED, f"{where}: {text}")
-    if "404" in low or "manifest unknown" in low or "not found" in low:
+    if has_status(text, 404) or "manifest unknown" in low or "not found" in low:
         return StorageError(Reason.NOT_FOUND, f"{where} does not exist")
     if isinstance(
         e, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError

@@ -25,7 +25,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ferryman import errors
-from ferryman.storage.failure import Reason, StorageError
+from ferryman.storage.failure import Reason, StorageError, has_status, words
 from ferryman.storage.sink import Item, Listing
 
 CHUNK = 1 << 20
@@ -128,10 +128,12 @@ def _error(e: Exception, where: str) -> StorageError:
         return StorageError(Reason.NOT_FOUND, f"{where} does not exist")
     if isinstance(e, x.PermissionDeniedError | x.UnauthenticatedError):
         return StorageError(Reason.ACCESS_DENIED, f"{where}: {text}")
-    low = str(e).lower()
-    if "403" in low or "forbidden" in low or "invalidaccesskeyid" in low or "signature" in low:
+    low = words(str(e))  # a URL's port or path is not a status code or a word
+    if has_status(str(e), 403) or any(
+        w in low for w in ("forbidden", "invalidaccesskeyid", "signature")
+    ):
         return StorageError(Reason.ACCESS_DENIED, f"{where}: {text}")
-    if "nosuchbucket" in low or "404" in low:
+    if "nosuchbucket" in low or has_status(str(e), 404):
         return StorageError(Reason.NOT_FOUND, f"{where} does not exist")
     if "body" in low and ("incomplete" in low or "closed" in low or "decoding" in low):
         return StorageError(Reason.TRUNCATED, f"{where}: {text}")
